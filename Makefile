@@ -1,0 +1,41 @@
+# lakeforge — `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEMO_DIR ?= lakeforge-demo
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint unit bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lakeforge needs Python >= 3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,dev,bench]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install lakeforge with test and dev tools (pinned by constraints.txt)
+
+demo: $(STAMP) ## set up, then run the example pipeline end to end (in ./lakeforge-demo)
+	$(VENV)/bin/lakeforge demo $(DEMO_DIR)
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+test: $(STAMP) lint ## set up, lint, then the whole test suite (slow tests included)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+unit: $(STAMP) ## the fast tests only
+	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP) ## benchmarks; writes docs/benchmarks.md
+	$(PY) bench/run.py
+
+clean: ## remove the virtual environment and caches (never touches ../shared)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DEMO_DIR) bench/.work

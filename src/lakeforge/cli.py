@@ -1,0 +1,144 @@
+"""The ``lakeforge`` command: each command a few lines calling ``Project``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lakeforge.errors import LakeforgeError
+from lakeforge.ops.progress import reporter_for
+from lakeforge.project import Project
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="lakeforge: equipment telemetry from a landing zone to Delta Lake and a warehouse.")
+out = Console()
+err = Console(stderr=True)
+STATE: dict[str, Any] = {"debug": False}
+
+ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="project folder")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON on stdout")]
+
+
+@app.callback()
+def main_options(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
+    STATE["debug"] = debug
+
+
+def _emit(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+
+
+@app.command()
+def init(path: Annotated[Path, typer.Argument(help="folder for the new project")],
+         force: Annotated[bool, typer.Option(help="overwrite an existing project's example files")] = False) -> None:
+    """Scaffold the equipment-telemetry example project."""
+    project = Project.init(path, force=force)
+    out.print(f"created project [bold]{project.config.name}[/] in {project.path}")
+
+
+@app.command()
+def generate(project: ProjectOpt = Path("."),
+             machines: Annotated[int, typer.Option(min=1)] = 50,
+             days: Annotated[int, typer.Option(min=1)] = 7,
+             seed: int = 42,
+             format: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet")] = "jsonl",
+             files: Annotated[int, typer.Option(min=1)] = 8,
+             start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")] = "2024-01-01",
+             as_json: JsonOpt = False) -> None:
+    """Write realistic synthetic telemetry into the project's landing zone."""
+    if format not in ("jsonl", "csv", "parquet"):
+        raise LakeforgeError(f"--format {format!r} is not supported", hint="use jsonl, csv or parquet")
+    result = Project(project).generate(machines=machines, days=days, seed=seed, fmt=format, files=files,
+                                       start=start)
+    if as_json:
+        _emit(result)
+    else:
+        out.print(f"wrote {result['rows']:,} rows in {result['files']} files to {result['path']}")
+
+
+@app.command()
+def run(project: ProjectOpt = Path("."),
+        full_refresh: Annotated[bool, typer.Option("--full-refresh", help="recompute every model")] = False,
+        as_json: JsonOpt = False) -> None:
+    """Run every stage incrementally: ingest, silver and gold models, warehouse load."""
+    with Project(project) as proj:
+        try:
+            result = proj.run(full_refresh=full_refresh, reporter=reporter_for(err, quiet=as_json))
+        except LakeforgeError as exc:
+            if as_json and getattr(exc, "run", None) is not None:
+                _emit(exc.run.to_dict())  # type: ignore[attr-defined]
+            raise
+    if as_json:
+        _emit(result.to_dict())
+    elif result.status == "nothing_to_do":
+        out.print("nothing to do: no new files and every table is up to date")
+    else:
+        out.print(f"run {result.run_id} {result.status} in {result.seconds:.2f}s")
+
+
+@app.command()
+def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Tables with rows, versions and freshness; quarantine; backlog; the last run."""
+    data = Project(project).status()
+    if as_json:
+        _emit(data)
+        return
+    table = Table("table", "rows", "version", "last modified", "freshness (s)")
+    for t in data["tables"]:
+        table.add_row(t["name"], f"{t['rows']:,}", str(t["version"]), t["last_modified"], str(t["freshness_seconds"]))
+    out.print(table)
+    out.print(f"quarantine rows: {data['quarantine_rows']:,}")
+    for name, backlog in data["backlog"].items():
+        out.print(f"backlog {name}: {backlog['files']} files, {backlog['bytes']:,} bytes")
+    last = data["last_run"]
+    if last:
+        out.print(f"last run: {last['run_id']} {last['status']} ({last['seconds']}s)")
+
+
+@app.command()
+def query(sql: Annotated[str, typer.Argument(help="read-only SQL")],
+          project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Query the warehouse (and lakehouse tables as bronze.x, silver.x, gold.x), read-only."""
+    result = Project(project).query(sql)
+    rows = [list(r.values()) for r in result.to_pylist()]
+    if as_json:
+        _emit({"columns": result.column_names, "rows": rows})
+        return
+    table = Table(*result.column_names)
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    out.print(table)
+
+
+@app.command()
+def demo(path: Annotated[Path, typer.Argument(help="project folder")] = Path("lakeforge-demo"),
+         machines: Annotated[int, typer.Option(min=1)] = 50,
+         days: Annotated[int, typer.Option(min=1)] = 7) -> None:
+    """Create the example project (if needed), generate data, run it, and show what happened."""
+    from lakeforge.demo import run_demo
+
+    run_demo(path, machines=machines, days=days, console=out, progress=err)
+
+
+def main() -> None:
+    try:
+        app()
+    except LakeforgeError as exc:
+        if STATE["debug"]:
+            if exc.__cause__ is not None:
+                raise exc.__cause__ from None
+            raise
+        err.print(f"[red]error: {exc.message}[/]", highlight=False, soft_wrap=True)
+        if exc.hint:
+            err.print(f"fix: {exc.hint}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

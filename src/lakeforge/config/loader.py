@@ -1,0 +1,155 @@
+"""Load ``lakeforge.yml``: YAML, then the secrets file, then environment variables, then validation.
+
+Layering (later wins):
+1. ``lakeforge.yml`` in the project folder; ``${VAR}`` and ``${VAR:-default}`` are expanded from the
+   environment anywhere in a string.
+2. ``secrets.yml`` beside it (keep it out of version control), merged key by key.
+3. Environment variables ``LAKEFORGE__<KEY>__<SUBKEY>=value`` (double underscores nest), e.g.
+   ``LAKEFORGE__WAREHOUSE__PATH=/data/wh.duckdb``. Values are parsed as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from lakeforge.config.models import ProjectConfig
+from lakeforge.errors import ConfigError
+
+CONFIG_FILE = "lakeforge.yml"
+SECRETS_FILE = "secrets.yml"
+ENV_PREFIX = "LAKEFORGE__"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_config(project_dir: Path, *, environ: Mapping[str, str] | None = None) -> ProjectConfig:
+    env = os.environ if environ is None else environ
+    path = project_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"no {CONFIG_FILE} in {project_dir}",
+            hint="run the command inside a project folder, pass --project DIR, or create one with `lakeforge init DIR`",
+        )
+    raw = _read_yaml(path)
+    secrets = project_dir / SECRETS_FILE
+    if secrets.is_file():
+        raw = _deep_merge(raw, _read_yaml(secrets))
+    raw = _deep_merge(raw, _env_overlay(env))
+    raw = _expand(raw, env, path)
+    try:
+        return ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise _config_error(exc, path) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}",
+            hint="check indentation and quoting on that line",
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, found {type(data).__name__}",
+                          hint="start the file with keys such as `name:` and `sources:`")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _env_overlay(env: Mapping[str, str]) -> dict[str, Any]:
+    overlay: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        if not keys:
+            continue
+        node = overlay
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = yaml.safe_load(value) if value else value
+    return overlay
+
+
+def _expand(value: Any, env: Mapping[str, str], path: Path) -> Any:
+    if isinstance(value, str):
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: ${{{name}}} is used but the environment variable {name} is not set",
+                              hint=f"export {name}=... or write ${{{name}:-default}}")
+        return _VAR.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, env, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, path) for v in value]
+    return value
+
+
+def _config_error(exc: ValidationError, path: Path) -> ConfigError:
+    lines = []
+    hints = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        loc = loc or "(top level)"
+        if err["type"] == "extra_forbidden":
+            field = str(err["loc"][-1])
+            known = _known_fields(err["loc"][:-1])
+            close = difflib.get_close_matches(field, known, n=1)
+            lines.append(f"{loc}: unknown setting")
+            hints.append(f"did you mean '{close[0]}'?" if close else f"known settings here: {', '.join(known)}")
+        elif err["type"] == "missing":
+            lines.append(f"{loc}: required setting is missing")
+            hints.append(f"add `{err['loc'][-1]}:` to {path.name}")
+        else:
+            got = err.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            lines.append(f"{loc}: {err['msg']}{shown}")
+            hints.append(f"change `{loc}` in {path.name}")
+    return ConfigError(f"{path}: invalid configuration: " + "; ".join(lines), hint="; ".join(hints))
+
+
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] | None = ProjectConfig
+    for part in loc:
+        if model is None:
+            return []
+        field = model.model_fields.get(str(part))
+        if field is None:
+            continue  # a dict key such as a source name
+        model = _model_of(field.annotation)
+    return sorted(model.model_fields) if model else []
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found:
+            return found
+    return None

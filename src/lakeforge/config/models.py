@@ -1,0 +1,119 @@
+"""Pydantic models for ``lakeforge.yml``.
+
+A ``type`` field picks the backend (``engine: {type: duckdb}``, ``warehouse: {type: duckdb}``), so later
+backends (Spark, Snowflake, PostgreSQL) slot in as further members of the discriminated unions.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SQL_TYPES = {
+    "string", "varchar", "boolean", "bool", "int", "integer", "bigint", "long", "smallint", "tinyint",
+    "double", "float", "real", "decimal", "date", "timestamp", "timestamp_ntz", "timestamptz",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DuckDBEngineConfig(_Strict):
+    """The embedded engine: DuckDB over Arrow, tables written with delta-rs."""
+
+    type: Literal["duckdb"] = "duckdb"
+    threads: int | None = Field(default=None, ge=1, description="DuckDB threads; default: all cores")
+    memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. '4GB'")
+
+
+EngineConfig = Annotated[DuckDBEngineConfig, Field(discriminator="type")]
+
+
+class DuckDBWarehouseConfig(_Strict):
+    """A DuckDB file as warehouse (the embedded default)."""
+
+    type: Literal["duckdb"] = "duckdb"
+    path: str = "warehouse.duckdb"
+
+
+WarehouseConfig = Annotated[DuckDBWarehouseConfig, Field(discriminator="type")]
+
+
+class SourceConfig(_Strict):
+    """One stream of landing files that becomes the bronze table ``bronze.<name>``."""
+
+    format: Literal["auto", "jsonl", "csv", "parquet"] = Field(
+        default="auto", description="file format; 'auto' decides by each file's extension"
+    )
+    path: str | None = Field(default=None, description="folder under the landing zone; default: the source name")
+    pattern: str = Field(default="*", description="glob of file names to pick up inside the folder")
+    header: bool = Field(default=True, description="CSV: the first line holds column names")
+    delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV delimiter")
+    columns: list[str] | None = Field(default=None, description="CSV without header: the column names")
+    schema_hints: dict[str, str] = Field(default_factory=dict, description="column -> SQL type in bronze")
+    timestamp_format: str | None = Field(default=None, description="strptime format of hinted timestamps")
+    max_files_per_batch: int = Field(default=1000, ge=1)
+
+    @field_validator("schema_hints")
+    @classmethod
+    def _known_types(cls, hints: dict[str, str]) -> dict[str, str]:
+        for column, sql_type in hints.items():
+            base = sql_type.split("(")[0].strip().lower()
+            if base not in SQL_TYPES:
+                raise ValueError(
+                    f"unknown type {sql_type!r} for column {column!r}; use one of {', '.join(sorted(SQL_TYPES))}"
+                )
+        return hints
+
+    @model_validator(mode="after")
+    def _csv_columns(self) -> SourceConfig:
+        if self.format == "csv" and not self.header and not self.columns:
+            raise ValueError("a CSV source without header needs 'columns: [name, ...]'")
+        return self
+
+    def folder(self, name: str) -> str:
+        return (self.path or name).strip("/")
+
+
+class ProjectConfig(_Strict):
+    """The whole ``lakeforge.yml``."""
+
+    name: str
+    dialect: Literal["databricks", "spark", "duckdb"] = Field(
+        default="databricks", description="SQL dialect the models are written in (transpiled by sqlglot)"
+    )
+    landing: str = "landing"
+    lakehouse: str = "lakehouse"
+    models_path: str = "models"
+    engine: EngineConfig = Field(default_factory=DuckDBEngineConfig)
+    warehouse: WarehouseConfig = Field(default_factory=DuckDBWarehouseConfig)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_types(cls, data: Any) -> Any:
+        """``engine: {threads: 2}`` means the default backend: fill in ``type`` before the union picks."""
+        if isinstance(data, dict):
+            for key in ("engine", "warehouse"):
+                if isinstance(data.get(key), dict) and "type" not in data[key]:
+                    data = {**data, key: {"type": "duckdb", **data[key]}}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use letters, digits and underscores, starting with a letter")
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, sources: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        for name in sources:
+            if not _NAME.match(name):
+                raise ValueError(f"source name {name!r}: use letters, digits and underscores")
+        return sources

@@ -1,0 +1,52 @@
+"""``lakeforge demo``: the example project end to end, with a summary a person can read."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from lakeforge.config import CONFIG_FILE
+from lakeforge.ops.progress import reporter_for
+from lakeforge.project import Project
+
+
+def run_demo(path: Path, *, machines: int, days: int, console: Console, progress: Console) -> None:
+    started = time.perf_counter()
+    project = Project(path) if (path / CONFIG_FILE).exists() else Project.init(path)
+    console.print(f"[bold]lakeforge demo[/] in {project.path}")
+    generated = project.generate(machines=machines, days=days)
+    console.print(f"generated {generated['rows']:,} rows of telemetry, events and master data "
+                  f"in {generated['files']} files")
+    with project:
+        result = project.run(reporter=reporter_for(progress, quiet=False))
+    stages = Table("stage", "rows in", "rows out", "dropped", "quarantined", "seconds", title="stages")
+    for s in result.stages:
+        stages.add_row(s.name, f"{s.rows_in:,}", f"{s.rows_out:,}", f"{s.rows_dropped:,}",
+                       f"{s.rows_quarantined:,}", f"{s.seconds:.2f}")
+    console.print(stages)
+    status = project.status()
+    layers = Table("table", "rows", "version", title="tables")
+    for t in status["tables"]:
+        layers.add_row(t["name"], f"{t['rows']:,}", str(t["version"]))
+    console.print(layers)
+    rules = Table("model", "rule", "action", "passed", "failed", title="data quality")
+    for s in result.stages:
+        for r in s.rules:
+            rules.add_row(r.model, r.rule, r.action, f"{r.passed:,}", f"[red]{r.failed:,}[/]" if r.failed else "0")
+    console.print(rules)
+    top = project.query("SELECT machine_id, round(avg(vibration_avg), 2) AS vibration, "
+                        "sum(readings) AS readings FROM fact_telemetry_daily GROUP BY 1 ORDER BY 2 DESC LIMIT 3")
+    console.print("machines with the highest vibration: " + ", ".join(
+        f"#{r['machine_id']} ({r['vibration']})" for r in top.to_pylist()))
+    console.print(f"run {result.run_id} {result.status}; {result.bytes_processed:,} bytes in "
+                  f"{time.perf_counter() - started:.1f}s in all")
+    p = f"--project {path}"
+    console.print("\n[bold]try next[/]\n"
+                  f"  lakeforge query {p} \"SELECT * FROM fact_telemetry_hourly LIMIT 5\"\n"
+                  f"  lakeforge query {p} \"SELECT * FROM quarantine.silver_telemetry LIMIT 5\"\n"
+                  f"  lakeforge status {p}\n"
+                  f"  lakeforge run {p}          # nothing to do until new files land\n"
+                  f"  lakeforge generate {p} --start 2024-02-01 && lakeforge run {p}")

@@ -1,0 +1,3 @@
+from lakeforge.engines.duckdb.engine import DuckDBEngine
+
+__all__ = ["DuckDBEngine"]

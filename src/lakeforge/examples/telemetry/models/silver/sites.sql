@@ -1,0 +1,12 @@
+-- kind: incremental
+-- unique_key: [site_id]
+-- on_conflict: update
+-- description: Sites where machines run.
+-- expectations:
+--   - {name: site_id_numeric, expr: site_id IS NOT NULL, action: quarantine}
+SELECT
+  try_cast(site_id AS BIGINT) AS site_id,
+  site_name,
+  region,
+  timezone
+FROM bronze.sites

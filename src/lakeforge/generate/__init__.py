@@ -1,0 +1,12 @@
+"""Synthetic equipment telemetry for a landing zone (see :mod:`lakeforge.generate.telemetry`)."""
+
+from lakeforge.generate.telemetry import (
+    Dirt,
+    GenerateError,
+    GenerateResult,
+    describe_dirt,
+    generate,
+    run_tag,
+)
+
+__all__ = ["Dirt", "GenerateError", "GenerateResult", "describe_dirt", "generate", "run_tag"]

@@ -1,0 +1,179 @@
+"""Delta tables of the lakehouse, addressed as ``layer.table``.
+
+Every commit lakeforge makes can carry Delta *application transactions* (``app_id`` → ``version``): ingestion
+records its batch number, a model records the version of each upstream table it consumed. They are part of
+the same atomic commit as the rows, which is what makes reruns after a crash exact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from lakeforge.errors import ConfigError
+from lakeforge.storage import Location
+
+LAYERS = ("bronze", "silver", "gold", "quarantine")
+TABLE_CONFIG = {"delta.enableChangeDataFeed": "true"}
+CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    layer: str
+    rows: int
+    version: int
+    last_modified: float  # unix seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "layer": self.layer,
+            "rows": self.rows,
+            "version": self.version,
+            "last_modified": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_modified)),
+            "freshness_seconds": round(max(0.0, time.time() - self.last_modified), 1),
+        }
+
+
+def split_name(name: str) -> tuple[str, str]:
+    layer, _, table = name.partition(".")
+    if layer not in LAYERS or not table or "." in table:
+        raise ConfigError(f"table name {name!r} is not of the form <layer>.<table>",
+                          hint=f"use one of the layers {', '.join(LAYERS)}, e.g. silver.telemetry")
+    return layer, table
+
+
+class Catalog:
+    """Names ↔ Delta tables under one lakehouse location."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+
+    def uri(self, name: str) -> str:
+        layer, table = split_name(name)
+        return self.location.join(layer, table)
+
+    def exists(self, name: str) -> bool:
+        return DeltaTable.is_deltatable(self.uri(name), storage_options=self.location.storage_options)
+
+    def table(self, name: str, *, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(self.uri(name), version=version, storage_options=self.location.storage_options)
+        except TableNotFoundError:
+            raise ConfigError(f"table {name} does not exist in the lakehouse at {self.location.uri}",
+                              hint="run `lakeforge run` first, or check the name with `lakeforge status`") from None
+
+    def names(self) -> list[str]:
+        found = []
+        for layer in LAYERS:
+            folder = self.location.local_path(layer)
+            if folder.is_dir():
+                for child in sorted(folder.iterdir()):
+                    if (child / "_delta_log").is_dir():
+                        found.append(f"{layer}.{child.name}")
+        return found
+
+    def version(self, name: str) -> int:
+        return self.table(name).version() if self.exists(name) else -1
+
+    def consumed(self, name: str, app_id: str) -> int:
+        """The version recorded for ``app_id`` in the table's commits, -1 if none."""
+        if not self.exists(name):
+            return -1
+        found = self.table(name).transaction_version(app_id)
+        return -1 if found is None else int(found)
+
+    def dataset(self, name: str, *, version: int | None = None) -> pads.Dataset:
+        return self.table(name, version=version).to_pyarrow_dataset()
+
+    def changes(self, name: str, *, since: int, until: int) -> tuple[pa.Table, bool]:
+        """Rows inserted or updated in versions ``since+1 .. until`` (change data feed), without the CDF
+        columns, and whether any rows were deleted or rewritten in that range (then consumers recompute)."""
+        if until <= since:
+            schema = pa.schema(self.table(name, version=until).schema().to_arrow())
+            return schema.empty_table(), False
+        table = _without_views(pa.table(self.table(name).load_cdf(starting_version=since + 1, ending_version=until)))
+        kinds = table["_change_type"].cast(pa.string())
+        keep = pc.is_in(kinds, pa.array(["insert", "update_postimage"]))
+        has_deletes = bool(pc.any(pc.equal(kinds, "delete")).as_py())
+        return table.filter(keep).drop_columns(list(CHANGE_COLUMNS)), has_deletes
+
+    def info(self, name: str) -> TableInfo:
+        dt = self.table(name)
+        actions = pa.table(dt.get_add_actions(flatten=True))
+        rows = int(pc.sum(actions["num_records"]).as_py() or 0) if actions.num_rows else 0
+        history = dt.history(limit=1)
+        last = history[0].get("timestamp", 0) / 1000 if history else 0.0
+        return TableInfo(name=name, layer=split_name(name)[0], rows=rows, version=dt.version(), last_modified=last)
+
+    def write(
+        self,
+        name: str,
+        data: pa.Table | pa.RecordBatchReader,
+        *,
+        mode: Literal["append", "overwrite"],
+        transactions: Mapping[str, int] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        partition_by: list[str] | None = None,
+    ) -> None:
+        """One atomic Delta commit; new columns are merged into the schema."""
+        write_deltalake(
+            self.uri(name),
+            data,
+            mode=mode,
+            schema_mode="merge" if mode == "append" else "overwrite",
+            partition_by=partition_by,
+            configuration=TABLE_CONFIG,
+            storage_options=self.location.storage_options,
+            commit_properties=_commit(transactions, metadata),
+        )
+
+    def merge(
+        self,
+        name: str,
+        data: pa.Table,
+        *,
+        keys: list[str],
+        update: bool,
+        transactions: Mapping[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """Upsert ``data`` on ``keys`` (insert only when ``update`` is false). Returns delta-rs metrics."""
+        predicate = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        merger = self.table(name).merge(
+            data, predicate, source_alias="s", target_alias="t", merge_schema=True,
+            commit_properties=_commit(transactions, None),
+        )
+        if update:
+            merger = merger.when_matched_update_all()
+        metrics: dict[str, Any] = merger.when_not_matched_insert_all().execute()
+        return metrics
+
+
+def _without_views(table: pa.Table) -> pa.Table:
+    """delta-rs returns string_view / binary_view columns that some Arrow kernels lack; use plain types."""
+    fields = []
+    for f in table.schema:
+        if f.type == pa.string_view():
+            f = f.with_type(pa.string())
+        elif f.type == pa.binary_view():
+            f = f.with_type(pa.binary())
+        fields.append(f)
+    schema = pa.schema(fields, metadata=table.schema.metadata)
+    return table if schema == table.schema else table.cast(schema)
+
+
+def _commit(transactions: Mapping[str, int] | None, metadata: Mapping[str, str] | None) -> CommitProperties:
+    return CommitProperties(
+        app_transactions=[Transaction(app, int(v)) for app, v in (transactions or {}).items()] or None,
+        custom_metadata=dict(metadata) if metadata else None,
+    )

@@ -1,0 +1,143 @@
+"""Running one model: choose the strategy, read only what changed, check in the same pass, commit atomically.
+
+Each model commit carries, per upstream table, the Delta transaction ``(lakeforge:<upstream>, version)`` of the
+upstream version it consumed, so progress moves atomically with the data. Strategies:
+
+- ``full``: the table is new, refreshed, or ``materialized``: recompute over the upstream snapshots, overwrite.
+- ``append``: incremental without key: the driver's new rows, appended.
+- ``merge``: incremental with ``unique_key``: the driver's new rows, merged on the key.
+- ``groups``: incremental aggregate whose GROUP BY covers ``unique_key``: the groups the new rows touch are
+  recomputed from the driver's full snapshot and merged, so late rows correct their groups.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from lakeforge.engines.base import Engine, Relation
+from lakeforge.errors import ModelError
+from lakeforge.lakehouse import Catalog
+from lakeforge.models.model import Model, error_line
+from lakeforge.ops.results import StageResult
+
+
+def app_id(upstream: str) -> str:
+    return f"lakeforge:{upstream}"
+
+
+def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, full_refresh: bool) -> StageResult:
+    started = time.perf_counter()
+    result = StageResult(name=model.name, kind="model")
+    upstream = model.upstream()
+    versions = {u: catalog.version(u) for u in upstream}
+    missing = [u for u, v in versions.items() if v < 0]
+    if missing:
+        result.status = "skipped"
+        result.detail = f"waiting for {', '.join(missing)} (no data yet)"
+        return result
+    exists = catalog.exists(model.name)
+    consumed = {u: catalog.consumed(model.name, app_id(u)) for u in upstream} if exists else {}
+    if exists and not full_refresh and all(consumed.get(u, -1) >= v for u, v in versions.items()):
+        result.status = "skipped"
+        result.detail = "upstream unchanged"
+        return result
+    driver = model.driver()
+    transactions = {app_id(u): v for u, v in versions.items()}
+    incremental = (model.config.kind == "incremental" and exists and not full_refresh
+                   and driver is not None and consumed.get(driver, -1) >= 0)
+    relations: dict[str, Relation] = {u: catalog.dataset(u, version=versions[u]) for u in upstream}
+    strategy = "full"
+    if incremental:
+        assert driver is not None
+        changes, has_deletes = catalog.changes(driver, since=consumed[driver], until=versions[driver])
+        keys = model.group_keys()
+        if has_deletes:
+            strategy = "full"  # the upstream was rewritten: recompute everything
+        elif keys:
+            strategy = "groups"
+            relations[driver] = _touched(engine, driver, relations[driver], changes, keys)
+        else:
+            strategy = "merge" if model.config.unique_key else "append"
+            relations[driver] = changes
+    result.strategy = strategy
+    result.rows_read = sum(_rows(r) for r in relations.values())
+    expectations = [(e, model.transpile(e.expr)) for e in model.config.expectations]
+    try:
+        output = engine.run_model(model.duckdb_sql(), model=model.name, relations=relations,
+                                  expectations=expectations, unique_key=model.config.unique_key,
+                                  latest_by=model.config.latest_by)
+    except ModelError as exc:
+        line = error_line(model, exc.message)
+        raise ModelError(f"{exc.message} (in {model.path}, line {line})", hint=exc.hint) from None
+    result.rows_in = output.rows_in
+    result.rows_dropped = output.rows_dropped
+    result.dropped_by = dict(output.dropped_by)
+    result.rules = output.rules
+    if output.quarantined is not None and output.quarantined.num_rows:
+        _quarantine(catalog, model, output.quarantined, run_id=run_id, transactions=transactions)
+        result.rows_quarantined = output.quarantined.num_rows
+    kept = output.kept
+    if strategy in ("merge", "groups") and kept.num_rows:
+        update = strategy == "groups" or model.config.on_conflict == "update"
+        metrics = catalog.merge(model.name, kept, keys=model.config.unique_key, update=update,
+                                transactions=transactions)
+        written = int(metrics.get("num_target_rows_inserted", 0)) + int(metrics.get("num_target_rows_updated", 0))
+        if not update:
+            existing = kept.num_rows - written
+            if existing:
+                result.dropped_by["duplicate_key"] = result.dropped_by.get("duplicate_key", 0) + existing
+                result.rows_dropped += existing
+        result.rows_written = written
+    else:
+        mode: Any = "overwrite" if strategy == "full" else "append"
+        catalog.write(model.name, kept, mode=mode, transactions=transactions,
+                      partition_by=model.config.partition_by or None)
+        result.rows_written = kept.num_rows
+    result.rows_out = result.rows_in - result.rows_dropped - result.rows_quarantined
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _touched(engine: Engine, driver: str, full: Relation, changes: pa.Table,
+             keys: dict[str, exp.Expr]) -> pa.Table:
+    """Rows of ``driver`` in the groups that ``changes`` touch."""
+    exprs = [_unqualified(e).sql(dialect="duckdb") for e in keys.values()]
+    tuple_sql = "(" + ", ".join(exprs) + ")" if len(exprs) > 1 else exprs[0]
+    engine.register("__lf_changes", changes)
+    engine.register("__lf_full", full)
+    return engine.query_arrow(
+        f"SELECT * FROM __lf_full WHERE {tuple_sql} IN (SELECT DISTINCT {tuple_sql} FROM __lf_changes)",
+        relations={},
+    )
+
+
+def _unqualified(expression: exp.Expr) -> exp.Expr:
+    copy = expression.copy()
+    for column in copy.find_all(exp.Column):
+        column.set("table", None)
+    return copy
+
+
+def _rows(relation: Relation) -> int:
+    if isinstance(relation, pa.Table):
+        return relation.num_rows
+    count = getattr(relation, "count_rows", None)
+    return int(count()) if count else 0
+
+
+def _quarantine(catalog: Catalog, model: Model, rows: pa.Table, *, run_id: str, transactions: dict[str, int]) -> None:
+    """Append quarantined rows once per consumed upstream version (a rerun after a crash writes nothing twice)."""
+    name = model.quarantine_table
+    if catalog.exists(name) and all(catalog.consumed(name, a) >= v for a, v in transactions.items()):
+        return
+    n = rows.num_rows
+    table = (rows.append_column("_model", pa.repeat(pa.scalar(model.name), n))
+             .append_column("_run_id", pa.repeat(pa.scalar(run_id), n))
+             .append_column("_quarantined_at",
+                            pa.repeat(pa.scalar(dt.datetime.now(dt.UTC), pa.timestamp("us", "UTC")), n)))
+    catalog.write(name, table, mode="append", transactions=transactions)

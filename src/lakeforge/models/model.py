@@ -1,0 +1,195 @@
+"""One SQL model: ``models/<layer>/<name>.sql`` with a header of ``-- key: value`` YAML lines.
+
+Example::
+
+    -- kind: incremental
+    -- unique_key: [machine_id, ts]
+    -- description: Typed, deduplicated sensor readings.
+    -- expectations:
+    --   - {name: ts_parsed, expr: ts IS NOT NULL, action: quarantine}
+    SELECT ...
+
+Kinds:
+- ``incremental``: reads only the rows its upstream tables gained since the versions it last consumed. With
+  ``unique_key`` the result is merged on the key (``on_conflict: update`` or ``keep_first``); an aggregate
+  (GROUP BY covering the key) recomputes only the groups that the new rows touch, so late rows correct
+  the groups they belong to. Without a key the rows are appended.
+- ``materialized``: recomputed in full whenever an upstream table changed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import sqlglot
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlglot import exp
+
+from lakeforge.errors import ConfigError, ModelError
+from lakeforge.lakehouse.catalog import LAYERS
+from lakeforge.quality import Expectation
+
+MODEL_LAYERS = ("silver", "gold")
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["incremental", "materialized"] = "materialized"
+    unique_key: list[str] = Field(default_factory=list)
+    on_conflict: Literal["update", "keep_first"] = "update"
+    latest_by: str | None = Field(default=None, description="among rows of one key in a batch, keep the greatest")
+    partition_by: list[str] = Field(default_factory=list)
+    description: str | None = None
+    owner: str | None = None
+    expectations: list[Expectation] = Field(default_factory=list)
+
+
+@dataclass
+class Model:
+    name: str  # layer.table
+    path: Path
+    config: ModelConfig
+    sql: str  # as written, in the project's dialect
+    dialect: str
+    tree: exp.Expr = field(repr=False)
+    line_offset: int = 0  # lines of header before the SQL
+
+    @property
+    def layer(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def table(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    @property
+    def quarantine_table(self) -> str:
+        return f"quarantine.{self.layer}_{self.table}"
+
+    def upstream(self) -> list[str]:
+        """Lakehouse tables the SQL reads, in order of first appearance (CTE names excluded)."""
+        ctes = {c.alias_or_name for c in self.tree.find_all(exp.CTE)}
+        seen: list[str] = []
+        for table in self.tree.find_all(exp.Table):
+            if not table.db and table.name in ctes:
+                continue
+            name = f"{table.db}.{table.name}" if table.db else table.name
+            if name not in seen:
+                seen.append(name)
+        return seen
+
+    def driver(self) -> str | None:
+        """The table in the outermost FROM clause (the one incremental runs read changes of)."""
+        select = self.tree if isinstance(self.tree, exp.Select) else None
+        from_ = select.args.get("from_") if select is not None else None
+        if from_ is not None and isinstance(from_.this, exp.Table) and from_.this.db:
+            return f"{from_.this.db}.{from_.this.name}"
+        return None
+
+    def group_keys(self) -> dict[str, exp.Expr] | None:
+        """For an aggregate whose GROUP BY covers ``unique_key``: key column -> expression over the driver."""
+        select = self.tree
+        if not isinstance(select, exp.Select) or not select.args.get("group") or not self.config.unique_key:
+            return None
+        if select.args.get("joins"):
+            return None
+        projections = {p.alias_or_name: (p.this if isinstance(p, exp.Alias) else p) for p in select.expressions}
+        keys = {}
+        for key in self.config.unique_key:
+            if key not in projections:
+                return None
+            keys[key] = projections[key]
+        return keys
+
+    def duckdb_sql(self) -> str:
+        return self.tree.sql(dialect="duckdb")
+
+    def transpile(self, expression: str) -> str:
+        """A predicate or expression in the project's dialect, as DuckDB SQL."""
+        try:
+            return sqlglot.parse_one(expression, read=self.dialect).sql(dialect="duckdb")
+        except sqlglot.errors.ParseError as exc:
+            raise ModelError(f"{self.path}: cannot parse expression {expression!r}: {exc}",
+                             hint="write it as a SQL boolean predicate, e.g. `volt BETWEEN 0 AND 400`") from None
+
+
+def parse_model(path: Path, *, name: str, dialect: str) -> Model:
+    text = path.read_text(encoding="utf-8")
+    header_lines: list[str] = []
+    lines = text.splitlines()
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("--"):
+            header_lines.append(stripped[2:].removeprefix(" "))
+        elif stripped:
+            break
+        else:
+            header_lines.append("")
+    offset = len(header_lines)
+    body = "\n".join(lines[offset:]).strip().rstrip(";")
+    try:
+        header = yaml.safe_load("\n".join(header_lines)) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: the model header (the leading `--` lines) is not valid YAML: {exc}",
+                          hint="write `-- key: value` lines, e.g. `-- kind: incremental`") from None
+    if not isinstance(header, dict):
+        header = {}
+    try:
+        config = ModelConfig.model_validate(header)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: invalid model header: {problems}",
+                          hint="see docs/models.md for the header keys") from None
+    if not body:
+        raise ModelError(f"{path}: the model has no SQL", hint="write a SELECT statement after the header")
+    try:
+        statements = sqlglot.parse(body, read=dialect)
+    except sqlglot.errors.ParseError as exc:
+        err: dict[str, object] = exc.errors[0] if exc.errors else {}
+        line = int(err.get("line") or 0) + offset  # type: ignore[call-overload]
+        raise ModelError(f"model {name} ({path}) line {line}: SQL does not parse: {err.get('description', exc)}",
+                         hint=f"fix the SQL (written in the {dialect!r} dialect)") from None
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        raise ModelError(f"model {name} ({path}): a model is exactly one SELECT (or WITH ... SELECT) statement",
+                         hint="remove other statements; DDL and DML are run by lakeforge itself")
+    tree: exp.Expr = statements[0]
+    return Model(name=name, path=path, config=config, sql=body, dialect=dialect, tree=tree, line_offset=offset)
+
+
+def load_models(models_dir: Path, *, dialect: str) -> list[Model]:
+    """Every ``models/<layer>/<name>.sql``; layer is silver or gold."""
+    models: list[Model] = []
+    if not models_dir.is_dir():
+        return models
+    for path in sorted(models_dir.rglob("*.sql")):
+        rel = path.relative_to(models_dir)
+        if len(rel.parts) != 2 or rel.parts[0] not in MODEL_LAYERS:
+            raise ConfigError(f"{path}: models live in models/<layer>/<name>.sql with layer one of "
+                              f"{', '.join(MODEL_LAYERS)}", hint=f"move the file, e.g. to models/silver/{path.name}")
+        name = f"{rel.parts[0]}.{path.stem}"
+        models.append(parse_model(path, name=name, dialect=dialect))
+    assert all(m.layer in LAYERS for m in models)
+    return models
+
+
+_QUOTED = re.compile(r'"([^"]+)"')
+
+
+def error_line(model: Model, message: str) -> int:
+    """The line of the model file that an engine error most likely points at.
+
+    Engines report positions in the SQL they ran (transpiled, one line); we map back through the identifiers
+    the message quotes, falling back to the first line of SQL.
+    """
+    text = model.path.read_text(encoding="utf-8").splitlines()
+    for token in _QUOTED.findall(message):
+        pattern = re.compile(rf"\b{re.escape(token)}\b", re.IGNORECASE)
+        for number, line in enumerate(text[model.line_offset:], start=model.line_offset + 1):
+            if pattern.search(line):
+                return number
+    return model.line_offset + 1

@@ -1,0 +1,1 @@
+"""Running the pipeline: stages, run records, locking and progress."""

@@ -1,0 +1,73 @@
+"""Progress for long work: a live display on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from lakeforge.ops.results import StageResult
+
+
+class Reporter:
+    """Silent base: used when the caller wants JSON on stdout or runs in a notebook."""
+
+    def begin(self, total: int) -> None: ...
+
+    def start(self, name: str) -> None: ...
+
+    def finish(self, stage: StageResult) -> None: ...
+
+    def end(self) -> None: ...
+
+
+def _summary(stage: StageResult) -> str:
+    if stage.status == "skipped":
+        return f"{stage.name}: nothing to do ({stage.detail})"
+    parts = [f"{stage.rows_in:,} in", f"{stage.rows_out:,} out"]
+    if stage.rows_dropped:
+        parts.append(f"{stage.rows_dropped:,} dropped")
+    if stage.rows_quarantined:
+        parts.append(f"{stage.rows_quarantined:,} quarantined")
+    return f"{stage.name}: {', '.join(parts)} [{stage.strategy}] in {stage.seconds:.2f}s"
+
+
+class LogReporter(Reporter):
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+
+    def finish(self, stage: StageResult) -> None:
+        print(f"lakeforge: {_summary(stage)}", file=self.stream, flush=True)
+
+
+class LiveReporter(Reporter):
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                                 console=console, transient=True)
+        self.task: int | None = None
+
+    def begin(self, total: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("run", total=total)
+
+    def start(self, name: str) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, description=name)  # type: ignore[arg-type]
+
+    def finish(self, stage: StageResult) -> None:
+        self.console.print(f"  [green]✓[/] {_summary(stage)}" if stage.status == "ok" else f"  · {_summary(stage)}")
+        if self.task is not None:
+            self.progress.advance(self.task)  # type: ignore[arg-type]
+
+    def end(self) -> None:
+        self.progress.stop()
+
+
+def reporter_for(console: Console, *, quiet: bool) -> Reporter:
+    if quiet:
+        return Reporter()
+    return LiveReporter(console) if console.is_terminal else LogReporter()

@@ -1,0 +1,72 @@
+"""What a run reports: one ``StageResult`` per stage and a ``RunResult`` for the whole run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from lakeforge.quality import RuleResult
+
+
+@dataclass
+class StageResult:
+    """Counts of one stage. Invariant: ``rows_in == rows_out + rows_dropped + rows_quarantined``.
+
+    ``rows_in`` are the candidate rows the stage produced (an ingestion's parsed rows plus the rows of files it
+    could not parse; a model's query result), ``rows_read`` the upstream rows it read, ``rows_written`` the rows
+    it committed (for an aggregate: the groups written).
+    """
+
+    name: str
+    kind: Literal["ingest", "model", "load"]
+    status: Literal["ok", "skipped", "failed"] = "ok"
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_dropped: int = 0
+    rows_quarantined: int = 0
+    rows_read: int = 0
+    rows_written: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    strategy: str = ""
+    detail: str = ""
+    dropped_by: dict[str, int] = field(default_factory=dict)
+    rules: list[RuleResult] = field(default_factory=list)
+
+    @property
+    def did_work(self) -> bool:
+        return self.status == "ok"
+
+    def balanced(self) -> bool:
+        return self.rows_in == self.rows_out + self.rows_dropped + self.rows_quarantined
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rules"] = [r.to_dict() for r in self.rules]
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: Literal["succeeded", "failed", "nothing_to_do"]
+    started_at: str
+    seconds: float
+    stages: list[StageResult]
+    bytes_processed: int
+    error: str | None = None
+    failed_stage: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "started_at": self.started_at,
+            "seconds": round(self.seconds, 3),
+            "bytes_processed": self.bytes_processed,
+            "stages": [s.to_dict() for s in self.stages],
+            "expectations": [r.to_dict() for s in self.stages for r in s.rules],
+            "error": self.error,
+            "failed_stage": self.failed_stage,
+        }

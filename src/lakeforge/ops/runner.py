@@ -1,0 +1,111 @@
+"""The runner: ingest every source, run the models in graph order, load the warehouse — each incrementally.
+
+One run at a time per lakehouse (a lock file); every run leaves a record in ``_lakeforge/runs/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from lakeforge.errors import LakeforgeError
+from lakeforge.ingest import Ingestor
+from lakeforge.models.execute import run_model
+from lakeforge.ops.progress import Reporter
+from lakeforge.ops.results import RunResult, StageResult
+
+if TYPE_CHECKING:
+    from lakeforge.project import Project
+
+RUNS = "_lakeforge/runs"
+
+
+@contextmanager
+def run_lock(project: Project) -> Iterator[None]:
+    path = project.lakehouse.local_path("_lakeforge/run.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LakeforgeError(f"another lakeforge run holds the lock {path}",
+                                 hint="wait for it to finish; runs of one lakehouse are one at a time") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def execute(project: Project, *, full_refresh: bool, reporter: Reporter) -> RunResult:
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    stages: list[StageResult] = []
+    error: LakeforgeError | None = None
+    failed: str | None = None
+    graph = project.graph()
+    models = graph.ordered()
+    reporter.begin(len(project.config.sources) + len(models) + 1)
+    try:
+        with run_lock(project):
+            for name, source in project.config.sources.items():
+                reporter.start(f"ingest:{name}")
+                failed = f"ingest:{name}"
+                stage = Ingestor(name=name, source=source, landing=project.landing, lakehouse=project.lakehouse,
+                                 catalog=project.catalog, engine=project.engine).run()
+                stages.append(stage)
+                reporter.finish(stage)
+            for model in models:
+                reporter.start(model.name)
+                failed = model.name
+                stage = run_model(model, catalog=project.catalog, engine=project.engine, run_id=run_id,
+                                  full_refresh=full_refresh)
+                stages.append(stage)
+                reporter.finish(stage)
+            reporter.start("warehouse")
+            failed = "warehouse"
+            stage = project.load_warehouse(run_id=run_id, models=models)
+            stages.append(stage)
+            reporter.finish(stage)
+            failed = None
+    except LakeforgeError as exc:
+        error = exc
+    except Exception as exc:  # a bug, not bad input: still recorded as a failed run
+        error = LakeforgeError(f"internal error in {failed or 'the run'}: {type(exc).__name__}: {exc}",
+                               hint="rerun with --debug for the traceback and report it")
+        error.__cause__ = exc
+    finally:
+        reporter.end()
+    if error is not None:
+        status = "failed"
+    elif any(s.did_work for s in stages):
+        status = "succeeded"
+    else:
+        status = "nothing_to_do"
+    result = RunResult(
+        run_id=run_id, status=status, started_at=started_at, seconds=time.perf_counter() - started,  # type: ignore[arg-type]
+        stages=stages, bytes_processed=sum(s.bytes for s in stages if s.kind == "ingest"),
+        error=str(error) if error else None, failed_stage=failed if error else None,
+    )
+    project.lakehouse.write_json_atomic(f"{RUNS}/{run_id}.json", result.to_dict())
+    if error is not None:
+        error.run = result  # type: ignore[attr-defined]
+        raise error
+    return result
+
+
+def last_run(project: Project) -> dict[str, object] | None:
+    folder = project.lakehouse.local_path(RUNS)
+    if not folder.is_dir():
+        return None
+    runs = sorted(folder.glob("*.json"))
+    if not runs:
+        return None
+    data: dict[str, object] = json.loads(runs[-1].read_text())
+    return data

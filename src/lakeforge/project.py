@@ -1,0 +1,159 @@
+"""``Project``: the one entry point that the CLI, tests, notebooks (and later the dashboard) call."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from lakeforge.config import CONFIG_FILE, ProjectConfig, load_config
+from lakeforge.engines import Engine, create_engine
+from lakeforge.errors import ConfigError, LakeforgeError
+from lakeforge.ingest import Ingestor
+from lakeforge.lakehouse import LAYERS, Catalog
+from lakeforge.models import Model, ModelGraph, load_models
+from lakeforge.ops.progress import Reporter
+from lakeforge.ops.results import RunResult, StageResult
+from lakeforge.ops.runner import execute, last_run
+from lakeforge.storage import Location
+
+EXAMPLE = "telemetry"
+
+
+class Project:
+    def __init__(self, path: str | Path = ".") -> None:
+        self.path = Path(path).resolve()
+        self.config: ProjectConfig = load_config(self.path)
+        self.landing = Location(self.config.landing, base_dir=self.path)
+        self.lakehouse = Location(self.config.lakehouse, base_dir=self.path)
+        self.catalog = Catalog(self.lakehouse)
+
+    # -- set-up -----------------------------------------------------------------------------------
+    @staticmethod
+    def init(path: str | Path, *, example: str = EXAMPLE, force: bool = False) -> Project:
+        """Scaffold the example project into ``path`` (refuses to overwrite an existing project)."""
+        target = Path(path)
+        if (target / CONFIG_FILE).exists() and not force:
+            raise ConfigError(f"{target / CONFIG_FILE} already exists",
+                              hint="choose an empty folder, or pass --force to overwrite the example's files")
+        source = resources.files("lakeforge") / "examples" / example
+        if not source.is_dir():
+            raise ConfigError(f"there is no example named {example!r}", hint=f"use {EXAMPLE!r}")
+        with resources.as_file(source) as folder:
+            shutil.copytree(folder, target, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py"))
+        return Project(target)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return create_engine(self.config.engine)
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.close()
+            del self.__dict__["engine"]
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def models(self) -> list[Model]:
+        return load_models(self.path / self.config.models_path, dialect=self.config.dialect)
+
+    def graph(self) -> ModelGraph:
+        return ModelGraph(self.models(), sources=list(self.config.sources))
+
+    # -- commands ---------------------------------------------------------------------------------
+    def generate(self, **options: Any) -> dict[str, object]:
+        from lakeforge.generate import generate
+
+        return generate(self.landing.root, **options).to_dict()
+
+    def run(self, *, full_refresh: bool = False, reporter: Reporter | None = None) -> RunResult:
+        return execute(self, full_refresh=full_refresh, reporter=reporter or Reporter())
+
+    def load_warehouse(self, *, run_id: str, models: list[Model]) -> StageResult:
+        from lakeforge.warehouses import create_warehouse
+
+        started = time.perf_counter()
+        stage = StageResult(name="warehouse", kind="load", strategy="ledger")
+        warehouse = create_warehouse(self.config.warehouse, base_dir=self.path)
+        loads = []
+        try:
+            for model in models:
+                if model.layer == "gold" and self.catalog.exists(model.name):
+                    loads.append(warehouse.load(model.name, catalog=self.catalog, keys=model.config.unique_key,
+                                                run_id=run_id))
+        finally:
+            warehouse.close()
+        done = [ld for ld in loads if ld.mode != "skipped"]
+        stage.rows_in = stage.rows_out = stage.rows_read = stage.rows_written = sum(ld.rows for ld in done)
+        stage.status = "ok" if done else "skipped"
+        stage.detail = ", ".join(f"{ld.table} ({ld.mode}, v{ld.to_version})" for ld in done) or "gold unchanged"
+        stage.seconds = time.perf_counter() - started
+        return stage
+
+    def status(self) -> dict[str, Any]:
+        tables = [self.catalog.info(name).to_dict() for name in self.catalog.names()]
+        quarantine = 0
+        for table in tables:
+            if table["layer"] == "quarantine":
+                if table["name"].startswith("quarantine.bronze_"):
+                    ds = self.catalog.dataset(table["name"])
+                    quarantine += int(pa.compute.sum(ds.to_table(columns=["_rows"])["_rows"]).as_py() or 0)
+                else:
+                    quarantine += int(table["rows"])
+        backlog = {}
+        for name, source in self.config.sources.items():
+            files = Ingestor(name=name, source=source, landing=self.landing, lakehouse=self.lakehouse,
+                             catalog=self.catalog, engine=None).backlog()  # type: ignore[arg-type]
+            backlog[name] = {"files": len(files), "bytes": sum(f.size for f in files)}
+        return {"project": self.config.name, "tables": tables, "quarantine_rows": quarantine,
+                "backlog": backlog, "last_run": last_run(self)}
+
+    def query(self, sql: str) -> pa.Table:
+        """Read-only SQL over the warehouse; lakehouse tables are addressable as ``bronze.x``, ``gold.x`` ..."""
+        statements = _parse_read_only(sql)
+        wanted = {f"{t.db}.{t.name}" for s in statements for t in s.find_all(exp.Table)
+                  if t.db in LAYERS and not t.catalog}
+        from lakeforge.engines.duckdb import DuckDBEngine
+
+        engine = DuckDBEngine(self.config.engine)
+        try:
+            wh = self.path / self.config.warehouse.path
+            if wh.exists():
+                engine.execute(f"ATTACH '{wh}' AS warehouse (READ_ONLY)")
+                engine.execute("USE warehouse")
+            relations = {name: self.catalog.dataset(name) for name in sorted(wanted)}
+            try:
+                return engine.query_arrow(sql, relations=relations)
+            except Exception as exc:  # duckdb errors: report as ours
+                raise LakeforgeError(f"query failed: {str(exc).splitlines()[0]}",
+                                     hint="check table and column names with `lakeforge status`") from None
+        finally:
+            engine.close()
+
+    def table(self, name: str) -> pa.Table:
+        """A lakehouse table as Arrow."""
+        return self.catalog.dataset(name).to_table()
+
+
+def _parse_read_only(sql: str) -> list[exp.Expr]:
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+    except sqlglot.errors.ParseError as exc:
+        raise LakeforgeError(f"query does not parse: {str(exc).splitlines()[0]}",
+                             hint="write DuckDB SQL, e.g. SELECT * FROM fact_telemetry_hourly LIMIT 5") from None
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query | exp.Describe):
+        raise LakeforgeError("lakeforge query is read-only: one SELECT (or WITH ... SELECT / DESCRIBE) statement",
+                             hint="change data through models and `lakeforge run`, not through query")
+    return statements

@@ -1,0 +1,3 @@
+from lakeforge.warehouses.duckdb.warehouse import DuckDBWarehouse
+
+__all__ = ["DuckDBWarehouse"]

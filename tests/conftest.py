@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakeforge.project import Project
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def write_project(root: Path, config: dict[str, object], models: dict[str, str]) -> Path:
+    """A project folder with ``lakeforge.yml`` and ``models/<layer>/<name>.sql`` files."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "lakeforge.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for name, sql in models.items():
+        layer, table = name.split(".")
+        path = root / "models" / layer / f"{table}.sql"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(sql).lstrip())
+    return root
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Iterator[Callable[..., Project]]:
+    opened: list[Project] = []
+
+    def make(config: dict[str, object], models: dict[str, str], *, folder: str = "proj") -> Project:
+        config = {"name": "test", **config}
+        project = Project(write_project(tmp_path / folder, config, models))
+        opened.append(project)
+        return project
+
+    yield make
+    for project in opened:
+        project.close()
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Iterator[Project]:
+    """The example telemetry project with a small generated landing zone."""
+    project = Project.init(tmp_path / "demo")
+    project.generate(machines=12, days=3, seed=7, files=6)
+    yield project
+    project.close()
+
+
+def landing_lines(folder: Path, *, header: bool = False) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.name.startswith((".", "_")):
+            lines = [ln for ln in path.read_bytes().splitlines() if ln.strip()]
+            total += len(lines) - (1 if header and lines else 0)
+    return total

@@ -1,0 +1,280 @@
+"""The example project end to end on the embedded engine: counts, incrementality, late data, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from lakeforge.errors import ExpectationFailed, LakeforgeError, ModelError
+from lakeforge.ops.runner import last_run
+from lakeforge.project import Project
+from tests.conftest import landing_lines
+
+
+def rows(project: Project, name: str) -> int:
+    return project.catalog.dataset(name).count_rows()
+
+
+def stage(result: object, name: str):  # type: ignore[no-untyped-def]
+    return next(s for s in result.stages if s.name == name)  # type: ignore[attr-defined]
+
+
+def test_every_stage_balances_and_nothing_is_lost(example: Project) -> None:
+    result = example.run()
+    assert result.status == "succeeded"
+    for s in result.stages:
+        assert s.balanced(), s
+    landing = example.landing.root
+    for source in ("telemetry", "errors", "failures", "maintenance"):
+        ingest = stage(result, f"ingest:{source}")
+        assert ingest.rows_in == landing_lines(landing / source), source
+        assert rows(example, f"bronze.{source}") == ingest.rows_out
+    silver = stage(result, "silver.telemetry")
+    bronze_rows = rows(example, "bronze.telemetry")
+    assert silver.rows_in == bronze_rows
+    assert rows(example, "silver.telemetry") == silver.rows_out
+    assert rows(example, "quarantine.silver_telemetry") == silver.rows_quarantined
+    assert silver.rows_quarantined > 0 and silver.dropped_by["duplicate_key"] > 0
+    # every reading (machine, timestamp) of bronze is in silver or in quarantine, and silver has each once
+    con = duckdb.connect()
+    con.register("b", example.catalog.dataset("bronze.telemetry"))
+    con.register("s", example.catalog.dataset("silver.telemetry"))
+    con.register("q", example.catalog.dataset("quarantine.silver_telemetry"))
+    lost = con.sql("SELECT count(*) FROM (SELECT DISTINCT machine_id, ts FROM b EXCEPT "
+                   "(SELECT machine_id, ts FROM s UNION SELECT machine_id, ts FROM q))").fetchall()[0][0]
+    assert lost == 0
+    assert con.sql("SELECT count(*) - count(DISTINCT (machine_id, ts)) FROM s").fetchall()[0][0] == 0
+    reasons = {r for (rs,) in con.sql("SELECT _failed_rules FROM q").fetchall() for r in rs}
+    rule_names = {r.rule for r in silver.rules}
+    assert reasons and reasons <= rule_names
+
+
+def test_second_run_does_nothing_and_says_so(example: Project) -> None:
+    assert example.run().status == "succeeded"
+    versions = {n: example.catalog.version(n) for n in example.catalog.names()}
+    again = example.run()
+    assert again.status == "nothing_to_do"
+    assert all(s.status == "skipped" for s in again.stages)
+    assert {n: example.catalog.version(n) for n in example.catalog.names()} == versions
+    assert last_run(example)["status"] == "nothing_to_do"  # type: ignore[index]
+
+
+def test_gold_and_warehouse_match_an_independent_computation(example: Project) -> None:
+    example.run()
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    con.register("s", example.catalog.dataset("silver.telemetry"))
+    expected = con.sql("SELECT machine_id, date_trunc('hour', ts) AS hour, count(*) AS readings, "
+                       "round(avg(vibration), 9) AS v, max(temperature) AS t FROM s GROUP BY ALL "
+                       "ORDER BY ALL").to_arrow_table().to_pylist()
+    got = example.query("SELECT machine_id, hour, readings, round(vibration_avg, 9) AS v, "
+                        "temperature_max AS t FROM fact_telemetry_hourly ORDER BY ALL").to_pylist()
+    assert got == expected
+    gold = example.query("SELECT count(*) AS n FROM gold.fact_telemetry_hourly").to_pylist()[0]["n"]
+    assert gold == len(expected)
+    kpi = example.query("SELECT sum(failures) AS f FROM fleet_kpi_daily").to_pylist()[0]["f"]
+    assert kpi == rows(example, "silver.failures") > 0
+
+
+def test_incremental_runs_equal_a_full_refresh(example: Project) -> None:
+    example.run()
+    example.generate(machines=12, days=2, seed=8, files=3, start="2024-01-04")
+    second = example.run()
+    assert stage(second, "gold.fact_telemetry_hourly").strategy == "groups"
+    assert stage(second, "silver.telemetry").strategy == "merge"
+    example.generate(machines=12, days=1, seed=9, files=2, start="2024-01-02")  # overlaps: late data
+    example.run()
+    query = "SELECT * EXCLUDE (vibration_std) FROM gold.fact_telemetry_hourly ORDER BY machine_id, hour"
+    incremental = example.query(query)
+    warehouse_incremental = example.query(query.replace("gold.", ""))
+    refreshed = example.run(full_refresh=True)
+    assert stage(refreshed, "gold.fact_telemetry_hourly").strategy == "full"
+    assert example.query(query).equals(incremental)
+    assert warehouse_incremental.equals(incremental)
+
+
+def test_late_rows_correct_the_hour_they_belong_to(example: Project) -> None:
+    example.run()
+    sql = ("SELECT readings, vibration_max FROM fact_telemetry_hourly "
+           "WHERE machine_id = 3 AND hour = TIMESTAMPTZ '2024-01-01 05:00:00+00'")
+    before = example.query(sql).to_pylist()[0]
+    late = {"ts": "2024-01-01 05:59:30", "machine_id": 3, "volt": 170.0, "rotate": 450.0, "pressure": 100.0,
+            "vibration": 199.5, "temperature": 70.0}
+    path = example.landing.root / "telemetry" / "late-arrival.jsonl"
+    path.write_text(json.dumps(late) + "\n")
+    result = example.run()
+    assert stage(result, "gold.fact_telemetry_hourly").rows_written == 1
+    after = example.query(sql).to_pylist()[0]
+    assert after["readings"] == before["readings"] + 1
+    assert after["vibration_max"] == 199.5
+
+
+def test_a_file_that_cannot_be_parsed_is_quarantined_and_the_rest_proceeds(example: Project) -> None:
+    bad = example.landing.root / "telemetry" / "broken.jsonl"
+    bad.write_text('{"ts": "2024-01-01 00:00:00", "machine_id": 1}\n{"ts": "2024-01-01 00:10:00", "machi\n')
+    (example.landing.root / "telemetry" / "empty.jsonl").write_text("")
+    result = example.run()
+    ingest = stage(result, "ingest:telemetry")
+    assert ingest.rows_quarantined == 2 and ingest.balanced()
+    quarantined = example.table("quarantine.bronze_telemetry").to_pylist()
+    by_file = {q["_source_file"]: q for q in quarantined}
+    assert "Malformed JSON" in by_file["telemetry/broken.jsonl"]["_reason"]
+    assert by_file["telemetry/broken.jsonl"]["_rows"] == 2
+    assert by_file["telemetry/empty.jsonl"]["_reason"].startswith("empty file")
+    assert ingest.rows_out == rows(example, "bronze.telemetry") > 0
+    assert example.status()["quarantine_rows"] >= 2
+
+
+def test_rerun_after_a_crash_between_manifest_and_commit_ingests_exactly_once(
+    example: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakeforge.lakehouse.catalog import Catalog
+
+    real_write = Catalog.write
+    calls = {"n": 0}
+
+    def crashing_write(self: Catalog, name: str, *args: object, **kwargs: object) -> None:
+        if name == "bronze.telemetry":
+            calls["n"] += 1
+            raise RuntimeError("simulated crash before the Delta commit")
+        real_write(self, name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Catalog, "write", crashing_write)
+    with pytest.raises(LakeforgeError, match="simulated crash"):
+        example.run()
+    assert calls["n"] == 1
+    monkeypatch.setattr(Catalog, "write", real_write)
+    result = example.run()
+    assert rows(example, "bronze.telemetry") == landing_lines(example.landing.root / "telemetry")
+    assert stage(result, "ingest:telemetry").rows_out == rows(example, "bronze.telemetry")
+    assert example.run().status == "nothing_to_do"
+
+
+SOURCES = {"events": {"format": "jsonl"}}
+
+
+def write_events(project: Project, rows_: list[dict[str, object]], name: str = "a.jsonl") -> None:
+    folder = project.landing.root / "events"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows_))
+
+
+def test_a_failing_model_names_the_model_the_error_and_its_line(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project({"sources": SOURCES, "dialect": "duckdb"}, {
+        "silver.events": """
+            -- kind: materialized
+            SELECT
+              id,
+              no_such_column + 1 AS x
+            FROM bronze.events
+        """,
+    })
+    write_events(project, [{"id": 1}])
+    with pytest.raises(ModelError) as info:
+        project.run()
+    text = str(info.value)
+    assert "silver.events" in text and "no_such_column" in text and "line 4" in text
+    assert not project.catalog.exists("silver.events")
+    record = last_run(project)
+    assert record is not None and record["status"] == "failed" and record["failed_stage"] == "silver.events"
+
+
+def test_expectation_actions_and_counts(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project({"sources": SOURCES}, {
+        "silver.events": """
+            -- kind: incremental
+            -- unique_key: [id]
+            -- expectations:
+            --   - {name: id_present, expr: id IS NOT NULL, action: quarantine}
+            --   - {name: positive, expr: v > 0, action: drop}
+            --   - {name: small, expr: v < 100, action: warn}
+            SELECT try_cast(id AS INT) AS id, try_cast(v AS DOUBLE) AS v FROM bronze.events
+        """,
+    })
+    write_events(project, [{"id": 1, "v": 5}, {"id": 2, "v": -1}, {"id": None, "v": 3}, {"id": 3, "v": 500},
+                           {"id": 1, "v": 5}])
+    result = project.run()
+    s = stage(result, "silver.events")
+    assert (s.rows_in, s.rows_out, s.rows_dropped, s.rows_quarantined) == (5, 2, 2, 1)
+    assert s.dropped_by == {"expectation:positive": 1, "duplicate_key": 1}
+    counts = {r.rule: (r.passed, r.failed) for r in s.rules}
+    assert counts == {"id_present": (4, 1), "positive": (4, 1), "small": (4, 1)}
+    assert sorted(r["id"] for r in project.table("silver.events").to_pylist()) == [1, 3]
+    quarantined = project.table("quarantine.silver_events").to_pylist()
+    assert quarantined[0]["_failed_rules"] == ["id_present"] and quarantined[0]["_run_id"] == result.run_id
+
+
+def test_fail_action_commits_nothing(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project({"sources": SOURCES}, {
+        "silver.events": """
+            -- expectations:
+            --   - {name: id_present, expr: id IS NOT NULL, action: fail}
+            SELECT id FROM bronze.events
+        """,
+    })
+    write_events(project, [{"id": 1}, {"id": None}])
+    with pytest.raises(ExpectationFailed, match=r"id_present.*1 of 2 rows; nothing was committed"):
+        project.run()
+    assert not project.catalog.exists("silver.events")
+
+
+def test_query_is_read_only_and_reaches_every_layer(example: Project) -> None:
+    example.run()
+    with pytest.raises(LakeforgeError, match="read-only"):
+        example.query("DELETE FROM fact_telemetry_hourly")
+    with pytest.raises(LakeforgeError, match="read-only"):
+        example.query("CREATE TABLE x AS SELECT 1")
+    n = example.query("SELECT (SELECT count(*) FROM bronze.telemetry) > (SELECT count(*) FROM silver.telemetry) "
+                      "AS more").to_pylist()
+    assert n == [{"more": True}]
+    with pytest.raises(LakeforgeError, match="query failed"):
+        example.query("SELECT * FROM no_such_table")
+
+
+def test_warehouse_loads_are_idempotent(example: Project) -> None:
+    example.run()
+    wh = example.path / "warehouse.duckdb"
+    con = duckdb.connect(str(wh))
+    before = con.sql("SELECT count(*) FROM fact_telemetry_hourly").fetchall()[0][0]
+    # pretend the ledger lost the last load of a keyed table: reloading must not duplicate rows
+    con.execute("UPDATE _lakeforge_loads SET source_version = source_version - 1 "
+                "WHERE table_name = 'fact_errors'")
+    con.close()
+    stage_ = example.load_warehouse(run_id="retry", models=example.graph().ordered())
+    assert stage_.status == "ok"
+    con = duckdb.connect(str(wh), read_only=True)
+    assert con.sql("SELECT count(*) FROM fact_telemetry_hourly").fetchall()[0][0] == before
+    assert con.sql("SELECT count(*) FROM fact_errors").fetchall()[0][0] == rows(example, "gold.fact_errors")
+    con.close()
+    assert example.load_warehouse(run_id="again", models=example.graph().ordered()).status == "skipped"
+
+
+def test_lakehouse_tables_are_readable_by_polars_and_pyarrow(example: Project) -> None:
+    polars = pytest.importorskip("polars")
+    example.run()
+    frame = polars.read_delta(example.catalog.uri("gold.fact_telemetry_hourly"))
+    assert frame.height == rows(example, "gold.fact_telemetry_hourly")
+    assert isinstance(example.table("gold.dim_machine"), pa.Table)
+
+
+def test_status_reports_tables_versions_freshness_and_backlog(example: Project) -> None:
+    status = example.status()
+    assert status["backlog"]["telemetry"]["files"] == 6 and status["tables"] == []
+    example.run()
+    status = example.status()
+    by_name = {t["name"]: t for t in status["tables"]}
+    assert by_name["silver.telemetry"]["rows"] == rows(example, "silver.telemetry")
+    assert by_name["silver.telemetry"]["layer"] == "silver"
+    assert by_name["gold.fact_telemetry_hourly"]["freshness_seconds"] >= 0
+    assert status["backlog"]["telemetry"] == {"files": 0, "bytes": 0}
+    assert status["last_run"]["status"] == "succeeded"
+
+
+def test_init_refuses_to_overwrite_a_project(tmp_path: Path) -> None:
+    Project.init(tmp_path / "p")
+    with pytest.raises(LakeforgeError, match="already exists"):
+        Project.init(tmp_path / "p")

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakeforge.config import load_config
+from lakeforge.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "lakeforge.yml").write_text(text)
+    return tmp_path
+
+
+def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "name: plant\n"))
+    assert config.engine.type == "duckdb"
+    assert config.warehouse.type == "duckdb"
+    assert config.dialect == "databricks"
+    assert config.sources == {}
+
+
+def test_unknown_setting_names_file_field_and_suggests_fix(tmp_path: Path) -> None:
+    write(tmp_path, "name: plant\nsources:\n  telemetry: {fromat: jsonl}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    text = str(info.value)
+    assert "lakeforge.yml" in text
+    assert "sources.telemetry.fromat" in text
+    assert "did you mean 'format'" in text
+
+
+def test_bad_enum_value_names_the_field_and_the_value(tmp_path: Path) -> None:
+    write(tmp_path, "name: plant\nsources:\n  telemetry: {format: xml}\n")
+    with pytest.raises(ConfigError, match=r"sources\.telemetry\.format.*'xml'"):
+        load_config(tmp_path)
+
+
+def test_unknown_engine_type_is_rejected(tmp_path: Path) -> None:
+    write(tmp_path, "name: plant\nengine: {type: oracle}\n")
+    with pytest.raises(ConfigError, match="engine"):
+        load_config(tmp_path)
+
+
+def test_missing_name_says_to_add_it(tmp_path: Path) -> None:
+    write(tmp_path, "landing: x\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert "name: required setting is missing" in str(info.value)
+    assert "add `name:`" in str(info.value)
+
+
+def test_yaml_syntax_error_gives_the_line(tmp_path: Path) -> None:
+    write(tmp_path, "name: plant\nsources:\n  telemetry: {format: jsonl\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(tmp_path)
+
+
+def test_csv_without_header_needs_columns(tmp_path: Path) -> None:
+    write(tmp_path, "name: plant\nsources:\n  failures: {format: csv, header: false}\n")
+    with pytest.raises(ConfigError, match="needs 'columns"):
+        load_config(tmp_path)
+
+
+def test_unknown_hint_type_lists_the_known_ones(tmp_path: Path) -> None:
+    write(tmp_path, "name: plant\nsources:\n  t: {schema_hints: {ts: datetime64}}\n")
+    with pytest.raises(ConfigError, match=r"unknown type 'datetime64'.*timestamp"):
+        load_config(tmp_path)
+
+
+def test_env_overlay_and_interpolation_and_secrets(tmp_path: Path) -> None:
+    write(tmp_path, "name: plant\nlanding: ${LANDING_ROOT:-./landing}\nwarehouse: {path: wh.duckdb}\n")
+    (tmp_path / "secrets.yml").write_text("lakehouse: /secret/lake\n")
+    env = {"LAKEFORGE__WAREHOUSE__PATH": "/tmp/other.duckdb", "LANDING_ROOT": "/data/landing"}
+    config = load_config(tmp_path, environ=env)
+    assert config.warehouse.path == "/tmp/other.duckdb"
+    assert config.landing == "/data/landing"
+    assert config.lakehouse == "/secret/lake"
+    assert load_config(tmp_path, environ={}).landing == "./landing"
+
+
+def test_unset_variable_without_default_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "name: plant\nlanding: ${NOPE_NOT_SET}\n")
+    with pytest.raises(ConfigError, match="NOPE_NOT_SET is not set"):
+        load_config(tmp_path, environ={})
+
+
+def test_missing_file_says_how_to_create_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="lakeforge init"):
+        load_config(tmp_path)
