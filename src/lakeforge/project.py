@@ -115,7 +115,7 @@ class Project:
         backlog = {}
         for name, source in self.config.sources.items():
             files = Ingestor(name=name, source=source, landing=self.landing, lakehouse=self.lakehouse,
-                             catalog=self.catalog, engine=None).backlog()  # type: ignore[arg-type]
+                             catalog=self.catalog, engine=None).backlog()
             backlog[name] = {"files": len(files), "bytes": sum(f.size for f in files)}
         return {"project": self.config.name, "tables": tables, "quarantine_rows": quarantine,
                 "backlog": backlog, "last_run": last_run(self)}

@@ -328,3 +328,10 @@ def test_throughput_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[st
     with capsys.disabled():
         print(f"\n[generate] {res.rows:,} rows in {elapsed:.2f}s = {res.rows / elapsed:,.0f} rows/s (jsonl)")
     assert res.rows > 200 * 7 * 24 * 6
+
+
+def test_a_short_run_without_any_events_writes_empty_event_files(tmp_path: Path) -> None:
+    # 2 machines for 1 day: usually no failures at all; the generator must not trip on empty arrays
+    result = generate(tmp_path, machines=2, days=1, seed=8, files=2)
+    assert result.rows >= 2 * 24 * 6
+    assert (tmp_path / "failures").is_dir()

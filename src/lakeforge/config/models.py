@@ -7,10 +7,14 @@ backends (Spark, Snowflake, PostgreSQL) slot in as further members of the discri
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "csv",
+              ".parquet": "parquet", ".pq": "parquet"}
+COMPRESSIONS = (".gz", ".zst")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SQL_TYPES = {
     "string", "varchar", "boolean", "bool", "int", "integer", "bigint", "long", "smallint", "tinyint",
@@ -77,6 +81,15 @@ class SourceConfig(_Strict):
 
     def folder(self, name: str) -> str:
         return (self.path or name).strip("/")
+
+    def format_of(self, path: str) -> str | None:
+        """The format a file is read with: the declared one, or (``auto``) by extension; None if unknown."""
+        if self.format != "auto":
+            return self.format
+        name = path.lower()
+        for suffix in COMPRESSIONS:
+            name = name.removesuffix(suffix)
+        return EXTENSIONS.get(PurePosixPath(name).suffix)
 
 
 class ProjectConfig(_Strict):

@@ -1,5 +1,5 @@
 """Compute engines behind one boundary. ``duckdb`` is the embedded default."""
 
-from lakeforge.engines.base import Engine, EngineCapabilities, FileRead, ModelOutput, create_engine
+from lakeforge.engines.base import Engine, EngineCapabilities, ModelOutput, create_engine
 
-__all__ = ["Engine", "EngineCapabilities", "FileRead", "ModelOutput", "create_engine"]
+__all__ = ["Engine", "EngineCapabilities", "ModelOutput", "create_engine"]

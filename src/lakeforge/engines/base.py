@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
@@ -25,28 +26,29 @@ class EngineCapabilities:
 
 
 @dataclass
-class FileRead:
-    """What reading one batch of landing files gave: the rows, and the files that could not be read."""
-
-    table: pa.Table | None
-    rows_per_file: dict[str, int]
-    bad_files: dict[str, str]  # path -> reason
-
-
-@dataclass
 class ModelOutput:
-    kept: pa.Table
-    quarantined: pa.Table | None
+    """Counts of one model run, and its rows as streams (call each once; then ``release``)."""
+
     rows_in: int
+    rows_kept: int
+    rows_quarantined: int
     rows_dropped: int
-    rules: list[RuleResult] = field(default_factory=list)
-    dropped_by: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    rules: list[RuleResult]
+    dropped_by: dict[str, int]  # reason -> rows
+    kept: Callable[[], pa.RecordBatchReader]
+    quarantined: Callable[[], pa.RecordBatchReader]
+    release: Callable[[], None] = field(default=lambda: None)
 
 
 class Engine(Protocol):
     capabilities: EngineCapabilities
 
-    def read_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig) -> FileRead: ...
+    def scan_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig, batch_id: int,
+                   ingested_at: dt.datetime) -> pa.RecordBatchReader: ...
+
+    def check_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig) -> dict[str, str]: ...
+
+    def is_bad_input(self, exc: BaseException) -> bool: ...
 
     def run_model(
         self,
@@ -56,7 +58,8 @@ class Engine(Protocol):
         relations: Mapping[str, Relation],
         expectations: list[tuple[Expectation, str]],
         unique_key: list[str],
-        latest_by: str | None,
+        order_by: list[str],
+        keep: Literal["first", "last"],
     ) -> ModelOutput: ...
 
     def register(self, alias: str, relation: Relation) -> None: ...

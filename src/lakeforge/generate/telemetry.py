@@ -165,6 +165,8 @@ def _validate(machines: int, days: int, seed: int, fmt: str, files: int, rph: in
 
 def _ts_strings(start: np.datetime64, steps: np.ndarray, step_s: int) -> np.ndarray:
     """'YYYY-MM-DD HH:MM:SS' strings for step indices."""
+    if steps.size == 0:
+        return np.array([], dtype="<U19")
     t = start + steps.astype(np.int64) * np.timedelta64(step_s, "s")
     return np.char.replace(np.datetime_as_string(t, unit="s"), "T", " ")
 

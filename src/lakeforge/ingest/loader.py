@@ -16,9 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lakeforge.config.models import SourceConfig
 from lakeforge.engines.base import Engine
@@ -27,12 +28,11 @@ from lakeforge.ops.results import StageResult
 from lakeforge.storage import FileInfo, Location
 
 CHECKPOINTS = "_lakeforge/checkpoints"
-METADATA_COLUMNS = ("_source_file", "_file_size", "_file_modification_time", "_ingested_at", "_batch_id")
 
 
 class Ingestor:
     def __init__(self, *, name: str, source: SourceConfig, landing: Location, lakehouse: Location,
-                 catalog: Catalog, engine: Engine) -> None:
+                 catalog: Catalog, engine: Engine | None) -> None:
         self.name = name
         self.source = source
         self.landing = landing
@@ -45,109 +45,169 @@ class Ingestor:
         self.checkpoint_dir = f"{CHECKPOINTS}/{name}"
 
     # -- manifests -----------------------------------------------------------------------------
-    def _manifests(self) -> dict[int, list[FileInfo]]:
+    def _manifest_path(self, batch_id: int) -> str:
+        return f"{self.checkpoint_dir}/batch-{batch_id:08d}.json"
+
+    def _manifests(self) -> dict[int, Manifest]:
         folder = self.lakehouse.local_path(self.checkpoint_dir)
-        found: dict[int, list[FileInfo]] = {}
+        found: dict[int, Manifest] = {}
         if folder.is_dir():
             for path in folder.glob("batch-*.json"):
                 data = self.lakehouse.read_json(f"{self.checkpoint_dir}/{path.name}")
-                found[int(data["batch_id"])] = [FileInfo(f["path"], f["size"], f["mtime_ms"]) for f in data["files"]]
+                manifest = Manifest(
+                    batch_id=int(data["batch_id"]),
+                    files=[FileInfo(f["path"], f["size"], f["mtime_ms"]) for f in data["files"]],
+                    bad={k: (str(v[0]), int(v[1])) for k, v in (data.get("bad") or {}).items()},
+                )
+                found[manifest.batch_id] = manifest
         return found
+
+    def _save(self, manifest: Manifest) -> None:
+        self.lakehouse.write_json_atomic(self._manifest_path(manifest.batch_id), {
+            "batch_id": manifest.batch_id, "source": self.name,
+            "files": [f.to_dict() for f in manifest.files],
+            "bad": {k: list(v) for k, v in sorted(manifest.bad.items())},
+        })
 
     def backlog(self) -> list[FileInfo]:
         """Landing files not yet ingested (nor recorded in a pending batch)."""
-        recorded = {f.path for files in self._manifests().values() for f in files}
-        return [f for f in self.landing.list(self.source.folder(self.name), pattern=self.source.pattern)
-                if f.path not in recorded]
+        recorded = {f.path for m in self._manifests().values() for f in m.files}
+        return [f for f in self._listing() if f.path not in recorded]
 
-    def _batches(self) -> Iterator[tuple[int, list[FileInfo], bool]]:
+    def _listing(self) -> list[FileInfo]:
+        return self.landing.list(self.source.folder(self.name), pattern=self.source.pattern)
+
+    def _batches(self) -> Iterator[tuple[Manifest, bool]]:
+        """Pending batches first (a crash left them half done), then new files, one format per batch."""
         manifests = self._manifests()
         committed = self.catalog.consumed(self.table, self.app_id)
+        quarantined = self.catalog.consumed(self.quarantine, self.app_id)
         for batch_id in sorted(manifests):
-            if batch_id > committed:  # written but not committed before a crash: redo with the same files
-                yield batch_id, manifests[batch_id], True
-        recorded = {f.path for files in manifests.values() for f in files}
-        new = [f for f in self.landing.list(self.source.folder(self.name), pattern=self.source.pattern)
-               if f.path not in recorded]
+            manifest = manifests[batch_id]
+            if batch_id > committed or (manifest.bad and batch_id > quarantined):
+                yield manifest, True
+        recorded = {f.path for m in manifests.values() for f in m.files}
+        new = [f for f in self._listing() if f.path not in recorded]
+        by_format: dict[str, list[FileInfo]] = {}
+        for info in new:
+            by_format.setdefault(self.source.format_of(info.path) or "unknown", []).append(info)
         next_id = max([*manifests, committed]) + 1
         size = self.source.max_files_per_batch
-        for start in range(0, len(new), size):
-            yield next_id, new[start:start + size], False
-            next_id += 1
+        for fmt in sorted(by_format):
+            group = by_format[fmt]
+            for start in range(0, len(group), size):
+                yield Manifest(batch_id=next_id, files=group[start:start + size]), False
+                next_id += 1
 
     # -- the stage ------------------------------------------------------------------------------
     def run(self) -> StageResult:
         result = StageResult(name=f"ingest:{self.name}", kind="ingest", status="skipped", strategy="files")
         started = time.perf_counter()
-        for batch_id, files, redo in self._batches():
+        for manifest, redo in self._batches():
             if not redo:
-                self.lakehouse.write_json_atomic(
-                    f"{self.checkpoint_dir}/batch-{batch_id:08d}.json",
-                    {"batch_id": batch_id, "source": self.name, "files": [f.to_dict() for f in files]},
-                )
-            self._ingest(batch_id, files, result)
+                self._save(manifest)
+            self._ingest(manifest, result)
             result.status = "ok"
         result.seconds = time.perf_counter() - started
         if result.status == "skipped":
             result.detail = "no new files"
         return result
 
-    def _ingest(self, batch_id: int, files: list[FileInfo], result: StageResult) -> None:
+    def _ingest(self, manifest: Manifest, result: StageResult) -> None:
+        """Bronze first, then the quarantine of the files that could not be parsed; each commit carries the
+        batch id, and the manifest names the bad files before either commit, so a rerun finishes the job."""
+        batch_id = manifest.batch_id
         ingested_at = dt.datetime.now(dt.UTC)
-        read = self.engine.read_files(files, location=self.landing, source=self.source)
-        by_path = {f.path: f for f in files}
-        bad_rows = 0
-        if read.bad_files:
-            bad = [by_path[p] for p in sorted(read.bad_files)]
-            counts = [self._count_lines(f) for f in bad]
-            bad_rows = sum(counts)
-            quarantine = pa.table({
-                "_source_file": [f.path for f in bad],
-                "_reason": [read.bad_files[f.path] for f in bad],
-                "_rows": pa.array(counts, pa.int64()),
-                "_file_size": pa.array([f.size for f in bad], pa.int64()),
-                "_file_modification_time": pa.array([f.mtime_ms * 1000 for f in bad], pa.timestamp("us", "UTC")),
-                "_ingested_at": pa.array([ingested_at] * len(bad), pa.timestamp("us", "UTC")),
-                "_batch_id": pa.array([batch_id] * len(bad), pa.int64()),
-            })
-            if self.catalog.consumed(self.quarantine, self.app_id) < batch_id:
-                self.catalog.write(self.quarantine, quarantine, mode="append",
-                                   transactions={self.app_id: batch_id})
-        table = self._with_metadata(read.table, files=files, batch_id=batch_id, ingested_at=ingested_at)
+        written = 0
         if self.catalog.consumed(self.table, self.app_id) < batch_id:
-            self.catalog.write(self.table, table, mode="append", transactions={self.app_id: batch_id})
-        result.rows_in += table.num_rows + bad_rows
-        result.rows_out += table.num_rows
+            precheck = {f.path: r for f, r in ((f, _precheck(f, self.source)) for f in manifest.files) if r}
+            if any(p not in manifest.bad for p in precheck):
+                manifest.bad.update({p: (r, self._count_rows(p)) for p, r in precheck.items()})
+                self._save(manifest)
+            try:
+                written = self._write_bronze(manifest, ingested_at)
+            except Exception as exc:
+                if self.engine is None or not self.engine.is_bad_input(exc):
+                    raise
+                good = [f for f in manifest.files if f.path not in manifest.bad]
+                found = self.engine.check_files(good, location=self.landing, source=self.source)
+                if not found:
+                    raise
+                manifest.bad.update({p: (r, self._count_rows(p)) for p, r in found.items()})
+                self._save(manifest)
+                written = self._write_bronze(manifest, ingested_at)
+        bad_rows = sum(rows for _, rows in manifest.bad.values())
+        if manifest.bad and self.catalog.consumed(self.quarantine, self.app_id) < batch_id:
+            self._write_quarantine(manifest, ingested_at)
+        result.rows_in += written + bad_rows
+        result.rows_out += written
         result.rows_quarantined += bad_rows
-        result.rows_read += table.num_rows + bad_rows
-        result.rows_written += table.num_rows
-        result.bytes += sum(f.size for f in files)
+        result.rows_read += written + bad_rows
+        result.rows_written += written
+        result.bytes += sum(f.size for f in manifest.files)
 
-    def _with_metadata(self, table: pa.Table | None, *, files: list[FileInfo], batch_id: int,
-                       ingested_at: dt.datetime) -> pa.Table:
-        if table is None:
-            table = pa.table({"_source_file": pa.array([], pa.string())})
-        prefix = str(self.landing.root) + "/"
-        rel = pc.utf8_slice_codeunits(table["_source_file"], start=len(prefix))
-        paths = pa.array([f.path for f in files])
-        index = pc.index_in(rel, value_set=paths)
-        n = table.num_rows
-        table = table.drop_columns(["_source_file"])
-        return (
-            table.append_column("_source_file", rel)
-            .append_column("_file_size", pc.take(pa.array([f.size for f in files], pa.int64()), index))
-            .append_column("_file_modification_time",
-                           pc.take(pa.array([f.mtime_ms * 1000 for f in files], pa.timestamp("us", "UTC")), index))
-            .append_column("_ingested_at", pa.repeat(pa.scalar(ingested_at, pa.timestamp("us", "UTC")), n))
-            .append_column("_batch_id", pa.repeat(pa.scalar(batch_id, pa.int64()), n))
-        )
+    def _write_bronze(self, manifest: Manifest, ingested_at: dt.datetime) -> int:
+        assert self.engine is not None
+        good = [f for f in manifest.files if f.path not in manifest.bad]
+        count = [0]
+        if good:
+            reader = self.engine.scan_files(good, location=self.landing, source=self.source,
+                                            batch_id=manifest.batch_id, ingested_at=ingested_at)
 
-    def _count_lines(self, info: FileInfo) -> int:
-        """Rows a file that could not be parsed stands for: its non-empty lines (at least 1 unless empty)."""
-        if info.size == 0:
-            return 0
-        data = self.landing.read_bytes(info.path)
+            def counted() -> Iterator[pa.RecordBatch]:
+                for batch in reader:
+                    count[0] += batch.num_rows
+                    yield batch
+
+            data: pa.Table | pa.RecordBatchReader = pa.RecordBatchReader.from_batches(reader.schema, counted())
+        else:
+            data = METADATA_SCHEMA.empty_table()
+        self.catalog.write(self.table, data, mode="append", transactions={self.app_id: manifest.batch_id})
+        return count[0]
+
+    def _write_quarantine(self, manifest: Manifest, ingested_at: dt.datetime) -> None:
+        by_path = {f.path: f for f in manifest.files}
+        bad = [by_path[p] for p in sorted(manifest.bad)]
+        table = pa.table({
+            "_source_file": [f.path for f in bad],
+            "_reason": [manifest.bad[f.path][0] for f in bad],
+            "_rows": pa.array([manifest.bad[f.path][1] for f in bad], pa.int64()),
+            "_file_size": pa.array([f.size for f in bad], pa.int64()),
+            "_file_modification_time": pa.array([f.mtime_ms * 1000 for f in bad], pa.timestamp("us", "UTC")),
+            "_ingested_at": pa.array([ingested_at] * len(bad), pa.timestamp("us", "UTC")),
+            "_batch_id": pa.array([manifest.batch_id] * len(bad), pa.int64()),
+        })
+        self.catalog.write(self.quarantine, table, mode="append", transactions={self.app_id: manifest.batch_id})
+
+    def _count_rows(self, path: str) -> int:
+        """Rows a file that could not be parsed stands for: its non-empty lines, less a CSV header."""
+        data = self.landing.read_bytes(path)
         lines = sum(1 for line in data.splitlines() if line.strip())
-        if self.source.header and info.path.lower().endswith(".csv") and lines:
+        if lines and self.source.header and self.source.format_of(path) == "csv":
             lines -= 1
-        return max(lines, 1)
+        return lines if data else 0
+
+
+@dataclass
+class Manifest:
+    batch_id: int
+    files: list[FileInfo]
+    bad: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (reason, rows)
+
+
+def _precheck(info: FileInfo, source: SourceConfig) -> str | None:
+    if info.size == 0:
+        return "empty file (0 bytes)"
+    if source.format_of(info.path) is None:
+        return (f"unknown file type {PurePosixPath(info.path).suffix!r}; set the source's format "
+                "or use .jsonl, .csv or .parquet")
+    return None
+
+
+METADATA_SCHEMA = pa.schema([
+    ("_source_file", pa.string()),
+    ("_file_size", pa.int64()),
+    ("_file_modification_time", pa.timestamp("us", "UTC")),
+    ("_ingested_at", pa.timestamp("us", "UTC")),
+    ("_batch_id", pa.int64()),
+])

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 from sqlglot import exp
 
-from lakeforge.engines.base import Engine, Relation
+from lakeforge.engines.base import Engine, ModelOutput, Relation
 from lakeforge.errors import ModelError
 from lakeforge.lakehouse import Catalog
 from lakeforge.models.model import Model, error_line
@@ -69,38 +69,55 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
     expectations = [(e, model.transpile(e.expr)) for e in model.config.expectations]
     try:
         output = engine.run_model(model.duckdb_sql(), model=model.name, relations=relations,
-                                  expectations=expectations, unique_key=model.config.unique_key,
-                                  latest_by=model.config.latest_by)
+                                  expectations=expectations,
+                                  # an aggregate's GROUP BY already makes its key unique: no dedup pass
+                                  unique_key=[] if model.group_keys() else model.config.unique_key,
+                                  order_by=model.config.order_by,
+                                  keep="first" if model.config.on_conflict == "keep_first" else "last")
     except ModelError as exc:
         line = error_line(model, exc.message)
         raise ModelError(f"{exc.message} (in {model.path}, line {line})", hint=exc.hint) from None
-    result.rows_in = output.rows_in
-    result.rows_dropped = output.rows_dropped
-    result.dropped_by = dict(output.dropped_by)
-    result.rules = output.rules
-    if output.quarantined is not None and output.quarantined.num_rows:
-        _quarantine(catalog, model, output.quarantined, run_id=run_id, transactions=transactions)
-        result.rows_quarantined = output.quarantined.num_rows
-    kept = output.kept
-    if strategy in ("merge", "groups") and kept.num_rows:
-        update = strategy == "groups" or model.config.on_conflict == "update"
-        metrics = catalog.merge(model.name, kept, keys=model.config.unique_key, update=update,
-                                transactions=transactions)
-        written = int(metrics.get("num_target_rows_inserted", 0)) + int(metrics.get("num_target_rows_updated", 0))
-        if not update:
-            existing = kept.num_rows - written
-            if existing:
-                result.dropped_by["duplicate_key"] = result.dropped_by.get("duplicate_key", 0) + existing
-                result.rows_dropped += existing
-        result.rows_written = written
-    else:
-        mode: Any = "overwrite" if strategy == "full" else "append"
-        catalog.write(model.name, kept, mode=mode, transactions=transactions,
-                      partition_by=model.config.partition_by or None)
-        result.rows_written = kept.num_rows
+    try:
+        _commit(model, output, catalog=catalog, strategy=strategy, transactions=transactions, run_id=run_id,
+                result=result)
+    finally:
+        output.release()
     result.rows_out = result.rows_in - result.rows_dropped - result.rows_quarantined
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _commit(model: Model, output: ModelOutput, *, catalog: Catalog, strategy: str, transactions: dict[str, int],
+            run_id: str, result: StageResult) -> None:
+    """Quarantine first, then the table; both commits carry the consumed upstream versions (idempotent)."""
+    if output.rows_quarantined:
+        _quarantine(catalog, model, output.quarantined().read_all(), run_id=run_id, transactions=transactions)
+    if strategy in ("merge", "groups"):
+        kept = output.kept().read_all()
+        written = 0
+        if kept.num_rows:
+            update = strategy == "groups" or model.config.on_conflict == "update"
+            metrics = catalog.merge(model.name, kept, keys=model.config.unique_key, update=update,
+                                    transactions=transactions)
+            written = int(metrics.get("num_target_rows_inserted", 0)) + int(metrics.get("num_target_rows_updated", 0))
+            existing = kept.num_rows - written if not update else 0
+            if existing:
+                output.dropped_by["duplicate_key"] = output.dropped_by.get("duplicate_key", 0) + existing
+                output.rows_dropped += existing
+        if any(catalog.consumed(model.name, app) < v for app, v in transactions.items()):
+            # nothing changed in the table (or delta-rs skipped an empty merge): still record the progress
+            catalog.write(model.name, kept.schema.empty_table(), mode="append", transactions=transactions)
+        result.rows_written = written
+    else:
+        mode: Any = "overwrite" if strategy == "full" else "append"
+        catalog.write(model.name, output.kept(), mode=mode, transactions=transactions,
+                      partition_by=model.config.partition_by or None)
+        result.rows_written = output.rows_kept
+    result.rows_in = output.rows_in
+    result.rows_dropped = output.rows_dropped
+    result.rows_quarantined = output.rows_quarantined
+    result.dropped_by = dict(output.dropped_by)
+    result.rules = output.rules
 
 
 def _touched(engine: Engine, driver: str, full: Relation, changes: pa.Table,

@@ -42,7 +42,11 @@ class ModelConfig(BaseModel):
     kind: Literal["incremental", "materialized"] = "materialized"
     unique_key: list[str] = Field(default_factory=list)
     on_conflict: Literal["update", "keep_first"] = "update"
-    latest_by: str | None = Field(default=None, description="among rows of one key in a batch, keep the greatest")
+    order_by: list[str] = Field(
+        default_factory=list,
+        description="arrival order of rows (e.g. [_batch_id, _source_file]): among rows of one key in a batch, "
+        "keep_first keeps the first and update the last, so a full refresh picks what incremental runs picked",
+    )
     partition_by: list[str] = Field(default_factory=list)
     description: str | None = None
     owner: str | None = None

@@ -43,7 +43,7 @@ def run_lock(project: Project) -> Iterator[None]:
 
 
 def execute(project: Project, *, full_refresh: bool, reporter: Reporter) -> RunResult:
-    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
     stages: list[StageResult] = []

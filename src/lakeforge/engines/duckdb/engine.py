@@ -6,18 +6,17 @@ them as ``bronze.telemetry`` exactly as it would on Spark.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlglot import exp
 
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
-from lakeforge.engines.base import EngineCapabilities, FileRead, ModelOutput, Relation
+from lakeforge.engines.base import EngineCapabilities, ModelOutput, Relation
 from lakeforge.errors import ExpectationFailed, ModelError
 from lakeforge.lakehouse.catalog import LAYERS
 from lakeforge.quality import Expectation, RuleResult
@@ -26,20 +25,10 @@ from lakeforge.storage import FileInfo, Location
 CAPABILITIES = EngineCapabilities(
     name="duckdb", formats=("jsonl", "csv", "parquet"), arrow_native=True, distributed=False
 )
-_EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "csv",
-               ".parquet": "parquet", ".pq": "parquet"}
-_COMPRESSIONS = (".gz", ".zst")
+STAGE = "memory.main.__lf_stage"
+STREAM_BATCH_ROWS = 256 * 1024
 # Errors that mean "this input cannot be parsed" (the file is quarantined); anything else is a bug and raises.
 _BAD_INPUT = (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException, pa.ArrowInvalid)
-
-
-def file_format(path: str, declared: str) -> str | None:
-    if declared != "auto":
-        return declared
-    name = path.lower()
-    for suffix in _COMPRESSIONS:
-        name = name.removesuffix(suffix)
-    return _EXTENSIONS.get(Path(name).suffix)
 
 
 def sql_type(type_name: str) -> str:
@@ -67,12 +56,28 @@ class DuckDBEngine:
         for layer in LAYERS:
             self.con.execute(f"ATTACH ':memory:' AS {layer}")
         self._bound: set[str] = set()
+        self._open: list[pa.RecordBatchReader] = []
 
     def close(self) -> None:
+        self.release()
         self.con.close()
+
+    def _reader(self, sql: str) -> pa.RecordBatchReader:
+        """A streaming result. DuckDB allows one open result per connection: earlier ones are closed first."""
+        self.release()
+        reader = self.con.sql(sql).to_arrow_reader(STREAM_BATCH_ROWS)
+        self._open.append(reader)
+        return reader
+
+    def release(self) -> None:
+        """Close any result still streaming (a writer that failed half way leaves one open)."""
+        for reader in self._open:
+            reader.close()
+        self._open.clear()
 
     # -- binding lakehouse tables ---------------------------------------------------------------
     def bind(self, relations: Mapping[str, Relation]) -> None:
+        self.release()
         for name, relation in relations.items():
             layer, table = name.split(".", 1)
             alias = f"__lf_{layer}_{table}"
@@ -81,46 +86,60 @@ class DuckDBEngine:
             self._bound.add(name)
 
     # -- ingestion ----------------------------------------------------------------------------
-    def read_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig) -> FileRead:
-        groups: dict[str, list[FileInfo]] = {}
+    def scan_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig, batch_id: int,
+                   ingested_at: dt.datetime) -> pa.RecordBatchReader:
+        """One format's files as a stream of rows with the ingestion metadata columns."""
+        self.release()
+        fmt = source.format_of(files[0].path)
+        assert fmt is not None and all(source.format_of(f.path) == fmt for f in files)
+        self.con.register("__lf_files", pa.table({
+            "abs": [location.join(f.path) for f in files],
+            "rel": [f.path for f in files],
+            "size": pa.array([f.size for f in files], pa.int64()),
+            "mtime": pa.array([f.mtime_ms * 1000 for f in files], pa.timestamp("us", "UTC")),
+        }))
+        select = self._hinted_select(self._scan(fmt, files, location=location, source=source), source)
+        query = (f"SELECT raw.* EXCLUDE (_source_file), f.rel AS _source_file, f.size AS _file_size, "
+                 f"f.mtime AS _file_modification_time, "
+                 f"CAST({_lit(ingested_at.isoformat())} AS TIMESTAMPTZ) AS _ingested_at, "
+                 f"CAST({int(batch_id)} AS BIGINT) AS _batch_id "
+                 f"FROM ({select}) AS raw JOIN __lf_files AS f ON f.abs = raw._source_file")
+        return self._reader(query)
+
+    def check_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig) -> dict[str, str]:
+        """Parse each file on its own; the ones that fail, with the reason (the error path of ingestion)."""
+        self.release()
         bad: dict[str, str] = {}
         for info in files:
-            fmt = file_format(info.path, source.format)
-            if info.size == 0:
-                bad[info.path] = "empty file (0 bytes)"
-            elif fmt is None:
-                bad[info.path] = (f"unknown file type {Path(info.path).suffix!r}; set the source's format "
-                                  "or use .jsonl, .csv or .parquet")
-            else:
-                groups.setdefault(fmt, []).append(info)
-        tables: list[pa.Table] = []
-        for fmt, group in groups.items():
+            fmt = source.format_of(info.path)
+            assert fmt is not None
             try:
-                tables.append(self._read(fmt, group, location=location, source=source))
-            except _BAD_INPUT:
-                for info in group:  # isolate the files that cannot be read; the rest proceed
-                    try:
-                        tables.append(self._read(fmt, [info], location=location, source=source))
-                    except _BAD_INPUT as exc:
-                        bad[info.path] = _first_line(str(exc))
-        table = pa.concat_tables(tables, promote_options="permissive") if tables else None
-        return FileRead(table=table, rows_per_file={}, bad_files=bad)
+                select = self._hinted_select(self._scan(fmt, [info], location=location, source=source), source)
+                self.con.sql(select).to_arrow_table()
+            except _BAD_INPUT as exc:
+                bad[info.path] = _first_line(str(exc))
+        return bad
 
-    def _read(self, fmt: str, files: list[FileInfo], *, location: Location, source: SourceConfig) -> pa.Table:
+    @staticmethod
+    def is_bad_input(exc: BaseException) -> bool:
+        if isinstance(exc, _BAD_INPUT):
+            return True
+        text = str(exc)
+        return any(marker in text for marker in ("Invalid Input Error", "Conversion Error", "IO Error"))
+
+    def _scan(self, fmt: str, files: list[FileInfo], *, location: Location, source: SourceConfig) -> str:
         paths = "[" + ", ".join(_lit(location.join(f.path)) for f in files) + "]"
         if fmt == "jsonl":
             names = self._columns(f"read_json({paths}, format='newline_delimited', union_by_name=true)")
             cols = "{" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in names) + "}"
-            scan = f"read_json({paths}, format='newline_delimited', columns={cols}, filename='_source_file')"
-        elif fmt == "csv":
+            return f"read_json({paths}, format='newline_delimited', columns={cols}, filename='_source_file')"
+        if fmt == "csv":
             opts = [f"header={'true' if source.header else 'false'}", f"delim={_lit(source.delimiter)}",
                     "all_varchar=true", "union_by_name=true", "filename='_source_file'"]
             if source.columns:
                 opts.append("names=[" + ", ".join(_lit(c) for c in source.columns) + "]")
-            scan = f"read_csv({paths}, {', '.join(opts)})"
-        else:
-            scan = f"read_parquet({paths}, union_by_name=true, filename='_source_file')"
-        return self.con.sql(self._hinted_select(scan, source)).to_arrow_table()
+            return f"read_csv({paths}, {', '.join(opts)})"
+        return f"read_parquet({paths}, union_by_name=true, filename='_source_file')"
 
     def _columns(self, scan: str) -> list[str]:
         return [str(row[0]) for row in self.con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
@@ -167,95 +186,119 @@ class DuckDBEngine:
         relations: Mapping[str, Relation],
         expectations: list[tuple[Expectation, str]],
         unique_key: list[str],
-        latest_by: str | None,
+        order_by: list[str],
+        keep: Literal["first", "last"],
     ) -> ModelOutput:
+        """Run the model's SELECT once with one boolean per rule (and the dedup rank) beside each row, stage the
+        result, count every rule from it, then hand out the kept and the quarantined rows as streams."""
         self.bind(relations)
+        if not expectations and not unique_key:
+            return self._streamed(sql, model=model)
         rules = [f"coalesce(({pred}), false) AS __lf_r{i}" for i, (_, pred) in enumerate(expectations)]
-        blocking = [f"__lf_r{i}" for i, (e, _) in enumerate(expectations) if e.action in ("drop", "quarantine")]
-        failed_names = ", ".join(f"CASE WHEN NOT __lf_r{i} THEN {_lit(e.name)} END"
-                                 for i, (e, _) in enumerate(expectations))
+        ok = {action: " AND ".join(f"__lf_r{i}" for i, (e, _) in enumerate(expectations) if e.action == action)
+              for action in ("drop", "quarantine")}
+        blocking = " AND ".join(x for x in ok.values() if x)
         outer = ["*"]
-        if expectations:
-            all_ok = " AND ".join(f"__lf_r{i}" for i in range(len(expectations)))
-            outer.append(f"CASE WHEN NOT ({all_ok}) THEN list_filter([{failed_names}], lambda x: x IS NOT NULL) "
-                         "END AS __lf_failed")
         if unique_key:
             keys = ", ".join(_ident(k) for k in unique_key)
-            order = [f"({' AND '.join(blocking)}) DESC"] if blocking else []
-            if latest_by:
-                order.append(f"{_ident(latest_by)} DESC NULLS LAST")
-            order_by = f" ORDER BY {', '.join(order)}" if order else ""
-            outer.append(f"row_number() OVER (PARTITION BY {keys}{order_by}) AS __lf_rn")
+            order = [f"({blocking}) DESC"] if blocking else []
+            direction = "ASC" if keep == "first" else "DESC"
+            order += [f"{_ident(col)} {direction} NULLS LAST" for col in order_by]
+            clause = f" ORDER BY {', '.join(order)}" if order else ""
+            outer.append(f"row_number() OVER (PARTITION BY {keys}{clause}) AS __lf_rn")
         inner = f"SELECT *{''.join(', ' + r for r in rules)} FROM ({sql}) AS __lf_model"
-        query = f"SELECT {', '.join(outer)} FROM ({inner}) AS __lf_checked"
         try:
-            result = self.con.sql(query).to_arrow_table()
+            self.con.execute(f"CREATE OR REPLACE TABLE {STAGE} AS SELECT {', '.join(outer)} FROM ({inner}) AS q")
         except duckdb.Error as exc:
             raise ModelError(f"model {model} failed: {_first_line(str(exc))}", hint="fix the model's SQL") from None
-        return _split(result, model=model, expectations=[e for e, _ in expectations], unique_key=unique_key)
+        quarantine = f"NOT ({ok['quarantine']})" if ok["quarantine"] else "false"
+        drop = f"NOT ({ok['drop']})" if ok["drop"] else "false"
+        dup = "__lf_rn > 1" if unique_key else "false"
+        counts = [f"count(*) FILTER (WHERE NOT __lf_r{i})" for i in range(len(expectations))]
+        counts += [f"count(*) FILTER (WHERE {quarantine})",
+                   f"count(*) FILTER (WHERE NOT ({quarantine}) AND {drop})",
+                   f"count(*) FILTER (WHERE NOT ({quarantine}) AND NOT ({drop}) AND {dup})"]
+        row = self.con.execute(f"SELECT count(*), {', '.join(counts)} FROM {STAGE}").fetchall()[0]
+        rows_in, failures = int(row[0]), [int(x) for x in row[1:1 + len(expectations)]]
+        n_quarantined, n_dropped, n_dup = (int(x) for x in row[1 + len(expectations):])
+        results = [RuleResult(model=model, rule=e.name, action=e.action, passed=rows_in - f, failed=f)
+                   for (e, _), f in zip(expectations, failures, strict=True)]
+        for (expectation, _), res in zip(expectations, results, strict=True):
+            if expectation.action == "fail" and res.failed:
+                raise ExpectationFailed(
+                    f"model {model}: expectation {expectation.name!r} ({expectation.expr}) failed for "
+                    f"{res.failed} of {rows_in} rows; nothing was committed",
+                    hint="fix the upstream data, or change the rule's action to warn, drop or quarantine",
+                )
+        dropped_by: dict[str, int] = {}
+        if n_dropped:
+            for i, (e, _) in enumerate(expectations):
+                if e.action == "drop":
+                    n = self.con.execute(f"SELECT count(*) FROM {STAGE} WHERE NOT ({quarantine}) AND NOT __lf_r{i}"
+                                         ).fetchall()[0][0]
+                    if n:
+                        dropped_by[f"expectation:{e.name}"] = int(n)
+        if n_dup:
+            dropped_by["duplicate_key"] = n_dup
+        internal = self._internal_columns()
+        data = f"* EXCLUDE ({', '.join(internal)})" if internal else "*"
+        failed_names = ", ".join(f"CASE WHEN NOT __lf_r{i} THEN {_lit(e.name)} END"
+                                 for i, (e, _) in enumerate(expectations))
+        kept_sql = f"SELECT {data} FROM {STAGE} WHERE NOT ({quarantine}) AND NOT ({drop}) AND NOT ({dup})"
+        quarantined_sql = (f"SELECT {data}, list_filter([{failed_names}], lambda x: x IS NOT NULL) AS _failed_rules "
+                           f"FROM {STAGE} WHERE {quarantine}")
+        return ModelOutput(
+            rows_in=rows_in,
+            rows_kept=rows_in - n_quarantined - n_dropped - n_dup,
+            rows_quarantined=n_quarantined,
+            rows_dropped=n_dropped + n_dup,
+            rules=results,
+            dropped_by=dropped_by,
+            kept=lambda: self._reader(kept_sql),
+            quarantined=lambda: self._reader(quarantined_sql),
+            release=self._release_stage,
+        )
+
+    def _streamed(self, sql: str, *, model: str) -> ModelOutput:
+        """No rule and no dedup: nothing to stage; rows stream straight to the writer and are counted on the way."""
+        try:
+            reader = self._reader(sql)
+        except duckdb.Error as exc:
+            raise ModelError(f"model {model} failed: {_first_line(str(exc))}", hint="fix the model's SQL") from None
+        output = ModelOutput(rows_in=0, rows_kept=0, rows_quarantined=0, rows_dropped=0, rules=[], dropped_by={},
+                             kept=lambda: pa.RecordBatchReader.from_batches(reader.schema, counted()),
+                             quarantined=lambda: pa.RecordBatchReader.from_batches(reader.schema, iter(())))
+
+        def counted() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in reader:
+                    output.rows_in += batch.num_rows
+                    output.rows_kept += batch.num_rows
+                    yield batch
+            except duckdb.Error as exc:
+                raise ModelError(f"model {model} failed: {_first_line(str(exc))}",
+                                 hint="fix the model's SQL or its input") from None
+
+        return output
+
+    def _release_stage(self) -> None:
+        self.release()
+        self.con.execute(f"DROP TABLE IF EXISTS {STAGE}")
+
+    def _internal_columns(self) -> list[str]:
+        return [str(r[0]) for r in self.con.execute(f"DESCRIBE {STAGE}").fetchall() if str(r[0]).startswith("__lf_")]
 
     def register(self, alias: str, relation: Relation) -> None:
+        self.release()
         self.con.register(alias, relation)
 
     def query_arrow(self, sql: str, *, relations: Mapping[str, Relation]) -> pa.Table:
-        self.bind(relations)
+        self.bind(relations)  # also closes open results
         return self.con.sql(sql).to_arrow_table()
 
     def execute(self, sql: str, *, relations: Mapping[str, Relation] | None = None) -> list[tuple[Any, ...]]:
-        if relations:
-            self.bind(relations)
+        self.bind(relations or {})
         return self.con.execute(sql).fetchall()
-
-
-def _split(result: pa.Table, *, model: str, expectations: list[Expectation], unique_key: list[str]) -> ModelOutput:
-    rows_in = result.num_rows
-    internal = [c for c in result.column_names if c.startswith("__lf_")]
-    n = len(expectations)
-    rule_ok = [result[f"__lf_r{i}"] for i in range(n)]
-    results = []
-    for expectation, ok in zip(expectations, rule_ok, strict=True):
-        failed = rows_in - int(pc.sum(ok).as_py() or 0)
-        results.append(RuleResult(model=model, rule=expectation.name, action=expectation.action,
-                                  passed=rows_in - failed, failed=failed))
-    for expectation, res in zip(expectations, results, strict=True):
-        if expectation.action == "fail" and res.failed:
-            raise ExpectationFailed(
-                f"model {model}: expectation {expectation.name!r} ({expectation.expr}) failed for "
-                f"{res.failed} of {rows_in} rows; nothing was committed",
-                hint="fix the upstream data, or change the rule's action to warn, drop or quarantine",
-            )
-    false = pa.array([False] * rows_in) if rows_in else pa.array([], pa.bool_())
-    quarantine = false
-    drop = false
-    dropped_by: dict[str, int] = {}
-    for expectation, ok in zip(expectations, rule_ok, strict=True):
-        if expectation.action == "quarantine":
-            quarantine = pc.or_(quarantine, pc.invert(ok))
-    for expectation, ok in zip(expectations, rule_ok, strict=True):
-        if expectation.action == "drop":
-            newly = pc.and_(pc.invert(ok), pc.invert(pc.or_(quarantine, drop)))
-            dropped_by[f"expectation:{expectation.name}"] = int(pc.sum(newly).as_py() or 0)
-            drop = pc.or_(drop, newly)
-    if unique_key:
-        dup = pc.and_(pc.greater(result["__lf_rn"], 1), pc.invert(pc.or_(quarantine, drop)))
-        dropped_by["duplicate_key"] = int(pc.sum(dup).as_py() or 0)
-        drop = pc.or_(drop, dup)
-    keep = pc.invert(pc.or_(quarantine, drop))
-    data_cols = [c for c in result.column_names if c not in internal]
-    kept = result.filter(keep).select(data_cols)
-    quarantined = None
-    if n and rows_in:
-        q_rows = result.filter(quarantine)
-        if q_rows.num_rows:
-            quarantined = q_rows.select(data_cols).append_column("_failed_rules", q_rows["__lf_failed"])
-    return ModelOutput(
-        kept=kept,
-        quarantined=quarantined,
-        rows_in=rows_in,
-        rows_dropped=sum(dropped_by.values()),
-        rules=results,
-        dropped_by={k: v for k, v in dropped_by.items() if v},
-    )
 
 
 def _first_line(message: str) -> str:

@@ -1,6 +1,7 @@
 -- kind: incremental
 -- unique_key: [machine_id, ts, component]
 -- on_conflict: keep_first
+-- order_by: [_batch_id, _source_file]
 -- description: Component replacements, scheduled or after a failure.
 -- expectations:
 --   - {name: event_complete, expr: ts IS NOT NULL AND machine_id IS NOT NULL AND component IS NOT NULL, action: quarantine}
@@ -9,5 +10,7 @@ SELECT
   try_cast(ts AS TIMESTAMP) AS ts,
   try_cast(machine_id AS BIGINT) AS machine_id,
   component,
-  reason
+  reason,
+  _batch_id,
+  _source_file
 FROM bronze.maintenance

@@ -1,6 +1,7 @@
 -- kind: incremental
 -- unique_key: [machine_id, ts]
 -- on_conflict: keep_first
+-- order_by: [_batch_id, _source_file]
 -- description: Sensor readings, typed and deduplicated, one row per machine and timestamp.
 -- owner: reliability-engineering
 -- expectations:
@@ -24,5 +25,6 @@ SELECT
   humidity,
   _rescued_data,
   _source_file,
-  _ingested_at
+  _ingested_at,
+  _batch_id
 FROM bronze.telemetry

@@ -1,0 +1,167 @@
+"""``make bench``: end-to-end throughput of lakeforge against a hand-written reference, in the same run.
+
+Both process the same generated landing zone (default 10M telemetry rows) through the same work: JSON lines
+-> bronze -> silver (9 checks, quarantine, dedup) -> gold hourly and daily aggregates -> DuckDB warehouse.
+Each side runs in its own process, alternating, ``--repeat`` times; the best time of each is compared, and
+peak memory is the child's maximum resident set size. Results go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from lakeforge.generate import generate
+from lakeforge.project import Project
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "bench" / ".work"
+DOC = ROOT / "docs" / "benchmarks.md"
+BENCH_MODELS = ("silver/telemetry.sql", "gold/fact_telemetry_hourly.sql", "gold/fact_telemetry_daily.sql")
+TARGET_RATIO = 1.3
+TARGET_PEAK_GB = 3.0
+MEMORY_LIMIT = "1500MB"
+
+
+def timed(cmd: list[str], *, cwd: Path | None = None) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (GB) of the child, and its stderr."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, _, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    if proc.returncode not in (0, None) and usage is None:
+        raise SystemExit(f"{cmd} failed:\n{stderr}")
+    peak_gb = usage.ru_maxrss / 1024 / 1024  # ru_maxrss is in KiB on Linux
+    if "error" in stderr.lower() and "Traceback" in stderr:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr}")
+    del stdout
+    return seconds, peak_gb, stderr
+
+
+def bench_project(path: Path, landing: Path) -> Path:
+    """The example project cut down to the telemetry path the reference implements."""
+    if path.exists():
+        shutil.rmtree(path)
+    project = Project.init(path)
+    models = path / "models"
+    for sql in models.rglob("*.sql"):
+        if str(sql.relative_to(models)) not in BENCH_MODELS:
+            sql.unlink()
+    config = (path / "lakeforge.yml").read_text()
+    head, _, _ = config.partition("  machines:")
+    head = head.replace("landing: landing", f"landing: {landing}")
+    head = head.replace("engine: {type: duckdb}", f"engine: {{type: duckdb, memory_limit: {MEMORY_LIMIT}}}")
+    (path / "lakeforge.yml").write_text(head)
+    project.close()
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--machines", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=70)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true", help="print results, leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    landing = WORK / "landing"
+    if landing.exists():
+        shutil.rmtree(landing)
+    started = time.perf_counter()
+    generated = generate(landing, machines=args.machines, days=args.days, seed=1, files=20)
+    gen_seconds = time.perf_counter() - started
+    telemetry_rows = 0
+    for f in (landing / "telemetry").iterdir():
+        with open(f, "rb") as fh:
+            telemetry_rows += sum(1 for _ in fh)
+    print(f"generated {generated.rows:,} rows ({telemetry_rows:,} telemetry) in {gen_seconds:.1f}s", flush=True)
+
+    lf_times, lf_peaks, ref_times, ref_peaks = [], [], [], []
+    for i in range(args.repeat):
+        out = WORK / "reference"
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, peak, err = timed([sys.executable, str(ROOT / "bench" / "reference.py"), str(landing), str(out)])
+        ref_times.append(seconds)
+        ref_peaks.append(peak)
+        print(f"  reference run {i + 1}: {seconds:.2f}s, peak {peak:.2f} GB ({err.strip()})", flush=True)
+        project = bench_project(WORK / "lakeforge", landing)
+        seconds, peak, err = timed([sys.executable, "-m", "lakeforge.cli", "run", "--json", "--project", str(project)])
+        lf_times.append(seconds)
+        lf_peaks.append(peak)
+        record = json.loads(sorted((project / "lakehouse" / "_lakeforge" / "runs").glob("*.json"))[-1].read_text())
+        if record["status"] != "succeeded":
+            raise SystemExit(f"lakeforge run failed: {record['error']}")
+        stages = {s["name"]: s["seconds"] for s in record["stages"]}
+        print(f"  lakeforge run {i + 1}: {seconds:.2f}s, peak {peak:.2f} GB ({stages})", flush=True)
+        again, _, _ = timed([sys.executable, "-m", "lakeforge.cli", "run", "--json", "--project", str(project)])
+        print(f"  lakeforge second run (nothing to do): {again:.2f}s", flush=True)
+    ref, lf = min(ref_times), min(lf_times)
+    ratio = lf / ref
+    result = {
+        "date": dt.date.today().isoformat(),
+        "telemetry_rows": telemetry_rows,
+        "generated_rows": generated.rows,
+        "generate_seconds": round(gen_seconds, 2),
+        "reference_seconds": round(ref, 2),
+        "lakeforge_seconds": round(lf, 2),
+        "ratio": round(ratio, 3),
+        "reference_peak_gb": round(max(ref_peaks), 2),
+        "lakeforge_peak_gb": round(max(lf_peaks), 2),
+        "lakeforge_rows_per_second": round(telemetry_rows / lf),
+        "noop_run_seconds": round(again, 2),
+    }
+    print(json.dumps(result, indent=1))
+    ok = ratio <= TARGET_RATIO and max(lf_peaks) < TARGET_PEAK_GB
+    if not args.no_write:
+        write_doc(result, ok=ok)
+    if not ok:
+        print(f"target missed: ratio {ratio:.2f} (target <= {TARGET_RATIO}), peak {max(lf_peaks):.2f} GB "
+              f"(target < {TARGET_PEAK_GB} GB)", file=sys.stderr)
+
+
+def write_doc(r: dict[str, object], *, ok: bool) -> None:
+    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("duckdb", "deltalake", "pyarrow"))
+    machine = f"{os.cpu_count()} cores, {platform.python_version()} on {platform.system()} {platform.machine()}"
+    peak_mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    DOC.write_text(f"""# Benchmarks
+
+Measured by `make bench` (`bench/run.py`); rewrite this page by running it again. Every figure is from one run
+on one machine; compare ratios, not seconds, across machines.
+
+## End to end: landing to warehouse ({r['date']})
+
+{r['telemetry_rows']:,} telemetry rows of JSON lines (1000 machines x 70 days x 6 readings an hour, with the
+generator's default dirt: nulls, out-of-range values, duplicates, late rows, a new field, a type change) go
+landing -> bronze -> silver (9 expectations, quarantine, dedup) -> gold hourly and daily aggregates -> DuckDB
+warehouse. The reference (`bench/reference.py`) does the same work hand-written against DuckDB and deltalake,
+in the same run, each side in its own process; best of the repeats.
+
+| | seconds | peak memory | rows/s |
+|---|---|---|---|
+| reference (DuckDB + deltalake by hand) | {r['reference_seconds']} | {r['reference_peak_gb']} GB | {round(int(r['telemetry_rows']) / float(r['reference_seconds'])):,} |
+| lakeforge `run` (cold, incl. start-up) | {r['lakeforge_seconds']} | {r['lakeforge_peak_gb']} GB | {int(r['lakeforge_rows_per_second']):,} |
+| **ratio lakeforge / reference** | **{r['ratio']}** | | |
+
+Target: ratio at most {TARGET_RATIO}, lakeforge peak memory under {TARGET_PEAK_GB} GB (engine `memory_limit: {MEMORY_LIMIT}`):
+**{'met' if ok else 'MISSED'}**.
+
+A second `lakeforge run` with no new files: {r['noop_run_seconds']} s (nothing to do).
+Generating the landing zone ({r['generated_rows']:,} rows in all sources): {r['generate_seconds']} s.
+
+Machine: {machine}; {versions}. Harness peak memory {peak_mem:.2f} GB.
+""")
+
+
+if __name__ == "__main__":
+    main()
