@@ -30,7 +30,7 @@ DOC = ROOT / "docs" / "benchmarks.md"
 BENCH_MODELS = ("silver/telemetry.sql", "gold/fact_telemetry_hourly.sql", "gold/fact_telemetry_daily.sql")
 TARGET_RATIO = 1.3
 TARGET_PEAK_GB = 3.0
-MEMORY_LIMIT = "1500MB"
+MEMORY_LIMIT = "1750MB"
 
 
 def timed(cmd: list[str], *, cwd: Path | None = None) -> tuple[float, float, str]:

@@ -330,8 +330,9 @@ def test_throughput_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert res.rows > 200 * 7 * 24 * 6
 
 
-def test_a_short_run_without_any_events_writes_empty_event_files(tmp_path: Path) -> None:
+def test_a_short_run_without_any_events_still_writes_every_source(tmp_path: Path) -> None:
     # 2 machines for 1 day: usually no failures at all; the generator must not trip on empty arrays
     result = generate(tmp_path, machines=2, days=1, seed=8, files=2)
     assert result.rows >= 2 * 24 * 6
-    assert (tmp_path / "failures").is_dir()
+    assert {p.name for p in tmp_path.iterdir()} == {"telemetry", "machines", "sites", "errors", "maintenance",
+                                                     "failures"}

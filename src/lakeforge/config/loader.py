@@ -26,6 +26,8 @@ from lakeforge.errors import ConfigError
 CONFIG_FILE = "lakeforge.yml"
 SECRETS_FILE = "secrets.yml"
 ENV_PREFIX = "LAKEFORGE__"
+BACKEND_KEYS = ("engine", "warehouse")
+BACKEND_TYPES = frozenset({"duckdb", "spark", "snowflake", "postgres"})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -114,6 +116,7 @@ def _config_error(exc: ValidationError, path: Path) -> ConfigError:
     lines = []
     hints = []
     for err in exc.errors():
+        err["loc"] = _without_tags(err["loc"])
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
         loc = loc or "(top level)"
         if err["type"] == "extra_forbidden":
@@ -131,6 +134,20 @@ def _config_error(exc: ValidationError, path: Path) -> ConfigError:
             lines.append(f"{loc}: {err['msg']}{shown}")
             hints.append(f"change `{loc}` in {path.name}")
     return ConfigError(f"{path}: invalid configuration: " + "; ".join(lines), hint="; ".join(hints))
+
+
+def _without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic puts the ``type`` tag of a backend union in the path (``warehouse.duckdb.path``): drop it."""
+    out: list[Any] = []
+    for part in loc:
+        if out and out[-1] in BACKEND_KEYS and part in BACKEND_TYPES and part not in _fields_of(out[-1]):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _fields_of(key: str) -> set[str]:
+    return set(_known_fields((key,)))
 
 
 def _known_fields(loc: tuple[Any, ...]) -> list[str]:

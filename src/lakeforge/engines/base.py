@@ -50,6 +50,8 @@ class Engine(Protocol):
 
     def is_bad_input(self, exc: BaseException) -> bool: ...
 
+    def hinted_schema(self, source: SourceConfig) -> pa.Schema: ...
+
     def run_model(
         self,
         sql: str,

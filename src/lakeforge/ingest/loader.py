@@ -160,8 +160,9 @@ class Ingestor:
                     yield batch
 
             data: pa.Table | pa.RecordBatchReader = pa.RecordBatchReader.from_batches(reader.schema, counted())
-        else:
-            data = METADATA_SCHEMA.empty_table()
+        else:  # every file was bad: commit no rows, but the batch id, and the columns the hints promise
+            hinted = self.engine.hinted_schema(self.source)
+            data = pa.schema([*hinted, *METADATA_SCHEMA]).empty_table()
         self.catalog.write(self.table, data, mode="append", transactions={self.app_id: manifest.batch_id})
         return count[0]
 

@@ -23,6 +23,8 @@ from lakeforge.storage import Location
 
 LAYERS = ("bronze", "silver", "gold", "quarantine")
 TABLE_CONFIG = {"delta.enableChangeDataFeed": "true"}
+METADATA_COLUMNS = frozenset({"_source_file", "_file_size", "_file_modification_time", "_ingested_at", "_batch_id",
+                              "_rescued_data"})
 CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
 
 
@@ -85,6 +87,10 @@ class Catalog:
 
     def version(self, name: str) -> int:
         return self.table(name).version() if self.exists(name) else -1
+
+    def data_columns(self, name: str) -> list[str]:
+        """Columns other than lakeforge's own metadata (``_source_file``, ``_batch_id``, ...)."""
+        return [f.name for f in self.table(name).schema().fields if f.name not in METADATA_COLUMNS]
 
     def consumed(self, name: str, app_id: str) -> int:
         """The version recorded for ``app_id`` in the table's commits, -1 if none."""

@@ -40,6 +40,11 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
         result.status = "skipped"
         result.detail = f"waiting for {', '.join(missing)} (no data yet)"
         return result
+    schemaless = [u for u in upstream if u.startswith("bronze.") and not catalog.data_columns(u)]
+    if schemaless:
+        result.status = "skipped"
+        result.detail = f"waiting for {', '.join(schemaless)} (no file with rows has arrived yet)"
+        return result
     exists = catalog.exists(model.name)
     consumed = {u: catalog.consumed(model.name, app_id(u)) for u in upstream} if exists else {}
     if exists and not full_refresh and all(consumed.get(u, -1) >= v for u, v in versions.items()):

@@ -120,6 +120,15 @@ class DuckDBEngine:
                 bad[info.path] = _first_line(str(exc))
         return bad
 
+    def hinted_schema(self, source: SourceConfig) -> pa.Schema:
+        """The bronze columns a source always has (its schema hints and ``_rescued_data``), for empty batches."""
+        columns = [f"CAST(NULL AS {sql_type(t)}) AS {_ident(c)}" for c, t in source.schema_hints.items()]
+        if not columns:
+            return pa.schema([])
+        columns.append("CAST(NULL AS VARCHAR) AS _rescued_data")
+        self.release()
+        return self.con.sql(f"SELECT {', '.join(columns)} LIMIT 0").to_arrow_table().schema
+
     @staticmethod
     def is_bad_input(exc: BaseException) -> bool:
         if isinstance(exc, _BAD_INPUT):

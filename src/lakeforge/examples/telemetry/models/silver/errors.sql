@@ -4,11 +4,13 @@
 -- order_by: [_batch_id, _source_file]
 -- description: Error events raised by machines.
 -- expectations:
+--   - {name: no_rescued_values, expr: _rescued_data IS NULL, action: quarantine}
 --   - {name: event_complete, expr: ts IS NOT NULL AND machine_id IS NOT NULL AND error_id IS NOT NULL, action: quarantine}
 SELECT
-  try_cast(ts AS TIMESTAMP) AS ts,
-  try_cast(machine_id AS BIGINT) AS machine_id,
+  ts,
+  machine_id,
   error_id,
+  _rescued_data,
   _batch_id,
   _source_file
 FROM bronze.errors

@@ -4,14 +4,16 @@
 -- order_by: [_batch_id, _source_file]
 -- description: Machines with model, age and site (latest values win).
 -- expectations:
+--   - {name: no_rescued_values, expr: _rescued_data IS NULL, action: quarantine}
 --   - {name: machine_id_numeric, expr: machine_id IS NOT NULL, action: quarantine}
 --   - {name: age_plausible, expr: age IS NULL OR age BETWEEN 0 AND 100, action: warn}
 SELECT
-  try_cast(machine_id AS BIGINT) AS machine_id,
+  machine_id,
   model,
-  try_cast(age AS INT) AS age,
-  try_cast(site_id AS BIGINT) AS site_id,
-  try_cast(install_date AS DATE) AS install_date,
+  age,
+  site_id,
+  install_date,
+  _rescued_data,
   _batch_id,
   _source_file
 FROM bronze.machines

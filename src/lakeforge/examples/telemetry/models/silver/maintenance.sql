@@ -4,13 +4,15 @@
 -- order_by: [_batch_id, _source_file]
 -- description: Component replacements, scheduled or after a failure.
 -- expectations:
+--   - {name: no_rescued_values, expr: _rescued_data IS NULL, action: quarantine}
 --   - {name: event_complete, expr: ts IS NOT NULL AND machine_id IS NOT NULL AND component IS NOT NULL, action: quarantine}
 --   - {name: reason_known, expr: "reason IN ('scheduled', 'failure')", action: warn}
 SELECT
-  try_cast(ts AS TIMESTAMP) AS ts,
-  try_cast(machine_id AS BIGINT) AS machine_id,
+  ts,
+  machine_id,
   component,
   reason,
+  _rescued_data,
   _batch_id,
   _source_file
 FROM bronze.maintenance

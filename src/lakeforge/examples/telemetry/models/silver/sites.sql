@@ -4,12 +4,14 @@
 -- order_by: [_batch_id, _source_file]
 -- description: Sites where machines run.
 -- expectations:
+--   - {name: no_rescued_values, expr: _rescued_data IS NULL, action: quarantine}
 --   - {name: site_id_numeric, expr: site_id IS NOT NULL, action: quarantine}
 SELECT
-  try_cast(site_id AS BIGINT) AS site_id,
+  site_id,
   site_name,
   region,
   timezone,
+  _rescued_data,
   _batch_id,
   _source_file
 FROM bronze.sites

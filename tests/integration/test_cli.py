@@ -1,0 +1,100 @@
+"""The ``lakeforge`` command as a user runs it: JSON contracts, exit codes, one red line on errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def lakeforge(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lakeforge.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "plant"
+    assert lakeforge("init", str(path)).returncode == 0
+    gen = lakeforge("generate", "--project", str(path), "--machines", "5", "--days", "2", "--files", "3", "--json")
+    assert gen.returncode == 0, gen.stderr
+    data = json.loads(gen.stdout)
+    assert set(data) >= {"files", "rows", "path"} and data["files"] == 8 and data["rows"] > 5 * 2 * 24 * 6
+    return path
+
+
+def test_run_json_contract_then_nothing_to_do(project: Path) -> None:
+    first = lakeforge("run", "--json", cwd=project)
+    assert first.returncode == 0, first.stderr
+    run = json.loads(first.stdout)
+    assert run["status"] == "succeeded" and run["run_id"] and run["bytes_processed"] > 0
+    for stage in run["stages"]:
+        assert {"name", "rows_in", "rows_out", "rows_dropped", "rows_quarantined", "seconds"} <= set(stage)
+        assert stage["rows_in"] == stage["rows_out"] + stage["rows_dropped"] + stage["rows_quarantined"]
+    second = lakeforge("run", "--json", "--project", str(project))
+    assert json.loads(second.stdout)["status"] == "nothing_to_do"
+    plain = lakeforge("run", "--project", str(project))
+    assert "nothing to do" in plain.stdout
+
+
+def test_status_json_contract(project: Path) -> None:
+    lakeforge("run", "--project", str(project))
+    out = lakeforge("status", "--json", "--project", str(project))
+    assert out.returncode == 0, out.stderr
+    status = json.loads(out.stdout)
+    assert {"tables", "quarantine_rows", "last_run"} <= set(status)
+    names = {t["name"] for t in status["tables"]}
+    assert {"bronze.telemetry", "silver.telemetry", "gold.fact_telemetry_hourly"} <= names
+    for table in status["tables"]:
+        assert {"name", "layer", "rows", "version", "last_modified", "freshness_seconds"} <= set(table)
+
+
+def test_query_json_contract_and_layers(project: Path) -> None:
+    lakeforge("run", "--project", str(project))
+    out = lakeforge("query", "--json", "--project", str(project),
+                    "SELECT count(*) AS n FROM silver.telemetry")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["columns"] == ["n"]
+    out = lakeforge("query", "--json", "--project", str(project),
+                    "SELECT machine_id, count(*) AS hours FROM fact_telemetry_hourly GROUP BY 1 ORDER BY 1")
+    result = json.loads(out.stdout)
+    assert result["columns"] == ["machine_id", "hours"] and [r[0] for r in result["rows"]] == [1, 2, 3, 4, 5]
+
+
+def test_errors_are_one_red_line_and_a_fix_with_exit_code_1(tmp_path: Path) -> None:
+    (tmp_path / "lakeforge.yml").write_text("name: p\nwarehouse: {type: duckdb, paht: x}\n")
+    out = lakeforge("status", "--project", str(tmp_path))
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and "warehouse.paht" in lines[0] and "lakeforge.yml" in lines[0]
+    assert lines[1] == "fix: did you mean 'path'?"
+    assert "Traceback" not in out.stderr
+    debug = lakeforge("--debug", "status", "--project", str(tmp_path))
+    assert "Traceback" in debug.stderr
+
+
+def test_query_refuses_writes(project: Path) -> None:
+    out = lakeforge("query", "--project", str(project), "DROP TABLE fact_telemetry_hourly")
+    assert out.returncode == 1 and "read-only" in out.stderr
+
+
+def test_plain_output_is_log_lines_when_not_a_terminal(tmp_path: Path) -> None:
+    path = tmp_path / "p"
+    lakeforge("init", str(path))
+    lakeforge("generate", "--project", str(path), "--machines", "2", "--days", "1", "--files", "2")
+    out = lakeforge("run", "--project", str(path))
+    assert out.returncode == 0
+    assert "lakeforge: ingest:telemetry:" in out.stderr and "\x1b[" not in out.stderr
+
+
+@pytest.mark.slow
+def test_demo_prints_its_summary(tmp_path: Path) -> None:
+    out = lakeforge("demo", str(tmp_path / "demo"), "--machines", "10", "--days", "2")
+    assert out.returncode == 0, out.stderr
+    for text in ("stages", "data quality", "silver.telemetry", "try next", "succeeded"):
+        assert text in out.stdout
+    again = lakeforge("run", "--json", "--project", str(tmp_path / "demo"))
+    assert json.loads(again.stdout)["status"] == "nothing_to_do"
