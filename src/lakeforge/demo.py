@@ -44,9 +44,10 @@ def run_demo(path: Path, *, machines: int, days: int, console: Console, progress
     console.print(f"run {result.run_id} {result.status}; {result.bytes_processed:,} bytes in "
                   f"{time.perf_counter() - started:.1f}s in all")
     p = f"--project {path}"
-    console.print("\n[bold]try next[/]\n"
-                  f"  lakeforge query {p} \"SELECT * FROM fact_telemetry_hourly LIMIT 5\"\n"
-                  f"  lakeforge query {p} \"SELECT * FROM quarantine.silver_telemetry LIMIT 5\"\n"
-                  f"  lakeforge status {p}\n"
-                  f"  lakeforge run {p}          # nothing to do until new files land\n"
-                  f"  lakeforge generate {p} --start 2024-02-01 && lakeforge run {p}")
+    console.print("\n[bold]try next[/] (after `source .venv/bin/activate`)", soft_wrap=True)
+    for line in (f"lakeforge query {p} \"SELECT * FROM fact_telemetry_hourly LIMIT 5\"",
+                 f"lakeforge query {p} \"SELECT * FROM quarantine.silver_telemetry LIMIT 5\"",
+                 f"lakeforge status {p}",
+                 f"lakeforge run {p}          # nothing to do until new files land",
+                 f"lakeforge generate {p} --start 2024-02-01 && lakeforge run {p}"):
+        console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)

@@ -280,3 +280,20 @@ def test_init_refuses_to_overwrite_a_project(tmp_path: Path) -> None:
     Project.init(tmp_path / "p")
     with pytest.raises(LakeforgeError, match="already exists"):
         Project.init(tmp_path / "p")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_every_generator_format_flows_through(tmp_path: Path, fmt: str) -> None:
+    with Project.init(tmp_path / fmt) as project:
+        project.generate(machines=6, days=2, seed=3, files=4, fmt=fmt)
+        result = project.run()
+        assert result.status == "succeeded"
+        assert all(s.balanced() for s in result.stages)
+        ingest = stage(result, "ingest:telemetry")
+        assert ingest.rows_quarantined == 0 and ingest.rows_out == rows(project, "bronze.telemetry")
+        if fmt == "csv":
+            assert ingest.rows_in == landing_lines(project.landing.root / "telemetry", header=True)
+        silver = rows(project, "silver.telemetry")
+        assert silver == stage(result, "silver.telemetry").rows_out > 6 * 2 * 24 * 6 * 0.95
+        hourly = project.query("SELECT count(*) AS n FROM fact_telemetry_hourly").to_pylist()[0]["n"]
+        assert hourly == 6 * 2 * 24
