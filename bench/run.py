@@ -145,7 +145,8 @@ on one machine; compare ratios, not seconds, across machines.
 generator's default dirt: nulls, out-of-range values, duplicates, late rows, a new field, a type change) go
 landing -> bronze -> silver (9 expectations, quarantine, dedup) -> gold hourly and daily aggregates -> DuckDB
 warehouse. The reference (`bench/reference.py`) does the same work hand-written against DuckDB and deltalake,
-in the same run, each side in its own process; best of the repeats.
+in the same run, each side in its own process; best of the repeats. The reference runs with DuckDB's default
+memory limit (80% of RAM); lakeforge's bench project sets `memory_limit: {MEMORY_LIMIT}`.
 
 | | seconds | peak memory | rows/s |
 |---|---|---|---|
