@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from functools import cached_property
 from importlib import resources
@@ -22,7 +23,7 @@ from lakeforge.models import Model, ModelGraph, load_models
 from lakeforge.ops.progress import Reporter
 from lakeforge.ops.results import RunResult, StageResult
 from lakeforge.ops.runner import execute, last_run
-from lakeforge.storage import Location
+from lakeforge.storage import open_location
 
 EXAMPLE = "telemetry"
 
@@ -31,8 +32,8 @@ class Project:
     def __init__(self, path: str | Path = ".") -> None:
         self.path = Path(path).resolve()
         self.config: ProjectConfig = load_config(self.path)
-        self.landing = Location(self.config.landing, base_dir=self.path)
-        self.lakehouse = Location(self.config.lakehouse, base_dir=self.path)
+        self.landing = open_location(self.config.landing, base_dir=self.path, settings=self.config.storage)
+        self.lakehouse = open_location(self.config.lakehouse, base_dir=self.path, settings=self.config.storage)
         self.catalog = Catalog(self.lakehouse)
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -76,7 +77,15 @@ class Project:
     def generate(self, **options: Any) -> dict[str, object]:
         from lakeforge.generate import generate
 
-        return generate(self.landing.root, **options).to_dict()
+        if self.landing.is_local:
+            return generate(self.landing.local_path(), **options).to_dict()
+        with tempfile.TemporaryDirectory(prefix="lakeforge-generate-") as tmp:  # write locally, then upload
+            result = generate(tmp, **options).to_dict()
+            for path in sorted(Path(tmp).rglob("*")):
+                if path.is_file():
+                    self.landing.write_bytes_atomic(path.relative_to(tmp).as_posix(), path.read_bytes())
+            result["path"] = self.landing.uri
+            return result
 
     def run(self, *, full_refresh: bool = False, reporter: Reporter | None = None) -> RunResult:
         return execute(self, full_refresh=full_refresh, reporter=reporter or Reporter())

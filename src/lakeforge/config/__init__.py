@@ -7,6 +7,7 @@ from lakeforge.config.models import (
     EngineConfig,
     ProjectConfig,
     SourceConfig,
+    StorageConfig,
     WarehouseConfig,
 )
 
@@ -17,6 +18,7 @@ __all__ = [
     "EngineConfig",
     "ProjectConfig",
     "SourceConfig",
+    "StorageConfig",
     "WarehouseConfig",
     "load_config",
 ]

@@ -92,6 +92,16 @@ class SourceConfig(_Strict):
         return EXTENSIONS.get(PurePosixPath(name).suffix)
 
 
+class StorageConfig(_Strict):
+    """How to reach S3-compatible locations. Credentials are not set here: they come from the environment
+    (``AWS_ACCESS_KEY_ID`` ...), a profile, or ``secrets.yml`` never from ``lakeforge.yml`` in git."""
+
+    endpoint_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:9000 for MinIO")
+    region: str = "us-east-1"
+    profile: str | None = Field(default=None, description="a profile of ~/.aws/credentials")
+    delta_options: dict[str, str] = Field(default_factory=dict, description="extra delta-rs storage options")
+
+
 class ProjectConfig(_Strict):
     """The whole ``lakeforge.yml``."""
 
@@ -104,6 +114,7 @@ class ProjectConfig(_Strict):
     models_path: str = "models"
     engine: EngineConfig = Field(default_factory=DuckDBEngineConfig)
     warehouse: WarehouseConfig = Field(default_factory=DuckDBWarehouseConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
 
     @model_validator(mode="before")

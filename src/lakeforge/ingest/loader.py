@@ -49,17 +49,15 @@ class Ingestor:
         return f"{self.checkpoint_dir}/batch-{batch_id:08d}.json"
 
     def _manifests(self) -> dict[int, Manifest]:
-        folder = self.lakehouse.local_path(self.checkpoint_dir)
         found: dict[int, Manifest] = {}
-        if folder.is_dir():
-            for path in folder.glob("batch-*.json"):
-                data = self.lakehouse.read_json(f"{self.checkpoint_dir}/{path.name}")
-                manifest = Manifest(
-                    batch_id=int(data["batch_id"]),
-                    files=[FileInfo(f["path"], f["size"], f["mtime_ms"]) for f in data["files"]],
-                    bad={k: (str(v[0]), int(v[1])) for k, v in (data.get("bad") or {}).items()},
-                )
-                found[manifest.batch_id] = manifest
+        for info in self.lakehouse.list_files(self.checkpoint_dir, pattern="batch-*.json"):
+            data = self.lakehouse.read_json(info.path)
+            manifest = Manifest(
+                batch_id=int(data["batch_id"]),
+                files=[FileInfo(f["path"], f["size"], f["mtime_ms"]) for f in data["files"]],
+                bad={k: (str(v[0]), int(v[1])) for k, v in (data.get("bad") or {}).items()},
+            )
+            found[manifest.batch_id] = manifest
         return found
 
     def _save(self, manifest: Manifest) -> None:
@@ -75,7 +73,7 @@ class Ingestor:
         return [f for f in self._listing() if f.path not in recorded]
 
     def _listing(self) -> list[FileInfo]:
-        return self.landing.list(self.source.folder(self.name), pattern=self.source.pattern)
+        return self.landing.list_files(self.source.folder(self.name), pattern=self.source.pattern)
 
     def _batches(self) -> Iterator[tuple[Manifest, bool]]:
         """Pending batches first (a crash left them half done), then new files, one format per batch."""
@@ -124,18 +122,19 @@ class Ingestor:
             if any(p not in manifest.bad for p in precheck):
                 manifest.bad.update({p: (r, self._count_rows(p)) for p, r in precheck.items()})
                 self._save(manifest)
-            try:
-                written = self._write_bronze(manifest, ingested_at)
-            except Exception as exc:
-                if self.engine is None or not self.engine.is_bad_input(exc):
-                    raise
-                good = [f for f in manifest.files if f.path not in manifest.bad]
-                found = self.engine.check_files(good, location=self.landing, source=self.source)
-                if not found:
-                    raise
-                manifest.bad.update({p: (r, self._count_rows(p)) for p, r in found.items()})
-                self._save(manifest)
-                written = self._write_bronze(manifest, ingested_at)
+            good = [f for f in manifest.files if f.path not in manifest.bad]
+            with self.landing.local_copies(good) as local:  # object storage: the batch's files, downloaded
+                try:
+                    written = self._write_bronze(manifest, local, ingested_at)
+                except Exception as exc:
+                    if self.engine is None or not self.engine.is_bad_input(exc):
+                        raise
+                    found = self.engine.check_files(good, location=local, source=self.source)
+                    if not found:
+                        raise
+                    manifest.bad.update({p: (r, self._count_rows(p)) for p, r in found.items()})
+                    self._save(manifest)
+                    written = self._write_bronze(manifest, local, ingested_at)
         bad_rows = sum(rows for _, rows in manifest.bad.values())
         if manifest.bad and self.catalog.consumed(self.quarantine, self.app_id) < batch_id:
             self._write_quarantine(manifest, ingested_at)
@@ -146,12 +145,12 @@ class Ingestor:
         result.rows_written += written
         result.bytes += sum(f.size for f in manifest.files)
 
-    def _write_bronze(self, manifest: Manifest, ingested_at: dt.datetime) -> int:
+    def _write_bronze(self, manifest: Manifest, local: Location, ingested_at: dt.datetime) -> int:
         assert self.engine is not None
         good = [f for f in manifest.files if f.path not in manifest.bad]
         count = [0]
         if good:
-            reader = self.engine.scan_files(good, location=self.landing, source=self.source,
+            reader = self.engine.scan_files(good, location=local, source=self.source,
                                             batch_id=manifest.batch_id, ingested_at=ingested_at)
 
             def counted() -> Iterator[pa.RecordBatch]:

@@ -78,11 +78,9 @@ class Catalog:
     def names(self) -> list[str]:
         found = []
         for layer in LAYERS:
-            folder = self.location.local_path(layer)
-            if folder.is_dir():
-                for child in sorted(folder.iterdir()):
-                    if (child / "_delta_log").is_dir():
-                        found.append(f"{layer}.{child.name}")
+            for child in self.location.list_dirs(layer):
+                if self.location.list_dirs(f"{layer}/{child}").count("_delta_log"):
+                    found.append(f"{layer}.{child}")
         return found
 
     def version(self, name: str) -> int:

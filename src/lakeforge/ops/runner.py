@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +27,9 @@ RUNS = "_lakeforge/runs"
 
 @contextmanager
 def run_lock(project: Project) -> Iterator[None]:
-    path = project.lakehouse.local_path("_lakeforge/run.lock")
+    # beside a local lakehouse; for one on object storage, in the project folder
+    base = project.lakehouse.local_path() if project.lakehouse.is_local else project.path / ".lakeforge"
+    path = base / "_lakeforge" / "run.lock" if project.lakehouse.is_local else base / "run.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         try:
@@ -101,11 +102,8 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter) -> RunR
 
 
 def last_run(project: Project) -> dict[str, object] | None:
-    folder = project.lakehouse.local_path(RUNS)
-    if not folder.is_dir():
-        return None
-    runs = sorted(folder.glob("*.json"))
+    runs = project.lakehouse.list_files(RUNS, pattern="*.json")
     if not runs:
         return None
-    data: dict[str, object] = json.loads(runs[-1].read_text())
+    data: dict[str, object] = project.lakehouse.read_json(runs[-1].path)
     return data

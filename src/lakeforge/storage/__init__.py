@@ -1,5 +1,6 @@
-"""Where files live: one ``Location`` for local folders (S3-compatible stores come with ingestion)."""
+"""Where files live: one ``Location`` API over local folders and S3-compatible object stores."""
 
-from lakeforge.storage.location import FileInfo, Location
+from lakeforge.storage.base import FileInfo, Location
+from lakeforge.storage.factory import open_location
 
-__all__ = ["FileInfo", "Location"]
+__all__ = ["FileInfo", "Location", "open_location"]
