@@ -60,7 +60,16 @@ class SourceConfig(_Strict):
     columns: list[str] | None = Field(default=None, description="CSV without header: the column names")
     schema_hints: dict[str, str] = Field(default_factory=dict, description="column -> SQL type in bronze")
     timestamp_format: str | None = Field(default=None, description="strptime format of hinted timestamps")
-    max_files_per_batch: int = Field(default=1000, ge=1)
+    max_files_per_batch: int = Field(default=1000, ge=1, description="cloudFiles.maxFilesPerTrigger")
+    max_bytes_per_batch: int | None = Field(default=None, ge=1, description="cloudFiles.maxBytesPerTrigger")
+    schema_evolution: Literal["addNewColumns", "rescue", "failOnNewColumns", "none"] = Field(
+        default="addNewColumns", description="cloudFiles.schemaEvolutionMode"
+    )
+    infer_column_types: bool = Field(default=False, description="cloudFiles.inferColumnTypes")
+    allow_overwrites: bool = Field(default=False, description="cloudFiles.allowOverwrites")
+    clean_source: Literal["off", "move", "delete"] = Field(default="off", description="cloudFiles.cleanSource")
+    move_to: str = Field(default="processed", description="cloudFiles.cleanSource.moveDestination (under landing)")
+    retention_hours: float = Field(default=0.0, ge=0, description="cloudFiles.cleanSource.retentionDuration")
 
     @field_validator("schema_hints")
     @classmethod
@@ -78,6 +87,12 @@ class SourceConfig(_Strict):
         if self.format == "csv" and not self.header and not self.columns:
             raise ValueError("a CSV source without header needs 'columns: [name, ...]'")
         return self
+
+    def check_move_to(self, name: str) -> None:
+        folder, target = self.folder(name), self.move_to.strip("/")
+        if self.clean_source == "move" and (target == folder or target.startswith(folder + "/") or folder == ""):
+            raise ValueError(f"source {name}: move_to {self.move_to!r} lies inside the source folder, so moved "
+                             "files would be picked up again; move them beside it, e.g. move_to: processed")
 
     def folder(self, name: str) -> str:
         return (self.path or name).strip("/")
@@ -137,7 +152,8 @@ class ProjectConfig(_Strict):
     @field_validator("sources")
     @classmethod
     def _source_names(cls, sources: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
-        for name in sources:
+        for name, source in sources.items():
             if not _NAME.match(name):
                 raise ValueError(f"source name {name!r}: use letters, digits and underscores")
+            source.check_move_to(name)
         return sources

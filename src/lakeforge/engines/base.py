@@ -25,6 +25,16 @@ class EngineCapabilities:
     distributed: bool
 
 
+@dataclass(frozen=True)
+class ReadPlan:
+    """How to read a batch of landing files into bronze."""
+
+    types: Mapping[str, str] = field(default_factory=dict)  # column -> type; values that do not fit are rescued
+    rescue: tuple[str, ...] = ()  # columns packed whole into ``_rescued_data`` (schema_evolution: rescue)
+    ignore: tuple[str, ...] = ()  # columns left out (schema_evolution: none)
+    columns: tuple[str, ...] = ()  # the batch's columns as described (saves a second look at JSON files)
+
+
 @dataclass
 class ModelOutput:
     """Counts of one model run, and its rows as streams (call each once; then ``release``)."""
@@ -43,14 +53,17 @@ class ModelOutput:
 class Engine(Protocol):
     capabilities: EngineCapabilities
 
-    def scan_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig, batch_id: int,
-                   ingested_at: dt.datetime) -> pa.RecordBatchReader: ...
+    def describe_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig) -> dict[str, str]: ...
 
-    def check_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig) -> dict[str, str]: ...
+    def scan_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig, plan: ReadPlan,
+                   batch_id: int, ingested_at: dt.datetime) -> pa.RecordBatchReader: ...
+
+    def check_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig,
+                    plan: ReadPlan) -> dict[str, str]: ...
 
     def is_bad_input(self, exc: BaseException) -> bool: ...
 
-    def hinted_schema(self, source: SourceConfig) -> pa.Schema: ...
+    def typed_schema(self, types: Mapping[str, str]) -> pa.Schema: ...
 
     def run_model(
         self,

@@ -22,12 +22,14 @@ from pathlib import PurePosixPath
 import pyarrow as pa
 
 from lakeforge.config.models import SourceConfig
-from lakeforge.engines.base import Engine
+from lakeforge.engines.base import Engine, ReadPlan
+from lakeforge.errors import SourceError
 from lakeforge.lakehouse import Catalog
 from lakeforge.ops.results import StageResult
 from lakeforge.storage import FileInfo, Location
 
 CHECKPOINTS = "_lakeforge/checkpoints"
+SCHEMAS = "_lakeforge/schemas"
 
 
 class Ingestor:
@@ -56,6 +58,8 @@ class Ingestor:
                 batch_id=int(data["batch_id"]),
                 files=[FileInfo(f["path"], f["size"], f["mtime_ms"]) for f in data["files"]],
                 bad={k: (str(v[0]), int(v[1])) for k, v in (data.get("bad") or {}).items()},
+                cleaned=bool(data.get("cleaned")),
+                created_at=float(data.get("created_at") or 0.0),
             )
             found[manifest.batch_id] = manifest
         return found
@@ -65,11 +69,20 @@ class Ingestor:
             "batch_id": manifest.batch_id, "source": self.name,
             "files": [f.to_dict() for f in manifest.files],
             "bad": {k: list(v) for k, v in sorted(manifest.bad.items())},
+            "cleaned": manifest.cleaned, "created_at": manifest.created_at,
         })
 
     def backlog(self) -> list[FileInfo]:
         """Landing files not yet ingested (nor recorded in a pending batch)."""
-        recorded = {f.path for m in self._manifests().values() for f in m.files}
+        return self._new_files(self._manifests())
+
+    def _new_files(self, manifests: dict[int, Manifest]) -> list[FileInfo]:
+        """Files no manifest names; with ``allow_overwrites``, also files whose size or time changed since."""
+        recorded: dict[str, FileInfo] = {}
+        for batch_id in sorted(manifests):
+            recorded.update({f.path: f for f in manifests[batch_id].files})
+        if self.source.allow_overwrites:
+            return [f for f in self._listing() if recorded.get(f.path) != f]
         return [f for f in self._listing() if f.path not in recorded]
 
     def _listing(self) -> list[FileInfo]:
@@ -84,17 +97,14 @@ class Ingestor:
             manifest = manifests[batch_id]
             if batch_id > committed or (manifest.bad and batch_id > quarantined):
                 yield manifest, True
-        recorded = {f.path for m in manifests.values() for f in m.files}
-        new = [f for f in self._listing() if f.path not in recorded]
         by_format: dict[str, list[FileInfo]] = {}
-        for info in new:
+        for info in sorted(self._new_files(manifests), key=lambda f: (f.mtime_ms, f.path)):
             by_format.setdefault(self.source.format_of(info.path) or "unknown", []).append(info)
         next_id = max([*manifests, committed]) + 1
-        size = self.source.max_files_per_batch
         for fmt in sorted(by_format):
-            group = by_format[fmt]
-            for start in range(0, len(group), size):
-                yield Manifest(batch_id=next_id, files=group[start:start + size]), False
+            for files in _chunks(by_format[fmt], files=self.source.max_files_per_batch,
+                                 size=self.source.max_bytes_per_batch):
+                yield Manifest(batch_id=next_id, files=files, created_at=time.time()), False
                 next_id += 1
 
     # -- the stage ------------------------------------------------------------------------------
@@ -106,6 +116,9 @@ class Ingestor:
                 self._save(manifest)
             self._ingest(manifest, result)
             result.status = "ok"
+        cleaned = self.clean_source()
+        if cleaned:
+            result.detail = f"{'moved' if self.source.clean_source == 'move' else 'deleted'} {cleaned} files"
         result.seconds = time.perf_counter() - started
         if result.status == "skipped":
             result.detail = "no new files"
@@ -129,7 +142,8 @@ class Ingestor:
                 except Exception as exc:
                     if self.engine is None or not self.engine.is_bad_input(exc):
                         raise
-                    found = self.engine.check_files(good, location=local, source=self.source)
+                    plan = ReadPlan(types=self._types(self._schema()))  # each file is described on its own
+                    found = self.engine.check_files(good, location=local, source=self.source, plan=plan)
                     if not found:
                         raise
                     manifest.bad.update({p: (r, self._count_rows(p)) for p, r in found.items()})
@@ -150,7 +164,8 @@ class Ingestor:
         good = [f for f in manifest.files if f.path not in manifest.bad]
         count = [0]
         if good:
-            reader = self.engine.scan_files(good, location=local, source=self.source,
+            plan = self._plan(good, local)
+            reader = self.engine.scan_files(good, location=local, source=self.source, plan=plan,
                                             batch_id=manifest.batch_id, ingested_at=ingested_at)
 
             def counted() -> Iterator[pa.RecordBatch]:
@@ -160,10 +175,96 @@ class Ingestor:
 
             data: pa.Table | pa.RecordBatchReader = pa.RecordBatchReader.from_batches(reader.schema, counted())
         else:  # every file was bad: commit no rows, but the batch id, and the columns the hints promise
-            hinted = self.engine.hinted_schema(self.source)
-            data = pa.schema([*hinted, *METADATA_SCHEMA]).empty_table()
+            typed = self.engine.typed_schema(self._types(self._schema()))
+            data = pa.schema([*typed, *METADATA_SCHEMA]).empty_table()
         self.catalog.write(self.table, data, mode="append", transactions={self.app_id: manifest.batch_id})
         return count[0]
+
+    # -- schema ---------------------------------------------------------------------------------
+    def _schema_path(self) -> str:
+        return f"{SCHEMAS}/{self.name}.json"
+
+    def _schema(self) -> dict[str, str]:
+        """The source's known columns and their inferred types, persisted beside the tables."""
+        path = self._schema_path()
+        return dict(self.lakehouse.read_json(path)["columns"]) if self.lakehouse.exists(path) else {}
+
+    def _types(self, schema: dict[str, str]) -> dict[str, str]:
+        """Columns typed in bronze: the inferred ones (with ``infer_column_types``), then the hints, which win."""
+        types = {c: t for c, t in schema.items() if t != "string"} if self.source.infer_column_types else {}
+        return {**types, **self.source.schema_hints}
+
+    def _plan(self, files: list[FileInfo], local: Location) -> ReadPlan:
+        """Compare the batch's columns with the known schema and apply the evolution mode."""
+        assert self.engine is not None
+        detected = self.engine.describe_files(files, location=local, source=self.source)
+        schema = self._schema()
+        new = [c for c in detected if c not in schema and c not in self.source.schema_hints]
+        mode = self.source.schema_evolution
+        if not schema:  # the first batch defines the schema, in every mode (inference from a sample)
+            schema = dict(detected)
+            self._save_schema(schema)
+            new = []
+        widened = {c: t for c, t in detected.items() if c in schema and _wider(t, schema[c])}
+        if new and mode == "failOnNewColumns":
+            where = self._files_with(new, files, local)
+            raise SourceError(
+                f"source {self.name}: new column(s) {', '.join(new)} in {', '.join(where)}; "
+                "schema_evolution is failOnNewColumns, so nothing of this batch was ingested",
+                hint="declare them in schema_hints, or set schema_evolution to addNewColumns or rescue",
+            )
+        if mode == "addNewColumns" and (new or (widened and self.source.infer_column_types)):
+            schema.update({c: detected[c] for c in new})
+            if self.source.infer_column_types:
+                self._widen(widened)
+                schema.update(widened)
+            self._save_schema(schema)
+            new = []
+        types = self._types(schema)
+        columns = tuple(detected)
+        if mode == "rescue":
+            return ReadPlan(types=types, rescue=tuple(new), columns=columns)
+        if mode == "none":
+            return ReadPlan(types=types, ignore=tuple(new), columns=columns)
+        return ReadPlan(types=types, columns=columns)
+
+    def _save_schema(self, schema: dict[str, str]) -> None:
+        self.lakehouse.write_json_atomic(self._schema_path(), {"source": self.name, "columns": schema})
+
+    def _widen(self, widened: dict[str, str]) -> None:
+        """bigint -> double in bronze: rewrite the table with the wider type (rare; downstream recomputes)."""
+        if not widened or not self.catalog.exists(self.table):
+            return
+        self.catalog.widen(self.table, {c: _ARROW[t] for c, t in widened.items()})
+
+    def _files_with(self, columns: list[str], files: list[FileInfo], local: Location) -> list[str]:
+        assert self.engine is not None
+        found = [f.path for f in files
+                 if set(columns) & set(self.engine.describe_files([f], location=local, source=self.source))]
+        return found or [f.path for f in files]
+
+    # -- source lifecycle ---------------------------------------------------------------------------
+    def clean_source(self) -> int:
+        """Move or delete the files of committed batches (once past the retention), never before."""
+        if self.source.clean_source == "off":
+            return 0
+        committed = self.catalog.consumed(self.table, self.app_id)
+        horizon = time.time() - self.source.retention_hours * 3600
+        done = 0
+        for manifest in self._manifests().values():
+            if manifest.cleaned or manifest.batch_id > committed or manifest.created_at > horizon:
+                continue
+            for info in manifest.files:
+                if info.path in manifest.bad or not self.landing.exists(info.path):
+                    continue  # bad files stay where they are, for inspection
+                if self.source.clean_source == "move":
+                    self.landing.move(info.path, f"{self.source.move_to.strip('/')}/{info.path}")
+                else:
+                    self.landing.delete(info.path)
+                done += 1
+            manifest.cleaned = True
+            self._save(manifest)
+        return done
 
     def _write_quarantine(self, manifest: Manifest, ingested_at: dt.datetime) -> None:
         by_path = {f.path: f for f in manifest.files}
@@ -193,6 +294,31 @@ class Manifest:
     batch_id: int
     files: list[FileInfo]
     bad: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (reason, rows)
+    cleaned: bool = False
+    created_at: float = 0.0
+
+
+def _chunks(infos: list[FileInfo], *, files: int, size: int | None) -> Iterator[list[FileInfo]]:
+    """Batches of at most ``files`` files and (if set) ``size`` bytes; a larger file makes a batch of its own."""
+    batch: list[FileInfo] = []
+    total = 0
+    for info in infos:
+        if batch and (len(batch) >= files or (size is not None and total + info.size > size)):
+            yield batch
+            batch, total = [], 0
+        batch.append(info)
+        total += info.size
+    if batch:
+        yield batch
+
+
+_ARROW = {"double": pa.float64(), "bigint": pa.int64()}
+_ORDER = {"boolean": 0, "bigint": 1, "double": 2}
+
+
+def _wider(new: str, old: str) -> bool:
+    """Safe widening only: bigint -> double (and boolean -> bigint)."""
+    return new in _ORDER and old in _ORDER and _ORDER[new] > _ORDER[old]
 
 
 def _precheck(info: FileInfo, source: SourceConfig) -> str | None:

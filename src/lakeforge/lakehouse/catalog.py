@@ -142,6 +142,17 @@ class Catalog:
             commit_properties=_commit(transactions, metadata),
         )
 
+    def widen(self, name: str, types: Mapping[str, pa.DataType]) -> None:
+        """Rewrite a table with some columns widened (e.g. bigint -> double); transaction ids are kept."""
+        dt = self.table(name)
+        table = dt.to_pyarrow_table()
+        for column, type_ in types.items():
+            if column in table.column_names:
+                index = table.column_names.index(column)
+                table = table.set_column(index, pa.field(column, type_), table[column].cast(type_))
+        write_deltalake(self.uri(name), table, mode="overwrite", schema_mode="overwrite",
+                        configuration=TABLE_CONFIG, storage_options=self.location.storage_options)
+
     def merge(
         self,
         name: str,

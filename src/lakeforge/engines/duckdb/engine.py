@@ -16,7 +16,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
-from lakeforge.engines.base import EngineCapabilities, ModelOutput, Relation
+from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Relation
 from lakeforge.errors import ExpectationFailed, ModelError
 from lakeforge.lakehouse.catalog import LAYERS
 from lakeforge.quality import Expectation, RuleResult
@@ -34,6 +34,26 @@ _BAD_INPUT = (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.I
 def sql_type(type_name: str) -> str:
     """A type as written in the project (Databricks names welcome) → DuckDB type."""
     return exp.DataType.build(type_name, dialect="databricks").sql(dialect="duckdb")
+
+
+def project_type(duckdb_type: str) -> str:
+    """A DuckDB type as inferred from files → the widest safe project type (int → bigint, float → double)."""
+    base = duckdb_type.split("(")[0].upper()
+    if base in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"):
+        return "bigint"
+    if base in ("FLOAT", "DOUBLE", "DECIMAL", "HUGEINT", "UBIGINT"):
+        return "double"
+    if base == "BOOLEAN":
+        return "boolean"
+    if base in ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
+        return "timestamp"
+    if base == "DATE":
+        return "date"
+    return "string"
+
+
+def _paths(files: list[FileInfo], location: Location) -> str:
+    return "[" + ", ".join(_lit(location.join(f.path)) for f in files) + "]"
 
 
 def _lit(value: str) -> str:
@@ -86,8 +106,22 @@ class DuckDBEngine:
             self._bound.add(name)
 
     # -- ingestion ----------------------------------------------------------------------------
-    def scan_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig, batch_id: int,
-                   ingested_at: dt.datetime) -> pa.RecordBatchReader:
+    def describe_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig) -> dict[str, str]:
+        """Columns of a sample of files with the types DuckDB infers for them (project type names)."""
+        self.release()
+        fmt = source.format_of(files[0].path)
+        paths = _paths(files, location)
+        if fmt == "jsonl":
+            scan = f"read_json({paths}, format='newline_delimited', union_by_name=true)"
+        elif fmt == "csv":
+            scan = f"read_csv({paths}, {', '.join(self._csv_options(source, all_varchar=False))})"
+        else:
+            scan = f"read_parquet({paths}, union_by_name=true)"
+        rows = self.con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()
+        return {str(r[0]): project_type(str(r[1])) for r in rows if str(r[0]) != "filename"}
+
+    def scan_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig, plan: ReadPlan,
+                   batch_id: int, ingested_at: dt.datetime) -> pa.RecordBatchReader:
         """One format's files as a stream of rows with the ingestion metadata columns."""
         self.release()
         fmt = source.format_of(files[0].path)
@@ -98,7 +132,8 @@ class DuckDBEngine:
             "size": pa.array([f.size for f in files], pa.int64()),
             "mtime": pa.array([f.mtime_ms * 1000 for f in files], pa.timestamp("us", "UTC")),
         }))
-        select = self._hinted_select(self._scan(fmt, files, location=location, source=source), source)
+        scan = self._scan(fmt, files, location=location, source=source, columns=plan.columns)
+        select = self._planned_select(scan, source, plan)
         query = (f"SELECT raw.* EXCLUDE (_source_file), f.rel AS _source_file, f.size AS _file_size, "
                  f"f.mtime AS _file_modification_time, "
                  f"CAST({_lit(ingested_at.isoformat())} AS TIMESTAMPTZ) AS _ingested_at, "
@@ -106,7 +141,8 @@ class DuckDBEngine:
                  f"FROM ({select}) AS raw JOIN __lf_files AS f ON f.abs = raw._source_file")
         return self._reader(query)
 
-    def check_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig) -> dict[str, str]:
+    def check_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig,
+                    plan: ReadPlan) -> dict[str, str]:
         """Parse each file on its own; the ones that fail, with the reason (the error path of ingestion)."""
         self.release()
         bad: dict[str, str] = {}
@@ -114,15 +150,16 @@ class DuckDBEngine:
             fmt = source.format_of(info.path)
             assert fmt is not None
             try:
-                select = self._hinted_select(self._scan(fmt, [info], location=location, source=source), source)
+                select = self._planned_select(self._scan(fmt, [info], location=location, source=source), source,
+                                              plan)
                 self.con.sql(select).to_arrow_table()
             except _BAD_INPUT as exc:
                 bad[info.path] = _first_line(str(exc))
         return bad
 
-    def hinted_schema(self, source: SourceConfig) -> pa.Schema:
-        """The bronze columns a source always has (its schema hints and ``_rescued_data``), for empty batches."""
-        columns = [f"CAST(NULL AS {sql_type(t)}) AS {_ident(c)}" for c, t in source.schema_hints.items()]
+    def typed_schema(self, types: Mapping[str, str]) -> pa.Schema:
+        """The Arrow schema of typed bronze columns plus ``_rescued_data`` (for batches without rows)."""
+        columns = [f"CAST(NULL AS {sql_type(t)}) AS {_ident(c)}" for c, t in types.items()]
         if not columns:
             return pa.schema([])
         columns.append("CAST(NULL AS VARCHAR) AS _rescued_data")
@@ -136,35 +173,46 @@ class DuckDBEngine:
         text = str(exc)
         return any(marker in text for marker in ("Invalid Input Error", "Conversion Error", "IO Error"))
 
-    def _scan(self, fmt: str, files: list[FileInfo], *, location: Location, source: SourceConfig) -> str:
-        paths = "[" + ", ".join(_lit(location.join(f.path)) for f in files) + "]"
+    @staticmethod
+    def _csv_options(source: SourceConfig, *, all_varchar: bool) -> list[str]:
+        opts = [f"header={'true' if source.header else 'false'}", f"delim={_lit(source.delimiter)}",
+                "union_by_name=true"]
+        if all_varchar:
+            opts.append("all_varchar=true")
+        if source.columns:
+            opts.append("names=[" + ", ".join(_lit(c) for c in source.columns) + "]")
+        return opts
+
+    def _scan(self, fmt: str, files: list[FileInfo], *, location: Location, source: SourceConfig,
+              columns: tuple[str, ...] = ()) -> str:
+        paths = _paths(files, location)
         if fmt == "jsonl":
-            names = self._columns(f"read_json({paths}, format='newline_delimited', union_by_name=true)")
+            names = columns or self._columns(f"read_json({paths}, format='newline_delimited', union_by_name=true)")
             cols = "{" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in names) + "}"
             return f"read_json({paths}, format='newline_delimited', columns={cols}, filename='_source_file')"
         if fmt == "csv":
-            opts = [f"header={'true' if source.header else 'false'}", f"delim={_lit(source.delimiter)}",
-                    "all_varchar=true", "union_by_name=true", "filename='_source_file'"]
-            if source.columns:
-                opts.append("names=[" + ", ".join(_lit(c) for c in source.columns) + "]")
-            return f"read_csv({paths}, {', '.join(opts)})"
+            options = [*self._csv_options(source, all_varchar=True), "filename='_source_file'"]
+            return f"read_csv({paths}, {', '.join(options)})"
         return f"read_parquet({paths}, union_by_name=true, filename='_source_file')"
 
     def _columns(self, scan: str) -> list[str]:
         return [str(row[0]) for row in self.con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
 
-    def _hinted_select(self, scan: str, source: SourceConfig) -> str:
-        """Typed hinted columns (always present); a value that does not fit goes to ``_rescued_data``."""
-        if not source.schema_hints:
+    def _planned_select(self, scan: str, source: SourceConfig, plan: ReadPlan) -> str:
+        """Typed columns (always present); values that do not fit, and rescued columns, go to ``_rescued_data``;
+        ignored columns are left out."""
+        if not plan.types and not plan.rescue and not plan.ignore:
             return f"SELECT * FROM {scan}"
         present = set(self._columns(scan))
         casts, added, checks, entries = [], [], [], []
-        for column, type_name in source.schema_hints.items():
+        for column, type_name in plan.types.items():
             col = _ident(column)
             duck_type = sql_type(type_name)
             if column not in present:
                 added.append(f"CAST(NULL AS {duck_type}) AS {col}")
                 continue
+            if duck_type == "VARCHAR" and column not in source.schema_hints:
+                continue  # text stays text
             if source.timestamp_format and duck_type.startswith("TIMESTAMP"):
                 typed = (f"TRY_CAST(TRY_STRPTIME(CAST({col} AS VARCHAR), {_lit(source.timestamp_format)}) "
                          f"AS {duck_type})")
@@ -174,14 +222,22 @@ class DuckDBEngine:
             failed = f"({col} IS NOT NULL AND {typed} IS NULL)"
             checks.append(failed)
             entries.append(f"{{'k': {_lit(column)}, 'v': CASE WHEN {failed} THEN CAST({col} AS VARCHAR) END}}")
-        select = ["*"]
+        for column in plan.rescue:
+            if column in present:
+                col = _ident(column)
+                checks.append(f"({col} IS NOT NULL)")
+                entries.append(f"{{'k': {_lit(column)}, 'v': CAST({col} AS VARCHAR)}}")
+        left_out = [_ident(c) for c in (*plan.rescue, *plan.ignore) if c in present]
+        star = "*"
+        if left_out:
+            star += f" EXCLUDE ({', '.join(left_out)})"
         if casts:
-            select = [f"* REPLACE ({', '.join(casts)})"]
-        select += added
+            star += f" REPLACE ({', '.join(casts)})"
+        select = [star, *added]
         if entries:
             listed = f"list_filter([{', '.join(entries)}], lambda x: x.v IS NOT NULL)"
-            select.append(f"CASE WHEN {' OR '.join(checks)} THEN CAST(to_json(map_from_entries({listed})) AS VARCHAR) "
-                          "END AS _rescued_data")
+            select.append(f"CASE WHEN {' OR '.join(checks)} THEN "
+                          f"CAST(to_json(map_from_entries({listed})) AS VARCHAR) END AS _rescued_data")
         else:
             select.append("CAST(NULL AS VARCHAR) AS _rescued_data")
         return f"SELECT {', '.join(select)} FROM (SELECT * FROM {scan}) AS raw"

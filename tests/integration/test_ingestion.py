@@ -1,0 +1,172 @@
+"""Ingestion options: schema evolution modes, type widening, batches, compression, source lifecycle."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from lakeforge.errors import SourceError
+from lakeforge.project import Project
+
+
+def put(project: Project, name: str, rows: list[dict[str, object]], *, folder: str = "events") -> Path:
+    path = project.landing.local_path(f"{folder}/{name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    if name.endswith(".gz"):
+        data = gzip.compress(data)
+    elif name.endswith(".zst"):
+        data = pa.compress(data, codec="zstd", asbytes=True)
+    path.write_bytes(data)
+    return path
+
+
+def bronze(project: Project, source: str = "events") -> list[dict[str, object]]:
+    rows = project.table(f"bronze.{source}").to_pylist()
+    return sorted(rows, key=lambda r: (str(r["_source_file"]), str(r.get("id"))))
+
+
+def ingest(project: Project):  # type: ignore[no-untyped-def]
+    result = project.run()
+    return next(s for s in result.stages if s.name == "ingest:events")
+
+
+def events(make_project, **source: object) -> Project:  # type: ignore[no-untyped-def]
+    return make_project({"sources": {"events": {"format": "jsonl", **source}}}, {})
+
+
+def test_add_new_columns_evolves_the_table_without_a_restart(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = events(make_project)
+    put(project, "a.jsonl", [{"id": 1, "v": 1.5}])
+    ingest(project)
+    put(project, "b.jsonl", [{"id": 2, "v": 2.5, "site": "north"}])
+    stage = ingest(project)
+    assert stage.rows_out == 1
+    rows = bronze(project)
+    assert [r["site"] for r in rows] == [None, "north"]
+    schema = json.loads(project.lakehouse.read_bytes("_lakeforge/schemas/events.json"))
+    assert set(schema["columns"]) == {"id", "v", "site"}
+
+
+def test_rescue_keeps_unknown_fields_and_misfit_values_in_rescued_data(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = events(make_project, schema_evolution="rescue", schema_hints={"id": "bigint", "v": "double"})
+    put(project, "a.jsonl", [{"id": 1, "v": 1.5}])
+    ingest(project)
+    put(project, "b.jsonl", [{"id": 2, "v": "n/a", "site": "north"}, {"id": 3, "v": 3.0}])
+    ingest(project)
+    rows = {r["id"]: r for r in bronze(project)}
+    assert "site" not in rows[2]
+    assert json.loads(rows[2]["_rescued_data"]) == {"v": "n/a", "site": "north"}  # type: ignore[arg-type]
+    assert rows[2]["v"] is None and rows[3]["_rescued_data"] is None and rows[3]["v"] == 3.0
+
+
+def test_fail_on_new_columns_names_the_file_and_commits_nothing(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = events(make_project, schema_evolution="failOnNewColumns")
+    put(project, "a.jsonl", [{"id": 1}])
+    ingest(project)
+    put(project, "b.jsonl", [{"id": 2, "extra": True}])
+    with pytest.raises(SourceError, match=r"new column\(s\) extra in events/b\.jsonl.*failOnNewColumns"):
+        project.run()
+    assert len(bronze(project)) == 1
+    with pytest.raises(SourceError):  # the same batch is retried, and fails the same way, until fixed
+        project.run()
+
+
+def test_none_ignores_new_columns(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = events(make_project, schema_evolution="none")
+    put(project, "a.jsonl", [{"id": 1}])
+    ingest(project)
+    put(project, "b.jsonl", [{"id": 2, "extra": "x"}])
+    ingest(project)
+    assert all("extra" not in r for r in bronze(project))
+
+
+def test_inferred_types_widen_from_bigint_to_double(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = events(make_project, infer_column_types=True)
+    put(project, "a.jsonl", [{"id": 1, "v": 10}])
+    ingest(project)
+    assert project.catalog.dataset("bronze.events").schema.field("v").type == pa.int64()
+    put(project, "b.jsonl", [{"id": 2, "v": 2.5}])
+    ingest(project)
+    rows = {r["id"]: r for r in bronze(project)}
+    assert rows[1]["v"] == 10.0 and rows[2]["v"] == 2.5 and isinstance(rows[1]["v"], float)
+    assert project.run().status == "nothing_to_do"
+
+
+def test_batches_respect_file_and_byte_limits_and_one_commit_per_batch(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = events(make_project, max_files_per_batch=4, max_bytes_per_batch=10_000)
+    paths = [put(project, f"f{i:02d}.jsonl", [{"id": i, "pad": "x" * 100}]) for i in range(10)]
+    paths.append(put(project, "big.jsonl", [{"id": 100 + i, "pad": "y" * 100} for i in range(200)]))
+    for second, path in enumerate(paths):  # files are taken in order of arrival
+        os.utime(path, (1_700_000_000 + second, 1_700_000_000 + second))
+    before = project.catalog.version("bronze.events")
+    stage = ingest(project)
+    assert stage.rows_out == 210
+    batches = sorted({r["_batch_id"] for r in bronze(project)})
+    # 10 small files in batches of 4 (3 batches) + the big file alone = 4 batches, 4 commits
+    assert len(batches) == 4
+    assert project.catalog.version("bronze.events") - before == 4
+
+
+def test_gzip_and_zstd_files_are_read(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = events(make_project, format="auto")
+    put(project, "a.jsonl.gz", [{"id": 1}, {"id": 2}])
+    put(project, "b.jsonl.zst", [{"id": 3}])
+    stage = ingest(project)
+    assert stage.rows_out == 3 and stage.rows_quarantined == 0
+
+
+@pytest.mark.parametrize("mode", ["move", "delete"])
+def test_clean_source_after_commit(make_project, mode: str) -> None:  # type: ignore[no-untyped-def]
+    project = events(make_project, clean_source=mode, move_to="processed")
+    put(project, "a.jsonl", [{"id": 1}])
+    ingest(project)
+    assert not project.landing.local_path("events/a.jsonl").exists()
+    moved = project.landing.local_path("processed/events/a.jsonl")
+    assert moved.exists() == (mode == "move")
+    put(project, "a2.jsonl", [{"id": 2}])
+    assert ingest(project).rows_out == 1 and len(bronze(project)) == 2
+
+
+def test_retention_keeps_files_until_it_passes(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = events(make_project, clean_source="delete", retention_hours=1)
+    put(project, "a.jsonl", [{"id": 1}])
+    ingest(project)
+    assert project.landing.local_path("events/a.jsonl").exists()
+    manifest = project.lakehouse.local_path("_lakeforge/checkpoints/events/batch-00000000.json")
+    data = json.loads(manifest.read_text())
+    data["created_at"] -= 7200
+    manifest.write_text(json.dumps(data))
+    project.run()
+    assert not project.landing.local_path("events/a.jsonl").exists()
+
+
+def test_move_destination_inside_the_source_folder_is_refused(make_project) -> None:  # type: ignore[no-untyped-def]
+    from lakeforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="inside the source folder"):
+        events(make_project, clean_source="move", move_to="events/done")
+
+
+def test_allow_overwrites_reingests_a_changed_file(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = events(make_project, allow_overwrites=True)
+    path = put(project, "a.jsonl", [{"id": 1}])
+    ingest(project)
+    put(project, "a.jsonl", [{"id": 1}, {"id": 2}])
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 10))
+    assert ingest(project).rows_out == 2
+    assert project.run().status == "nothing_to_do"
+
+
+def test_without_allow_overwrites_a_changed_file_is_not_reingested(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = events(make_project)
+    path = put(project, "a.jsonl", [{"id": 1}])
+    ingest(project)
+    put(project, "a.jsonl", [{"id": 1}, {"id": 2}])
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 10))
+    assert project.run().status == "nothing_to_do"
