@@ -9,6 +9,8 @@ import yaml
 
 from lakeforge.project import Project
 
+pytest_plugins = ["tests.moto_server"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -170,3 +170,71 @@ def test_without_allow_overwrites_a_changed_file_is_not_reingested(make_project)
     put(project, "a.jsonl", [{"id": 1}, {"id": 2}])
     os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 10))
     assert project.run().status == "nothing_to_do"
+
+
+BAD_KINDS = {
+    "truncated": (b'{"id": 1, "v": 1}\n{"id": 2, "v": 2}\n{"id": 3, "v"', 2, 1),
+    "garbage_line": (b'{"id": 1}\n\x00\x01\x02\xff\xfe binary\n{"id": 2}\n', 2, 1),
+    "wrong_encoding": ('{"id": 1, "name": "Müller"}\n'.encode("latin-1") + b'{"id": 2, "name": "ok"}\n', 1, 1),
+    "not_an_object": (b'{"id": 1}\n[1, 2, 3]\n{"id": 2}\n', 2, 1),
+    "long_line": (b'{"id": 1}\n{"id": 2, "pad": "' + b"x" * 5000 + b'"}\n{"id": 3}\n', 2, 1),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_KINDS))
+def test_bad_lines_are_quarantined_with_the_reason_and_the_rest_is_ingested(make_project, kind: str) -> None:  # type: ignore[no-untyped-def]
+    content, good, bad = BAD_KINDS[kind]
+    project = events(make_project, max_line_bytes=1024)
+    put(project, "ok.jsonl", [{"id": 10}, {"id": 11}])
+    project.landing.local_path("events/bad.jsonl").write_bytes(content)
+    stage = ingest(project)
+    assert (stage.rows_out, stage.rows_quarantined) == (2 + good, bad)
+    assert stage.rows_in == stage.rows_out + stage.rows_quarantined
+    quarantined = project.table("quarantine.bronze_events").to_pylist()
+    assert len(quarantined) == bad
+    assert all(q["_source_file"] == "events/bad.jsonl" and q["_line"] and q["_reason"] for q in quarantined)
+    assert {r["_source_file"] for r in bronze(project)} == {"events/ok.jsonl", "events/bad.jsonl"}
+    assert project.run().status == "nothing_to_do"
+
+
+def test_binary_file_is_quarantined_whole(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = events(make_project)
+    put(project, "ok.jsonl", [{"id": 1}])
+    project.landing.local_path("events/blob.jsonl").write_bytes(bytes(range(256)) * 4)
+    stage = ingest(project)
+    assert stage.rows_out == 1 and stage.rows_quarantined >= 1 and stage.balanced()
+    [row] = project.table("quarantine.bronze_events").to_pylist()
+    assert row["_line"] is None and "no line could be read" in row["_reason"]
+
+
+def test_csv_row_with_the_wrong_number_of_columns(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project({"sources": {"events": {"format": "csv"}}}, {})
+    path = project.landing.local_path("events/a.csv")
+    path.parent.mkdir(parents=True)
+    path.write_text("id,v\n1,1.5\n2\n3,3.5,extra\n4,4.5\n")
+    stage = next(s for s in project.run().stages if s.name == "ingest:events")
+    assert (stage.rows_out, stage.rows_quarantined) == (2, 2)
+    reasons = sorted(q["_reason"] for q in project.table("quarantine.bronze_events").to_pylist())
+    assert reasons == ["expected 2 columns, found 1", "expected 2 columns, found 3"]
+
+
+def test_a_crash_after_triage_redoes_the_batch_with_the_same_split(make_project, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lakeforge.lakehouse.catalog import Catalog
+
+    project = events(make_project)
+    project.landing.local_path("events").mkdir(parents=True)
+    project.landing.local_path("events/bad.jsonl").write_bytes(b'{"id": 1}\n{"id": \n{"id": 2}\n')
+    real = Catalog.write
+
+    def crash(self: Catalog, name: str, *args: object, **kwargs: object) -> None:
+        if name == "bronze.events":
+            raise RuntimeError("crash before the bronze commit")
+        real(self, name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Catalog, "write", crash)
+    with pytest.raises(Exception, match="crash before"):
+        project.run()
+    monkeypatch.setattr(Catalog, "write", real)
+    stage = ingest(project)
+    assert (stage.rows_out, stage.rows_quarantined) == (2, 1)
+    assert len(project.table("quarantine.bronze_events").to_pylist()) == 1

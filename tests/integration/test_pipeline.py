@@ -28,7 +28,7 @@ def test_every_stage_balances_and_nothing_is_lost(example: Project) -> None:
     assert result.status == "succeeded"
     for s in result.stages:
         assert s.balanced(), s
-    landing = example.landing.root
+    landing = example.landing.local_path()
     for source in ("telemetry", "errors", "failures", "maintenance"):
         ingest = stage(result, f"ingest:{source}")
         assert ingest.rows_in == landing_lines(landing / source), source
@@ -106,7 +106,7 @@ def test_late_rows_correct_the_hour_they_belong_to(example: Project) -> None:
     before = example.query(sql).to_pylist()[0]
     late = {"ts": "2024-01-01 05:59:30", "machine_id": 3, "volt": 170.0, "rotate": 450.0, "pressure": 100.0,
             "vibration": 199.5, "temperature": 70.0}
-    path = example.landing.root / "telemetry" / "late-arrival.jsonl"
+    path = example.landing.local_path() / "telemetry" / "late-arrival.jsonl"
     path.write_text(json.dumps(late) + "\n")
     result = example.run()
     assert stage(result, "gold.fact_telemetry_hourly").rows_written == 1
@@ -116,17 +116,23 @@ def test_late_rows_correct_the_hour_they_belong_to(example: Project) -> None:
 
 
 def test_a_file_that_cannot_be_parsed_is_quarantined_and_the_rest_proceeds(example: Project) -> None:
-    bad = example.landing.root / "telemetry" / "broken.jsonl"
+    bad = example.landing.local_path() / "telemetry" / "broken.jsonl"
     bad.write_text('{"ts": "2024-01-01 00:00:00", "machine_id": 1}\n{"ts": "2024-01-01 00:10:00", "machi\n')
-    (example.landing.root / "telemetry" / "empty.jsonl").write_text("")
+    (example.landing.local_path() / "telemetry" / "empty.jsonl").write_text("")
+    (example.landing.local_path() / "telemetry" / "garbage.parquet").write_bytes(b"PAR1 not really parquet")
     result = example.run()
     ingest = stage(result, "ingest:telemetry")
-    assert ingest.rows_quarantined == 2 and ingest.balanced()
+    assert ingest.balanced()
     quarantined = example.table("quarantine.bronze_telemetry").to_pylist()
     by_file = {q["_source_file"]: q for q in quarantined}
-    assert "Malformed JSON" in by_file["telemetry/broken.jsonl"]["_reason"]
-    assert by_file["telemetry/broken.jsonl"]["_rows"] == 2
+    assert len(by_file) == len(quarantined) == 3
+    broken = by_file["telemetry/broken.jsonl"]  # row level: its first line was ingested
+    assert broken["_line"] == 2 and "malformed JSON" in broken["_reason"] and broken["_rows"] == 1
     assert by_file["telemetry/empty.jsonl"]["_reason"].startswith("empty file")
+    assert by_file["telemetry/empty.jsonl"]["_rows"] == 0
+    garbage = by_file["telemetry/garbage.parquet"]  # file level
+    assert garbage["_line"] is None and garbage["_rows"] == 1 and "parquet" in garbage["_reason"].lower()
+    assert ingest.rows_quarantined == 2
     assert ingest.rows_out == rows(example, "bronze.telemetry") > 0
     assert example.status()["quarantine_rows"] >= 2
 
@@ -151,7 +157,7 @@ def test_rerun_after_a_crash_between_manifest_and_commit_ingests_exactly_once(
     assert calls["n"] == 1
     monkeypatch.setattr(Catalog, "write", real_write)
     result = example.run()
-    assert rows(example, "bronze.telemetry") == landing_lines(example.landing.root / "telemetry")
+    assert rows(example, "bronze.telemetry") == landing_lines(example.landing.local_path() / "telemetry")
     assert stage(result, "ingest:telemetry").rows_out == rows(example, "bronze.telemetry")
     assert example.run().status == "nothing_to_do"
 
@@ -297,3 +303,22 @@ def test_every_generator_format_flows_through(tmp_path: Path, fmt: str) -> None:
         assert silver == stage(result, "silver.telemetry").rows_out > 6 * 2 * 24 * 6 * 0.95
         hourly = project.query("SELECT count(*) AS n FROM fact_telemetry_hourly").to_pylist()[0]["n"]
         assert hourly == 6 * 2 * 24
+
+
+def test_a_load_spanning_several_updates_of_a_key_keeps_one_row_per_key(example: Project) -> None:
+    example.run()
+    folder = example.landing.local_path("telemetry")
+    for i, vibration in enumerate((150.0, 160.0)):  # the same hour is updated in two gold versions
+        late = {"ts": f"2024-01-01 05:5{i}:30", "machine_id": 3, "volt": 170.0, "rotate": 450.0,
+                "pressure": 100.0, "vibration": vibration, "temperature": 70.0}
+        (folder / f"late-{i}.jsonl").write_text(json.dumps(late) + "\n")
+        example.run()
+    con = duckdb.connect(str(example.path / "warehouse.duckdb"))
+    con.execute("UPDATE _lakeforge_loads SET source_version = source_version - 2 "
+                "WHERE table_name = 'fact_telemetry_hourly'")
+    con.close()
+    assert example.load_warehouse(run_id="replay", models=example.graph().ordered()).status == "ok"
+    got = example.query("SELECT count(*) AS n, count(DISTINCT (machine_id, hour)) AS k, "
+                        "max(vibration_max) AS v FROM fact_telemetry_hourly").to_pylist()[0]
+    assert got["n"] == got["k"] == rows(example, "gold.fact_telemetry_hourly")
+    assert got["v"] == 160.0

@@ -66,6 +66,7 @@ class SourceConfig(_Strict):
         default="addNewColumns", description="cloudFiles.schemaEvolutionMode"
     )
     infer_column_types: bool = Field(default=False, description="cloudFiles.inferColumnTypes")
+    max_line_bytes: int | None = Field(default=None, ge=1, description="lines longer than this are quarantined")
     allow_overwrites: bool = Field(default=False, description="cloudFiles.allowOverwrites")
     clean_source: Literal["off", "move", "delete"] = Field(default="off", description="cloudFiles.cleanSource")
     move_to: str = Field(default="processed", description="cloudFiles.cleanSource.moveDestination (under landing)")

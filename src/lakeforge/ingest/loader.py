@@ -14,19 +14,25 @@ files; a commit that the table already shows is not repeated. Nothing is counted
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pyarrow as pa
 
 from lakeforge.config.models import SourceConfig
 from lakeforge.engines.base import Engine, ReadPlan
 from lakeforge.errors import SourceError
+from lakeforge.ingest.records import BadLine, Split, split_lines
 from lakeforge.lakehouse import Catalog
 from lakeforge.ops.results import StageResult
 from lakeforge.storage import FileInfo, Location
+from lakeforge.storage.local import LocalLocation
 
 CHECKPOINTS = "_lakeforge/checkpoints"
 SCHEMAS = "_lakeforge/schemas"
@@ -58,6 +64,8 @@ class Ingestor:
                 batch_id=int(data["batch_id"]),
                 files=[FileInfo(f["path"], f["size"], f["mtime_ms"]) for f in data["files"]],
                 bad={k: (str(v[0]), int(v[1])) for k, v in (data.get("bad") or {}).items()},
+                bad_lines={k: [BadLine(int(b[0]), str(b[1]), str(b[2])) for b in v]
+                           for k, v in (data.get("bad_lines") or {}).items()},
                 cleaned=bool(data.get("cleaned")),
                 created_at=float(data.get("created_at") or 0.0),
             )
@@ -69,6 +77,7 @@ class Ingestor:
             "batch_id": manifest.batch_id, "source": self.name,
             "files": [f.to_dict() for f in manifest.files],
             "bad": {k: list(v) for k, v in sorted(manifest.bad.items())},
+            "bad_lines": {k: [b.to_list() for b in v] for k, v in sorted(manifest.bad_lines.items())},
             "cleaned": manifest.cleaned, "created_at": manifest.created_at,
         })
 
@@ -95,7 +104,7 @@ class Ingestor:
         quarantined = self.catalog.consumed(self.quarantine, self.app_id)
         for batch_id in sorted(manifests):
             manifest = manifests[batch_id]
-            if batch_id > committed or (manifest.bad and batch_id > quarantined):
+            if batch_id > committed or (manifest.has_bad and batch_id > quarantined):
                 yield manifest, True
         by_format: dict[str, list[FileInfo]] = {}
         for info in sorted(self._new_files(manifests), key=lambda f: (f.mtime_ms, f.path)):
@@ -137,20 +146,25 @@ class Ingestor:
                 self._save(manifest)
             good = [f for f in manifest.files if f.path not in manifest.bad]
             with self.landing.local_copies(good) as local:  # object storage: the batch's files, downloaded
+                long_lines = self._long_lines(good, local)
+                if any(p not in manifest.bad_lines for p in long_lines):
+                    self._triage(manifest, local, long_lines)
                 try:
-                    written = self._write_bronze(manifest, local, ingested_at)
+                    with self._sanitized(manifest, local) as readable:
+                        written = self._write_bronze(manifest, readable, ingested_at)
                 except Exception as exc:
                     if self.engine is None or not self.engine.is_bad_input(exc):
                         raise
+                    good = [f for f in manifest.files if f.path not in manifest.bad]
                     plan = ReadPlan(types=self._types(self._schema()))  # each file is described on its own
                     found = self.engine.check_files(good, location=local, source=self.source, plan=plan)
                     if not found:
                         raise
-                    manifest.bad.update({p: (r, self._count_rows(p)) for p, r in found.items()})
-                    self._save(manifest)
-                    written = self._write_bronze(manifest, local, ingested_at)
-        bad_rows = sum(rows for _, rows in manifest.bad.values())
-        if manifest.bad and self.catalog.consumed(self.quarantine, self.app_id) < batch_id:
+                    self._triage(manifest, local, found)
+                    with self._sanitized(manifest, local) as readable:
+                        written = self._write_bronze(manifest, readable, ingested_at)
+        bad_rows = sum(rows for _, rows in manifest.bad.values()) + sum(len(v) for v in manifest.bad_lines.values())
+        if manifest.has_bad and self.catalog.consumed(self.quarantine, self.app_id) < batch_id:
             self._write_quarantine(manifest, ingested_at)
         result.rows_in += written + bad_rows
         result.rows_out += written
@@ -158,6 +172,57 @@ class Ingestor:
         result.rows_read += written + bad_rows
         result.rows_written += written
         result.bytes += sum(f.size for f in manifest.files)
+
+    def _long_lines(self, files: list[FileInfo], local: Location) -> dict[str, str]:
+        """Text files with a line over ``max_line_bytes`` (only files larger than the limit are looked at)."""
+        limit = self.source.max_line_bytes
+        found = {}
+        for info in files if limit else []:
+            if info.size > limit and self.source.format_of(info.path) in ("jsonl", "csv"):  # type: ignore[operator]
+                data = np.frombuffer(_decompress(local.read_bytes(info.path), info.path), dtype=np.uint8)
+                ends = np.concatenate(([-1], np.flatnonzero(data == 10), [len(data)]))
+                if int(np.diff(ends).max()) - 1 > limit:  # type: ignore[operator]
+                    found[info.path] = f"a line is over max_line_bytes ({limit:,})"
+        return found
+
+    def _triage(self, manifest: Manifest, local: Location, found: dict[str, str]) -> None:
+        """Files that cannot be read whole: keep their good lines, quarantine the rest (lines, or the file)."""
+        for path, reason in found.items():
+            fmt = self.source.format_of(path)
+            split = self._split(path, local) if fmt in ("jsonl", "csv") else None
+            if split is None or not split.bad:
+                manifest.bad[path] = (reason, self._count_rows(path))
+            elif split.good_rows == 0:
+                manifest.bad[path] = (f"no line could be read; line {split.bad[0].line}: {split.bad[0].reason}",
+                                      len(split.bad))
+            else:
+                manifest.bad_lines[path] = split.bad
+        self._save(manifest)
+
+    def _split(self, path: str, local: Location) -> Split:
+        data = _decompress(local.read_bytes(path), path)
+        return split_lines(data, fmt=self.source.format_of(path) or "jsonl", header=self.source.header,
+                           delimiter=self.source.delimiter, max_line_bytes=self.source.max_line_bytes or 2**62,
+                           width=len(self.source.columns) if self.source.columns else None)
+
+    @contextmanager
+    def _sanitized(self, manifest: Manifest, local: Location) -> Iterator[Location]:
+        """The batch's files as the engine should read them: files with bad lines replaced by their good lines."""
+        if not manifest.bad_lines:
+            yield local
+            return
+        with tempfile.TemporaryDirectory(prefix="lakeforge-triage-") as tmp:
+            root = Path(tmp)
+            for info in manifest.files:
+                if info.path in manifest.bad:
+                    continue
+                target = root / info.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if info.path in manifest.bad_lines:
+                    target.write_bytes(_compress(self._split(info.path, local).good, info.path))
+                else:
+                    target.symlink_to(local.local_path(info.path))
+            yield LocalLocation(root)
 
     def _write_bronze(self, manifest: Manifest, local: Location, ingested_at: dt.datetime) -> int:
         assert self.engine is not None
@@ -267,16 +332,22 @@ class Ingestor:
         return done
 
     def _write_quarantine(self, manifest: Manifest, ingested_at: dt.datetime) -> None:
+        """One row per bad file (``_line`` null, ``_rows`` its lines) and one per bad line."""
         by_path = {f.path: f for f in manifest.files}
-        bad = [by_path[p] for p in sorted(manifest.bad)]
+        entries: list[tuple[FileInfo, str, int, int | None, str | None]] = [
+            (by_path[p], reason, rows, None, None) for p, (reason, rows) in sorted(manifest.bad.items())]
+        entries += [(by_path[p], b.reason, 1, b.line, b.content)
+                    for p, lines in sorted(manifest.bad_lines.items()) for b in lines]
         table = pa.table({
-            "_source_file": [f.path for f in bad],
-            "_reason": [manifest.bad[f.path][0] for f in bad],
-            "_rows": pa.array([manifest.bad[f.path][1] for f in bad], pa.int64()),
-            "_file_size": pa.array([f.size for f in bad], pa.int64()),
-            "_file_modification_time": pa.array([f.mtime_ms * 1000 for f in bad], pa.timestamp("us", "UTC")),
-            "_ingested_at": pa.array([ingested_at] * len(bad), pa.timestamp("us", "UTC")),
-            "_batch_id": pa.array([manifest.batch_id] * len(bad), pa.int64()),
+            "_source_file": [e[0].path for e in entries],
+            "_reason": [e[1] for e in entries],
+            "_rows": pa.array([e[2] for e in entries], pa.int64()),
+            "_line": pa.array([e[3] for e in entries], pa.int64()),
+            "_content": pa.array([e[4] for e in entries], pa.string()),
+            "_file_size": pa.array([e[0].size for e in entries], pa.int64()),
+            "_file_modification_time": pa.array([e[0].mtime_ms * 1000 for e in entries], pa.timestamp("us", "UTC")),
+            "_ingested_at": pa.array([ingested_at] * len(entries), pa.timestamp("us", "UTC")),
+            "_batch_id": pa.array([manifest.batch_id] * len(entries), pa.int64()),
         })
         self.catalog.write(self.quarantine, table, mode="append", transactions={self.app_id: manifest.batch_id})
 
@@ -293,9 +364,30 @@ class Ingestor:
 class Manifest:
     batch_id: int
     files: list[FileInfo]
-    bad: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (reason, rows)
+    bad: dict[str, tuple[str, int]] = field(default_factory=dict)  # whole files: path -> (reason, rows)
+    bad_lines: dict[str, list[BadLine]] = field(default_factory=dict)  # files read but for these lines
     cleaned: bool = False
     created_at: float = 0.0
+
+    @property
+    def has_bad(self) -> bool:
+        return bool(self.bad or self.bad_lines)
+
+
+def _decompress(data: bytes, path: str) -> bytes:
+    if path.lower().endswith(".gz"):
+        return gzip.decompress(data)
+    if path.lower().endswith(".zst"):
+        return bytes(pa.input_stream(pa.py_buffer(data), compression="zstd").read())
+    return data
+
+
+def _compress(data: bytes, path: str) -> bytes:
+    if path.lower().endswith(".gz"):
+        return gzip.compress(data)
+    if path.lower().endswith(".zst"):
+        return bytes(pa.compress(data, codec="zstd", asbytes=True))
+    return data
 
 
 def _chunks(infos: list[FileInfo], *, files: int, size: int | None) -> Iterator[list[FileInfo]]:

@@ -100,9 +100,10 @@ class Catalog:
     def dataset(self, name: str, *, version: int | None = None) -> pads.Dataset:
         return self.table(name, version=version).to_pyarrow_dataset()
 
-    def changes(self, name: str, *, since: int, until: int) -> tuple[pa.Table, bool]:
+    def changes(self, name: str, *, since: int, until: int, keys: list[str] | None = None) -> tuple[pa.Table, bool]:
         """Rows inserted or updated in versions ``since+1 .. until`` (change data feed), without the CDF
-        columns, and whether any rows were deleted or rewritten in that range (then consumers recompute)."""
+        columns, and whether any rows were deleted or rewritten in that range (then consumers recompute).
+        With ``keys``, a row changed in several versions comes once, as it is in the latest."""
         if until <= since:
             schema = pa.schema(self.table(name, version=until).schema().to_arrow())
             return schema.empty_table(), False
@@ -110,7 +111,14 @@ class Catalog:
         kinds = table["_change_type"].cast(pa.string())
         keep = pc.is_in(kinds, pa.array(["insert", "update_postimage"]))
         has_deletes = bool(pc.any(pc.equal(kinds, "delete")).as_py())
-        return table.filter(keep).drop_columns(list(CHANGE_COLUMNS)), has_deletes
+        table = table.filter(keep)
+        if keys and table.num_rows:
+            table = table.take(pc.sort_indices(table["_commit_version"]))
+            table = table.append_column("__lf_row", pa.array(range(table.num_rows), pa.int64()))
+            latest = table.group_by(keys, use_threads=False).aggregate([("__lf_row", "max")])
+            rows = latest["__lf_row_max"]
+            table = table.take(rows.take(pc.sort_indices(rows))).drop_columns(["__lf_row"])
+        return table.drop_columns(list(CHANGE_COLUMNS)), has_deletes
 
     def info(self, name: str) -> TableInfo:
         dt = self.table(name)

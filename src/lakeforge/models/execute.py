@@ -30,7 +30,10 @@ def app_id(upstream: str) -> str:
     return f"lakeforge:{upstream}"
 
 
-def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, full_refresh: bool) -> StageResult:
+def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, full_refresh: bool,
+              upstream_keys: dict[str, list[str]] | None = None) -> StageResult:
+    """Run one model; ``upstream_keys`` (model name -> unique_key) lets a row updated several times upstream
+    arrive once, as it is now."""
     started = time.perf_counter()
     result = StageResult(name=model.name, kind="model")
     upstream = model.upstream()
@@ -59,7 +62,8 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
     strategy = "full"
     if incremental:
         assert driver is not None
-        changes, has_deletes = catalog.changes(driver, since=consumed[driver], until=versions[driver])
+        changes, has_deletes = catalog.changes(driver, since=consumed[driver], until=versions[driver],
+                                               keys=(upstream_keys or {}).get(driver))
         keys = model.group_keys()
         if has_deletes:
             strategy = "full"  # the upstream was rewritten: recompute everything

@@ -52,6 +52,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter) -> RunR
     failed: str | None = None
     graph = project.graph()
     models = graph.ordered()
+    keys = {m.name: m.config.unique_key for m in models if m.config.unique_key}
     reporter.begin(len(project.config.sources) + len(models) + 1)
     try:
         with run_lock(project):
@@ -66,7 +67,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter) -> RunR
                 reporter.start(model.name)
                 failed = model.name
                 stage = run_model(model, catalog=project.catalog, engine=project.engine, run_id=run_id,
-                                  full_refresh=full_refresh)
+                                  full_refresh=full_refresh, upstream_keys=keys)
                 stages.append(stage)
                 reporter.finish(stage)
             reporter.start("warehouse")

@@ -112,7 +112,7 @@ class DuckDBEngine:
         fmt = source.format_of(files[0].path)
         paths = _paths(files, location)
         if fmt == "jsonl":
-            scan = f"read_json({paths}, format='newline_delimited', union_by_name=true)"
+            scan = f"read_json({paths}, format='newline_delimited', records='true', union_by_name=true)"
         elif fmt == "csv":
             scan = f"read_csv({paths}, {', '.join(self._csv_options(source, all_varchar=False))})"
         else:
@@ -153,7 +153,9 @@ class DuckDBEngine:
                 select = self._planned_select(self._scan(fmt, [info], location=location, source=source), source,
                                               plan)
                 self.con.sql(select).to_arrow_table()
-            except _BAD_INPUT as exc:
+            except duckdb.Error as exc:
+                if not self.is_bad_input(exc):
+                    raise
                 bad[info.path] = _first_line(str(exc))
         return bad
 
@@ -171,7 +173,8 @@ class DuckDBEngine:
         if isinstance(exc, _BAD_INPUT):
             return True
         text = str(exc)
-        return any(marker in text for marker in ("Invalid Input Error", "Conversion Error", "IO Error"))
+        return any(marker in text for marker in ("Invalid Input Error", "Conversion Error", "IO Error",
+                                                 "non-record JSON"))
 
     @staticmethod
     def _csv_options(source: SourceConfig, *, all_varchar: bool) -> list[str]:
@@ -187,9 +190,11 @@ class DuckDBEngine:
               columns: tuple[str, ...] = ()) -> str:
         paths = _paths(files, location)
         if fmt == "jsonl":
-            names = columns or self._columns(f"read_json({paths}, format='newline_delimited', union_by_name=true)")
+            names = columns or self._columns(
+                f"read_json({paths}, format='newline_delimited', records='true', union_by_name=true)")
             cols = "{" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in names) + "}"
-            return f"read_json({paths}, format='newline_delimited', columns={cols}, filename='_source_file')"
+            return (f"read_json({paths}, format='newline_delimited', records='true', columns={cols}, "
+                    "filename='_source_file')")
         if fmt == "csv":
             options = [*self._csv_options(source, all_varchar=True), "filename='_source_file'"]
             return f"read_csv({paths}, {', '.join(options)})"

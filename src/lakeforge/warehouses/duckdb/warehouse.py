@@ -64,7 +64,7 @@ class DuckDBWarehouse:
         exists = self._has_table(target)
         mode = "full"
         if exists and keys and loaded >= 0:
-            changes, has_deletes = catalog.changes(gold_table, since=loaded, until=version)
+            changes, has_deletes = catalog.changes(gold_table, since=loaded, until=version, keys=keys)
             current = {r[0] for r in self.con.execute(f"DESCRIBE {_ident(target)}").fetchall()}
             if not has_deletes and set(changes.column_names) <= current:
                 mode = "incremental"
