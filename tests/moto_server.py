@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import functools
 import json
-import logging
 import os
 import re
 import subprocess
@@ -126,20 +125,11 @@ def _sandboxed_env() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    from moto.server import ThreadedMotoServer
-
-    werkzeug_log = logging.getLogger("werkzeug")
-    level = werkzeug_log.level
-    werkzeug_log.setLevel(logging.WARNING)  # no line per request on stderr
-    with _sandboxed_env():
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # port 0: the OS picks a free one
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            yield S3Server(f"http://{host}:{port}")
-        finally:
-            server.stop()
-            werkzeug_log.setLevel(level)
+    # In a child process: delta-rs holds the GIL during some of its S3 calls, which would starve a server
+    # thread of this process (its requests then time out).
+    with (_sandboxed_env(), tempfile.TemporaryDirectory(prefix="lakeforge-moto-") as tmp,
+          _child_server(Path(tmp) / "requests.log") as endpoint):
+        yield S3Server(endpoint)
 
 
 @pytest.fixture
@@ -174,21 +164,37 @@ server.stop()
 """
 
 
+@contextlib.contextmanager
+def _child_server(log_path: Path, *, env_drop: tuple[str, ...] = ()) -> Iterator[str]:
+    """A moto server in a child process on a free loopback port; yields its endpoint URL."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name in env_drop:
+        env.pop(name, None)
+    with log_path.open("w") as log:
+        child = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=log, env=env, text=True)
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if not line.strip().isdigit():
+            raise RuntimeError(f"moto server did not start: {line!r}\n{log_path.read_text()[-2000:]}")
+        yield f"http://127.0.0.1:{int(line)}"
+    finally:
+        if child.stdin:
+            child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 @pytest.fixture(scope="session")
 def iam_enforced_server() -> Iterator[IamEnforcedServer]:
     with _sandboxed_env(), tempfile.TemporaryDirectory(prefix="lakeforge-moto-") as tmp:
         log_path = Path(tmp) / "requests.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)  # start open: the admin is created first
-        with log_path.open("w") as log:
-            child = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=log, env=env, text=True)
-        try:
-            assert child.stdout is not None
-            line = child.stdout.readline()
-            if not line.strip().isdigit():
-                raise RuntimeError(f"moto server did not start: {line!r}\n{log_path.read_text()[-2000:]}")
-            endpoint = f"http://127.0.0.1:{int(line)}"
+        # start open: the admin is created first
+        with _child_server(log_path, env_drop=("INITIAL_NO_AUTH_ACTION_COUNT",)) as endpoint:
             open_server = IamEnforcedServer(endpoint, log_path=log_path)
             iam = open_server.iam()
             iam.create_user(UserName="admin")
@@ -197,14 +203,6 @@ def iam_enforced_server() -> Iterator[IamEnforcedServer]:
             key = iam.create_access_key(UserName="admin")["AccessKey"]
             _set_auth(endpoint, enforce=True)
             yield dataclasses.replace(open_server, access_key=key["AccessKeyId"], secret_key=key["SecretAccessKey"])
-        finally:
-            if child.stdin:
-                child.stdin.close()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
 
 
 def _set_auth(endpoint: str, *, enforce: bool) -> None:

@@ -116,6 +116,24 @@ def query(sql: Annotated[str, typer.Argument(help="read-only SQL")],
     out.print(table)
 
 
+deploy = typer.Typer(no_args_is_help=True, help="Write what deploying the project needs.")
+app.add_typer(deploy, name="deploy")
+
+
+@deploy.command("iam")
+def deploy_iam(project: ProjectOpt = Path("."),
+               output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file")] = None) -> None:
+    """The least-privilege AWS IAM policy for the project's buckets and prefixes."""
+    from lakeforge.deploy import write_policy
+
+    policy = Project(project).iam_policy()
+    if output is None:
+        _emit(policy)
+    else:
+        write_policy(policy, output)
+        out.print(f"wrote the IAM policy to {output}")
+
+
 @app.command()
 def demo(path: Annotated[Path, typer.Argument(help="project folder")] = Path("lakeforge-demo"),
          machines: Annotated[int, typer.Option(min=1)] = 50,

@@ -111,6 +111,19 @@ class Project:
         stage.seconds = time.perf_counter() - started
         return stage
 
+    def iam_policy(self) -> dict[str, Any]:
+        """The least-privilege AWS IAM policy for this project's S3 locations (``lakeforge deploy iam``)."""
+        from lakeforge.deploy import iam_policy
+
+        sources = self.config.sources.values()
+        moves = sorted({s.move_to.strip("/") for s in sources if s.clean_source == "move"})
+        return iam_policy(
+            landing=self.landing.uri, lakehouse=self.lakehouse.uri,
+            source_folders=sorted({s.folder(n) for n, s in self.config.sources.items()}),
+            lifecycle_prefixes=moves,
+            can_delete_landing=any(s.clean_source == "delete" for s in sources),
+        )
+
     def status(self) -> dict[str, Any]:
         tables = [self.catalog.info(name).to_dict() for name in self.catalog.names()]
         quarantine = 0
