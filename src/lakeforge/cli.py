@@ -65,8 +65,13 @@ def generate(project: ProjectOpt = Path("."),
 @app.command()
 def run(project: ProjectOpt = Path("."),
         full_refresh: Annotated[bool, typer.Option("--full-refresh", help="recompute every model")] = False,
+        watch: Annotated[bool, typer.Option("--watch", help="keep running as files arrive (Ctrl-C stops)")] = False,
+        interval: Annotated[float, typer.Option(help="--watch: seconds between looks at the landing zone")] = 1.0,
         as_json: JsonOpt = False) -> None:
     """Run every stage incrementally: ingest, silver and gold models, warehouse load."""
+    if watch:
+        _watch(project, interval=interval, as_json=as_json)
+        return
     with Project(project) as proj:
         try:
             result = proj.run(full_refresh=full_refresh, reporter=reporter_for(err, quiet=as_json))
@@ -80,6 +85,24 @@ def run(project: ProjectOpt = Path("."),
         out.print("nothing to do: no new files and every table is up to date")
     else:
         out.print(f"run {result.run_id} {result.status} in {result.seconds:.2f}s")
+
+
+def _watch(project: Path, *, interval: float, as_json: bool) -> None:
+    def report(outcome: object) -> None:
+        if isinstance(outcome, LakeforgeError):
+            run_ = getattr(outcome, "run", None)
+            if as_json and run_ is not None:
+                _emit(run_.to_dict())
+            err.print(f"[red]error: {outcome.message}[/]", highlight=False, soft_wrap=True)
+        elif as_json:
+            _emit(outcome.to_dict())  # type: ignore[attr-defined]
+        else:
+            out.print(f"run {outcome.run_id} {outcome.status} in {outcome.seconds:.2f}s")  # type: ignore[attr-defined]
+
+    if not as_json:
+        err.print(f"watching the landing zone every {interval}s; Ctrl-C stops")
+    with Project(project) as proj:
+        proj.watch(interval=interval, reporter=reporter_for(err, quiet=as_json), on_run=report)
 
 
 @app.command()
@@ -122,7 +145,8 @@ app.add_typer(deploy, name="deploy")
 
 @deploy.command("iam")
 def deploy_iam(project: ProjectOpt = Path("."),
-               output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file")] = None) -> None:
+               output: Annotated[Path | None, typer.Option("--output", "-o", help="write it to this file")] = None,
+               ) -> None:
     """The least-privilege AWS IAM policy for the project's buckets and prefixes."""
     from lakeforge.deploy import write_policy
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -89,6 +90,47 @@ class Project:
 
     def run(self, *, full_refresh: bool = False, reporter: Reporter | None = None) -> RunResult:
         return execute(self, full_refresh=full_refresh, reporter=reporter or Reporter())
+
+    def watch(self, *, interval: float = 1.0, max_runs: int | None = None, idle_timeout: float | None = None,
+              reporter: Reporter | None = None, on_run: Callable[[RunResult | LakeforgeError], None] | None = None,
+              ) -> int:
+        """Continuous mode: poll the landing zone every ``interval`` seconds and run when files arrive.
+
+        A failing run is reported (``on_run`` gets the error) and watching goes on. Stops after ``max_runs``
+        runs, after ``idle_timeout`` seconds without new files, or on Ctrl-C. Returns the number of runs.
+        """
+        runs = 0
+        idle_since = time.monotonic()
+        first = True
+        try:
+            while max_runs is None or runs < max_runs:
+                if first or self.backlog():
+                    first = False
+                    try:
+                        outcome: RunResult | LakeforgeError = self.run(reporter=reporter)
+                    except LakeforgeError as exc:
+                        outcome = exc
+                    runs += 1
+                    idle_since = time.monotonic()
+                    if on_run:
+                        on_run(outcome)
+                    continue
+                if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+                    break
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+        return runs
+
+    def backlog(self) -> dict[str, int]:
+        """Files waiting per source (listing only; cheap enough to poll)."""
+        found = {}
+        for name, source in self.config.sources.items():
+            files = Ingestor(name=name, source=source, landing=self.landing, lakehouse=self.lakehouse,
+                             catalog=self.catalog, engine=None).backlog()
+            if files:
+                found[name] = len(files)
+        return found
 
     def load_warehouse(self, *, run_id: str, models: list[Model]) -> StageResult:
         from lakeforge.warehouses import create_warehouse

@@ -98,3 +98,20 @@ def test_demo_prints_its_summary(tmp_path: Path) -> None:
         assert text in out.stdout
     again = lakeforge("run", "--json", "--project", str(tmp_path / "demo"))
     assert json.loads(again.stdout)["status"] == "nothing_to_do"
+
+
+def test_deploy_iam_writes_the_policy_for_the_project_buckets(tmp_path: Path) -> None:
+    (tmp_path / "lakeforge.yml").write_text(
+        "name: p\nlanding: s3://acme-landing/raw\nlakehouse: s3://acme-lake/lakehouse\n"
+        "sources:\n  telemetry: {clean_source: move, move_to: archive}\n")
+    out = lakeforge("deploy", "iam", "--project", str(tmp_path), "--output", str(tmp_path / "policy.json"))
+    assert out.returncode == 0, out.stderr
+    policy = json.loads((tmp_path / "policy.json").read_text())
+    resources = {r for s in policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str)
+                                                          else s["Resource"])}
+    assert "arn:aws:s3:::acme-landing/raw/telemetry/*" in resources
+    assert "arn:aws:s3:::acme-landing/raw/archive/*" in resources
+    assert "arn:aws:s3:::acme-lake/lakehouse/*" in resources
+    assert not any(r.endswith(":::acme-landing/*") for r in resources)
+    local = lakeforge("deploy", "iam", "--project", str(tmp_path / "nope"))
+    assert local.returncode == 1

@@ -238,3 +238,32 @@ def test_a_crash_after_triage_redoes_the_batch_with_the_same_split(make_project,
     stage = ingest(project)
     assert (stage.rows_out, stage.rows_quarantined) == (2, 1)
     assert len(project.table("quarantine.bronze_events").to_pylist()) == 1
+
+
+def test_watch_picks_up_files_as_they_land(make_project) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    project = make_project({"sources": {"events": {"format": "jsonl", "schema_hints": {"id": "bigint"}}}}, {
+        "gold.counts": """
+            -- kind: incremental
+            -- unique_key: [k]
+            SELECT id % 2 AS k, count(*) AS n FROM bronze.events GROUP BY id % 2
+        """,
+    })
+    put(project, "a.jsonl", [{"id": 1}])
+    outcomes: list[object] = []
+    landed: list[float] = []
+
+    def land_later() -> None:
+        time.sleep(0.5)
+        put(project, "b.jsonl", [{"id": 2}, {"id": 3}])
+        landed.append(time.monotonic())
+
+    writer = threading.Thread(target=land_later)
+    writer.start()
+    runs = project.watch(interval=0.1, idle_timeout=1.5, on_run=outcomes.append)
+    writer.join()
+    assert runs == 2 and [o.status for o in outcomes] == ["succeeded", "succeeded"]  # type: ignore[attr-defined]
+    assert sorted(r["n"] for r in project.table("gold.counts").to_pylist()) == [1, 2]
+    assert project.query("SELECT sum(n) AS n FROM counts").to_pylist()[0]["n"] == 3
