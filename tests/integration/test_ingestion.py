@@ -267,3 +267,50 @@ def test_watch_picks_up_files_as_they_land(make_project) -> None:  # type: ignor
     assert runs == 2 and [o.status for o in outcomes] == ["succeeded", "succeeded"]  # type: ignore[attr-defined]
     assert sorted(r["n"] for r in project.table("gold.counts").to_pylist()) == [1, 2]
     assert project.query("SELECT sum(n) AS n FROM counts").to_pylist()[0]["n"] == 3
+
+
+def test_a_misfit_beyond_the_sample_falls_back_to_text_and_is_rescued(make_project, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # the first 30,000 values look numeric, so the reader parses `v` as double directly; the last does not fit
+    from lakeforge.engines.duckdb.engine import DuckDBEngine
+
+    calls = {"typed": 0, "text": 0}
+    typed, text = DuckDBEngine._typed_scan, DuckDBEngine._planned_select
+
+    def spy_typed(self, *a, **k):  # type: ignore[no-untyped-def]
+        calls["typed"] += 1
+        return typed(self, *a, **k)
+
+    def spy_text(self, *a, **k):  # type: ignore[no-untyped-def]
+        calls["text"] += 1
+        return text(self, *a, **k)
+
+    monkeypatch.setattr(DuckDBEngine, "_typed_scan", spy_typed)
+    monkeypatch.setattr(DuckDBEngine, "_planned_select", spy_text)
+    project = events(make_project, schema_hints={"id": "bigint", "v": "double", "ts": "timestamp"})
+    rows: list[dict[str, object]] = [{"id": i, "v": i / 2, "ts": "2024-01-01 00:00:00"} for i in range(30_000)]
+    rows.append({"id": 30_000, "v": "n/a", "ts": "2024-01-01 00:00:00"})
+    put(project, "a.jsonl", rows)
+    stage = ingest(project)
+    assert stage.rows_out == 30_001 and stage.rows_quarantined == 0
+    table = project.table("bronze.events")
+    assert table.schema.field("v").type == pa.float64()
+    rescued = [r for r in table.to_pylist() if r["_rescued_data"] is not None]
+    assert [(r["id"], json.loads(r["_rescued_data"])) for r in rescued] == [(30_000, {"v": "n/a"})]
+    assert calls == {"typed": 1, "text": 1}
+
+
+def test_typed_and_text_reads_give_the_same_table(make_project) -> None:  # type: ignore[no-untyped-def]
+    hints = {"id": "bigint", "v": "double", "ts": "timestamp", "name": "string", "extra": "double"}
+    rows = [{"id": i, "v": i * 1.5, "ts": f"2024-01-0{1 + i % 5} 0{i % 10}:00:00", "name": f"m{i}"}
+            for i in range(50)]
+    fast = events(make_project, schema_hints=hints)
+    put(fast, "a.jsonl", rows)
+    ingest(fast)
+    slow = make_project({"sources": {"events": {"format": "jsonl", "schema_hints": hints}}}, {}, folder="slow")
+    put(slow, "a.jsonl", rows + [{"id": 99, "v": "bad", "ts": "2024-01-01 00:00:00", "name": "x"}])
+    ingest(slow)
+    meta = ["_ingested_at", "_file_modification_time", "_file_size"]
+    a = fast.table("bronze.events").drop_columns(meta).sort_by("id")
+    b = slow.table("bronze.events").drop_columns(meta).sort_by("id").slice(0, 50)
+    assert a.schema == b.schema
+    assert a.to_pylist() == b.to_pylist()

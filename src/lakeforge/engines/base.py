@@ -33,6 +33,7 @@ class ReadPlan:
     rescue: tuple[str, ...] = ()  # columns packed whole into ``_rescued_data`` (schema_evolution: rescue)
     ignore: tuple[str, ...] = ()  # columns left out (schema_evolution: none)
     columns: tuple[str, ...] = ()  # the batch's columns as described (saves a second look at JSON files)
+    typed_read: bool = False  # JSON: let the reader parse the typed columns directly (fails on a misfit)
 
 
 @dataclass

@@ -13,6 +13,7 @@ files; a commit that the table already shows is not repeated. Nothing is counted
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import tempfile
@@ -151,7 +152,12 @@ class Ingestor:
                     self._triage(manifest, local, long_lines)
                 try:
                     with self._sanitized(manifest, local) as readable:
-                        written = self._write_bronze(manifest, readable, ingested_at)
+                        try:
+                            written = self._write_bronze(manifest, readable, ingested_at)
+                        except Exception as exc:  # the optimistic typed read met a misfit: read as text
+                            if self.engine is None or not self.engine.is_bad_input(exc):
+                                raise
+                            written = self._write_bronze(manifest, readable, ingested_at, typed_read=False)
                 except Exception as exc:
                     if self.engine is None or not self.engine.is_bad_input(exc):
                         raise
@@ -224,12 +230,15 @@ class Ingestor:
                     target.symlink_to(local.local_path(info.path))
             yield LocalLocation(root)
 
-    def _write_bronze(self, manifest: Manifest, local: Location, ingested_at: dt.datetime) -> int:
+    def _write_bronze(self, manifest: Manifest, local: Location, ingested_at: dt.datetime, *,
+                      typed_read: bool = True) -> int:
         assert self.engine is not None
         good = [f for f in manifest.files if f.path not in manifest.bad]
         count = [0]
         if good:
             plan = self._plan(good, local)
+            if not typed_read:
+                plan = dataclasses.replace(plan, typed_read=False)
             reader = self.engine.scan_files(good, location=local, source=self.source, plan=plan,
                                             batch_id=manifest.batch_id, ingested_at=ingested_at)
 
@@ -287,6 +296,12 @@ class Ingestor:
             new = []
         types = self._types(schema)
         columns = tuple(detected)
+        # every typed column looks, in the sample, like its type: read it typed (a misfit then fails the read
+        # and the batch is read again as text, with TRY_CAST and _rescued_data)
+        typed_read = (self.source.format_of(files[0].path) == "jsonl" and not new and all(
+            _fits(detected.get(c), t) for c, t in types.items()))
+        if typed_read:
+            return ReadPlan(types=types, columns=columns, typed_read=True)
         if mode == "rescue":
             return ReadPlan(types=types, rescue=tuple(new), columns=columns)
         if mode == "none":
@@ -406,6 +421,16 @@ def _chunks(infos: list[FileInfo], *, files: int, size: int | None) -> Iterator[
 
 _ARROW = {"double": pa.float64(), "bigint": pa.int64()}
 _ORDER = {"boolean": 0, "bigint": 1, "double": 2}
+
+
+def _fits(detected: str | None, declared: str) -> bool:
+    """Whether values inferred as ``detected`` read directly as ``declared`` (absent columns fit anything)."""
+    declared = declared.split("(")[0].strip().lower()
+    families = {"bigint": {"bigint"}, "long": {"bigint"}, "int": {"bigint"}, "integer": {"bigint"},
+                "double": {"bigint", "double"}, "float": {"bigint", "double"},
+                "timestamp": {"timestamp"}, "date": {"date"}, "boolean": {"boolean"},
+                "string": {"string", "bigint", "double", "boolean", "timestamp", "date"}}
+    return detected is None or detected in families.get(declared, set())
 
 
 def _wider(new: str, old: str) -> bool:

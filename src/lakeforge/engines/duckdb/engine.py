@@ -132,8 +132,11 @@ class DuckDBEngine:
             "size": pa.array([f.size for f in files], pa.int64()),
             "mtime": pa.array([f.mtime_ms * 1000 for f in files], pa.timestamp("us", "UTC")),
         }))
-        scan = self._scan(fmt, files, location=location, source=source, columns=plan.columns)
-        select = self._planned_select(scan, source, plan)
+        if plan.typed_read and fmt == "jsonl":
+            select = self._typed_scan(files, location=location, plan=plan)
+        else:
+            scan = self._scan(fmt, files, location=location, source=source, columns=plan.columns)
+            select = self._planned_select(scan, source, plan)
         query = (f"SELECT raw.* EXCLUDE (_source_file), f.rel AS _source_file, f.size AS _file_size, "
                  f"f.mtime AS _file_modification_time, "
                  f"CAST({_lit(ingested_at.isoformat())} AS TIMESTAMPTZ) AS _ingested_at, "
@@ -199,6 +202,18 @@ class DuckDBEngine:
             options = [*self._csv_options(source, all_varchar=True), "filename='_source_file'"]
             return f"read_csv({paths}, {', '.join(options)})"
         return f"read_parquet({paths}, union_by_name=true, filename='_source_file')"
+
+    def _typed_scan(self, files: list[FileInfo], *, location: Location, plan: ReadPlan) -> str:
+        """JSON read with the typed columns parsed by the reader itself: DuckDB's fastest path."""
+        paths = _paths(files, location)
+        names = list(plan.columns)
+        typed = {c: sql_type(t) for c, t in plan.types.items()}
+        cols = ", ".join(f"{_lit(n)}: {_lit(typed.get(n, 'VARCHAR'))}" for n in names)
+        added = [f"CAST(NULL AS {t}) AS {_ident(c)}" for c, t in typed.items() if c not in names]
+        scan = (f"read_json({paths}, format='newline_delimited', records='true', columns={{{cols}}}, "
+                "filename='_source_file')")
+        extra = "".join(", " + a for a in added)
+        return f"SELECT *{extra}, CAST(NULL AS VARCHAR) AS _rescued_data FROM {scan}"
 
     def _columns(self, scan: str) -> list[str]:
         return [str(row[0]) for row in self.con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
