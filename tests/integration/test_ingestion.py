@@ -307,7 +307,7 @@ def test_typed_and_text_reads_give_the_same_table(make_project) -> None:  # type
     put(fast, "a.jsonl", rows)
     ingest(fast)
     slow = make_project({"sources": {"events": {"format": "jsonl", "schema_hints": hints}}}, {}, folder="slow")
-    put(slow, "a.jsonl", rows + [{"id": 99, "v": "bad", "ts": "2024-01-01 00:00:00", "name": "x"}])
+    put(slow, "a.jsonl", [*rows, {"id": 99, "v": "bad", "ts": "2024-01-01 00:00:00", "name": "x"}])
     ingest(slow)
     meta = ["_ingested_at", "_file_modification_time", "_file_size"]
     a = fast.table("bronze.events").drop_columns(meta).sort_by("id")
