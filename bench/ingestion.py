@@ -68,6 +68,10 @@ def throughput(work: Path, *, machines: int, days: int, repeat: int, timed: Any,
         ref_times.append(seconds)
         project = _project(work / "ingest-only", landing, only_telemetry=True, memory_limit=memory_limit)
         seconds, _, _ = timed([sys.executable, "-m", "lakeforge.cli", "run", "--json", "--project", str(project)])
+        record = Project(project).status()["last_run"]
+        ingested = next(s["rows_out"] for s in record["stages"] if s["name"] == "ingest:telemetry")
+        if record["status"] != "succeeded" or ingested != rows:
+            raise SystemExit(f"the ingestion run did not ingest every row: {record['status']}, {ingested:,} of {rows:,}")
         lf_times.append(seconds)
         print(f"  ingestion {i + 1}: DuckDB JSON->Delta {ref_times[-1]:.2f}s, lakeforge {lf_times[-1]:.2f}s",
               flush=True)

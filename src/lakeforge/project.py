@@ -137,13 +137,16 @@ class Project:
 
         started = time.perf_counter()
         stage = StageResult(name="warehouse", kind="load", strategy="ledger")
+        gold = [m for m in models if m.layer == "gold" and self.catalog.exists(m.name)]
+        if not gold:
+            stage.status, stage.detail = "skipped", "no gold table to load"
+            return stage
         warehouse = create_warehouse(self.config.warehouse, base_dir=self.path)
         loads = []
         try:
-            for model in models:
-                if model.layer == "gold" and self.catalog.exists(model.name):
-                    loads.append(warehouse.load(model.name, catalog=self.catalog, keys=model.config.unique_key,
-                                                run_id=run_id))
+            for model in gold:
+                loads.append(warehouse.load(model.name, catalog=self.catalog, keys=model.config.unique_key,
+                                            run_id=run_id))
         finally:
             warehouse.close()
         done = [ld for ld in loads if ld.mode != "skipped"]

@@ -30,6 +30,7 @@ from lakeforge.config.models import SourceConfig
 from lakeforge.engines.base import Engine, ReadPlan
 from lakeforge.errors import SourceError
 from lakeforge.ingest.records import BadLine, Split, split_lines
+from lakeforge.ingest.sniff import sniff_jsonl
 from lakeforge.lakehouse import Catalog
 from lakeforge.ops.results import StageResult
 from lakeforge.storage import FileInfo, Location
@@ -271,7 +272,8 @@ class Ingestor:
     def _plan(self, files: list[FileInfo], local: Location) -> ReadPlan:
         """Compare the batch's columns with the known schema and apply the evolution mode."""
         assert self.engine is not None
-        detected = self.engine.describe_files(files, location=local, source=self.source)
+        sniffed = sniff_jsonl(files, location=local) if self.source.format_of(files[0].path) == "jsonl" else None
+        detected = sniffed or self.engine.describe_files(files, location=local, source=self.source)
         schema = self._schema()
         new = [c for c in detected if c not in schema and c not in self.source.schema_hints]
         mode = self.source.schema_evolution

@@ -27,6 +27,7 @@ CAPABILITIES = EngineCapabilities(
 )
 STAGE = "memory.main.__lf_stage"
 STREAM_BATCH_ROWS = 256 * 1024
+SAMPLE_ROWS = 4096  # rows of each file that schema inference looks at
 # Errors that mean "this input cannot be parsed" (the file is quarantined); anything else is a bug and raises.
 _BAD_INPUT = (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException, pa.ArrowInvalid)
 
@@ -112,7 +113,8 @@ class DuckDBEngine:
         fmt = source.format_of(files[0].path)
         paths = _paths(files, location)
         if fmt == "jsonl":
-            scan = f"read_json({paths}, format='newline_delimited', records='true', union_by_name=true)"
+            scan = (f"read_json({paths}, format='newline_delimited', records='true', union_by_name=true, "
+                    f"sample_size={SAMPLE_ROWS})")
         elif fmt == "csv":
             scan = f"read_csv({paths}, {', '.join(self._csv_options(source, all_varchar=False))})"
         else:
