@@ -314,3 +314,19 @@ def test_typed_and_text_reads_give_the_same_table(make_project) -> None:  # type
     b = slow.table("bronze.events").drop_columns(meta).sort_by("id").slice(0, 50)
     assert a.schema == b.schema
     assert a.to_pylist() == b.to_pylist()
+
+
+def test_csv_options_delimiter_quote_and_no_header(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project({"sources": {
+        "semi": {"format": "csv", "delimiter": ";", "quote": "'"},
+        "bare": {"format": "csv", "header": False, "columns": ["id", "note"], "schema_hints": {"id": "bigint"}},
+    }}, {})
+    semi = project.landing.local_path("semi/a.csv")
+    semi.parent.mkdir(parents=True)
+    semi.write_text("id;note\n1;'a;b'\n2;'c'\n")
+    bare = project.landing.local_path("bare/b.csv.gz")
+    bare.parent.mkdir(parents=True)
+    bare.write_bytes(gzip.compress(b'7,"x, y"\n8,z\n'))
+    project.run()
+    assert [(r["id"], r["note"]) for r in bronze(project, "semi")] == [("1", "a;b"), ("2", "c")]
+    assert sorted((r["id"], r["note"]) for r in bronze(project, "bare")) == [(7, "x, y"), (8, "z")]

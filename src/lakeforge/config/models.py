@@ -57,6 +57,7 @@ class SourceConfig(_Strict):
     pattern: str = Field(default="*", description="glob of file names to pick up inside the folder")
     header: bool = Field(default=True, description="CSV: the first line holds column names")
     delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV delimiter")
+    quote: str = Field(default='"', min_length=1, max_length=1, description="CSV quote character")
     columns: list[str] | None = Field(default=None, description="CSV without header: the column names")
     schema_hints: dict[str, str] = Field(default_factory=dict, description="column -> SQL type in bronze")
     timestamp_format: str | None = Field(default=None, description="strptime format of hinted timestamps")

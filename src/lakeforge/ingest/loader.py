@@ -210,7 +210,7 @@ class Ingestor:
         data = _decompress(local.read_bytes(path), path)
         return split_lines(data, fmt=self.source.format_of(path) or "jsonl", header=self.source.header,
                            delimiter=self.source.delimiter, max_line_bytes=self.source.max_line_bytes or 2**62,
-                           width=len(self.source.columns) if self.source.columns else None)
+                           width=len(self.source.columns) if self.source.columns else None, quote=self.source.quote)
 
     @contextmanager
     def _sanitized(self, manifest: Manifest, local: Location) -> Iterator[Location]:

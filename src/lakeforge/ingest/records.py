@@ -29,7 +29,7 @@ class Split:
 
 
 def split_lines(data: bytes, *, fmt: str, header: bool, delimiter: str, max_line_bytes: int,
-                width: int | None = None) -> Split:
+                width: int | None = None, quote: str = '"') -> Split:
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -50,7 +50,7 @@ def split_lines(data: bytes, *, fmt: str, header: bool, delimiter: str, max_line
             bad.append(BadLine(number, f"not UTF-8: {exc.reason} at byte {exc.start}", shown))
             continue
         if fmt == "csv":
-            fields = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+            fields = next(csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote), [])
             if expected is None:
                 expected = len(fields)
                 kept.append(raw)  # the header (or, without header and columns, the first row) sets the width

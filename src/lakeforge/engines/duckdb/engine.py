@@ -184,7 +184,7 @@ class DuckDBEngine:
     @staticmethod
     def _csv_options(source: SourceConfig, *, all_varchar: bool) -> list[str]:
         opts = [f"header={'true' if source.header else 'false'}", f"delim={_lit(source.delimiter)}",
-                "union_by_name=true"]
+                f"quote={_lit(source.quote)}", "union_by_name=true"]
         if all_varchar:
             opts.append("all_varchar=true")
         if source.columns:
