@@ -322,3 +322,28 @@ def test_a_load_spanning_several_updates_of_a_key_keeps_one_row_per_key(example:
                         "max(vibration_max) AS v FROM fact_telemetry_hourly").to_pylist()[0]
     assert got["n"] == got["k"] == rows(example, "gold.fact_telemetry_hourly")
     assert got["v"] == 160.0
+
+
+def test_an_aggregate_over_rows_that_move_between_groups_stays_right(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project({"dialect": "duckdb", "sources": {"src": {"format": "jsonl",
+                                                                    "schema_hints": {"k": "bigint"}}}}, {
+        "silver.latest": """
+            -- kind: incremental
+            -- unique_key: [k]
+            -- order_by: [_batch_id]
+            SELECT k, status, _batch_id FROM bronze.src
+        """,
+        "gold.by_status": """
+            -- kind: incremental
+            -- unique_key: [status]
+            SELECT status, count(*) AS n FROM silver.latest GROUP BY status
+        """,
+    })
+    landing = project.landing.local_path("src")
+    landing.mkdir(parents=True)
+    (landing / "a.jsonl").write_text('{"k": 1, "status": "open"}\n{"k": 2, "status": "open"}\n')
+    project.run()
+    (landing / "b.jsonl").write_text('{"k": 1, "status": "closed"}\n')
+    project.run()
+    got = project.query("SELECT status, n FROM by_status ORDER BY status").to_pylist()
+    assert got == [{"status": "closed", "n": 1}, {"status": "open", "n": 1}]

@@ -100,17 +100,20 @@ class Catalog:
     def dataset(self, name: str, *, version: int | None = None) -> pads.Dataset:
         return self.table(name, version=version).to_pyarrow_dataset()
 
-    def changes(self, name: str, *, since: int, until: int, keys: list[str] | None = None) -> tuple[pa.Table, bool]:
+    def changes(self, name: str, *, since: int, until: int, keys: list[str] | None = None,
+                updates_as_deletes: bool = False) -> tuple[pa.Table, bool]:
         """Rows inserted or updated in versions ``since+1 .. until`` (change data feed), without the CDF
         columns, and whether any rows were deleted or rewritten in that range (then consumers recompute).
-        With ``keys``, a row changed in several versions comes once, as it is in the latest."""
+        With ``keys``, a row changed in several versions comes once, as it is in the latest. With
+        ``updates_as_deletes``, an updated row counts as deleted too (its old image left where it was)."""
         if until <= since:
             schema = pa.schema(self.table(name, version=until).schema().to_arrow())
             return schema.empty_table(), False
         table = _without_views(pa.table(self.table(name).load_cdf(starting_version=since + 1, ending_version=until)))
         kinds = table["_change_type"].cast(pa.string())
         keep = pc.is_in(kinds, pa.array(["insert", "update_postimage"]))
-        has_deletes = bool(pc.any(pc.equal(kinds, "delete")).as_py())
+        gone = pa.array(["delete", "update_preimage"] if updates_as_deletes else ["delete"])
+        has_deletes = bool(pc.any(pc.is_in(kinds, gone)).as_py())
         table = table.filter(keep)
         if keys and table.num_rows:
             table = table.take(pc.sort_indices(table["_commit_version"]))

@@ -62,11 +62,14 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
     strategy = "full"
     if incremental:
         assert driver is not None
-        changes, has_deletes = catalog.changes(driver, since=consumed[driver], until=versions[driver],
-                                               keys=(upstream_keys or {}).get(driver))
         keys = model.group_keys()
+        # groups: an updated row may have left a group that its new image does not name, and only the new
+        # images are read; recomputing just the groups they name would leave the old group stale
+        changes, has_deletes = catalog.changes(driver, since=consumed[driver], until=versions[driver],
+                                               keys=(upstream_keys or {}).get(driver),
+                                               updates_as_deletes=keys is not None)
         if has_deletes:
-            strategy = "full"  # the upstream was rewritten: recompute everything
+            strategy = "full"  # the upstream was rewritten (or, for groups, rows moved): recompute everything
         elif keys:
             strategy = "groups"
             relations[driver] = _touched(engine, driver, relations[driver], changes, keys)

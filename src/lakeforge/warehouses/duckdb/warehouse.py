@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from lakeforge.lakehouse import Catalog
 from lakeforge.warehouses.base import LoadResult, WarehouseCapabilities
 
 LEDGER = "_lakeforge_loads"
+LEDGER_DDL = (f"CREATE TABLE IF NOT EXISTS {LEDGER} (table_name VARCHAR PRIMARY KEY, source_table VARCHAR, "
+              "source_version BIGINT, rows BIGINT, mode VARCHAR, run_id VARCHAR, loaded_at TIMESTAMPTZ)")
 
 
 def _ident(name: str) -> str:
@@ -32,6 +35,8 @@ class DuckDBWarehouse:
             raise WarehouseError(f"the warehouse {self.path} does not exist yet",
                                  hint="run `lakeforge run` to build and load it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            _create_atomically(self.path)
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
@@ -39,10 +44,7 @@ class DuckDBWarehouse:
                                  hint="another lakeforge process may be writing it; retry when it is done") from None
         self.con.execute("SET TimeZone='UTC'")
         if not read_only:
-            self.con.execute(
-                f"CREATE TABLE IF NOT EXISTS {LEDGER} (table_name VARCHAR PRIMARY KEY, source_table VARCHAR, "
-                "source_version BIGINT, rows BIGINT, mode VARCHAR, run_id VARCHAR, loaded_at TIMESTAMPTZ)"
-            )
+            self.con.execute(LEDGER_DDL)
 
     def close(self) -> None:
         self.con.close()
@@ -103,3 +105,24 @@ class DuckDBWarehouse:
 
     def query(self, sql: str) -> pa.Table:
         return self.con.sql(sql).to_arrow_table()
+
+
+def _create_atomically(path: Path) -> None:
+    """A new warehouse file appears whole or not at all.
+
+    DuckDB creates the file, then writes its headers: a process killed in between leaves a file (often 0 bytes)
+    that DuckDB refuses to open ever after, and every later run fails. So a new file is made beside it under a
+    temporary name and renamed into place. An empty file holds nothing and is replaced (left by older versions).
+    """
+    if path.exists() and path.stat().st_size > 0:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute(LEDGER_DDL)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    os.replace(tmp, path)
