@@ -133,7 +133,8 @@ def main() -> None:
         "lakeforge_rows_per_second": round(telemetry_rows / lf),
         "noop_run_seconds": round(again, 2),
     }
-    result["ingestion"] = ingestion.throughput(WORK, machines=args.machines, days=args.days, repeat=args.repeat,
+    result["ingestion"] = ingestion.throughput(WORK, machines=args.machines, days=args.days,
+                                               repeat=max(3, args.repeat),
                                                timed=timed, memory_limit=MEMORY_LIMIT)
     result["freshness"] = ingestion.freshness(WORK, memory_limit=MEMORY_LIMIT)
     print(json.dumps(result, indent=1))

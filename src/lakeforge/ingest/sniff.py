@@ -8,7 +8,7 @@ import json
 
 from lakeforge.storage import FileInfo, Location
 
-HEAD_BYTES = 256 * 1024
+HEAD_BYTES = 32 * 1024  # a few hundred lines of each file
 
 
 def _type_of(value: object) -> str | None:
