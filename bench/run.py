@@ -186,13 +186,18 @@ types the hinted columns with `TRY_CAST` and keeps misfits in `_rescued_data`, a
 columns, records the batch manifest and commits with a transaction id (`lakeforge run` of a project with the
 telemetry source only, cold, including start-up).
 
-| | seconds | rows/s |
-|---|---|---|
-| DuckDB JSON -> Delta | {ing['duckdb_seconds']} | {round(int(ing['rows']) / float(ing['duckdb_seconds'])):,} |
-| lakeforge ingestion | {ing['lakeforge_seconds']} | {int(ing['lakeforge_rows_per_second']):,} |
-| **lakeforge's throughput relative to DuckDB** | **{ing['relative_throughput']:.0%}** | |
+Throughput is measured on the work itself: the reference times itself from before it connects to DuckDB to
+after the commit; lakeforge's figure is the ingestion stage's own time from the run record. Both processes
+are also timed whole, start-up included (lakeforge's CLI imports typer, rich, pydantic and sqlglot besides
+DuckDB and deltalake: about 0.35 s more), best of three each.
 
-Target: at least 80%: **{'met' if float(ing['relative_throughput']) >= 0.8 else 'MISSED'}**.
+| | seconds of work | rows/s | seconds, whole process |
+|---|---|---|---|
+| DuckDB JSON -> Delta | {ing['duckdb_seconds']} | {round(int(ing['rows']) / float(ing['duckdb_seconds'])):,} | {ing['duckdb_process_seconds']} |
+| lakeforge ingestion | {ing['lakeforge_seconds']} | {int(ing['lakeforge_rows_per_second']):,} | {ing['lakeforge_process_seconds']} |
+| **lakeforge relative to DuckDB** | **{ing['relative_throughput']:.0%}** | | {ing['relative_process']:.0%} |
+
+Target: throughput at least 80% of DuckDB's: **{'met' if float(ing['relative_throughput']) >= 0.8 else 'MISSED'}**.
 
 ## Freshness in watch mode
 
