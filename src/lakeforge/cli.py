@@ -65,16 +65,22 @@ def generate(project: ProjectOpt = Path("."),
 @app.command()
 def run(project: ProjectOpt = Path("."),
         full_refresh: Annotated[bool, typer.Option("--full-refresh", help="recompute every model")] = False,
+        select: Annotated[list[str] | None,
+                          typer.Option("--select", "-s", help="models: name, name+, +name, gold.*")] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would run, and why; change nothing")] = False,
         watch: Annotated[bool, typer.Option("--watch", help="keep running as files arrive (Ctrl-C stops)")] = False,
         interval: Annotated[float, typer.Option(help="--watch: seconds between looks at the landing zone")] = 1.0,
         as_json: JsonOpt = False) -> None:
     """Run every stage incrementally: ingest, silver and gold models, warehouse load."""
+    if dry_run:
+        plan(project=project, select=select, full_refresh=full_refresh, as_json=as_json)
+        return
     if watch:
         _watch(project, interval=interval, as_json=as_json)
         return
     with Project(project) as proj:
         try:
-            result = proj.run(full_refresh=full_refresh, reporter=reporter_for(err, quiet=as_json))
+            result = proj.run(full_refresh=full_refresh, select=select, reporter=reporter_for(err, quiet=as_json))
         except LakeforgeError as exc:
             if as_json and getattr(exc, "run", None) is not None:
                 _emit(exc.run.to_dict())  # type: ignore[attr-defined]
@@ -103,6 +109,26 @@ def _watch(project: Path, *, interval: float, as_json: bool) -> None:
         err.print(f"watching the landing zone every {interval}s; Ctrl-C stops")
     with Project(project) as proj:
         proj.watch(interval=interval, reporter=reporter_for(err, quiet=as_json), on_run=report)
+
+
+@app.command()
+def plan(project: ProjectOpt = Path("."),
+         select: Annotated[list[str] | None, typer.Option("--select", "-s", help="models to plan")] = None,
+         full_refresh: Annotated[bool, typer.Option("--full-refresh")] = False,
+         as_json: JsonOpt = False) -> None:
+    """The model graph and what a run would do, and why, without running anything."""
+    data = Project(project).plan(select=select, full_refresh=full_refresh)
+    if as_json:
+        _emit(data)
+        return
+    table = Table("step", "reads", "would", "why")
+    for s in data["sources"]:
+        table.add_row(f"ingest {s['name']}", "landing", "run" if s["run"] else "skip",
+                      f"{s['files']} new files ({s['bytes']:,} bytes)" if s["run"] else "no new files")
+    for m in data["models"]:
+        table.add_row(f"{m['name']} ({m['kind']})", ", ".join(m["upstream"]),
+                      f"run ({m['strategy']})" if m["run"] else "skip", m["reason"])
+    out.print(table)
 
 
 @app.command()

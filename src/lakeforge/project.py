@@ -88,8 +88,39 @@ class Project:
             result["path"] = self.landing.uri
             return result
 
-    def run(self, *, full_refresh: bool = False, reporter: Reporter | None = None) -> RunResult:
-        return execute(self, full_refresh=full_refresh, reporter=reporter or Reporter())
+    def run(self, *, full_refresh: bool = False, select: list[str] | None = None,
+            reporter: Reporter | None = None) -> RunResult:
+        """Ingest every source, run the (selected) models, load the warehouse; ``full_refresh`` recomputes the
+        selected models (all without ``select``)."""
+        return execute(self, full_refresh=full_refresh, select=select, reporter=reporter or Reporter())
+
+    def plan(self, *, full_refresh: bool = False, select: list[str] | None = None) -> dict[str, Any]:
+        """What a run would do, and why, without doing it (``lakeforge plan`` / ``run --dry-run``)."""
+        from lakeforge.models.execute import decide
+
+        graph = self.graph()
+        sources = []
+        changing: set[str] = set()
+        for name, source in self.config.sources.items():
+            files = Ingestor(name=name, source=source, landing=self.landing, lakehouse=self.lakehouse,
+                             catalog=self.catalog, engine=None).backlog()
+            sources.append({"name": name, "table": f"bronze.{name}", "files": len(files),
+                            "bytes": sum(f.size for f in files), "run": bool(files)})
+            if files:
+                changing.add(f"bronze.{name}")
+        models = []
+        for model in graph.select(select):
+            decision = decide(model, catalog=self.catalog, full_refresh=full_refresh)
+            run, reason, strategy = decision.run, decision.reason, decision.strategy
+            feeding = [u for u in model.upstream() if u in changing]
+            if feeding and (not run or reason.startswith("waiting")):
+                run, reason = True, f"upstream changes in this run: {', '.join(feeding)}"
+                strategy = "incremental" if decision.exists and model.config.kind == "incremental" else "full"
+            if run:
+                changing.add(model.name)
+            models.append({"name": model.name, "kind": model.config.kind, "upstream": model.upstream(),
+                           "run": run, "strategy": strategy if run else "", "reason": reason})
+        return {"sources": sources, "models": models}
 
     def watch(self, *, interval: float = 1.0, max_runs: int | None = None, idle_timeout: float | None = None,
               reporter: Reporter | None = None, on_run: Callable[[RunResult | LakeforgeError], None] | None = None,

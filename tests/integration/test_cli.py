@@ -115,3 +115,12 @@ def test_deploy_iam_writes_the_policy_for_the_project_buckets(tmp_path: Path) ->
     assert not any(r.endswith(":::acme-landing/*") for r in resources)
     local = lakeforge("deploy", "iam", "--project", str(tmp_path / "nope"))
     assert local.returncode == 1
+
+
+def test_plan_and_dry_run(project: Path) -> None:
+    out = lakeforge("plan", "--json", "--project", str(project), "--select", "gold.fact_telemetry_hourly+")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert [m["name"] for m in plan["models"]][0] == "gold.fact_telemetry_hourly"
+    dry = lakeforge("run", "--dry-run", "--project", str(project))
+    assert dry.returncode == 0 and "silver.telemetry" in dry.stdout and "why" in dry.stdout

@@ -347,3 +347,35 @@ def test_an_aggregate_over_rows_that_move_between_groups_stays_right(make_projec
     project.run()
     got = project.query("SELECT status, n FROM by_status ORDER BY status").to_pylist()
     assert got == [{"status": "closed", "n": 1}, {"status": "open", "n": 1}]
+
+
+def test_plan_says_what_would_run_and_why_without_running(example: Project) -> None:
+    plan = example.plan()
+    assert {s["name"]: s["run"] for s in plan["sources"]}["telemetry"] is True
+    by_name = {m["name"]: m for m in plan["models"]}
+    assert by_name["silver.telemetry"]["run"] and "bronze.telemetry" in by_name["silver.telemetry"]["reason"]
+    assert by_name["gold.fleet_kpi_daily"]["run"]
+    assert example.catalog.names() == []  # nothing ran
+    example.run()
+    plan = example.plan()
+    assert not any(m["run"] for m in plan["models"]) and not any(s["run"] for s in plan["sources"])
+    assert {m["reason"] for m in plan["models"]} == {"upstream unchanged"}
+    plan = example.plan(select=["silver.telemetry+"], full_refresh=True)
+    names = [m["name"] for m in plan["models"]]
+    assert names[0] == "silver.telemetry" and "gold.fact_telemetry_hourly" in names
+    assert "silver.machines" not in names
+    assert plan["models"][0]["reason"] == "full refresh asked for"
+
+
+def test_select_runs_a_subgraph_and_full_refresh_only_what_is_selected(example: Project) -> None:
+    example.run()
+    versions = {n: example.catalog.version(n) for n in example.catalog.names()}
+    result = example.run(select=["gold.fact_telemetry_hourly"], full_refresh=True)
+    ran = [s.name for s in result.stages if s.kind == "model" and s.did_work]
+    assert ran == ["gold.fact_telemetry_hourly"]
+    assert example.catalog.version("silver.telemetry") == versions["silver.telemetry"]
+    result = example.run(select=["+gold.dim_machine"])
+    assert [s.name for s in result.stages if s.kind == "model"] == ["silver.machines", "silver.sites",
+                                                                   "gold.dim_machine"]
+    with pytest.raises(LakeforgeError, match="matches no model"):
+        example.run(select=["gold.nope"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -30,34 +31,61 @@ def app_id(upstream: str) -> str:
     return f"lakeforge:{upstream}"
 
 
+@dataclass
+class Decision:
+    """What running a model now would do, and why (``lakeforge plan`` prints these)."""
+
+    run: bool
+    reason: str
+    strategy: str = ""  # "full" or "incremental" when it runs
+    versions: dict[str, int] = field(default_factory=dict)
+    consumed: dict[str, int] = field(default_factory=dict)
+    exists: bool = False
+
+
+def decide(model: Model, *, catalog: Catalog, full_refresh: bool) -> Decision:
+    upstream = model.upstream()
+    versions = {u: catalog.version(u) for u in upstream}
+    missing = [u for u, v in versions.items() if v < 0]
+    if missing:
+        return Decision(False, f"waiting for {', '.join(missing)} (no data yet)")
+    schemaless = [u for u in upstream if u.startswith("bronze.") and not catalog.data_columns(u)]
+    if schemaless:
+        return Decision(False, f"waiting for {', '.join(schemaless)} (no file with rows has arrived yet)")
+    exists = catalog.exists(model.name)
+    consumed = {u: catalog.consumed(model.name, app_id(u)) for u in upstream} if exists else {}
+    changed = [u for u, v in versions.items() if consumed.get(u, -1) < v]
+    if exists and not full_refresh and not changed:
+        return Decision(False, "upstream unchanged", versions=versions, consumed=consumed, exists=True)
+    driver = model.driver()
+    incremental = (model.config.kind == "incremental" and exists and not full_refresh
+                   and driver is not None and consumed.get(driver, -1) >= 0)
+    if not exists:
+        reason = "new table"
+    elif full_refresh:
+        reason = "full refresh asked for"
+    else:
+        reason = "upstream changed: " + ", ".join(f"{u} v{consumed.get(u, -1)} -> v{versions[u]}" for u in changed)
+    return Decision(True, reason, "incremental" if incremental else "full", versions, consumed, exists)
+
+
 def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, full_refresh: bool,
               upstream_keys: dict[str, list[str]] | None = None) -> StageResult:
     """Run one model; ``upstream_keys`` (model name -> unique_key) lets a row updated several times upstream
     arrive once, as it is now."""
     started = time.perf_counter()
     result = StageResult(name=model.name, kind="model")
+    decision = decide(model, catalog=catalog, full_refresh=full_refresh)
+    if not decision.run:
+        result.status = "skipped"
+        result.detail = decision.reason
+        return result
     upstream = model.upstream()
-    versions = {u: catalog.version(u) for u in upstream}
-    missing = [u for u, v in versions.items() if v < 0]
-    if missing:
-        result.status = "skipped"
-        result.detail = f"waiting for {', '.join(missing)} (no data yet)"
-        return result
-    schemaless = [u for u in upstream if u.startswith("bronze.") and not catalog.data_columns(u)]
-    if schemaless:
-        result.status = "skipped"
-        result.detail = f"waiting for {', '.join(schemaless)} (no file with rows has arrived yet)"
-        return result
-    exists = catalog.exists(model.name)
-    consumed = {u: catalog.consumed(model.name, app_id(u)) for u in upstream} if exists else {}
-    if exists and not full_refresh and all(consumed.get(u, -1) >= v for u, v in versions.items()):
-        result.status = "skipped"
-        result.detail = "upstream unchanged"
-        return result
+    versions, consumed = decision.versions, decision.consumed
+    result.detail = decision.reason
     driver = model.driver()
     transactions = {app_id(u): v for u, v in versions.items()}
-    incremental = (model.config.kind == "incremental" and exists and not full_refresh
-                   and driver is not None and consumed.get(driver, -1) >= 0)
+    incremental = decision.strategy == "incremental"
     relations: dict[str, Relation] = {u: catalog.dataset(u, version=versions[u]) for u in upstream}
     strategy = "full"
     if incremental:

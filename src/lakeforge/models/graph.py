@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from graphlib import CycleError, TopologicalSorter
 
 from lakeforge.errors import ModelError
@@ -34,6 +35,37 @@ class ModelGraph:
 
     def ordered(self) -> list[Model]:
         return [self.models[n] for n in self.order]
+
+    def select(self, patterns: list[str] | None) -> list[Model]:
+        """Models matching ``patterns`` in run order: ``name`` (globs allowed, e.g. ``gold.*``), ``name+`` with
+        everything downstream, ``+name`` with everything upstream. None selects every model."""
+        if not patterns:
+            return self.ordered()
+        chosen: set[str] = set()
+        for raw in (p for pattern in patterns for p in pattern.replace(",", " ").split()):
+            up, down = raw.startswith("+"), raw.endswith("+")
+            base = raw.strip("+")
+            matched = [n for n in self.order if fnmatch.fnmatch(n, base)]
+            if not matched:
+                raise ModelError(f"--select {raw!r} matches no model",
+                                 hint=f"models: {', '.join(self.order)}; use name, name+, +name or globs like gold.*")
+            for name in matched:
+                chosen.add(name)
+                if down:
+                    chosen.update(self.downstream_of(name))
+                if up:
+                    chosen.update(self.upstream_of(name))
+        return [self.models[n] for n in self.order if n in chosen]
+
+    def upstream_of(self, name: str) -> list[str]:
+        found: list[str] = []
+        stack = [name]
+        while stack:
+            for dep in self.models[stack.pop()].upstream():
+                if dep in self.models and dep not in found:
+                    found.append(dep)
+                    stack.append(dep)
+        return found
 
     def downstream_of(self, name: str) -> list[str]:
         out = []

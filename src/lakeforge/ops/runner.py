@@ -43,7 +43,8 @@ def run_lock(project: Project) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def execute(project: Project, *, full_refresh: bool, reporter: Reporter) -> RunResult:
+def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
+            select: list[str] | None = None) -> RunResult:
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
@@ -51,7 +52,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter) -> RunR
     error: LakeforgeError | None = None
     failed: str | None = None
     graph = project.graph()
-    models = graph.ordered()
+    models = graph.select(select)
     keys = {m.name: m.config.unique_key for m in models if m.config.unique_key}
     reporter.begin(len(project.config.sources) + len(models) + 1)
     try:
@@ -72,7 +73,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter) -> RunR
                 reporter.finish(stage)
             reporter.start("warehouse")
             failed = "warehouse"
-            stage = project.load_warehouse(run_id=run_id, models=models)
+            stage = project.load_warehouse(run_id=run_id, models=graph.ordered())
             stages.append(stage)
             reporter.finish(stage)
             failed = None
