@@ -121,6 +121,6 @@ def test_plan_and_dry_run(project: Path) -> None:
     out = lakeforge("plan", "--json", "--project", str(project), "--select", "gold.fact_telemetry_hourly+")
     assert out.returncode == 0, out.stderr
     plan = json.loads(out.stdout)
-    assert [m["name"] for m in plan["models"]][0] == "gold.fact_telemetry_hourly"
+    assert plan["models"][0]["name"] == "gold.fact_telemetry_hourly"
     dry = lakeforge("run", "--dry-run", "--project", str(project))
     assert dry.returncode == 0 and "silver.telemetry" in dry.stdout and "why" in dry.stdout
