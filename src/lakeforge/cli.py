@@ -132,6 +132,56 @@ def plan(project: ProjectOpt = Path("."),
 
 
 @app.command()
+def profile(table: Annotated[str, typer.Argument(help="e.g. silver.telemetry")],
+            project: ProjectOpt = Path("."),
+            version: Annotated[int | None, typer.Option(help="a Delta version (default: the latest)")] = None,
+            as_json: JsonOpt = False) -> None:
+    """Column profile of a lakehouse table: null rate, distinct, min, max, quantiles, histogram."""
+    with Project(project) as proj:
+        data = proj.profile(table, version=version)
+    if as_json:
+        _emit(data)
+        return
+    out.print(f"{data['table']} v{data['version']}: {data['rows']:,} rows")
+    grid = Table("column", "type", "nulls", "distinct", "min", "max", "p50")
+    for c in data["columns"]:
+        grid.add_row(c["name"], c["type"], f"{c['null_rate']:.1%}", f"{c['distinct']:,}", str(c["min"]),
+                     str(c["max"]), str(c.get("quantiles", {}).get("p50", "")))
+    out.print(grid)
+
+
+@app.command()
+def optimize(tables: Annotated[list[str] | None, typer.Argument(help="tables (default: all)")] = None,
+             project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Compact small files of lakehouse tables; Z-order models that declare cluster_by."""
+    done = Project(project).optimize(tables)
+    if as_json:
+        _emit(done)
+        return
+    for d in done:
+        out.print(f"{d['table']}: {d['files_removed']} files compacted into {d['files_added']}"
+                  + (f", Z-ordered by {', '.join(d['zorder'])}" if d["zorder"] else ""))
+
+
+@app.command()
+def vacuum(tables: Annotated[list[str] | None, typer.Argument(help="tables (default: all)")] = None,
+           project: ProjectOpt = Path("."),
+           retention_hours: Annotated[int, typer.Option(help="keep files newer versions need")] = 168,
+           apply: Annotated[bool, typer.Option("--apply", help="delete (default: only list)")] = False,
+           as_json: JsonOpt = False) -> None:
+    """Remove files no version within the retention needs. A dry run unless --apply."""
+    done = Project(project).vacuum(tables, retention_hours=retention_hours, apply=apply)
+    if as_json:
+        _emit(done)
+        return
+    for d in done:
+        verb = "deleted" if d["deleted"] else "would delete"
+        out.print(f"{d['table']}: {verb} {len(d['files'])} files")
+    if not apply:
+        out.print("dry run: pass --apply to delete")
+
+
+@app.command()
 def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Tables with rows, versions and freshness; quarantine; backlog; the last run."""
     data = Project(project).status()

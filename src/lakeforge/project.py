@@ -200,6 +200,48 @@ class Project:
             can_delete_landing=any(s.clean_source == "delete" for s in sources),
         )
 
+    def profile(self, name: str, *, version: int | None = None) -> dict[str, Any]:
+        """Per column: null rate, distinct count, min, max, quantiles and a histogram, at a table version."""
+        from lakeforge.quality import profile as prof
+
+        table = self.catalog.table(name, version=version)
+        dataset = table.to_pyarrow_dataset()
+        self.engine.register("__lf_profile", dataset)
+        sql, numeric = prof.profile_sql(dataset.schema, "__lf_profile")
+        row = self.engine.query_arrow(sql, relations={}).to_pylist()[0]
+        histograms = {}
+        for i, field in enumerate(dataset.schema):
+            low, high = row.get(f"c{i}_min"), row.get(f"c{i}_max")
+            if field.name in numeric and low is not None and high is not None:
+                width = (float(high) - float(low)) / prof.BINS or 1.0
+                counts = self.engine.query_arrow(
+                    prof.histogram_sql(field.name, "__lf_profile", float(low), float(high)), relations={}).to_pylist()
+                histograms[field.name] = [{"from": float(low) + r["bin"] * width,
+                                           "to": float(low) + (r["bin"] + 1) * width, "count": int(r["n"])}
+                                          for r in counts]
+        return {"table": name, "version": table.version(), "rows": int(row["__rows"]),
+                "columns": prof.assemble(dataset.schema, row, histograms)}
+
+    def optimize(self, tables: list[str] | None = None) -> list[dict[str, Any]]:
+        """Compact every (or the named) lakehouse table; models with ``cluster_by`` are Z-ordered by it."""
+        clusters = {m.name: m.config.cluster_by for m in self.models() if m.config.cluster_by}
+        done = []
+        for name in tables or self.catalog.names():
+            metrics = self.catalog.optimize(name, zorder=clusters.get(name))
+            done.append({"table": name, "zorder": clusters.get(name, []),
+                         "files_added": metrics.get("numFilesAdded", 0),
+                         "files_removed": metrics.get("numFilesRemoved", 0)})
+        return done
+
+    def vacuum(self, tables: list[str] | None = None, *, retention_hours: int = 168,
+               apply: bool = False) -> list[dict[str, Any]]:
+        """Files older versions needed, past the retention: listed (dry run) unless ``apply``."""
+        if retention_hours < 1:
+            raise ConfigError("a vacuum retention under 1 hour would break readers of recent versions",
+                              hint="use --retention-hours 1 or more (default 168: a week)")
+        return [{"table": name, "files": self.catalog.vacuum(name, retention_hours=retention_hours, dry_run=not apply),
+                 "deleted": apply} for name in tables or self.catalog.names()]
+
     def status(self) -> dict[str, Any]:
         tables = [self.catalog.info(name).to_dict() for name in self.catalog.names()]
         quarantine = 0

@@ -124,3 +124,14 @@ def test_plan_and_dry_run(project: Path) -> None:
     assert plan["models"][0]["name"] == "gold.fact_telemetry_hourly"
     dry = lakeforge("run", "--dry-run", "--project", str(project))
     assert dry.returncode == 0 and "silver.telemetry" in dry.stdout and "why" in dry.stdout
+
+
+def test_profile_optimize_vacuum_commands(project: Path) -> None:
+    lakeforge("run", "--project", str(project))
+    out = lakeforge("profile", "silver.telemetry", "--json", "--project", str(project))
+    assert out.returncode == 0, out.stderr
+    profile = json.loads(out.stdout)
+    assert profile["rows"] > 0 and {"volt", "ts"} <= {c["name"] for c in profile["columns"]}
+    assert lakeforge("optimize", "bronze.telemetry", "--project", str(project)).returncode == 0
+    vac = lakeforge("vacuum", "--project", str(project))
+    assert vac.returncode == 0 and "dry run" in vac.stdout

@@ -153,6 +153,18 @@ class Catalog:
             commit_properties=_commit(transactions, metadata),
         )
 
+    def optimize(self, name: str, *, zorder: list[str] | None = None) -> dict[str, Any]:
+        """Compact small files (and Z-order by ``zorder``); rows do not change (dataChange=false)."""
+        dt = self.table(name)
+        metrics: dict[str, Any] = dt.optimize.z_order(zorder) if zorder else dt.optimize.compact()
+        return metrics
+
+    def vacuum(self, name: str, *, retention_hours: int, dry_run: bool) -> list[str]:
+        """Files no version within the retention needs; deleted only when ``dry_run`` is false."""
+        files: list[str] = self.table(name).vacuum(retention_hours=retention_hours, dry_run=dry_run,
+                                                   enforce_retention_duration=False)
+        return files
+
     def widen(self, name: str, types: Mapping[str, pa.DataType]) -> None:
         """Rewrite a table with some columns widened (e.g. bigint -> double); transaction ids are kept."""
         dt = self.table(name)

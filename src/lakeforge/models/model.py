@@ -48,6 +48,7 @@ class ModelConfig(BaseModel):
         "keep_first keeps the first and update the last, so a full refresh picks what incremental runs picked",
     )
     partition_by: list[str] = Field(default_factory=list)
+    cluster_by: list[str] = Field(default_factory=list, description="Z-order columns for `lakeforge optimize`")
     description: str | None = None
     owner: str | None = None
     expectations: list[Expectation] = Field(default_factory=list)
