@@ -106,7 +106,8 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
             relations[driver] = changes
     result.strategy = strategy
     result.rows_read = sum(_rows(r) for r in relations.values())
-    expectations = [(e, model.transpile(e.expr)) for e in model.config.expectations]
+    expectations = [(e, model.transpile(e.expr) if e.expr is not None else e.duckdb_sql())
+                    for e in model.config.expectations]
     try:
         output = engine.run_model(model.duckdb_sql(), model=model.name, relations=relations,
                                   expectations=expectations,

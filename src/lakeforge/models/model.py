@@ -80,6 +80,8 @@ class Model:
         """Lakehouse tables the SQL reads, in order of first appearance (CTE names excluded)."""
         ctes = {c.alias_or_name for c in self.tree.find_all(exp.CTE)}
         seen: list[str] = []
+        for expectation in self.config.expectations:  # tables a rule reads (references) come first
+            seen += [t for t in expectation.tables() if t not in seen]
         for table in self.tree.find_all(exp.Table):
             if not table.db and table.name in ctes:
                 continue

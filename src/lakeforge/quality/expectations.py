@@ -15,18 +15,72 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Action = Literal["warn", "drop", "quarantine", "fail"]
 ACTIONS: tuple[Action, ...] = ("warn", "drop", "quarantine", "fail")
 _RULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class _Param(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InRange(_Param):
+    column: str
+    min: float | None = None
+    max: float | None = None
+
+
+class InSet(_Param):
+    column: str
+    values: list[str | int | float | bool]
+
+
+class Matches(_Param):
+    column: str
+    pattern: str
+
+
+class Freshness(_Param):
+    column: str
+    max_age_hours: float = Field(gt=0)
+
+
+class RowCount(_Param):
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+
+class References(_Param):
+    column: str
+    table: str  # layer.table
+    key: str
+
+
+BUILT_INS = ("not_null", "in_range", "in_set", "matches", "unique", "freshness", "row_count", "references")
+
+
 class Expectation(BaseModel):
+    """A rule: ``expr`` (a SQL predicate in the project's dialect) or one built-in type, compiled to SQL.
+
+    Built-ins are row predicates evaluated in the model's pass; ``unique``, ``row_count`` and ``freshness``
+    look at the whole batch through window functions (every row of the batch passes or fails together for the
+    last two); ``references`` reads the referenced table, which becomes an upstream of the model.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    expr: str = Field(description="SQL boolean predicate, in the project's dialect")
+    expr: str | None = Field(default=None, description="SQL boolean predicate, in the project's dialect")
+    not_null: str | list[str] | None = None
+    in_range: InRange | None = None
+    in_set: InSet | None = None
+    matches: Matches | None = None
+    unique: str | list[str] | None = None
+    freshness: Freshness | None = None
+    row_count: RowCount | None = None
+    references: References | None = None
     action: Action = "warn"
     description: str | None = None
 
@@ -36,6 +90,69 @@ class Expectation(BaseModel):
         if not _RULE.match(value):
             raise ValueError(f"rule name {value!r}: use letters, digits and underscores")
         return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Expectation:
+        kinds = [k for k in ("expr", *BUILT_INS) if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"expectation {self.name!r} needs exactly one of expr, {', '.join(BUILT_INS)} "
+                             f"(found {', '.join(kinds) or 'none'})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("expr", *BUILT_INS) if getattr(self, k) is not None)
+
+    def tables(self) -> list[str]:
+        return [self.references.table] if self.references else []
+
+    def describe(self) -> str:
+        return self.expr if self.expr is not None else f"{self.kind}: {getattr(self, self.kind)}"
+
+    def duckdb_sql(self) -> str:
+        """The predicate of a built-in type, as DuckDB SQL (``expr`` is transpiled by the model instead)."""
+        if self.not_null is not None:
+            cols = [self.not_null] if isinstance(self.not_null, str) else self.not_null
+            return " AND ".join(f"{_q(c)} IS NOT NULL" for c in cols)
+        if self.in_range is not None:
+            r, c = self.in_range, _q(self.in_range.column)
+            bounds = [f"{c} >= {r.min}" if r.min is not None else "", f"{c} <= {r.max}" if r.max is not None else ""]
+            return f"{c} IS NULL OR ({' AND '.join(b for b in bounds if b) or 'true'})"
+        if self.in_set is not None:
+            values = ", ".join(_literal(v) for v in self.in_set.values)
+            return f"{_q(self.in_set.column)} IS NULL OR {_q(self.in_set.column)} IN ({values})"
+        if self.matches is not None:
+            c = _q(self.matches.column)
+            return f"{c} IS NULL OR regexp_full_match(CAST({c} AS VARCHAR), {_literal(self.matches.pattern)})"
+        if self.unique is not None:
+            cols = [self.unique] if isinstance(self.unique, str) else self.unique
+            return f"count(*) OVER (PARTITION BY {', '.join(_q(c) for c in cols)}) = 1"
+        if self.freshness is not None:
+            c = _q(self.freshness.column)
+            return (f"max({c}) OVER () >= CAST(now() AS TIMESTAMPTZ) - "
+                    f"INTERVAL '{self.freshness.max_age_hours} hours'")
+        if self.row_count is not None:
+            rc = self.row_count
+            bounds = [f"count(*) OVER () >= {rc.min}" if rc.min is not None else "",
+                      f"count(*) OVER () <= {rc.max}" if rc.max is not None else ""]
+            return " AND ".join(b for b in bounds if b) or "true"
+        if self.references is not None:
+            ref = self.references
+            return (f"{_q(ref.column)} IS NULL OR {_q(ref.column)} IN "
+                    f"(SELECT {_q(ref.key)} FROM {ref.table})")
+        raise ValueError(f"expectation {self.name!r} has no built-in type")
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 @dataclass

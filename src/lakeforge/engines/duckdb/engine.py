@@ -313,7 +313,7 @@ class DuckDBEngine:
         for (expectation, _), res in zip(expectations, results, strict=True):
             if expectation.action == "fail" and res.failed:
                 raise ExpectationFailed(
-                    f"model {model}: expectation {expectation.name!r} ({expectation.expr}) failed for "
+                    f"model {model}: expectation {expectation.name!r} ({expectation.describe()}) failed for "
                     f"{res.failed} of {rows_in} rows; nothing was committed",
                     hint="fix the upstream data, or change the rule's action to warn, drop or quarantine",
                 )
