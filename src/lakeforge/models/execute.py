@@ -23,6 +23,7 @@ from sqlglot import exp
 from lakeforge.engines.base import Engine, ModelOutput, Relation
 from lakeforge.errors import ModelError
 from lakeforge.lakehouse import Catalog
+from lakeforge.models import scd
 from lakeforge.models.model import Model, error_line
 from lakeforge.ops.results import StageResult
 
@@ -98,12 +99,17 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
                                                updates_as_deletes=keys is not None)
         if has_deletes:
             strategy = "full"  # the upstream was rewritten (or, for groups, rows moved): recompute everything
+        elif model.config.scd == 2:
+            strategy = "scd2"
+            relations[driver] = changes
         elif keys:
             strategy = "groups"
             relations[driver] = _touched(engine, driver, relations[driver], changes, keys)
         else:
             strategy = "merge" if model.config.unique_key else "append"
             relations[driver] = changes
+    if strategy == "full" and model.config.scd == 2:
+        strategy = "scd2"  # history is rebuilt from every upstream row
     result.strategy = strategy
     result.rows_read = sum(_rows(r) for r in relations.values())
     expectations = [(e, model.transpile(e.expr) if e.expr is not None else e.duckdb_sql())
@@ -111,8 +117,10 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
     try:
         output = engine.run_model(model.duckdb_sql(), model=model.name, relations=relations,
                                   expectations=expectations,
-                                  # an aggregate's GROUP BY already makes its key unique: no dedup pass
-                                  unique_key=[] if model.group_keys() else model.config.unique_key,
+                                  # an aggregate's GROUP BY already makes its key unique, and SCD2 keeps
+                                  # every version: no dedup pass
+                                  unique_key=[] if model.group_keys() or model.config.scd == 2
+                                  else model.config.unique_key,
                                   order_by=model.config.order_by,
                                   keep="first" if model.config.on_conflict == "keep_first" else "last")
     except ModelError as exc:
@@ -120,7 +128,7 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
         raise ModelError(f"{exc.message} (in {model.path}, line {line})", hint=exc.hint) from None
     try:
         _commit(model, output, catalog=catalog, strategy=strategy, transactions=transactions, run_id=run_id,
-                result=result)
+                result=result, engine=engine, rebuild=not decision.exists or decision.strategy == "full")
     finally:
         output.release()
     result.rows_out = result.rows_in - result.rows_dropped - result.rows_quarantined
@@ -129,11 +137,32 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
 
 
 def _commit(model: Model, output: ModelOutput, *, catalog: Catalog, strategy: str, transactions: dict[str, int],
-            run_id: str, result: StageResult) -> None:
+            run_id: str, result: StageResult, engine: Engine, rebuild: bool) -> None:
     """Quarantine first, then the table; both commits carry the consumed upstream versions (idempotent)."""
     if output.rows_quarantined:
         _quarantine(catalog, model, output.quarantined().read_all(), run_id=run_id, transactions=transactions)
-    if strategy in ("merge", "groups"):
+    if strategy == "scd2":
+        cfg = model.config
+        new = output.kept().read_all()
+        track = cfg.track or [c for c in new.column_names
+                              if c not in cfg.unique_key and c != cfg.updated_at and not c.startswith("_")]
+        old = None if rebuild else catalog.dataset(model.name)
+        versions, written = scd.history(engine, new=new, old=old, keys=cfg.unique_key,
+                                        updated_at=cfg.updated_at or "", track=track)
+        if rebuild:
+            catalog.write(model.name, versions, mode="overwrite", transactions=transactions)
+        else:
+            if versions.num_rows:
+                catalog.merge(model.name, versions, keys=[*cfg.unique_key, "valid_from"], update=True,
+                              transactions=transactions)
+            if any(catalog.consumed(model.name, app) < v for app, v in transactions.items()):
+                catalog.write(model.name, versions.schema.empty_table(), mode="append", transactions=transactions)
+        unchanged = new.num_rows - written
+        if unchanged > 0:  # a version equal to the one before it adds nothing
+            output.dropped_by["unchanged_version"] = unchanged
+            output.rows_dropped += unchanged
+        result.rows_written = written
+    elif strategy in ("merge", "groups"):
         kept = output.kept().read_all()
         written = 0
         if kept.num_rows:

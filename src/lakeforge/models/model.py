@@ -26,7 +26,7 @@ from typing import Literal
 
 import sqlglot
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlglot import exp
 
 from lakeforge.errors import ConfigError, ModelError
@@ -42,6 +42,9 @@ class ModelConfig(BaseModel):
     kind: Literal["incremental", "materialized"] = "materialized"
     unique_key: list[str] = Field(default_factory=list)
     on_conflict: Literal["update", "keep_first"] = "update"
+    scd: Literal[1, 2] = Field(default=1, description="2: keep every version with valid_from/valid_to")
+    updated_at: str | None = Field(default=None, description="scd 2: the column that says when a version began")
+    track: list[str] = Field(default_factory=list, description="scd 2: columns whose change makes a version")
     order_by: list[str] = Field(
         default_factory=list,
         description="arrival order of rows (e.g. [_batch_id, _source_file]): among rows of one key in a batch, "
@@ -52,6 +55,12 @@ class ModelConfig(BaseModel):
     description: str | None = None
     owner: str | None = None
     expectations: list[Expectation] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _scd(self) -> ModelConfig:
+        if self.scd == 2 and (not self.unique_key or not self.updated_at):
+            raise ValueError("scd: 2 needs unique_key and updated_at (the column that says when a version began)")
+        return self
 
 
 @dataclass

@@ -1,8 +1,9 @@
 -- kind: incremental
 -- unique_key: [machine_id]
--- on_conflict: update
--- order_by: [_batch_id, _source_file]
--- description: Machines with model, age and site (latest values win).
+-- scd: 2
+-- updated_at: _ingested_at
+-- track: [model, age, site_id, install_date]
+-- description: Machines with model, age and site; every change is kept as a version (SCD type 2).
 -- expectations:
 --   - {name: no_rescued_values, expr: _rescued_data IS NULL, action: quarantine}
 --   - {name: machine_id_numeric, expr: machine_id IS NOT NULL, action: quarantine}
@@ -14,6 +15,6 @@ SELECT
   site_id,
   install_date,
   _rescued_data,
-  _batch_id,
+  _ingested_at,
   _source_file
 FROM bronze.machines
