@@ -67,3 +67,27 @@ def test_a_built_in_with_fail_names_the_rule(make_project) -> None:  # type: ign
 def test_an_expectation_needs_exactly_one_kind(make_project) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="exactly one of expr"):
         project_with(make_project, "--   - {name: two, not_null: id, expr: id > 0}\n").graph()
+
+
+CONTRACT = """
+    -- contract: {id: bigint, v: double, status: string}
+    SELECT id, v, status FROM bronze.events
+"""
+
+
+def test_a_contract_holds_and_drift_is_an_error_that_shows_the_difference(make_project) -> None:  # type: ignore[no-untyped-def]
+    from lakeforge.errors import ModelError
+
+    project = project_with(make_project, "")
+    (project.path / "models" / "silver" / "events.sql").write_text(CONTRACT.replace("\n    ", "\n").lstrip())
+    assert project.run().status == "succeeded"
+    (project.path / "models" / "silver" / "events.sql").write_text(
+        "-- contract: {id: bigint, v: double, status: string}\n"
+        "SELECT id, CAST(v AS VARCHAR) AS v, code FROM bronze.events\n")
+    with pytest.raises(ModelError) as info:
+        project.run(full_refresh=True)
+    text = str(info.value)
+    assert "missing column status (string)" in text
+    assert "column v is string, the contract says double" in text
+    assert "column code (string) is not in the contract" in text
+    assert project.table("silver.events").column_names == ["id", "v", "status"]  # the old table stands

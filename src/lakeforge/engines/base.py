@@ -49,6 +49,7 @@ class ModelOutput:
     kept: Callable[[], pa.RecordBatchReader]
     quarantined: Callable[[], pa.RecordBatchReader]
     release: Callable[[], None] = field(default=lambda: None)
+    schema: pa.Schema | None = None  # the kept rows' schema
 
 
 class Engine(Protocol):

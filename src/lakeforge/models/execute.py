@@ -126,6 +126,12 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
     except ModelError as exc:
         line = error_line(model, exc.message)
         raise ModelError(f"{exc.message} (in {model.path}, line {line})", hint=exc.hint) from None
+    if model.config.contract is not None and output.schema is not None:
+        drift = contract_drift(model.config.contract, output.schema, engine=engine)
+        if drift:
+            output.release()
+            raise ModelError(f"model {model.name} breaks its contract: {'; '.join(drift)}; nothing was committed",
+                             hint=f"change the SQL or the `contract:` in the header of {model.path}")
     try:
         _commit(model, output, catalog=catalog, strategy=strategy, transactions=transactions, run_id=run_id,
                 result=result, engine=engine, rebuild=not decision.exists or decision.strategy == "full")
@@ -188,6 +194,17 @@ def _commit(model: Model, output: ModelOutput, *, catalog: Catalog, strategy: st
     result.rows_quarantined = output.rows_quarantined
     result.dropped_by = dict(output.dropped_by)
     result.rules = output.rules
+
+
+def contract_drift(contract: dict[str, str], schema: pa.Schema, *, engine: Engine) -> list[str]:
+    """Differences between a model's declared columns and types and what its SQL produces."""
+    declared = {f.name: f.type for f in engine.typed_schema(contract) if f.name in contract}
+    actual = {f.name: f.type for f in schema}
+    drift = [f"missing column {name} ({contract[name]})" for name in declared if name not in actual]
+    drift += [f"column {name} is {actual[name]}, the contract says {contract[name]}"
+              for name, type_ in declared.items() if name in actual and actual[name] != type_]
+    drift += [f"column {name} ({actual[name]}) is not in the contract" for name in actual if name not in declared]
+    return drift
 
 
 def _touched(engine: Engine, driver: str, full: Relation, changes: pa.Table,

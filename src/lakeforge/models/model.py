@@ -55,6 +55,8 @@ class ModelConfig(BaseModel):
     description: str | None = None
     owner: str | None = None
     expectations: list[Expectation] = Field(default_factory=list)
+    contract: dict[str, str] | None = Field(
+        default=None, description="the columns and types the model promises; any drift fails the model")
 
     @model_validator(mode="after")
     def _scd(self) -> ModelConfig:

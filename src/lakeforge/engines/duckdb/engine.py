@@ -170,8 +170,12 @@ class DuckDBEngine:
         if not columns:
             return pa.schema([])
         columns.append("CAST(NULL AS VARCHAR) AS _rescued_data")
-        self.release()
-        return self.con.sql(f"SELECT {', '.join(columns)} LIMIT 0").to_arrow_table().schema
+        cursor = self.con.cursor()  # its own connection: a result still streaming on the main one stays open
+        cursor.execute("SET TimeZone='UTC'")
+        try:
+            return cursor.sql(f"SELECT {', '.join(columns)} LIMIT 0").to_arrow_table().schema
+        finally:
+            cursor.close()
 
     @staticmethod
     def is_bad_input(exc: BaseException) -> bool:
@@ -335,6 +339,7 @@ class DuckDBEngine:
         quarantined_sql = (f"SELECT {data}, list_filter([{failed_names}], lambda x: x IS NOT NULL) AS _failed_rules "
                            f"FROM {STAGE} WHERE {quarantine}")
         return ModelOutput(
+            schema=self.con.sql(f"SELECT {data} FROM {STAGE} LIMIT 0").to_arrow_table().schema,
             rows_in=rows_in,
             rows_kept=rows_in - n_quarantined - n_dropped - n_dup,
             rows_quarantined=n_quarantined,
@@ -353,6 +358,7 @@ class DuckDBEngine:
         except duckdb.Error as exc:
             raise ModelError(f"model {model} failed: {_first_line(str(exc))}", hint="fix the model's SQL") from None
         output = ModelOutput(rows_in=0, rows_kept=0, rows_quarantined=0, rows_dropped=0, rules=[], dropped_by={},
+                             schema=reader.schema,
                              kept=lambda: pa.RecordBatchReader.from_batches(reader.schema, counted()),
                              quarantined=lambda: pa.RecordBatchReader.from_batches(reader.schema, iter(())))
 

@@ -4,6 +4,11 @@
 -- order_by: [_batch_id, _source_file]
 -- description: Sensor readings, typed and deduplicated, one row per machine and timestamp.
 -- owner: reliability-engineering
+-- cluster_by: [machine_id, ts]
+-- contract:
+--   {machine_id: bigint, ts: timestamp, volt: double, rotate: double, pressure: double, vibration: double,
+--    temperature: double, humidity: double, _rescued_data: string, _source_file: string,
+--    _ingested_at: timestamp, _batch_id: bigint}
 -- expectations:
 --   - {name: no_rescued_values, expr: _rescued_data IS NULL, action: quarantine}
 --   - {name: ts_present, expr: ts IS NOT NULL, action: quarantine}
