@@ -21,6 +21,7 @@ from lakeforge.errors import ConfigError, LakeforgeError
 from lakeforge.ingest import Ingestor
 from lakeforge.lakehouse import LAYERS, Catalog
 from lakeforge.models import Model, ModelGraph, load_models
+from lakeforge.models.model import replace_views
 from lakeforge.ops.progress import Reporter
 from lakeforge.ops.results import RunResult, StageResult
 from lakeforge.ops.runner import execute, last_run
@@ -168,7 +169,9 @@ class Project:
 
         started = time.perf_counter()
         stage = StageResult(name="warehouse", kind="load", strategy="ledger")
-        gold = [m for m in models if m.layer == "gold" and self.catalog.exists(m.name)]
+        gold = [m for m in models if m.layer == "gold" and m.config.kind != "view" and self.catalog.exists(m.name)]
+        views = [m for m in models if m.layer == "gold" and m.config.kind == "view"
+                 and all(u.startswith("gold.") for u in m.upstream())]
         if not gold:
             stage.status, stage.detail = "skipped", "no gold table to load"
             return stage
@@ -178,6 +181,8 @@ class Project:
             for model in gold:
                 loads.append(warehouse.load(model.name, catalog=self.catalog, keys=model.config.unique_key,
                                             run_id=run_id))
+            for view in views:  # gold views over gold tables are views in the warehouse too
+                warehouse.create_view(view.table, _unqualified_gold(view.duckdb_sql()))
         finally:
             warehouse.close()
         done = [ld for ld in loads if ld.mode != "skipped"]
@@ -263,6 +268,11 @@ class Project:
     def query(self, sql: str) -> pa.Table:
         """Read-only SQL over the warehouse; lakehouse tables are addressable as ``bronze.x``, ``gold.x`` ..."""
         statements = _parse_read_only(sql)
+        views = {m.name: m for m in self.models() if m.config.kind == "view"}
+        if views:  # a view is its query, in DuckDB SQL here
+            statements = [replace_views(statements[0], lambda n: sqlglot.parse_one(
+                views[n].duckdb_sql(), read="duckdb"), set(views))]
+            sql = statements[0].sql(dialect="duckdb")
         wanted = {f"{t.db}.{t.name}" for s in statements for t in s.find_all(exp.Table)
                   if t.db in LAYERS and not t.catalog}
         from lakeforge.engines.duckdb import DuckDBEngine
@@ -285,6 +295,15 @@ class Project:
     def table(self, name: str) -> pa.Table:
         """A lakehouse table as Arrow."""
         return self.catalog.dataset(name).to_table()
+
+
+def _unqualified_gold(sql: str) -> str:
+    """``gold.fact_x`` -> ``fact_x``: the warehouse holds gold tables under their own names."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    for table in tree.find_all(exp.Table):
+        if table.db == "gold":
+            table.set("db", None)
+    return tree.sql(dialect="duckdb")
 
 
 def _parse_read_only(sql: str) -> list[exp.Expr]:

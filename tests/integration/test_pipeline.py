@@ -379,3 +379,24 @@ def test_select_runs_a_subgraph_and_full_refresh_only_what_is_selected(example: 
                                                                    "gold.dim_machine"]
     with pytest.raises(LakeforgeError, match="matches no model"):
         example.run(select=["gold.nope"])
+
+
+def test_views_are_not_stored_and_read_like_tables(example: Project) -> None:
+    models = example.path / "models"
+    (models / "silver" / "hot_readings.sql").write_text(
+        "-- kind: view\nSELECT machine_id, ts, temperature FROM silver.telemetry WHERE temperature > 75\n")
+    (models / "gold" / "hot_hours.sql").write_text(
+        "-- kind: materialized\nSELECT machine_id, date_trunc('HOUR', ts) AS hour, count(*) AS n\n"
+        "FROM silver.hot_readings GROUP BY 1, 2\n")
+    (models / "gold" / "busiest_machines.sql").write_text(
+        "-- kind: view\nSELECT machine_id, sum(readings) AS readings FROM gold.fact_telemetry_hourly GROUP BY 1\n")
+    result = example.run()
+    assert stage(result, "silver.hot_readings").status == "skipped"
+    assert not example.catalog.exists("silver.hot_readings")
+    hot = example.query("SELECT count(*) AS n FROM silver.hot_readings").to_pylist()[0]["n"]
+    direct = example.query("SELECT count(*) AS n FROM silver.telemetry WHERE temperature > 75").to_pylist()[0]["n"]
+    assert hot == direct > 0
+    assert example.query("SELECT sum(n) AS n FROM hot_hours").to_pylist()[0]["n"] == hot
+    busiest = example.query("SELECT sum(readings) AS r FROM busiest_machines").to_pylist()[0]["r"]  # warehouse
+    assert busiest == rows(example, "silver.telemetry")
+    assert example.run().status == "nothing_to_do"

@@ -45,6 +45,8 @@ class Decision:
 
 
 def decide(model: Model, *, catalog: Catalog, full_refresh: bool) -> Decision:
+    if model.config.kind == "view":
+        return Decision(False, "view: not stored; its query runs inside the models that read it")
     upstream = model.upstream()
     versions = {u: catalog.version(u) for u in upstream}
     missing = [u for u, v in versions.items() if v < 0]

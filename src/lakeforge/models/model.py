@@ -19,7 +19,9 @@ Kinds:
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -39,7 +41,7 @@ MODEL_LAYERS = ("silver", "gold")
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["incremental", "materialized"] = "materialized"
+    kind: Literal["incremental", "materialized", "view"] = "materialized"
     unique_key: list[str] = Field(default_factory=list)
     on_conflict: Literal["update", "keep_first"] = "update"
     scd: Literal[1, 2] = Field(default=1, description="2: keep every version with valid_from/valid_to")
@@ -192,7 +194,43 @@ def load_models(models_dir: Path, *, dialect: str) -> list[Model]:
         name = f"{rel.parts[0]}.{path.stem}"
         models.append(parse_model(path, name=name, dialect=dialect))
     assert all(m.layer in LAYERS for m in models)
+    inline_views(models)
     return models
+
+
+def inline_views(models: list[Model]) -> None:
+    """A ``view`` is not stored: every model that reads it gets the view's query in its place (a view may read
+    views). The readers' dependencies become the view's own."""
+    views = {m.name: m for m in models if m.config.kind == "view"}
+    if not views:
+        return
+    done: dict[str, exp.Expr] = {}
+
+    def expanded(name: str, seen: tuple[str, ...]) -> exp.Expr:
+        if name in seen:
+            raise ModelError(f"views read each other in a cycle: {' -> '.join((*seen, name))}",
+                             hint="break the cycle; data flows one way")
+        if name not in done:
+            done[name] = replace_views(views[name].tree, lambda n: expanded(n, (*seen, name)), set(views))
+        return done[name]
+
+    for model in models:
+        model.tree = replace_views(model.tree, functools.partial(_expand_for, expanded, model.name), set(views))
+
+
+def _expand_for(expanded: Callable[[str, tuple[str, ...]], exp.Expr], reader: str, name: str) -> exp.Expr:
+    return expanded(name, (reader,))
+
+
+def replace_views(tree: exp.Expr, view_of: Callable[[str], exp.Expr], views: set[str]) -> exp.Expr:
+    def swap(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Table) and node.db and f"{node.db}.{node.name}" in views:
+            alias = node.alias or node.name
+            return exp.Subquery(this=view_of(f"{node.db}.{node.name}").copy(),
+                                alias=exp.TableAlias(this=exp.to_identifier(alias)))
+        return node
+
+    return tree.copy().transform(swap)
 
 
 _QUOTED = re.compile(r'"([^"]+)"')

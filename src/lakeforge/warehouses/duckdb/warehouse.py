@@ -97,6 +97,13 @@ class DuckDBWarehouse:
             self.con.unregister("__lf_load")
         return LoadResult(target, mode, loaded, version, rows, time.perf_counter() - started)
 
+    def create_view(self, name: str, sql: str) -> None:
+        try:
+            self.con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {sql}")
+        except duckdb.Error as exc:
+            raise WarehouseError(f"creating the view {name} in {self.path} failed: {exc}",
+                                 hint="a warehouse view may read only gold tables") from None
+
     def _has_table(self, name: str) -> bool:
         rows = self.con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?", [name]
