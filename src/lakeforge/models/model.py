@@ -164,7 +164,7 @@ def parse_model(path: Path, *, name: str, dialect: str) -> Model:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{path}: invalid model header: {problems}",
-                          hint="see docs/models.md for the header keys") from None
+                          hint="see docs/transforms.md for the header keys") from None
     if not body:
         raise ModelError(f"{path}: the model has no SQL", hint="write a SELECT statement after the header")
     try:
