@@ -280,38 +280,53 @@ class DuckDBEngine:
         order_by: list[str],
         keep: Literal["first", "last"],
     ) -> ModelOutput:
-        """Run the model's SELECT once with one boolean per rule (and the dedup rank) beside each row, stage the
+        """Run the model's SELECT once with a bit per failed rule (and the dedup rank) beside each row, stage the
         result, count every rule from it, then hand out the kept and the quarantined rows as streams."""
         self.bind(relations)
         if not expectations and not unique_key:
             return self._streamed(sql, model=model)
-        rules = [f"coalesce(({pred}), false) AS __lf_r{i}" for i, (_, pred) in enumerate(expectations)]
-        ok = {action: " AND ".join(f"__lf_r{i}" for i, (e, _) in enumerate(expectations) if e.action == action)
-              for action in ("drop", "quarantine")}
-        blocking = " AND ".join(x for x in ok.values() if x)
+        if len(expectations) > 63:
+            raise ModelError(f"model {model} has {len(expectations)} expectations; at most 63 are supported",
+                             hint="split the checks across models")
+        # one bit per failed rule, in one integer column: far cheaper to carry through the dedup sort than a
+        # boolean column per rule
+        bits = {e.name: 1 << i for i, (e, _) in enumerate(expectations)}
+        mask = " | ".join(f"(CASE WHEN coalesce(({pred}), false) THEN 0 ELSE {bits[e.name]} END)"
+                          for e, pred in expectations) or "0"
+        q_bits = sum(bits[e.name] for e, _ in expectations if e.action == "quarantine")
+        d_bits = sum(bits[e.name] for e, _ in expectations if e.action == "drop")
         outer = ["*"]
         if unique_key:
             keys = ", ".join(_ident(k) for k in unique_key)
-            order = [f"({blocking}) DESC"] if blocking else []
+            order = [f"(__lf_mask & {q_bits | d_bits}) = 0 DESC"] if q_bits | d_bits else []
             direction = "ASC" if keep == "first" else "DESC"
             order += [f"{_ident(col)} {direction} NULLS LAST" for col in order_by]
             clause = f" ORDER BY {', '.join(order)}" if order else ""
             outer.append(f"row_number() OVER (PARTITION BY {keys}{clause}) AS __lf_rn")
-        inner = f"SELECT *{''.join(', ' + r for r in rules)} FROM ({sql}) AS __lf_model"
+        inner = f"SELECT *, CAST({mask} AS UBIGINT) AS __lf_mask FROM ({sql}) AS __lf_model"
         try:
             self.con.execute(f"CREATE OR REPLACE TABLE {STAGE} AS SELECT {', '.join(outer)} FROM ({inner}) AS q")
         except duckdb.Error as exc:
             raise ModelError(f"model {model} failed: {_first_line(str(exc))}", hint="fix the model's SQL") from None
-        quarantine = f"NOT ({ok['quarantine']})" if ok["quarantine"] else "false"
-        drop = f"NOT ({ok['drop']})" if ok["drop"] else "false"
+        quarantine = f"(__lf_mask & {q_bits}) <> 0"
+        drop = f"(__lf_mask & {d_bits}) <> 0"
         dup = "__lf_rn > 1" if unique_key else "false"
-        counts = [f"count(*) FILTER (WHERE NOT __lf_r{i})" for i in range(len(expectations))]
+        counts = [f"count(*) FILTER (WHERE (__lf_mask & {bits[e.name]}) <> 0)" for e, _ in expectations]
+        earlier = 0
+        drop_names = []
+        for e, _ in expectations:  # a dropped row counts against the first drop rule it failed
+            if e.action == "drop":
+                counts.append(f"count(*) FILTER (WHERE NOT {quarantine} AND (__lf_mask & {bits[e.name]}) <> 0 "
+                              f"AND (__lf_mask & {earlier}) = 0)")
+                drop_names.append(e.name)
+                earlier |= bits[e.name]
         counts += [f"count(*) FILTER (WHERE {quarantine})",
-                   f"count(*) FILTER (WHERE NOT ({quarantine}) AND {drop})",
-                   f"count(*) FILTER (WHERE NOT ({quarantine}) AND NOT ({drop}) AND {dup})"]
-        row = self.con.execute(f"SELECT count(*), {', '.join(counts)} FROM {STAGE}").fetchall()[0]
-        rows_in, failures = int(row[0]), [int(x) for x in row[1:1 + len(expectations)]]
-        n_quarantined, n_dropped, n_dup = (int(x) for x in row[1 + len(expectations):])
+                   f"count(*) FILTER (WHERE NOT {quarantine} AND {drop})",
+                   f"count(*) FILTER (WHERE NOT {quarantine} AND NOT {drop} AND {dup})"]
+        row = [int(x) for x in self.con.execute(f"SELECT count(*), {', '.join(counts)} FROM {STAGE}").fetchall()[0]]
+        rows_in, failures = row[0], row[1:1 + len(expectations)]
+        by_drop_rule = row[1 + len(expectations):1 + len(expectations) + len(drop_names)]
+        n_quarantined, n_dropped, n_dup = row[-3:]
         results = [RuleResult(model=model, rule=e.name, action=e.action, passed=rows_in - f, failed=f)
                    for (e, _), f in zip(expectations, failures, strict=True)]
         for (expectation, _), res in zip(expectations, results, strict=True):
@@ -321,21 +336,14 @@ class DuckDBEngine:
                     f"{res.failed} of {rows_in} rows; nothing was committed",
                     hint="fix the upstream data, or change the rule's action to warn, drop or quarantine",
                 )
-        dropped_by: dict[str, int] = {}
-        if n_dropped:
-            for i, (e, _) in enumerate(expectations):
-                if e.action == "drop":
-                    n = self.con.execute(f"SELECT count(*) FROM {STAGE} WHERE NOT ({quarantine}) AND NOT __lf_r{i}"
-                                         ).fetchall()[0][0]
-                    if n:
-                        dropped_by[f"expectation:{e.name}"] = int(n)
+        dropped_by = {f"expectation:{name}": n for name, n in zip(drop_names, by_drop_rule, strict=True) if n}
         if n_dup:
             dropped_by["duplicate_key"] = n_dup
         internal = self._internal_columns()
         data = f"* EXCLUDE ({', '.join(internal)})" if internal else "*"
-        failed_names = ", ".join(f"CASE WHEN NOT __lf_r{i} THEN {_lit(e.name)} END"
-                                 for i, (e, _) in enumerate(expectations))
-        kept_sql = f"SELECT {data} FROM {STAGE} WHERE NOT ({quarantine}) AND NOT ({drop}) AND NOT ({dup})"
+        failed_names = ", ".join(f"CASE WHEN (__lf_mask & {bits[e.name]}) <> 0 THEN {_lit(e.name)} END"
+                                 for e, _ in expectations)
+        kept_sql = f"SELECT {data} FROM {STAGE} WHERE NOT {quarantine} AND NOT {drop} AND NOT ({dup})"
         quarantined_sql = (f"SELECT {data}, list_filter([{failed_names}], lambda x: x IS NOT NULL) AS _failed_rules "
                            f"FROM {STAGE} WHERE {quarantine}")
         return ModelOutput(

@@ -1,0 +1,88 @@
+"""Data-quality benchmarks (imported by bench/run.py).
+
+- overhead: the silver telemetry model with its 10 expectations against the same model without them (dedup
+  kept), on the same bronze rows, in the same process: the rules' share of the silver step;
+- Great Expectations 1.x: the same 10 checks (imported into GX from lakeforge's suite mapping) on the same
+  rows, in the same run; loading the rows into pandas is timed apart.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lakeforge.project import Project
+
+TENTH_RULE = "--   - {name: machine_id_plausible, in_range: {column: machine_id, min: 1, max: 100000}, action: warn}\n"
+
+
+def _project(path: Path, landing: Path, memory_limit: str) -> Project:
+    if path.exists():
+        shutil.rmtree(path)
+    Project.init(path).close()
+    config = yaml.safe_load((path / "lakeforge.yml").read_text())
+    config["landing"] = str(landing)
+    config["engine"] = {"type": "duckdb", "memory_limit": memory_limit}
+    config["sources"] = {"telemetry": config["sources"]["telemetry"]}
+    (path / "lakeforge.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    models = path / "models"
+    for sql in models.rglob("*.sql"):
+        if sql.name != "telemetry.sql" or sql.parent.name != "silver":
+            sql.unlink()
+    model = models / "silver" / "telemetry.sql"
+    text = model.read_text()
+    text = text.replace("-- expectations:\n", "-- expectations:\n" + TENTH_RULE, 1)
+    model.write_text(text)
+    return Project(path)
+
+
+def _without_rules(model: Path) -> None:
+    text = model.read_text()
+    model.write_text(re.sub(r"-- expectations:\n(--   - .*\n)+", "", text))
+
+
+def overhead(work: Path, landing: Path, *, memory_limit: str, repeat: int = 3) -> dict[str, Any]:
+    project = _project(work / "dq", landing, memory_limit)
+    project.run()  # bronze and a first silver
+    model = project.path / "models" / "silver" / "telemetry.sql"
+    rules = len(project.graph().models["silver.telemetry"].config.expectations)
+
+    def silver_seconds() -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            result = project.run(select=["silver.telemetry"], full_refresh=True)
+            best = min(best, next(s.seconds for s in result.stages if s.name == "silver.telemetry"))
+        return best
+
+    with_rules = silver_seconds()
+    rows = project.catalog.dataset("bronze.telemetry").count_rows()
+    _without_rules(model)
+    without = silver_seconds()
+    project.close()
+    return {"rows": rows, "rules": rules, "with_rules_seconds": round(with_rules, 2),
+            "without_rules_seconds": round(without, 2), "overhead": round(with_rules / without - 1, 3)}
+
+
+def great_expectations(work: Path) -> dict[str, Any] | None:
+    """GX 1.x on the bronze rows of the overhead run (None when GX or the importer is missing)."""
+    try:
+        import great_expectations  # noqa: F401
+
+        from lakeforge.quality import gx as lf_gx  # noqa: F401
+    except ImportError:
+        return None
+    from bench_gx import run_gx  # type: ignore[import-not-found]  # bench/bench_gx.py
+
+    project = Project(work / "dq")
+    dataset = project.catalog.dataset("bronze.telemetry")
+    started = time.perf_counter()
+    frame = dataset.to_table().to_pandas()
+    load = time.perf_counter() - started
+    checks = run_gx(frame)
+    project.close()
+    return {"rows": len(frame), "load_seconds": round(load, 2), **checks}
