@@ -72,6 +72,7 @@ class DuckDBEngine:
         self.config = config
         self.con = duckdb.connect(config={"threads": config.threads or os.cpu_count() or 1})
         self.con.execute("SET TimeZone='UTC'")
+        self.con.execute("SET enable_progress_bar=false")  # lakeforge reports progress itself
         if config.memory_limit:
             self.con.execute(f"SET memory_limit={_lit(config.memory_limit)}")
         for layer in LAYERS:
