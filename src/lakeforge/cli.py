@@ -234,6 +234,44 @@ def deploy_iam(project: ProjectOpt = Path("."),
         out.print(f"wrote the IAM policy to {output}")
 
 
+@app.command("import-gx")
+def import_gx(suite: Annotated[Path, typer.Argument(help="a GX expectation suite (.json)")],
+              project: ProjectOpt = Path("."),
+              model: Annotated[str | None, typer.Option("--model", "-m",
+                                                        help="append the rules to this model's header")] = None,
+              action: Annotated[str, typer.Option(help="action of every rule: warn, drop, quarantine, fail")] = "warn",
+              as_json: JsonOpt = False) -> None:
+    """Import a Great Expectations suite as rules: print the header lines, or append them to --model."""
+    from lakeforge.errors import ConfigError
+    from lakeforge.quality.gx import import_suite, merge_into_header
+
+    proj = Project(project)
+    target = None
+    if model is not None:
+        target = next((m for m in proj.models() if m.name == model), None)
+        if target is None:
+            raise ConfigError(f"no model {model}", hint="name a model as layer.table, e.g. silver.telemetry")
+    existing = [e.name for e in target.config.expectations] if target else []
+    try:
+        result = import_suite(suite, action=action, dialect=proj.config.dialect, existing=existing)
+        if target is not None:
+            target.path.write_text(merge_into_header(target.path.read_text(encoding="utf-8"), result),
+                                   encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot import {suite}: {exc}",
+                          hint="pass a suite's JSON (GX: suite.to_json_dict()); see docs/data-quality.md") from None
+    if as_json:
+        _emit(result.to_dict())
+    elif target is None:
+        sys.stdout.write(result.header())
+    else:
+        out.print(f"{target.path}: {len(result.expectations)} rules added")
+    for item in result.unsupported:
+        err.print(f"not imported: #{item['index']} {item['type']}: {item['reason']}", highlight=False, soft_wrap=True)
+    for note in result.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def demo(path: Annotated[Path, typer.Argument(help="project folder")] = Path("lakeforge-demo"),
          machines: Annotated[int, typer.Option(min=1)] = 50,

@@ -135,3 +135,22 @@ def test_profile_optimize_vacuum_commands(project: Path) -> None:
     assert lakeforge("optimize", "bronze.telemetry", "--project", str(project)).returncode == 0
     vac = lakeforge("vacuum", "--project", str(project))
     assert vac.returncode == 0 and "dry run" in vac.stdout
+
+
+def test_import_gx_appends_rules_to_a_model(tmp_path: Path) -> None:
+    path = tmp_path / "p"
+    lakeforge("init", str(path))
+    lakeforge("generate", "--project", str(path), "--machines", "2", "--days", "1", "--files", "2")
+    suite = {"name": "telemetry", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "volt"}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "rotate", "min_value": 0,
+                                                                  "max_value": 3000}},
+        {"type": "expect_column_kl_divergence_to_be_less_than", "kwargs": {"column": "volt"}},
+    ]}
+    (tmp_path / "suite.json").write_text(json.dumps(suite))
+    out = lakeforge("import-gx", str(tmp_path / "suite.json"), "--project", str(path), "--model", "silver.telemetry")
+    assert out.returncode == 0, out.stderr
+    assert "2 rules added" in out.stdout and "kl_divergence" in out.stderr
+    run = json.loads(lakeforge("run", "--json", "--project", str(path)).stdout)
+    rules = {r["rule"] for r in run["expectations"] if r["model"] == "silver.telemetry"}
+    assert {"volt_not_null", "rotate_between"} <= rules
