@@ -46,7 +46,7 @@ def _without_rules(model: Path) -> None:
     model.write_text(re.sub(r"-- expectations:\n(--   - .*\n)+", "", text))
 
 
-def overhead(work: Path, landing: Path, *, memory_limit: str, repeat: int = 3) -> dict[str, Any]:
+def overhead(work: Path, landing: Path, *, memory_limit: str, repeat: int = 5) -> dict[str, Any]:
     project = _project(work / "dq", landing, memory_limit)
     project.run()  # bronze and a first silver
     model = project.path / "models" / "silver" / "telemetry.sql"

@@ -304,7 +304,8 @@ class DuckDBEngine:
             order += [f"{_ident(col)} {direction} NULLS LAST" for col in order_by]
             clause = f" ORDER BY {', '.join(order)}" if order else ""
             outer.append(f"row_number() OVER (PARTITION BY {keys}{clause}) AS __lf_rn")
-        inner = f"SELECT *, CAST({mask} AS UBIGINT) AS __lf_mask FROM ({sql}) AS __lf_model"
+        width = "USMALLINT" if len(expectations) <= 16 else "UINTEGER" if len(expectations) <= 32 else "UBIGINT"
+        inner = f"SELECT *, CAST({mask} AS {width}) AS __lf_mask FROM ({sql}) AS __lf_model"
         try:
             self.con.execute(f"CREATE OR REPLACE TABLE {STAGE} AS SELECT {', '.join(outer)} FROM ({inner}) AS q")
         except duckdb.Error as exc:
