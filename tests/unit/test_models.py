@@ -98,3 +98,14 @@ def test_models_must_live_in_a_layer_folder(tmp_path: Path) -> None:
     (tmp_path / "models" / "loose.sql").write_text("SELECT 1\n")
     with pytest.raises(ConfigError, match=r"models/<layer>/<name>\.sql"):
         load_models(tmp_path / "models", dialect="duckdb")
+
+
+def test_append_and_merge_are_the_incremental_kind(tmp_path: Path) -> None:
+    path = model_file(tmp_path, "silver.a", "-- kind: append\nSELECT * FROM bronze.t\n")
+    assert parse_model(path, name="silver.a", dialect="duckdb").config.kind == "incremental"
+    path = model_file(tmp_path, "silver.m", "-- kind: merge\n-- unique_key: [id]\nSELECT * FROM bronze.t\n")
+    config = parse_model(path, name="silver.m", dialect="duckdb").config
+    assert (config.kind, config.unique_key) == ("incremental", ["id"])
+    path = model_file(tmp_path, "silver.bad", "-- kind: merge\nSELECT * FROM bronze.t\n")
+    with pytest.raises(ConfigError, match="merge needs unique_key"):
+        parse_model(path, name="silver.bad", dialect="duckdb")

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import sqlglot
 import yaml
@@ -41,7 +41,8 @@ MODEL_LAYERS = ("silver", "gold")
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["incremental", "materialized", "view"] = "materialized"
+    kind: Literal["incremental", "materialized", "view"] = Field(
+        default="materialized", description="also `append` (incremental without key) and `merge` (with one)")
     unique_key: list[str] = Field(default_factory=list)
     on_conflict: Literal["update", "keep_first"] = "update"
     scd: Literal[1, 2] = Field(default=1, description="2: keep every version with valid_from/valid_to")
@@ -59,6 +60,18 @@ class ModelConfig(BaseModel):
     expectations: list[Expectation] = Field(default_factory=list)
     contract: dict[str, str] | None = Field(
         default=None, description="the columns and types the model promises; any drift fails the model")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_names(cls, data: Any) -> Any:
+        """``append`` and ``merge`` are the incremental kind, without and with a key."""
+        if isinstance(data, dict) and data.get("kind") in ("append", "merge"):
+            if data["kind"] == "append" and data.get("unique_key"):
+                raise ValueError("kind: append takes no unique_key; use kind: merge to upsert on a key")
+            if data["kind"] == "merge" and not data.get("unique_key"):
+                raise ValueError("kind: merge needs unique_key: [column, ...]")
+            data = {**data, "kind": "incremental"}
+        return data
 
     @model_validator(mode="after")
     def _scd(self) -> ModelConfig:

@@ -6,7 +6,8 @@
 -- owner: reliability-engineering
 -- cluster_by: [machine_id, ts]
 -- contract:
---   {machine_id: bigint, ts: timestamp, volt: double, rotate: double, pressure: double, vibration: double,
+--   {machine_id: bigint, ts: timestamp, volt: double, rotate: double, pressure: double, pressure_kpa: double,
+--    vibration: double,
 --    temperature: double, humidity: double, _rescued_data: string, _source_file: string,
 --    _ingested_at: timestamp, _batch_id: bigint}
 -- expectations:
@@ -25,6 +26,7 @@ SELECT
   volt,
   rotate,
   pressure,
+  round(pressure * 6.894757, 3) AS pressure_kpa,  -- unit normalization: psi as reported, kPa for analysis
   vibration,
   temperature,
   humidity,
