@@ -400,3 +400,23 @@ def test_views_are_not_stored_and_read_like_tables(example: Project) -> None:
     busiest = example.query("SELECT sum(readings) AS r FROM busiest_machines").to_pylist()[0]["r"]  # warehouse
     assert busiest == rows(example, "silver.telemetry")
     assert example.run().status == "nothing_to_do"
+
+
+def test_append_reads_only_new_rows_and_materialized_aggregates_refresh_by_group(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project({"sources": {"src": {"format": "jsonl", "schema_hints": {"k": "bigint"}}}}, {
+        "silver.events": "-- kind: append\nSELECT k, v FROM bronze.src\n",
+        "gold.per_k": ("-- kind: materialized\n-- unique_key: [k]\n"
+                       "SELECT k, count(*) AS n FROM silver.events GROUP BY k\n"),
+        "gold.total": "-- kind: materialized\nSELECT count(*) AS n FROM silver.events\n",
+    })
+    landing = project.landing.local_path("src")
+    landing.mkdir(parents=True)
+    (landing / "a.jsonl").write_text('{"k": 1, "v": "a"}\n{"k": 2, "v": "b"}\n')
+    project.run()
+    (landing / "b.jsonl").write_text('{"k": 1, "v": "c"}\n')
+    result = project.run()
+    assert stage(result, "silver.events").strategy == "append" and stage(result, "silver.events").rows_in == 1
+    assert stage(result, "gold.per_k").strategy == "groups" and stage(result, "gold.per_k").rows_written == 1
+    assert stage(result, "gold.total").strategy == "full"
+    assert sorted((r["k"], r["n"]) for r in project.table("gold.per_k").to_pylist()) == [(1, 2), (2, 1)]
+    assert project.table("gold.total").to_pylist() == [{"n": 3}]

@@ -61,7 +61,11 @@ def decide(model: Model, *, catalog: Catalog, full_refresh: bool) -> Decision:
     if exists and not full_refresh and not changed:
         return Decision(False, "upstream unchanged", versions=versions, consumed=consumed, exists=True)
     driver = model.driver()
-    incremental = (model.config.kind == "incremental" and exists and not full_refresh
+    # a materialized aggregate whose GROUP BY covers its unique_key refreshes incrementally too: only the
+    # groups new rows touch are recomputed ("incrementally where the query allows")
+    refreshable = model.config.kind == "incremental" or (
+        model.config.kind == "materialized" and model.group_keys() is not None)
+    incremental = (refreshable and exists and not full_refresh
                    and driver is not None and consumed.get(driver, -1) >= 0)
     if not exists:
         reason = "new table"
