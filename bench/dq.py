@@ -9,12 +9,11 @@
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+import ingestion  # type: ignore[import-not-found]  # bench/ingestion.py, beside this file
 
 from lakeforge.project import Project
 
@@ -22,19 +21,9 @@ TENTH_RULE = "--   - {name: machine_id_plausible, in_range: {column: machine_id,
 
 
 def _project(path: Path, landing: Path, memory_limit: str) -> Project:
-    if path.exists():
-        shutil.rmtree(path)
-    Project.init(path).close()
-    config = yaml.safe_load((path / "lakeforge.yml").read_text())
-    config["landing"] = str(landing)
-    config["engine"] = {"type": "duckdb", "memory_limit": memory_limit}
-    config["sources"] = {"telemetry": config["sources"]["telemetry"]}
-    (path / "lakeforge.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    models = path / "models"
-    for sql in models.rglob("*.sql"):
-        if sql.name != "telemetry.sql" or sql.parent.name != "silver":
-            sql.unlink()
-    model = models / "silver" / "telemetry.sql"
+    ingestion._project(path, landing, only_telemetry=True, memory_limit=memory_limit,
+                       keep_models=("silver/telemetry.sql",))
+    model = path / "models" / "silver" / "telemetry.sql"
     text = model.read_text()
     text = text.replace("-- expectations:\n", "-- expectations:\n" + TENTH_RULE, 1)
     model.write_text(text)

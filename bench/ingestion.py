@@ -43,7 +43,10 @@ def _lines(path: Path) -> int:
         return sum(1 for _ in fh)
 
 
-def _project(path: Path, landing: Path, *, only_telemetry: bool, memory_limit: str) -> Path:
+def _project(path: Path, landing: Path, *, only_telemetry: bool, memory_limit: str,
+             keep_models: tuple[str, ...] | None = None) -> Path:
+    """The example project on ``landing``; ``only_telemetry`` keeps one source and the models in ``keep_models``
+    (paths under models/, default none)."""
     if path.exists():
         shutil.rmtree(path)
     Project.init(path).close()
@@ -52,7 +55,9 @@ def _project(path: Path, landing: Path, *, only_telemetry: bool, memory_limit: s
     config["engine"] = {"type": "duckdb", "memory_limit": memory_limit}
     if only_telemetry:
         config["sources"] = {"telemetry": config["sources"]["telemetry"]}
-        shutil.rmtree(path / "models")
+        for sql in (path / "models").rglob("*.sql"):
+            if str(sql.relative_to(path / "models")) not in (keep_models or ()):
+                sql.unlink()
     (path / "lakeforge.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 

@@ -69,6 +69,11 @@ class Project:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def ingestor(self, name: str, *, engine: Engine | None = None) -> Ingestor:
+        """Source ``name``'s ingestion (without an engine it can only look: backlog, plan, status)."""
+        return Ingestor(name=name, source=self.config.sources[name], landing=self.landing, lakehouse=self.lakehouse,
+                        catalog=self.catalog, engine=engine)
+
     def models(self) -> list[Model]:
         return load_models(self.path / self.config.models_path, dialect=self.config.dialect)
 
@@ -102,9 +107,8 @@ class Project:
         graph = self.graph()
         sources = []
         changing: set[str] = set()
-        for name, source in self.config.sources.items():
-            files = Ingestor(name=name, source=source, landing=self.landing, lakehouse=self.lakehouse,
-                             catalog=self.catalog, engine=None).backlog()
+        for name in self.config.sources:
+            files = self.ingestor(name).backlog()
             sources.append({"name": name, "table": f"bronze.{name}", "files": len(files),
                             "bytes": sum(f.size for f in files), "run": bool(files)})
             if files:
@@ -157,9 +161,8 @@ class Project:
     def backlog(self) -> dict[str, int]:
         """Files waiting per source (listing only; cheap enough to poll)."""
         found = {}
-        for name, source in self.config.sources.items():
-            files = Ingestor(name=name, source=source, landing=self.landing, lakehouse=self.lakehouse,
-                             catalog=self.catalog, engine=None).backlog()
+        for name in self.config.sources:
+            files = self.ingestor(name).backlog()
             if files:
                 found[name] = len(files)
         return found
@@ -258,9 +261,8 @@ class Project:
                 else:
                     quarantine += int(table["rows"])
         backlog = {}
-        for name, source in self.config.sources.items():
-            files = Ingestor(name=name, source=source, landing=self.landing, lakehouse=self.lakehouse,
-                             catalog=self.catalog, engine=None).backlog()
+        for name in self.config.sources:
+            files = self.ingestor(name).backlog()
             backlog[name] = {"files": len(files), "bytes": sum(f.size for f in files)}
         return {"project": self.config.name, "tables": tables, "quarantine_rows": quarantine,
                 "backlog": backlog, "last_run": last_run(self)}

@@ -30,7 +30,7 @@ from lakeforge.config.models import SourceConfig
 from lakeforge.engines.base import Engine, ReadPlan
 from lakeforge.errors import SourceError
 from lakeforge.ingest.records import BadLine, Split, split_lines
-from lakeforge.ingest.sniff import sniff_jsonl
+from lakeforge.ingest.sniff import WIDENING, sniff_jsonl
 from lakeforge.lakehouse import Catalog
 from lakeforge.ops.results import StageResult
 from lakeforge.storage import FileInfo, Location
@@ -422,7 +422,6 @@ def _chunks(infos: list[FileInfo], *, files: int, size: int | None) -> Iterator[
 
 
 _ARROW = {"double": pa.float64(), "bigint": pa.int64()}
-_ORDER = {"boolean": 0, "bigint": 1, "double": 2}
 
 
 def _fits(detected: str | None, declared: str) -> bool:
@@ -437,7 +436,7 @@ def _fits(detected: str | None, declared: str) -> bool:
 
 def _wider(new: str, old: str) -> bool:
     """Safe widening only: bigint -> double (and boolean -> bigint)."""
-    return new in _ORDER and old in _ORDER and _ORDER[new] > _ORDER[old]
+    return new in WIDENING and old in WIDENING and WIDENING[new] > WIDENING[old]
 
 
 def _precheck(info: FileInfo, source: SourceConfig) -> str | None:

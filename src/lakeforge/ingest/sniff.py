@@ -29,14 +29,14 @@ def _type_of(value: object) -> str | None:
     return "string"  # objects and arrays are kept as JSON text
 
 
-_ORDER = {"boolean": 0, "bigint": 1, "double": 2}
+WIDENING = {"boolean": 0, "bigint": 1, "double": 2}  # a later type in this order holds every earlier one
 
 
 def _merge(old: str | None, new: str) -> str:
     if old is None or old == new:
         return new
-    if old in _ORDER and new in _ORDER:
-        return old if _ORDER[old] > _ORDER[new] else new
+    if old in WIDENING and new in WIDENING:
+        return old if WIDENING[old] > WIDENING[new] else new
     return "string"
 
 

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from lakeforge.errors import LakeforgeError
-from lakeforge.ingest import Ingestor
 from lakeforge.models.execute import run_model
 from lakeforge.ops.progress import Reporter
 from lakeforge.ops.results import RunResult, StageResult
@@ -57,11 +56,10 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
     reporter.begin(len(project.config.sources) + len(models) + 1)
     try:
         with run_lock(project):
-            for name, source in project.config.sources.items():
+            for name in project.config.sources:
                 reporter.start(f"ingest:{name}")
                 failed = f"ingest:{name}"
-                stage = Ingestor(name=name, source=source, landing=project.landing, lakehouse=project.lakehouse,
-                                 catalog=project.catalog, engine=project.engine).run()
+                stage = project.ingestor(name, engine=project.engine).run()
                 stages.append(stage)
                 reporter.finish(stage)
             for model in models:

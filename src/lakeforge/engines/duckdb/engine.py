@@ -77,7 +77,6 @@ class DuckDBEngine:
             self.con.execute(f"SET memory_limit={_lit(config.memory_limit)}")
         for layer in LAYERS:
             self.con.execute(f"ATTACH ':memory:' AS {layer}")
-        self._bound: set[str] = set()
         self._open: list[pa.RecordBatchReader] = []
 
     def close(self) -> None:
@@ -105,7 +104,6 @@ class DuckDBEngine:
             alias = f"__lf_{layer}_{table}"
             self.con.register(alias, relation)
             self.con.execute(f"CREATE OR REPLACE VIEW {layer}.main.{_ident(table)} AS SELECT * FROM {alias}")
-            self._bound.add(name)
 
     # -- ingestion ----------------------------------------------------------------------------
     def describe_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig) -> dict[str, str]:
