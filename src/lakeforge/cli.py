@@ -68,6 +68,8 @@ def run(project: ProjectOpt = Path("."),
         select: Annotated[list[str] | None,
                           typer.Option("--select", "-s", help="models: name, name+, +name, gold.*")] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would run, and why; change nothing")] = False,
+        task: Annotated[str | None, typer.Option("--task", help="one stage only: ingest:<source>, a model, "
+                                                 "warehouse (what orchestrators call)")] = None,
         watch: Annotated[bool, typer.Option("--watch", help="keep running as files arrive (Ctrl-C stops)")] = False,
         interval: Annotated[float, typer.Option(help="--watch: seconds between looks at the landing zone")] = 1.0,
         as_json: JsonOpt = False) -> None:
@@ -80,7 +82,8 @@ def run(project: ProjectOpt = Path("."),
         return
     with Project(project) as proj:
         try:
-            result = proj.run(full_refresh=full_refresh, select=select, reporter=reporter_for(err, quiet=as_json))
+            result = proj.run(full_refresh=full_refresh, select=select, task=task,
+                              reporter=reporter_for(err, quiet=as_json))
         except LakeforgeError as exc:
             if as_json and getattr(exc, "run", None) is not None:
                 _emit(exc.run.to_dict())  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from lakeforge.models import Model, ModelGraph, load_models
 from lakeforge.models.model import replace_views
 from lakeforge.ops.progress import Reporter
 from lakeforge.ops.results import RunResult, StageResult
-from lakeforge.ops.runner import execute, last_run
+from lakeforge.ops.runner import execute, last_run, tasks
 from lakeforge.storage import open_location
 
 EXAMPLE = "telemetry"
@@ -94,11 +94,15 @@ class Project:
             result["path"] = self.landing.uri
             return result
 
-    def run(self, *, full_refresh: bool = False, select: list[str] | None = None,
+    def run(self, *, full_refresh: bool = False, select: list[str] | None = None, task: str | None = None,
             reporter: Reporter | None = None) -> RunResult:
         """Ingest every source, run the (selected) models, load the warehouse; ``full_refresh`` recomputes the
-        selected models (all without ``select``)."""
-        return execute(self, full_refresh=full_refresh, select=select, reporter=reporter or Reporter())
+        selected models (all without ``select``). ``task`` runs one stage only (see :meth:`tasks`)."""
+        return execute(self, full_refresh=full_refresh, select=select, task=task, reporter=reporter or Reporter())
+
+    def tasks(self) -> dict[str, list[str]]:
+        """The pipeline's tasks and what each waits for: what deploy targets turn into jobs and DAGs."""
+        return tasks(self)
 
     def plan(self, *, full_refresh: bool = False, select: list[str] | None = None) -> dict[str, Any]:
         """What a run would do, and why, without doing it (``lakeforge plan`` / ``run --dry-run``)."""

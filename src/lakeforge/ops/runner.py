@@ -19,6 +19,7 @@ from lakeforge.ops.progress import Reporter
 from lakeforge.ops.results import RunResult, StageResult
 
 if TYPE_CHECKING:
+    from lakeforge.models import Model
     from lakeforge.project import Project
 
 RUNS = "_lakeforge/runs"
@@ -43,7 +44,9 @@ def run_lock(project: Project) -> Iterator[None]:
 
 
 def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
-            select: list[str] | None = None) -> RunResult:
+            select: list[str] | None = None, task: str | None = None) -> RunResult:
+    """A whole run, or with ``task`` one stage of it (``ingest:<source>``, a model, ``warehouse``): what
+    orchestrators (Airflow, Databricks Jobs) call, one task per stage, in the order of :func:`tasks`."""
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
@@ -52,11 +55,14 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
     failed: str | None = None
     graph = project.graph()
     models = graph.select(select)
-    keys = {m.name: m.config.unique_key for m in models if m.config.unique_key}
-    reporter.begin(len(project.config.sources) + len(models) + 1)
+    sources, load = list(project.config.sources), True
+    if task is not None:
+        sources, models, load = _task_scope(project, graph.ordered(), task)
+    keys = {m.name: m.config.unique_key for m in graph.ordered() if m.config.unique_key}
+    reporter.begin(len(sources) + len(models) + int(load))
     try:
         with run_lock(project):
-            for name in project.config.sources:
+            for name in sources:
                 reporter.start(f"ingest:{name}")
                 failed = f"ingest:{name}"
                 stage = project.ingestor(name, engine=project.engine).run()
@@ -69,11 +75,12 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
                                   full_refresh=full_refresh, upstream_keys=keys)
                 stages.append(stage)
                 reporter.finish(stage)
-            reporter.start("warehouse")
-            failed = "warehouse"
-            stage = project.load_warehouse(run_id=run_id, models=graph.ordered())
-            stages.append(stage)
-            reporter.finish(stage)
+            if load:
+                reporter.start("warehouse")
+                failed = "warehouse"
+                stage = project.load_warehouse(run_id=run_id, models=graph.ordered())
+                stages.append(stage)
+                reporter.finish(stage)
             failed = None
     except LakeforgeError as exc:
         error = exc
@@ -99,6 +106,39 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
         error.run = result  # type: ignore[attr-defined]
         raise error
     return result
+
+
+WAREHOUSE_TASK = "warehouse"
+
+
+def tasks(project: Project) -> dict[str, list[str]]:
+    """The pipeline as a graph of tasks, in run order: task -> the tasks it waits for. ``ingest:<source>`` per
+    source, one per stored model (views are inlined into their readers), and ``warehouse`` after the last models."""
+    graph = project.graph()
+    stored = [m for m in graph.ordered() if m.config.kind != "view"]
+    found: dict[str, list[str]] = {f"ingest:{s}": [] for s in project.config.sources}
+    for model in stored:
+        deps = []
+        for table in model.upstream():
+            dep = f"ingest:{table.split('.', 1)[1]}" if table in graph.sources else table
+            if dep not in deps:
+                deps.append(dep)
+        found[model.name] = deps
+    read = {d for deps in found.values() for d in deps}
+    found[WAREHOUSE_TASK] = [m.name for m in stored if m.name not in read] or list(found)  # after the leaves
+    return found
+
+
+def _task_scope(project: Project, ordered: list[Model], task: str) -> tuple[list[str], list[Model], bool]:
+    if task == WAREHOUSE_TASK:
+        return [], [], True
+    if task.startswith("ingest:") and task[len("ingest:"):] in project.config.sources:
+        return [task[len("ingest:"):]], [], False
+    chosen = [m for m in ordered if m.name == task and m.config.kind != "view"]
+    if not chosen:
+        raise LakeforgeError(f"there is no task {task!r} in this project",
+                             hint="tasks: " + ", ".join(tasks(project)))
+    return [], chosen, False
 
 
 def last_run(project: Project) -> dict[str, object] | None:
