@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SPARK_JARS ?= .cache/spark-jars
+SPARK_STAMP := $(SPARK_JARS)/.fetched
 DEMO_DIR ?= lakeforge-demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint unit bench clean
+.PHONY: help install spark-deps demo test lint unit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,6 +23,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## create .venv and install lakeforge with test and dev tools (pinned by constraints.txt)
 
+$(SPARK_STAMP): deps/spark/pom.xml
+	mvn -q -B -f deps/spark/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	    -DincludeGroupIds=io.delta -DoutputDirectory=$(abspath $(SPARK_JARS))
+	touch $(SPARK_STAMP)
+
+spark-deps: $(SPARK_STAMP) ## fetch Delta Lake's jars for engine: spark from Maven Central into .cache/spark-jars
+
 demo: $(STAMP) ## set up, then run the example pipeline end to end (in ./lakeforge-demo)
 	$(VENV)/bin/lakeforge demo $(DEMO_DIR)
 
@@ -28,14 +37,14 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-test: $(STAMP) lint ## set up, lint, then the whole test suite (slow tests included)
+test: $(STAMP) $(SPARK_STAMP) lint ## set up, lint, then the whole test suite (slow tests included)
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 unit: $(STAMP) ## the fast tests only
 	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
-bench: $(STAMP) ## benchmarks; writes docs/benchmarks.md
+bench: $(STAMP) $(SPARK_STAMP) ## benchmarks; writes docs/benchmarks.md
 	$(PY) bench/run.py
 
 clean: ## remove the virtual environment and caches (never touches ../shared)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DEMO_DIR) bench/.work
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache $(DEMO_DIR) bench/.work

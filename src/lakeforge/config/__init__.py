@@ -2,22 +2,26 @@
 
 from lakeforge.config.loader import CONFIG_FILE, load_config
 from lakeforge.config.models import (
+    DeployConfig,
     DuckDBEngineConfig,
     DuckDBWarehouseConfig,
     EngineConfig,
     ProjectConfig,
     SourceConfig,
+    SparkEngineConfig,
     StorageConfig,
     WarehouseConfig,
 )
 
 __all__ = [
     "CONFIG_FILE",
+    "DeployConfig",
     "DuckDBEngineConfig",
     "DuckDBWarehouseConfig",
     "EngineConfig",
     "ProjectConfig",
     "SourceConfig",
+    "SparkEngineConfig",
     "StorageConfig",
     "WarehouseConfig",
     "load_config",

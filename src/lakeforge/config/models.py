@@ -34,7 +34,20 @@ class DuckDBEngineConfig(_Strict):
     memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. '4GB'")
 
 
-EngineConfig = Annotated[DuckDBEngineConfig, Field(discriminator="type")]
+class SparkEngineConfig(_Strict):
+    """Apache Spark with Delta Lake: ``local[*]`` on a laptop, a Databricks cluster (or Databricks Connect)
+    in production. The same models; ingestion runs as Structured Streaming with an available-now trigger."""
+
+    type: Literal["spark"] = "spark"
+    master: str = Field(default="local[*]", description="Spark master, e.g. local[2]; ignored on Databricks")
+    shuffle_partitions: int = Field(default=4, ge=1, description="spark.sql.shuffle.partitions")
+    driver_memory: str | None = Field(default=None, description="spark.driver.memory, e.g. '2g' (local mode)")
+    jars_dir: str | None = Field(default=None, description="Delta's jars (default: .cache/spark-jars of "
+                                 "`make spark-deps`, or LAKEFORGE_SPARK_JARS)")
+    conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings")
+
+
+EngineConfig = Annotated[DuckDBEngineConfig | SparkEngineConfig, Field(discriminator="type")]
 
 
 class DuckDBWarehouseConfig(_Strict):
@@ -119,6 +132,39 @@ class StorageConfig(_Strict):
     delta_options: dict[str, str] = Field(default_factory=dict, description="extra delta-rs storage options")
 
 
+class DatabricksDeployConfig(_Strict):
+    """The job cluster of ``lakeforge deploy databricks`` (a Databricks Asset Bundle)."""
+
+    spark_version: str = Field(default="17.3.x-scala2.13", description="Databricks Runtime of the job cluster")
+    node_type_id: str = Field(default="i3.xlarge", description="worker and driver node type")
+    num_workers: int = Field(default=2, ge=0)
+    catalog: str | None = Field(default=None, description="Unity Catalog catalog the tables go to")
+    schema_: str | None = Field(default=None, alias="schema", description="... and schema (declarative pipeline)")
+    wheel: str = Field(default="lakeforge", description="the pip requirement installed on the cluster")
+
+
+class AirflowDeployConfig(_Strict):
+    """The DAG of ``lakeforge deploy airflow``."""
+
+    dag_id: str | None = Field(default=None, description="default: lakeforge_<project name>")
+    lakeforge_bin: str = Field(default="lakeforge", description="the lakeforge command on the Airflow workers")
+    owner: str = "lakeforge"
+
+
+class DeployConfig(_Strict):
+    """How orchestrators run the pipeline: one schedule, one retry policy, one place to tell of failures."""
+
+    schedule: str | None = Field(default="0 * * * *", description="cron (5 fields, UTC); null: triggered only")
+    retries: int = Field(default=2, ge=0, description="retries of a failed task")
+    retry_delay_minutes: float = Field(default=5, ge=0)
+    timeout_minutes: int | None = Field(default=60, ge=1, description="a task running longer fails")
+    sla_minutes: int | None = Field(default=90, ge=1, description="a run not finished this long after its "
+                                    "scheduled time is reported late")
+    notify: list[str] = Field(default_factory=list, description="e-mail addresses told of failures")
+    databricks: DatabricksDeployConfig = Field(default_factory=DatabricksDeployConfig)
+    airflow: AirflowDeployConfig = Field(default_factory=AirflowDeployConfig)
+
+
 class ProjectConfig(_Strict):
     """The whole ``lakeforge.yml``."""
 
@@ -133,6 +179,7 @@ class ProjectConfig(_Strict):
     warehouse: WarehouseConfig = Field(default_factory=DuckDBWarehouseConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
 
     @model_validator(mode="before")
     @classmethod
