@@ -68,6 +68,8 @@ def run(project: ProjectOpt = Path("."),
         select: Annotated[list[str] | None,
                           typer.Option("--select", "-s", help="models: name, name+, +name, gold.*")] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would run, and why; change nothing")] = False,
+        engine: Annotated[str | None, typer.Option("--engine", help="duckdb or spark (overrides lakeforge.yml)")
+                          ] = None,
         task: Annotated[str | None, typer.Option("--task", help="one stage only: ingest:<source>, a model, "
                                                  "warehouse (what orchestrators call)")] = None,
         watch: Annotated[bool, typer.Option("--watch", help="keep running as files arrive (Ctrl-C stops)")] = False,
@@ -80,7 +82,7 @@ def run(project: ProjectOpt = Path("."),
     if watch:
         _watch(project, interval=interval, as_json=as_json)
         return
-    with Project(project) as proj:
+    with Project(project, engine=engine) as proj:
         try:
             result = proj.run(full_refresh=full_refresh, select=select, task=task,
                               reporter=reporter_for(err, quiet=as_json))

@@ -15,7 +15,14 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from lakeforge.config import CONFIG_FILE, ProjectConfig, load_config
+from lakeforge.config import (
+    CONFIG_FILE,
+    DuckDBEngineConfig,
+    EngineConfig,
+    ProjectConfig,
+    SparkEngineConfig,
+    load_config,
+)
 from lakeforge.engines import Engine, create_engine
 from lakeforge.errors import ConfigError, LakeforgeError
 from lakeforge.ingest import Ingestor
@@ -31,9 +38,12 @@ EXAMPLE = "telemetry"
 
 
 class Project:
-    def __init__(self, path: str | Path = ".") -> None:
+    def __init__(self, path: str | Path = ".", *, engine: str | None = None) -> None:
+        """``engine`` (``duckdb`` or ``spark``) overrides the one in ``lakeforge.yml`` (``run --engine``)."""
         self.path = Path(path).resolve()
         self.config: ProjectConfig = load_config(self.path)
+        if engine is not None and engine != self.config.engine.type:
+            self.config = self.config.model_copy(update={"engine": _engine_config(engine)})
         self.landing = open_location(self.config.landing, base_dir=self.path, settings=self.config.storage)
         self.lakehouse = open_location(self.config.lakehouse, base_dir=self.path, settings=self.config.storage)
         self.catalog = Catalog(self.lakehouse)
@@ -56,12 +66,26 @@ class Project:
 
     @cached_property
     def engine(self) -> Engine:
-        return create_engine(self.config.engine)
+        """The engine runs use (``engine:`` in lakeforge.yml); started on first use."""
+        return create_engine(self.config.engine, base_dir=str(self.path))
+
+    @cached_property
+    def local_engine(self) -> Engine:
+        """The embedded engine, for interactive work (query, profile) whatever engine runs use."""
+        if self.config.engine.type == "duckdb":
+            return self.engine
+        return create_engine(DuckDBEngineConfig())
+
+    @cached_property
+    def run_catalog(self) -> Catalog:
+        """The catalog runs write through: the engine's own (Spark writes Delta with Spark)."""
+        return self.catalog if self.config.engine.type == "duckdb" else self.engine.catalog(self.lakehouse)
 
     def close(self) -> None:
-        if "engine" in self.__dict__:
-            self.engine.close()
-            del self.__dict__["engine"]
+        for name in ("local_engine", "engine"):
+            if name in self.__dict__:
+                self.__dict__.pop(name).close()
+        self.__dict__.pop("run_catalog", None)
 
     def __enter__(self) -> Project:
         return self
@@ -72,7 +96,7 @@ class Project:
     def ingestor(self, name: str, *, engine: Engine | None = None) -> Ingestor:
         """Source ``name``'s ingestion (without an engine it can only look: backlog, plan, status)."""
         return Ingestor(name=name, source=self.config.sources[name], landing=self.landing, lakehouse=self.lakehouse,
-                        catalog=self.catalog, engine=engine)
+                        catalog=self.catalog if engine is None else self.run_catalog, engine=engine)
 
     def models(self) -> list[Model]:
         return load_models(self.path / self.config.models_path, dialect=self.config.dialect)
@@ -218,15 +242,16 @@ class Project:
 
         table = self.catalog.table(name, version=version)
         dataset = table.to_pyarrow_dataset()
-        self.engine.register("__lf_profile", dataset)
+        engine = self.local_engine
+        engine.register("__lf_profile", dataset)
         sql, numeric = prof.profile_sql(dataset.schema, "__lf_profile")
-        row = self.engine.query_arrow(sql, relations={}).to_pylist()[0]
+        row = engine.to_arrow(engine.query(sql, relations={})).to_pylist()[0]
         histograms = {}
         for i, field in enumerate(dataset.schema):
             low, high = row.get(f"c{i}_min"), row.get(f"c{i}_max")
             if field.name in numeric and low is not None and high is not None:
                 width = (float(high) - float(low)) / prof.BINS or 1.0
-                counts = self.engine.query_arrow(
+                counts = engine.query(
                     prof.histogram_sql(field.name, "__lf_profile", float(low), float(high)), relations={}).to_pylist()
                 histograms[field.name] = [{"from": float(low) + r["bin"] * width,
                                            "to": float(low) + (r["bin"] + 1) * width, "count": int(r["n"])}
@@ -283,7 +308,8 @@ class Project:
                   if t.db in LAYERS and not t.catalog}
         from lakeforge.engines.duckdb import DuckDBEngine
 
-        engine = DuckDBEngine(self.config.engine)
+        engine = DuckDBEngine(self.config.engine if isinstance(self.config.engine, DuckDBEngineConfig)
+                              else DuckDBEngineConfig())
         try:
             wh = self.path / self.config.warehouse.path
             if wh.exists():
@@ -301,6 +327,13 @@ class Project:
     def table(self, name: str) -> pa.Table:
         """A lakehouse table as Arrow."""
         return self.catalog.dataset(name).to_table()
+
+
+def _engine_config(name: str) -> EngineConfig:
+    configs: dict[str, type[EngineConfig]] = {"duckdb": DuckDBEngineConfig, "spark": SparkEngineConfig}
+    if name not in configs:
+        raise ConfigError(f"unknown engine {name!r}", hint="use duckdb or spark")
+    return configs[name]()
 
 
 def _unqualified_gold(sql: str) -> str:

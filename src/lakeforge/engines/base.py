@@ -5,15 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pyarrow as pa
 
-from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
+from lakeforge.config.models import EngineConfig, SourceConfig
 from lakeforge.quality import Expectation, RuleResult
 from lakeforge.storage import FileInfo, Location
 
-# A relation handed to an engine: anything Arrow can stream (pyarrow Table or Dataset).
+if TYPE_CHECKING:
+    from lakeforge.lakehouse import Catalog
+
+# A relation handed to an engine: for DuckDB anything Arrow can stream (pyarrow Table, Dataset, reader); for
+# Spark a DataFrame. Only the engine that made a relation looks inside it.
 Relation = Any
 
 
@@ -23,6 +27,7 @@ class EngineCapabilities:
     formats: tuple[str, ...]
     arrow_native: bool
     distributed: bool
+    dialect: str  # sqlglot dialect the engine runs
 
 
 @dataclass(frozen=True)
@@ -46,14 +51,35 @@ class ModelOutput:
     rows_dropped: int
     rules: list[RuleResult]
     dropped_by: dict[str, int]  # reason -> rows
-    kept: Callable[[], pa.RecordBatchReader]
-    quarantined: Callable[[], pa.RecordBatchReader]
+    kept: Callable[[], Relation]  # DuckDB: a RecordBatchReader; Spark: a DataFrame
+    quarantined: Callable[[], Relation]
     release: Callable[[], None] = field(default=lambda: None)
     schema: pa.Schema | None = None  # the kept rows' schema
 
 
 class Engine(Protocol):
     capabilities: EngineCapabilities
+
+    @property
+    def local(self) -> Engine:
+        """The embedded engine beside it, for small driver-side work (schema sniffing, SCD2 history)."""
+        ...
+
+    def catalog(self, location: Location) -> Catalog:
+        """The catalog that writes this engine's relations to Delta tables."""
+        ...
+
+    def rows(self, relation: Relation) -> int: ...
+
+    def materialize(self, relation: Relation) -> Relation:
+        """A relation that can be read more than once (a stream is read into memory)."""
+        ...
+
+    def to_arrow(self, relation: Relation) -> pa.Table: ...
+
+    def query(self, sql: str, *, relations: Mapping[str, Relation]) -> Relation:
+        """SQL (in the engine's dialect) over registered relations, as a relation of this engine."""
+        ...
 
     def describe_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig) -> dict[str, str]: ...
 
@@ -86,9 +112,14 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def create_engine(config: DuckDBEngineConfig) -> Engine:
+def create_engine(config: EngineConfig, *, base_dir: str | None = None) -> Engine:
+    """The engine a config names; drivers are imported only here (a missing one names its pip extra)."""
     if config.type == "duckdb":
         from lakeforge.engines.duckdb import DuckDBEngine
 
         return DuckDBEngine(config)
-    raise AssertionError(config.type)  # pragma: no cover - pydantic rejects other types
+    if config.type == "spark":
+        from lakeforge.engines.spark import SparkEngine
+
+        return SparkEngine(config, base_dir=base_dir)
+    raise AssertionError(config)  # pragma: no cover - pydantic rejects other types

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +39,11 @@ from lakeforge.storage.local import LocalLocation
 
 CHECKPOINTS = "_lakeforge/checkpoints"
 SCHEMAS = "_lakeforge/schemas"
+
+
+def now() -> dt.datetime:
+    """The ingestion time stamped on a batch (one place, so tests can pin it)."""
+    return dt.datetime.now(dt.UTC)
 
 
 class Ingestor:
@@ -139,7 +145,7 @@ class Ingestor:
         """Bronze first, then the quarantine of the files that could not be parsed; each commit carries the
         batch id, and the manifest names the bad files before either commit, so a rerun finishes the job."""
         batch_id = manifest.batch_id
-        ingested_at = dt.datetime.now(dt.UTC)
+        ingested_at = now()
         written = 0
         if self.catalog.consumed(self.table, self.app_id) < batch_id:
             precheck = {f.path: r for f, r in ((f, _precheck(f, self.source)) for f in manifest.files) if r}
@@ -248,12 +254,14 @@ class Ingestor:
                     count[0] += batch.num_rows
                     yield batch
 
-            data: pa.Table | pa.RecordBatchReader = pa.RecordBatchReader.from_batches(reader.schema, counted())
+            # Arrow streams are counted on the way; a distributed engine's writer reports its own count
+            data: Any = (pa.RecordBatchReader.from_batches(reader.schema, counted())
+                         if isinstance(reader, pa.RecordBatchReader) else reader)
         else:  # every file was bad: commit no rows, but the batch id, and the columns the hints promise
             typed = self.engine.typed_schema(self._types(self._schema()))
             data = pa.schema([*typed, *METADATA_SCHEMA]).empty_table()
-        self.catalog.write(self.table, data, mode="append", transactions={self.app_id: manifest.batch_id})
-        return count[0]
+        written = self.catalog.write(self.table, data, mode="append", transactions={self.app_id: manifest.batch_id})
+        return count[0] if written is None else written
 
     # -- schema ---------------------------------------------------------------------------------
     def _schema_path(self) -> str:

@@ -7,6 +7,7 @@ the same atomic commit as the rows, which is what makes reruns after a crash exa
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ LAYERS = ("bronze", "silver", "gold", "quarantine")
 TABLE_CONFIG = {"delta.enableChangeDataFeed": "true"}
 METADATA_COLUMNS = frozenset({"_source_file", "_file_size", "_file_modification_time", "_ingested_at", "_batch_id",
                               "_rescued_data"})
+METADATA_LOOKBACK = 25  # commits searched for lakeforge's metadata (optimize / vacuum commits carry none)
 CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
 
 
@@ -60,6 +62,7 @@ class Catalog:
 
     def __init__(self, location: Location) -> None:
         self.location = location
+        self._metadata: dict[tuple[str, int], dict[str, int]] = {}
 
     def uri(self, name: str) -> str:
         layer, table = split_name(name)
@@ -91,11 +94,27 @@ class Catalog:
         return [f.name for f in self.table(name).schema().fields if f.name not in METADATA_COLUMNS]
 
     def consumed(self, name: str, app_id: str) -> int:
-        """The version recorded for ``app_id`` in the table's commits, -1 if none."""
+        """The version recorded for ``app_id`` in the table's commits, -1 if none: the Delta transaction, or
+        where a writer can carry only one (Spark), the commit's ``userMetadata`` that names them all."""
         if not self.exists(name):
             return -1
-        found = self.table(name).transaction_version(app_id)
-        return -1 if found is None else int(found)
+        table = self.table(name)
+        found = table.transaction_version(app_id)
+        recorded = self._recorded(name, table).get(app_id, -1)
+        return max(-1 if found is None else int(found), recorded)
+
+    def _recorded(self, name: str, table: DeltaTable) -> dict[str, int]:
+        """The transactions named in the newest lakeforge commit's metadata (maintenance commits skipped)."""
+        key = (name, table.version())
+        if key not in self._metadata:
+            found: dict[str, int] = {}
+            for commit in table.history(limit=METADATA_LOOKBACK):
+                recorded = _lakeforge_metadata(commit.get("userMetadata"))
+                if recorded is not None:
+                    found = recorded
+                    break
+            self._metadata = {key: found}  # one table at a time is all decide() needs
+        return self._metadata[key]
 
     def dataset(self, name: str, *, version: int | None = None) -> pads.Dataset:
         return self.table(name, version=version).to_pyarrow_dataset()
@@ -140,8 +159,9 @@ class Catalog:
         transactions: Mapping[str, int] | None = None,
         metadata: Mapping[str, str] | None = None,
         partition_by: list[str] | None = None,
-    ) -> None:
-        """One atomic Delta commit; new columns are merged into the schema."""
+    ) -> int | None:
+        """One atomic Delta commit; new columns are merged into the schema. Returns the rows written when the
+        writer counts them (Spark), else None (an Arrow stream is counted by whoever made it)."""
         write_deltalake(
             self.uri(name),
             data,
@@ -152,6 +172,12 @@ class Catalog:
             storage_options=self.location.storage_options,
             commit_properties=_commit(transactions, metadata),
         )
+        return None
+
+    def record(self, name: str, *, transactions: Mapping[str, int]) -> None:
+        """A commit without rows that records progress (an upstream version consumed with nothing to change)."""
+        schema = pa.schema(self.table(name).schema().to_arrow())
+        self.write(name, _without_views(schema.empty_table()), mode="append", transactions=transactions)
 
     def optimize(self, name: str, *, zorder: list[str] | None = None) -> dict[str, Any]:
         """Compact small files (and Z-order by ``zorder``); rows do not change (dataChange=false)."""
@@ -210,8 +236,27 @@ def _without_views(table: pa.Table) -> pa.Table:
     return table if schema == table.schema else table.cast(schema)
 
 
+def user_metadata(transactions: Mapping[str, int] | None) -> str | None:
+    """The commit's ``userMetadata``: the transactions again, for readers and writers that handle only one."""
+    return json.dumps({"lakeforge": {k: int(v) for k, v in sorted(transactions.items())}}) if transactions else None
+
+
+def _lakeforge_metadata(value: object) -> dict[str, int] | None:
+    if not isinstance(value, str) or '"lakeforge"' not in value:
+        return None
+    try:
+        found = json.loads(value).get("lakeforge")
+    except (ValueError, AttributeError):
+        return None
+    return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else None
+
+
 def _commit(transactions: Mapping[str, int] | None, metadata: Mapping[str, str] | None) -> CommitProperties:
+    custom = dict(metadata or {})
+    recorded = user_metadata(transactions)
+    if recorded:
+        custom["userMetadata"] = recorded
     return CommitProperties(
         app_transactions=[Transaction(app, int(v)) for app, v in (transactions or {}).items()] or None,
-        custom_metadata=dict(metadata) if metadata else None,
+        custom_metadata=custom or None,
     )

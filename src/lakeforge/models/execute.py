@@ -117,11 +117,12 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
     if strategy == "full" and model.config.scd == 2:
         strategy = "scd2"  # history is rebuilt from every upstream row
     result.strategy = strategy
-    result.rows_read = sum(_rows(r) for r in relations.values())
-    expectations = [(e, model.transpile(e.expr) if e.expr is not None else e.duckdb_sql())
+    result.rows_read = sum(engine.rows(r) for r in relations.values())
+    dialect = engine.capabilities.dialect
+    expectations = [(e, model.transpile(e.expr, dialect=dialect) if e.expr is not None else e.sql(dialect))
                     for e in model.config.expectations]
     try:
-        output = engine.run_model(model.duckdb_sql(), model=model.name, relations=relations,
+        output = engine.run_model(model.sql_for(dialect), model=model.name, relations=relations,
                                   expectations=expectations,
                                   # an aggregate's GROUP BY already makes its key unique, and SCD2 keeps
                                   # every version: no dedup pass
@@ -152,14 +153,14 @@ def _commit(model: Model, output: ModelOutput, *, catalog: Catalog, strategy: st
             run_id: str, result: StageResult, engine: Engine, rebuild: bool) -> None:
     """Quarantine first, then the table; both commits carry the consumed upstream versions (idempotent)."""
     if output.rows_quarantined:
-        _quarantine(catalog, model, output.quarantined().read_all(), run_id=run_id, transactions=transactions)
-    if strategy == "scd2":
+        _quarantine(catalog, model, engine.to_arrow(output.quarantined()), run_id=run_id, transactions=transactions)
+    if strategy == "scd2":  # dimensions: small, so their history is computed beside the driver, in Arrow
         cfg = model.config
-        new = output.kept().read_all()
+        new = engine.to_arrow(output.kept())
         track = cfg.track or [c for c in new.column_names
                               if c not in cfg.unique_key and c != cfg.updated_at and not c.startswith("_")]
-        old = None if rebuild else catalog.dataset(model.name)
-        versions, written = scd.history(engine, new=new, old=old, keys=cfg.unique_key,
+        old = None if rebuild else Catalog.dataset(catalog, model.name)
+        versions, written = scd.history(engine.local, new=new, old=old, keys=cfg.unique_key,
                                         updated_at=cfg.updated_at or "", track=track)
         if rebuild:
             catalog.write(model.name, versions, mode="overwrite", transactions=transactions)
@@ -168,27 +169,28 @@ def _commit(model: Model, output: ModelOutput, *, catalog: Catalog, strategy: st
                 catalog.merge(model.name, versions, keys=[*cfg.unique_key, "valid_from"], update=True,
                               transactions=transactions)
             if any(catalog.consumed(model.name, app) < v for app, v in transactions.items()):
-                catalog.write(model.name, versions.schema.empty_table(), mode="append", transactions=transactions)
+                catalog.record(model.name, transactions=transactions)
         unchanged = new.num_rows - written
         if unchanged > 0:  # a version equal to the one before it adds nothing
             output.dropped_by["unchanged_version"] = unchanged
             output.rows_dropped += unchanged
         result.rows_written = written
     elif strategy in ("merge", "groups"):
-        kept = output.kept().read_all()
+        kept = engine.materialize(output.kept())
         written = 0
-        if kept.num_rows:
+        n_kept = engine.rows(kept)
+        if n_kept:
             update = strategy == "groups" or model.config.on_conflict == "update"
             metrics = catalog.merge(model.name, kept, keys=model.config.unique_key, update=update,
                                     transactions=transactions)
             written = int(metrics.get("num_target_rows_inserted", 0)) + int(metrics.get("num_target_rows_updated", 0))
-            existing = kept.num_rows - written if not update else 0
+            existing = n_kept - written if not update else 0
             if existing:
                 output.dropped_by["duplicate_key"] = output.dropped_by.get("duplicate_key", 0) + existing
                 output.rows_dropped += existing
         if any(catalog.consumed(model.name, app) < v for app, v in transactions.items()):
-            # nothing changed in the table (or delta-rs skipped an empty merge): still record the progress
-            catalog.write(model.name, kept.schema.empty_table(), mode="append", transactions=transactions)
+            # nothing changed in the table (or the engine skipped an empty merge): still record the progress
+            catalog.record(model.name, transactions=transactions)
         result.rows_written = written
     else:
         mode: Any = "overwrite" if strategy == "full" else "append"
@@ -213,14 +215,14 @@ def contract_drift(contract: dict[str, str], schema: pa.Schema, *, engine: Engin
     return drift
 
 
-def _touched(engine: Engine, driver: str, full: Relation, changes: pa.Table,
-             keys: dict[str, exp.Expr]) -> pa.Table:
+def _touched(engine: Engine, driver: str, full: Relation, changes: Relation,
+             keys: dict[str, exp.Expr]) -> Relation:
     """Rows of ``driver`` in the groups that ``changes`` touch."""
-    exprs = [_unqualified(e).sql(dialect="duckdb") for e in keys.values()]
+    exprs = [_unqualified(e).sql(dialect=engine.capabilities.dialect) for e in keys.values()]
     tuple_sql = "(" + ", ".join(exprs) + ")" if len(exprs) > 1 else exprs[0]
     engine.register("__lf_changes", changes)
     engine.register("__lf_full", full)
-    return engine.query_arrow(
+    return engine.query(
         f"SELECT * FROM __lf_full WHERE {tuple_sql} IN (SELECT DISTINCT {tuple_sql} FROM __lf_changes)",
         relations={},
     )
@@ -231,13 +233,6 @@ def _unqualified(expression: exp.Expr) -> exp.Expr:
     for column in copy.find_all(exp.Column):
         column.set("table", None)
     return copy
-
-
-def _rows(relation: Relation) -> int:
-    if isinstance(relation, pa.Table):
-        return relation.num_rows
-    count = getattr(relation, "count_rows", None)
-    return int(count()) if count else 0
 
 
 def _quarantine(catalog: Catalog, model: Model, rows: pa.Table, *, run_id: str, transactions: dict[str, int]) -> None:

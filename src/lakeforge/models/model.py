@@ -142,10 +142,14 @@ class Model:
     def duckdb_sql(self) -> str:
         return self.tree.sql(dialect="duckdb")
 
-    def transpile(self, expression: str) -> str:
-        """A predicate or expression in the project's dialect, as DuckDB SQL."""
+    def sql_for(self, dialect: str) -> str:
+        """The model's query in an engine's dialect (``duckdb`` or ``spark``)."""
+        return self.tree.sql(dialect=dialect)
+
+    def transpile(self, expression: str, *, dialect: str = "duckdb") -> str:
+        """A predicate or expression in the project's dialect, in an engine's dialect (DuckDB by default)."""
         try:
-            return sqlglot.parse_one(expression, read=self.dialect).sql(dialect="duckdb")
+            return sqlglot.parse_one(expression, read=self.dialect).sql(dialect=dialect)
         except sqlglot.errors.ParseError as exc:
             raise ModelError(f"{self.path}: cannot parse expression {expression!r}: {exc}",
                              hint="write it as a SQL boolean predicate, e.g. `volt BETWEEN 0 AND 400`") from None

@@ -71,7 +71,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
             for model in models:
                 reporter.start(model.name)
                 failed = model.name
-                stage = run_model(model, catalog=project.catalog, engine=project.engine, run_id=run_id,
+                stage = run_model(model, catalog=project.run_catalog, engine=project.engine, run_id=run_id,
                                   full_refresh=full_refresh, upstream_keys=keys)
                 stages.append(stage)
                 reporter.finish(stage)

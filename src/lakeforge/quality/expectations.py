@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Action = Literal["warn", "drop", "quarantine", "fail"]
@@ -108,6 +109,11 @@ class Expectation(BaseModel):
 
     def describe(self) -> str:
         return self.expr if self.expr is not None else f"{self.kind}: {getattr(self, self.kind)}"
+
+    def sql(self, dialect: str) -> str:
+        """The predicate of a built-in type in an engine's dialect (written for DuckDB, transpiled by sqlglot)."""
+        return self.duckdb_sql() if dialect == "duckdb" else sqlglot.transpile(
+            self.duckdb_sql(), read="duckdb", write=dialect)[0]
 
     def duckdb_sql(self) -> str:
         """The predicate of a built-in type, as DuckDB SQL (``expr`` is transpiled by the model instead)."""

@@ -18,12 +18,12 @@ from sqlglot import exp
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
 from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Relation
 from lakeforge.errors import ExpectationFailed, ModelError
-from lakeforge.lakehouse.catalog import LAYERS
+from lakeforge.lakehouse.catalog import LAYERS, Catalog
 from lakeforge.quality import Expectation, RuleResult
 from lakeforge.storage import FileInfo, Location
 
 CAPABILITIES = EngineCapabilities(
-    name="duckdb", formats=("jsonl", "csv", "parquet"), arrow_native=True, distributed=False
+    name="duckdb", formats=("jsonl", "csv", "parquet"), arrow_native=True, distributed=False, dialect="duckdb"
 )
 STAGE = "memory.main.__lf_stage"
 STREAM_BATCH_ROWS = 256 * 1024
@@ -82,6 +82,32 @@ class DuckDBEngine:
     def close(self) -> None:
         self.release()
         self.con.close()
+
+    @property
+    def local(self) -> DuckDBEngine:
+        return self
+
+    def catalog(self, location: Location) -> Catalog:
+        return Catalog(location)
+
+    def rows(self, relation: Relation) -> int:
+        if isinstance(relation, pa.Table):
+            return relation.num_rows
+        count = getattr(relation, "count_rows", None)
+        return int(count()) if count else 0
+
+    def materialize(self, relation: Relation) -> Relation:
+        return relation.read_all() if isinstance(relation, pa.RecordBatchReader) else relation
+
+    def to_arrow(self, relation: Relation) -> pa.Table:
+        if isinstance(relation, pa.RecordBatchReader):
+            return relation.read_all()
+        if isinstance(relation, pa.Table):
+            return relation
+        return relation.to_table()  # a dataset
+
+    def query(self, sql: str, *, relations: Mapping[str, Relation]) -> pa.Table:
+        return self.query_arrow(sql, relations=relations)
 
     def _reader(self, sql: str) -> pa.RecordBatchReader:
         """A streaming result. DuckDB allows one open result per connection: earlier ones are closed first."""
