@@ -117,7 +117,8 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
     if strategy == "full" and model.config.scd == 2:
         strategy = "scd2"  # history is rebuilt from every upstream row
     result.strategy = strategy
-    result.rows_read = sum(engine.rows(r) for r in relations.values())
+    if engine.capabilities.arrow_native:  # counting a distributed relation costs a job: its rows_in instead
+        result.rows_read = sum(engine.rows(r) for r in relations.values())
     dialect = engine.capabilities.dialect
     expectations = [(e, model.transpile(e.expr, dialect=dialect) if e.expr is not None else e.sql(dialect))
                     for e in model.config.expectations]
@@ -145,6 +146,7 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
     finally:
         output.release()
     result.rows_out = result.rows_in - result.rows_dropped - result.rows_quarantined
+    result.rows_read = result.rows_read or result.rows_in
     result.seconds = time.perf_counter() - started
     return result
 
@@ -220,10 +222,12 @@ def _touched(engine: Engine, driver: str, full: Relation, changes: Relation,
     """Rows of ``driver`` in the groups that ``changes`` touch."""
     exprs = [_unqualified(e).sql(dialect=engine.capabilities.dialect) for e in keys.values()]
     tuple_sql = "(" + ", ".join(exprs) + ")" if len(exprs) > 1 else exprs[0]
+    # DuckDB compares a row with a row-valued subquery; Spark with a subquery of as many columns
+    listed = tuple_sql if engine.capabilities.dialect == "duckdb" else ", ".join(exprs)
     engine.register("__lf_changes", changes)
     engine.register("__lf_full", full)
     return engine.query(
-        f"SELECT * FROM __lf_full WHERE {tuple_sql} IN (SELECT DISTINCT {tuple_sql} FROM __lf_changes)",
+        f"SELECT * FROM __lf_full WHERE {tuple_sql} IN (SELECT DISTINCT {listed} FROM __lf_changes)",
         relations={},
     )
 

@@ -143,8 +143,12 @@ class Model:
         return self.tree.sql(dialect="duckdb")
 
     def sql_for(self, dialect: str) -> str:
-        """The model's query in an engine's dialect (``duckdb`` or ``spark``)."""
-        return self.tree.sql(dialect=dialect)
+        """The model's query in an engine's dialect (``duckdb`` or ``spark``), with Databricks' result types:
+        DuckDB's ``year()``, ``length()``, ``row_number()``... return BIGINT where Databricks returns INT, so
+        for DuckDB they are cast, and both engines write the same schema."""
+        if dialect != "duckdb":
+            return self.tree.sql(dialect=dialect)
+        return self.tree.transform(_databricks_int).sql(dialect=dialect)
 
     def transpile(self, expression: str, *, dialect: str = "duckdb") -> str:
         """A predicate or expression in the project's dialect, in an engine's dialect (DuckDB by default)."""
@@ -153,6 +157,28 @@ class Model:
         except sqlglot.errors.ParseError as exc:
             raise ModelError(f"{self.path}: cannot parse expression {expression!r}: {exc}",
                              hint="write it as a SQL boolean predicate, e.g. `volt BETWEEN 0 AND 400`") from None
+
+
+# functions that return INT on Databricks/Spark and BIGINT on DuckDB
+_INT_FUNCTIONS = tuple(getattr(exp, name) for name in (
+    "Year", "Month", "Day", "DayOfMonth", "DayOfWeek", "DayOfYear", "WeekOfYear", "Quarter", "Hour", "Minute",
+    "Second", "Extract", "Length", "DateDiff") if hasattr(exp, name))
+_INT_WINDOWS = tuple(getattr(exp, name) for name in ("RowNumber", "Rank", "DenseRank", "Ntile") if hasattr(exp, name))
+
+
+def _databricks_int(node: exp.Expr) -> exp.Expr:
+    """Databricks semantics for DuckDB: INT results, and Sunday = 1 .. Saturday = 7 (DuckDB counts from 0)."""
+    sunday_first = isinstance(node, exp.DayOfWeek) or (
+        isinstance(node, exp.Extract) and node.name.upper() in ("DOW", "DAYOFWEEK"))
+    if sunday_first and not node.meta.get("lakeforge_dow"):
+        inner = node.copy()
+        inner.meta["lakeforge_dow"] = True
+        return exp.Cast(this=exp.Paren(this=exp.Add(this=inner, expression=exp.Literal.number(1))),
+                        to=exp.DataType.build("INT"))
+    if isinstance(node, _INT_FUNCTIONS) or (isinstance(node, exp.Window) and isinstance(node.this, _INT_WINDOWS)):
+        if not isinstance(node.parent, exp.Cast):
+            return exp.Cast(this=node.copy(), to=exp.DataType.build("INT"))
+    return node
 
 
 def parse_model(path: Path, *, name: str, dialect: str) -> Model:

@@ -1,0 +1,114 @@
+"""Delta tables written and read by Spark (delta-spark), addressed as ``layer.table`` like :class:`Catalog`.
+
+Table metadata (versions, transactions, history) is still read with delta-rs: no Spark job for a lookup.
+A Spark write carries one Delta transaction (``txnAppId``/``txnVersion``); a model that consumed several
+upstream tables also records them all in the commit's ``userMetadata``, which :meth:`Catalog.consumed` reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from lakeforge.lakehouse.catalog import CHANGE_COLUMNS, Catalog, user_metadata
+from lakeforge.storage import Location
+
+_TXN_CONF = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
+_USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+def _arrow(data: Any) -> bool:
+    return isinstance(data, pa.Table | pa.RecordBatchReader | pads.Dataset)
+
+
+class SparkCatalog(Catalog):
+    def __init__(self, location: Location, *, spark: Any) -> None:
+        super().__init__(location)
+        self.spark = spark
+
+    def _path(self, name: str) -> str:
+        return self.uri(name)
+
+    def dataset(self, name: str, *, version: int | None = None) -> Any:
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", int(version))
+        return reader.load(self._path(name))
+
+    def changes(self, name: str, *, since: int, until: int, keys: list[str] | None = None,
+                updates_as_deletes: bool = False) -> tuple[Any, bool]:
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        if until <= since:
+            return self.dataset(name, version=until).limit(0), False
+        feed = (self.spark.read.format("delta").option("readChangeFeed", "true")
+                .option("startingVersion", since + 1).option("endingVersion", until).load(self._path(name)))
+        gone = ["delete", "update_preimage"] if updates_as_deletes else ["delete"]
+        has_deletes = bool(feed.filter(F.col("_change_type").isin(gone)).limit(1).count())
+        rows = feed.filter(F.col("_change_type").isin("insert", "update_postimage"))
+        if keys:
+            latest = Window.partitionBy(*[F.col(k) for k in keys]).orderBy(F.col("_commit_version").desc())
+            rows = rows.withColumn("__lf_rn", F.row_number().over(latest)).filter("__lf_rn = 1").drop("__lf_rn")
+        return rows.drop(*CHANGE_COLUMNS), has_deletes
+
+    def write(self, name: str, data: Any, *, mode: Literal["append", "overwrite"],
+              transactions: Mapping[str, int] | None = None, metadata: Mapping[str, str] | None = None,
+              partition_by: list[str] | None = None) -> int | None:
+        if _arrow(data):  # small, driver-side results (empty progress commits, quarantine, SCD2 history)
+            return super().write(name, data, mode=mode, transactions=transactions, metadata=metadata,
+                                 partition_by=partition_by)
+        writer = data.write.format("delta").mode(mode)
+        writer = writer.option("mergeSchema", "true") if mode == "append" else writer.option("overwriteSchema",
+                                                                                            "true")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        if transactions:
+            app, version = next(iter(transactions.items()))
+            writer = writer.option("txnAppId", app).option("txnVersion", int(version))
+            writer = writer.option("userMetadata", user_metadata(transactions))
+        writer.save(self._path(name))
+        return self._rows_written(name, transactions)
+
+    def merge(self, name: str, data: Any, *, keys: list[str], update: bool,
+              transactions: Mapping[str, int] | None = None) -> dict[str, Any]:
+        if _arrow(data):
+            return super().merge(name, data, keys=keys, update=update, transactions=transactions)
+        from delta.tables import DeltaTable
+
+        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        merger = DeltaTable.forPath(self.spark, self._path(name)).alias("t").merge(data.alias("s"), condition)
+        if update:
+            merger = merger.whenMatchedUpdateAll()
+        merger = merger.whenNotMatchedInsertAll()
+        conf = self.spark.conf
+        try:
+            if transactions:
+                app, version = next(iter(transactions.items()))
+                conf.set(_TXN_CONF[0], app)
+                conf.set(_TXN_CONF[1], str(int(version)))
+                conf.set(_USER_METADATA_CONF, user_metadata(transactions) or "")
+            merger.execute()
+        finally:
+            for key in (*_TXN_CONF, _USER_METADATA_CONF):
+                conf.unset(key)
+        metrics = self._last_metrics(name)
+        return {"num_target_rows_inserted": int(metrics.get("numTargetRowsInserted", 0)),
+                "num_target_rows_updated": int(metrics.get("numTargetRowsUpdated", 0))}
+
+    def _last_metrics(self, name: str) -> dict[str, Any]:
+        history = self.table(name).history(limit=1)
+        return dict(history[0].get("operationMetrics") or {}) if history else {}
+
+    def _rows_written(self, name: str, transactions: Mapping[str, int] | None) -> int | None:
+        """Rows of the commit just made (a rerun Delta skipped as already done wrote none)."""
+        history = self.table(name).history(limit=1)
+        if not history:
+            return None
+        commit = history[0]
+        if transactions and commit.get("userMetadata") != user_metadata(transactions):
+            return 0  # Delta skipped the write: this transaction was committed before
+        return int((commit.get("operationMetrics") or {}).get("numOutputRows", 0))

@@ -1,0 +1,389 @@
+"""The Spark engine: the same models and rules as DuckDB, run by Spark SQL; Delta written by delta-spark.
+
+Model SQL reaches Spark transpiled by sqlglot; lakehouse tables are bound as temporary views at the exact
+versions the run consumes. Landing files are read by Spark's own file readers (FAILFAST: a file that cannot
+be parsed fails the read, and ingestion triages it exactly as on DuckDB). Small driver-side work (schema
+sniffing, SCD2 history) is done by the embedded engine beside it, so both engines infer the same schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import sqlglot
+from sqlglot import exp
+
+from lakeforge.config.models import DuckDBEngineConfig, SourceConfig, SparkEngineConfig
+from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Relation
+from lakeforge.engines.duckdb import DuckDBEngine
+from lakeforge.engines.spark.catalog import SparkCatalog
+from lakeforge.engines.spark.session import spark_session
+from lakeforge.errors import ExpectationFailed, ModelError, SourceError
+from lakeforge.lakehouse.catalog import LAYERS
+from lakeforge.quality import Expectation, RuleResult
+from lakeforge.storage import FileInfo, Location
+
+CAPABILITIES = EngineCapabilities(
+    name="spark", formats=("jsonl", "csv", "parquet"), arrow_native=False, distributed=True, dialect="spark"
+)
+# Spark errors that mean "this input cannot be parsed" (the file is triaged); anything else raises
+_BAD_INPUT_MARKERS = ("MALFORMED_RECORD", "Malformed records", "FAILFAST", "CANNOT_READ_FILE",
+                      "FAILED_READ_FILE", "CANNOT_PARSE_JSON", "Malformed CSV", "EOFException", "Not in GZIP format")
+# strptime directives (DuckDB, Python) -> Java DateTimeFormatter patterns (Spark)
+_STRPTIME = {"%Y": "yyyy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm", "%S": "ss", "%f": "SSSSSS",
+             "%y": "yy", "%b": "MMM", "%B": "MMMM", "%j": "DDD", "%z": "XX", "%Z": "z", "%p": "a", "%I": "hh",
+             "%%": "%", "%T": "HH:mm:ss", "%F": "yyyy-MM-dd"}
+
+
+def _ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def spark_type(type_name: str) -> str:
+    return exp.DataType.build(type_name, dialect="databricks").sql(dialect="spark")
+
+
+def java_pattern(strptime: str) -> str:
+    """A strptime format as a Spark datetime pattern (literal text quoted)."""
+    out, pos = [], 0
+    for match in re.finditer(r"%.", strptime):
+        if match.start() > pos:
+            out.append("'" + strptime[pos:match.start()].replace("'", "''") + "'")
+        if match.group() not in _STRPTIME:
+            raise SourceError(f"timestamp_format {strptime!r}: {match.group()} has no Spark equivalent",
+                              hint=f"use the directives {' '.join(sorted(_STRPTIME))}")
+        out.append(_STRPTIME[match.group()])
+        pos = match.end()
+    if pos < len(strptime):
+        out.append("'" + strptime[pos:].replace("'", "''") + "'")
+    return "".join(out).replace("''", "")
+
+
+def _first_line(message: str) -> str:
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip() and not ln.startswith("JVM stacktrace")]
+    return " ".join(lines[:2])[:500] if lines else message
+
+
+class SparkEngine:
+    capabilities = CAPABILITIES
+
+    def __init__(self, config: SparkEngineConfig, *, base_dir: str | None = None) -> None:
+        self.config = config
+        self.spark = spark_session(config, base_dir=base_dir)
+        self._local: DuckDBEngine | None = None
+        self._staged: list[Any] = []
+        self._views: set[str] = set()
+
+    @property
+    def local(self) -> DuckDBEngine:
+        if self._local is None:
+            self._local = DuckDBEngine(DuckDBEngineConfig(threads=1))
+        return self._local
+
+    def catalog(self, location: Location) -> SparkCatalog:
+        return SparkCatalog(location, spark=self.spark)
+
+    def close(self) -> None:
+        self._release_stage()
+        for view in self._views:
+            self.spark.catalog.dropTempView(view)
+        self._views.clear()
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+
+    # -- relations ----------------------------------------------------------------------------------
+    def _df(self, relation: Relation) -> Any:
+        if isinstance(relation, pads.Dataset):
+            relation = relation.to_table()
+        if isinstance(relation, pa.RecordBatchReader):
+            relation = relation.read_all()
+        if isinstance(relation, pa.Table):
+            return self.spark.createDataFrame(relation)
+        return relation
+
+    def rows(self, relation: Relation) -> int:
+        if isinstance(relation, pa.Table):
+            return relation.num_rows
+        if isinstance(relation, pads.Dataset):
+            return int(relation.count_rows())
+        return int(relation.count())
+
+    def materialize(self, relation: Relation) -> Relation:
+        return relation  # a DataFrame can be read again (the stage it comes from is persisted)
+
+    def to_arrow(self, relation: Relation) -> pa.Table:
+        if isinstance(relation, pa.Table):
+            return relation
+        table = relation.toArrow()
+        fields = [f.with_type(pa.timestamp("us", "UTC")) if pa.types.is_timestamp(f.type) and f.type.tz else f
+                  for f in table.schema]
+        return table.cast(pa.schema(fields))
+
+    def register(self, alias: str, relation: Relation) -> None:
+        self._df(relation).createOrReplaceTempView(alias)
+        self._views.add(alias)
+
+    def bind(self, relations: Mapping[str, Relation]) -> None:
+        for name, relation in relations.items():
+            self.register(_view_name(name), relation)
+
+    def query(self, sql: str, *, relations: Mapping[str, Relation]) -> Any:
+        self.bind(relations)
+        return self.spark.sql(_bound(sql))
+
+    def query_arrow(self, sql: str, *, relations: Mapping[str, Relation]) -> pa.Table:
+        return self.to_arrow(self.query(sql, relations=relations))
+
+    # -- ingestion ----------------------------------------------------------------------------------
+    def describe_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig) -> dict[str, str]:
+        return self.local.describe_files(files, location=location, source=source)  # the same inference
+
+    def typed_schema(self, types: Mapping[str, str]) -> pa.Schema:
+        return self.local.typed_schema(types)
+
+    @staticmethod
+    def is_bad_input(exc: BaseException) -> bool:
+        text = str(exc)
+        return any(marker in text for marker in _BAD_INPUT_MARKERS)
+
+    def _raw(self, fmt: str, files: list[FileInfo], *, location: Location, source: SourceConfig,
+             columns: tuple[str, ...]) -> Any:
+        """The files as Spark reads them: text columns (JSON, CSV) or Parquet's own types, plus the file path."""
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        paths = [location.join(f.path) for f in files]
+        reader = self.spark.read.option("mode", "FAILFAST")
+        if fmt == "jsonl":
+            names = columns or tuple(self.local.describe_files(files, location=location, source=source))
+            schema = StructType([StructField(n, StringType()) for n in names])
+            df = reader.schema(schema).option("multiLine", "false").json(paths)
+        elif fmt == "csv":
+            df = (reader.option("header", str(source.header).lower()).option("sep", source.delimiter)
+                  .option("quote", source.quote).option("escape", source.quote).option("inferSchema", "false")
+                  .csv(paths))
+            if source.columns:
+                df = df.toDF(*source.columns)
+        else:
+            df = reader.option("mergeSchema", "true").parquet(*paths)
+        return df.withColumn("__lf_path", df["_metadata.file_path"])
+
+    def scan_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig, plan: ReadPlan,
+                   batch_id: int, ingested_at: dt.datetime) -> Any:
+        """One format's files as a DataFrame with the ingestion metadata columns (as DuckDB's scan)."""
+        from pyspark.sql import functions as F
+
+        fmt = source.format_of(files[0].path)
+        assert fmt is not None and all(source.format_of(f.path) == fmt for f in files)
+        raw = self._raw(fmt, files, location=location, source=source, columns=plan.columns)
+        planned = self._planned(raw, source, plan)
+        listing = self.spark.createDataFrame(
+            [(f.path, f.size, f.mtime_ms) for f in files], "rel string, size long, mtime_ms long")
+        # Spark names files by (URL-encoded) URI: both sides reduced to a plain absolute path, then joined
+        keys = self.spark.createDataFrame([(_file_key(location.join(f.path)), f.path) for f in files],
+                                          "__lf_key string, rel string")
+        spark_key = ("concat('/', ltrim('/', regexp_replace(url_decode(replace(__lf_path, '+', '%2B')), "
+                     "'^file:', '')))")
+        joined = (planned.withColumn("__lf_key", F.expr(spark_key)).join(F.broadcast(keys), "__lf_key")
+                  .join(F.broadcast(listing), "rel"))
+        data = [c for c in planned.columns if c not in ("__lf_path", "__lf_key")]
+        return joined.select(
+            *[F.col(_ident(c)) for c in data],
+            F.col("rel").alias("_source_file"),
+            F.col("size").alias("_file_size"),
+            F.timestamp_millis(F.col("mtime_ms")).alias("_file_modification_time"),
+            F.lit(ingested_at.astimezone(dt.UTC).replace(tzinfo=None)).cast("timestamp").alias("_ingested_at"),
+            F.lit(int(batch_id)).cast("bigint").alias("_batch_id"),
+        )
+
+    def _planned(self, raw: Any, source: SourceConfig, plan: ReadPlan) -> Any:
+        """Typed columns (always present); values that do not fit, and rescued columns, go to ``_rescued_data``;
+        ignored columns are left out — the same rules, column order and JSON as the DuckDB engine."""
+        present = [c for c in raw.columns if c != "__lf_path"]
+        if not plan.types and not plan.rescue and not plan.ignore:
+            return raw.selectExpr(*[_ident(c) for c in present], "__lf_path")
+        casts: dict[str, str] = {}
+        added, checks, entries = [], [], []
+        for column, type_name in plan.types.items():
+            col = _ident(column)
+            target = spark_type(type_name)
+            if column not in present:
+                added.append(f"CAST(NULL AS {target}) AS {col}")
+                continue
+            if target == "STRING" and column not in source.schema_hints:
+                continue
+            if source.timestamp_format and target.startswith("TIMESTAMP"):
+                typed = f"try_to_timestamp(CAST({col} AS STRING), {_lit(java_pattern(source.timestamp_format))})"
+            else:
+                typed = f"try_cast({col} AS {target})"
+            casts[column] = f"{typed} AS {col}"
+            failed = f"({col} IS NOT NULL AND {typed} IS NULL)"
+            checks.append(failed)
+            entries.append(f"{_lit(column)}, CASE WHEN {failed} THEN CAST({col} AS STRING) END")
+        for column in plan.rescue:
+            if column in present:
+                col = _ident(column)
+                checks.append(f"({col} IS NOT NULL)")
+                entries.append(f"{_lit(column)}, CAST({col} AS STRING)")
+        left_out = {c for c in (*plan.rescue, *plan.ignore) if c in present}
+        select = [casts.get(c, _ident(c)) for c in present if c not in left_out] + added
+        if entries:
+            rescued = (f"CASE WHEN {' OR '.join(checks)} THEN "
+                       f"to_json(map_filter(map({', '.join(entries)}), (k, v) -> v IS NOT NULL)) END")
+        else:
+            rescued = "CAST(NULL AS STRING)"
+        return raw.selectExpr(*select, f"{rescued} AS _rescued_data", "__lf_path")
+
+    def check_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig,
+                    plan: ReadPlan) -> dict[str, str]:
+        bad: dict[str, str] = {}
+        for info in files:
+            fmt = source.format_of(info.path)
+            assert fmt is not None
+            try:
+                self._planned(self._raw(fmt, [info], location=location, source=source, columns=plan.columns),
+                              source, plan).count()
+            except Exception as exc:
+                if not self.is_bad_input(exc):
+                    raise
+                bad[info.path] = _first_line(str(exc))
+        return bad
+
+    # -- models -------------------------------------------------------------------------------------
+    def run_model(self, sql: str, *, model: str, relations: Mapping[str, Relation],
+                  expectations: list[tuple[Expectation, str]], unique_key: list[str], order_by: list[str],
+                  keep: Literal["first", "last"]) -> ModelOutput:
+        """As on DuckDB: one pass with a bit per failed rule and the dedup rank, persisted once, counted once;
+        kept and quarantined rows are DataFrames over that stage."""
+        from pyspark import StorageLevel
+
+        self._release_stage()
+        if len(expectations) > 62:
+            raise ModelError(f"model {model} has {len(expectations)} expectations; at most 62 are supported",
+                             hint="split the checks across models")
+        self.bind(relations)
+        bits = {e.name: 1 << i for i, (e, _) in enumerate(expectations)}
+        mask = " | ".join(f"(CASE WHEN coalesce(({_bound(pred)}), false) THEN 0 ELSE {bits[e.name]} END)"
+                          for e, pred in expectations) or "0"
+        q_bits = sum(bits[e.name] for e, _ in expectations if e.action == "quarantine")
+        d_bits = sum(bits[e.name] for e, _ in expectations if e.action == "drop")
+        outer = ["*"]
+        if unique_key:
+            keys = ", ".join(_ident(k) for k in unique_key)
+            order = [f"((__lf_mask & {q_bits | d_bits}) = 0) DESC"] if q_bits | d_bits else []
+            direction = "ASC" if keep == "first" else "DESC"
+            order += [f"{_ident(col)} {direction} NULLS LAST" for col in order_by]
+            clause = f" ORDER BY {', '.join(order)}" if order else " ORDER BY 1"
+            outer.append(f"row_number() OVER (PARTITION BY {keys}{clause}) AS __lf_rn")
+        inner = f"SELECT *, CAST({mask} AS BIGINT) AS __lf_mask FROM ({_bound(sql)}) AS __lf_model"
+        try:
+            stage = self.spark.sql(f"SELECT {', '.join(outer)} FROM ({inner}) AS q")
+            stage = stage.persist(StorageLevel.MEMORY_AND_DISK)
+            self._staged.append(stage)
+            stage.createOrReplaceTempView("__lf_stage")
+            self._views.add("__lf_stage")
+            quarantine = f"((__lf_mask & {q_bits}) <> 0)"
+            drop = f"((__lf_mask & {d_bits}) <> 0)"
+            dup = "(__lf_rn > 1)" if unique_key else "false"
+            counts = [f"count(CASE WHEN (__lf_mask & {bits[e.name]}) <> 0 THEN 1 END)" for e, _ in expectations]
+            earlier = 0
+            drop_names = []
+            for e, _ in expectations:
+                if e.action == "drop":
+                    counts.append(f"count(CASE WHEN NOT {quarantine} AND (__lf_mask & {bits[e.name]}) <> 0 "
+                                  f"AND (__lf_mask & {earlier}) = 0 THEN 1 END)")
+                    drop_names.append(e.name)
+                    earlier |= bits[e.name]
+            counts += [f"count(CASE WHEN {quarantine} THEN 1 END)",
+                       f"count(CASE WHEN NOT {quarantine} AND {drop} THEN 1 END)",
+                       f"count(CASE WHEN NOT {quarantine} AND NOT {drop} AND {dup} THEN 1 END)"]
+            first = self.spark.sql(f"SELECT count(*), {', '.join(counts)} FROM __lf_stage").first()
+            row = [int(x) for x in (first or [])]
+        except Exception as exc:
+            if type(exc).__module__.startswith("pyspark"):
+                raise ModelError(f"model {model} failed: {_first_line(str(exc))}",
+                                 hint="fix the model's SQL") from None
+            raise
+        rows_in, failures = row[0], row[1:1 + len(expectations)]
+        by_drop_rule = row[1 + len(expectations):1 + len(expectations) + len(drop_names)]
+        n_quarantined, n_dropped, n_dup = row[-3:]
+        results = [RuleResult(model=model, rule=e.name, action=e.action, passed=rows_in - f, failed=f)
+                   for (e, _), f in zip(expectations, failures, strict=True)]
+        for (expectation, _), res in zip(expectations, results, strict=True):
+            if expectation.action == "fail" and res.failed:
+                raise ExpectationFailed(
+                    f"model {model}: expectation {expectation.name!r} ({expectation.describe()}) failed for "
+                    f"{res.failed} of {rows_in} rows; nothing was committed",
+                    hint="fix the upstream data, or change the rule's action to warn, drop or quarantine",
+                )
+        dropped_by = {f"expectation:{name}": n for name, n in zip(drop_names, by_drop_rule, strict=True) if n}
+        if n_dup:
+            dropped_by["duplicate_key"] = n_dup
+        data = [_ident(c) for c in stage.columns if not c.startswith("__lf_")]
+        failed_names = ", ".join(f"CASE WHEN (__lf_mask & {bits[e.name]}) <> 0 THEN {_lit(e.name)} END"
+                                 for e, _ in expectations)
+        kept = stage.filter(f"NOT {quarantine} AND NOT {drop} AND NOT {dup}").selectExpr(*data)
+        quarantined = stage.filter(quarantine).selectExpr(
+            *data, f"filter(array({failed_names or 'CAST(NULL AS STRING)'}), x -> x IS NOT NULL) AS _failed_rules")
+        return ModelOutput(
+            schema=_arrow_schema(kept.schema),
+            rows_in=rows_in,
+            rows_kept=rows_in - n_quarantined - n_dropped - n_dup,
+            rows_quarantined=n_quarantined,
+            rows_dropped=n_dropped + n_dup,
+            rules=results,
+            dropped_by=dropped_by,
+            kept=lambda: kept,
+            quarantined=lambda: quarantined,
+            release=self._release_stage,
+        )
+
+    def _release_stage(self) -> None:
+        for stage in self._staged:
+            stage.unpersist()
+        self._staged.clear()
+
+
+def _arrow_schema(schema: Any) -> pa.Schema:
+    """A DataFrame's schema as Arrow, as the Delta table will hold it (timestamps in UTC, microseconds)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(schema, timezone="UTC")
+
+
+def _view_name(table: str) -> str:
+    layer, _, name = table.partition(".")
+    return f"__lf_{layer}_{name}"
+
+
+def _bound(sql: str) -> str:
+    """``bronze.telemetry`` -> the temporary view bound for it (Spark has no such databases)."""
+    tree = sqlglot.parse_one(sql, read="spark")
+
+    def swap(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Table) and node.db in LAYERS and not node.catalog:
+            return exp.Table(this=exp.to_identifier(_view_name(f"{node.db}.{node.name}")), alias=node.args.get("alias"))
+        return node
+
+    return tree.transform(swap).sql(dialect="spark")
+
+
+def _file_key(uri: str) -> str:
+    """A file's URI as Spark reports it or as lakeforge joins it, reduced to one comparable form."""
+    from urllib.parse import unquote
+
+    text = unquote(uri)
+    for prefix in ("file://", "file:"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+            break
+    return "/" + text.lstrip("/")

@@ -1,0 +1,81 @@
+"""The Spark session of ``engine: spark``: Delta Lake's jars from the Maven cache of ``make spark-deps``.
+
+Nothing is downloaded here: the jars are fetched once by Maven (``deps/spark/pom.xml``) into
+``.cache/spark-jars``; on Databricks the runtime has Delta built in and its session is used as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lakeforge.config.models import SparkEngineConfig
+from lakeforge.errors import MissingDependency
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+JARS_ENV = "LAKEFORGE_SPARK_JARS"
+JARS_DIR = Path(".cache") / "spark-jars"
+# what every lakeforge Spark session needs, on a laptop or on Databricks
+SESSION_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
+    "spark.databricks.delta.schema.autoMerge.enabled": "true",
+}
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def delta_jars(config: SparkEngineConfig, *, base_dir: str | None) -> list[str]:
+    """Delta's jars: ``jars_dir``, else ``$LAKEFORGE_SPARK_JARS``, else ``.cache/spark-jars`` in the project,
+    the working directory or the lakeforge checkout (in that order)."""
+    candidates = [Path(p) for p in (config.jars_dir, os.environ.get(JARS_ENV)) if p]
+    if not candidates:
+        roots = [Path(base_dir) if base_dir else None, Path.cwd(), Path(__file__).resolve().parents[4]]
+        candidates = [root / JARS_DIR for root in roots if root is not None]
+    for folder in candidates:
+        jars = sorted(str(p) for p in folder.glob("delta-*.jar"))
+        if any(Path(j).name.startswith("delta-spark_") for j in jars):
+            return jars
+    raise MissingDependency(
+        f"engine: spark needs Delta Lake's jars; none in {', '.join(str(c) for c in candidates)}",
+        hint="run `make spark-deps` (Maven fetches them into .cache/spark-jars), or set LAKEFORGE_SPARK_JARS "
+             "or engine.jars_dir to a folder holding delta-spark_*.jar",
+    )
+
+
+def spark_session(config: SparkEngineConfig, *, base_dir: str | None = None) -> SparkSession:
+    """The process's Spark session (one per JVM, as on Databricks), created on first use."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise MissingDependency("engine: spark needs PySpark and delta-spark",
+                                hint="pip install 'lakeforge[spark]', then `make spark-deps`") from None
+    active = SparkSession.getActiveSession()
+    if on_databricks() or active is not None:
+        session = active or SparkSession.builder.getOrCreate()
+        for key, value in {**SESSION_CONF, **config.conf}.items():
+            session.conf.set(key, value)
+        return session
+    builder = (SparkSession.builder.master(config.master).appName("lakeforge")
+               .config("spark.jars", ",".join(delta_jars(config, base_dir=base_dir)))
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
+               .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=ERROR"))
+    if config.driver_memory:
+        builder = builder.config("spark.driver.memory", config.driver_memory)
+    for key, value in {**DELTA_CONF, **SESSION_CONF, **config.conf}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
