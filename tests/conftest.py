@@ -27,13 +27,25 @@ def write_project(root: Path, config: dict[str, object], models: dict[str, str])
     return root
 
 
+# The engine suite (ibis-style): a test that takes ``engine`` runs once per engine, each with its marker;
+# parametrize it with ``@pytest.mark.parametrize("engine", ENGINES, indirect=True)``.
+ENGINES = [pytest.param("duckdb", marks=pytest.mark.duckdb),
+           pytest.param("spark", marks=[pytest.mark.spark, pytest.mark.slow])]
+
+
 @pytest.fixture
-def make_project(tmp_path: Path) -> Iterator[Callable[..., Project]]:
+def engine(request: pytest.FixtureRequest) -> str:
+    """The engine under test: ``duckdb`` unless the test is parametrized over ``ENGINES``."""
+    return str(getattr(request, "param", "duckdb"))
+
+
+@pytest.fixture
+def make_project(tmp_path: Path, engine: str) -> Iterator[Callable[..., Project]]:
     opened: list[Project] = []
 
     def make(config: dict[str, object], models: dict[str, str], *, folder: str = "proj") -> Project:
         config = {"name": "test", **config}
-        project = Project(write_project(tmp_path / folder, config, models))
+        project = Project(write_project(tmp_path / folder, config, models), engine=engine)
         opened.append(project)
         return project
 
@@ -43,10 +55,10 @@ def make_project(tmp_path: Path) -> Iterator[Callable[..., Project]]:
 
 
 @pytest.fixture
-def example(tmp_path: Path) -> Iterator[Project]:
-    """The example telemetry project with a small generated landing zone."""
-    project = Project.init(tmp_path / "demo")
-    project.generate(machines=12, days=3, seed=7, files=6)
+def example(tmp_path: Path, engine: str) -> Iterator[Project]:
+    """The example telemetry project with a small generated landing zone (run by ``engine``)."""
+    Project.init(tmp_path / "demo").generate(machines=12, days=3, seed=7, files=6)
+    project = Project(tmp_path / "demo", engine=engine)
     yield project
     project.close()
 

@@ -14,8 +14,10 @@ import pytest
 
 import lakeforge.ingest.loader
 from lakeforge.project import Project
-from tests.conftest import write_project
-from tests.integration.test_azure_pdm import AZURE, CONFIG as AZURE_CONFIG, MODELS as AZURE_MODELS
+from tests.conftest import landing_lines, write_project
+from tests.integration.test_azure_pdm import AZURE
+from tests.integration.test_azure_pdm import CONFIG as AZURE_CONFIG
+from tests.integration.test_azure_pdm import MODELS as AZURE_MODELS
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 # columns that say when or in which run a row was written, not what it holds
@@ -123,3 +125,35 @@ def test_azure_sample_identical_on_both_engines(tmp_path: Path) -> None:
 
 def test_azure_available() -> None:
     assert AZURE.is_dir(), f"the shared datasets are not at {AZURE}"
+
+
+def test_spark_stream_replay_after_a_crash_ingests_each_file_once(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worst moment for a stream: bronze committed, Spark's checkpoint not yet. The rerun replays the
+    micro-batch (its files are in Spark's offset log), finds them in lakeforge's manifest and writes nothing."""
+    from lakeforge.engines.spark.catalog import SparkCatalog
+
+    Project.init(tmp_path / "p").generate(machines=3, days=1, seed=5, files=3)
+    project = Project(tmp_path / "p", engine="spark")
+    real_write = SparkCatalog.write
+    crashed: list[str] = []
+
+    def commit_then_crash(self: SparkCatalog, name: str, data: Any, **kwargs: Any) -> int | None:
+        written = real_write(self, name, data, **kwargs)
+        if name == "bronze.telemetry" and not crashed and not isinstance(data, pa.Table):
+            crashed.append(name)
+            raise RuntimeError("simulated crash after the Delta commit, before the checkpoint's")
+        return written
+
+    monkeypatch.setattr(SparkCatalog, "write", commit_then_crash)
+    with pytest.raises(Exception, match="simulated crash"):
+        project.run(select=["silver.telemetry"])
+    assert crashed and (project.lakehouse.local_path() / "_lakeforge/checkpoints/telemetry/_spark/offsets").is_dir()
+    committed = project.catalog.dataset("bronze.telemetry").count_rows()
+    result = project.run(select=["silver.telemetry"])
+
+    lines = landing_lines(project.landing.local_path() / "telemetry")
+    assert committed == lines == project.catalog.dataset("bronze.telemetry").count_rows()
+    assert next(s for s in result.stages if s.name == "ingest:telemetry").rows_out == 0
+    assert project.catalog.dataset("silver.telemetry").count_rows() > 0
+    project.close()

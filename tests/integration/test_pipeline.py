@@ -1,4 +1,5 @@
-"""The example project end to end on the embedded engine: counts, incrementality, late data, bad input."""
+"""The example project end to end: counts, incrementality, late data, bad input. Tests that take ``engine`` run
+on DuckDB and on Spark (the engine suite)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pytest
 from lakeforge.errors import ExpectationFailed, LakeforgeError, ModelError
 from lakeforge.ops.runner import last_run
 from lakeforge.project import Project
-from tests.conftest import landing_lines
+from tests.conftest import ENGINES, landing_lines
+
+on_every_engine = pytest.mark.parametrize("engine", ENGINES, indirect=True)
 
 
 def rows(project: Project, name: str) -> int:
@@ -23,6 +26,7 @@ def stage(result: object, name: str):  # type: ignore[no-untyped-def]
     return next(s for s in result.stages if s.name == name)  # type: ignore[attr-defined]
 
 
+@on_every_engine
 def test_every_stage_balances_and_nothing_is_lost(example: Project) -> None:
     result = example.run()
     assert result.status == "succeeded"
@@ -80,6 +84,7 @@ def test_gold_and_warehouse_match_an_independent_computation(example: Project) -
     assert kpi == rows(example, "silver.failures") > 0
 
 
+@on_every_engine
 def test_incremental_runs_equal_a_full_refresh(example: Project) -> None:
     example.run()
     example.generate(machines=12, days=2, seed=8, files=3, start="2024-01-04")
@@ -99,6 +104,7 @@ def test_incremental_runs_equal_a_full_refresh(example: Project) -> None:
     assert warehouse_incremental.equals(incremental)
 
 
+@on_every_engine
 def test_late_rows_correct_the_hour_they_belong_to(example: Project) -> None:
     example.run()
     sql = ("SELECT readings, vibration_max FROM fact_telemetry_hourly "
@@ -115,6 +121,7 @@ def test_late_rows_correct_the_hour_they_belong_to(example: Project) -> None:
     assert after["vibration_max"] == 199.5
 
 
+@on_every_engine
 def test_a_file_that_cannot_be_parsed_is_quarantined_and_the_rest_proceeds(example: Project) -> None:
     bad = example.landing.local_path() / "telemetry" / "broken.jsonl"
     bad.write_text('{"ts": "2024-01-01 00:00:00", "machine_id": 1}\n{"ts": "2024-01-01 00:10:00", "machi\n')
@@ -137,25 +144,25 @@ def test_a_file_that_cannot_be_parsed_is_quarantined_and_the_rest_proceeds(examp
     assert example.status()["quarantine_rows"] >= 2
 
 
+@on_every_engine
 def test_rerun_after_a_crash_between_manifest_and_commit_ingests_exactly_once(
     example: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lakeforge.lakehouse.catalog import Catalog
-
-    real_write = Catalog.write
+    writer = type(example.run_catalog)  # the engine's own: delta-rs for DuckDB, delta-spark for Spark
+    real_write = writer.write
     calls = {"n": 0}
 
-    def crashing_write(self: Catalog, name: str, *args: object, **kwargs: object) -> None:
+    def crashing_write(self: object, name: str, *args: object, **kwargs: object) -> None:
         if name == "bronze.telemetry":
             calls["n"] += 1
             raise RuntimeError("simulated crash before the Delta commit")
         real_write(self, name, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Catalog, "write", crashing_write)
+    monkeypatch.setattr(writer, "write", crashing_write)
     with pytest.raises(LakeforgeError, match="simulated crash"):
         example.run()
     assert calls["n"] == 1
-    monkeypatch.setattr(Catalog, "write", real_write)
+    monkeypatch.setattr(writer, "write", real_write)
     result = example.run()
     assert rows(example, "bronze.telemetry") == landing_lines(example.landing.local_path() / "telemetry")
     assert stage(result, "ingest:telemetry").rows_out == rows(example, "bronze.telemetry")
@@ -171,6 +178,7 @@ def write_events(project: Project, rows_: list[dict[str, object]], name: str = "
     (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows_))
 
 
+@on_every_engine
 def test_a_failing_model_names_the_model_the_error_and_its_line(make_project) -> None:  # type: ignore[no-untyped-def]
     project = make_project({"sources": SOURCES, "dialect": "duckdb"}, {
         "silver.events": """
@@ -191,6 +199,7 @@ def test_a_failing_model_names_the_model_the_error_and_its_line(make_project) ->
     assert record is not None and record["status"] == "failed" and record["failed_stage"] == "silver.events"
 
 
+@on_every_engine
 def test_expectation_actions_and_counts(make_project) -> None:  # type: ignore[no-untyped-def]
     project = make_project({"sources": SOURCES}, {
         "silver.events": """
@@ -216,6 +225,7 @@ def test_expectation_actions_and_counts(make_project) -> None:  # type: ignore[n
     assert quarantined[0]["_failed_rules"] == ["id_present"] and quarantined[0]["_run_id"] == result.run_id
 
 
+@on_every_engine
 def test_fail_action_commits_nothing(make_project) -> None:  # type: ignore[no-untyped-def]
     project = make_project({"sources": SOURCES}, {
         "silver.events": """

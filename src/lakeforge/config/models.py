@@ -45,6 +45,9 @@ class SparkEngineConfig(_Strict):
     jars_dir: str | None = Field(default=None, description="Delta's jars (default: .cache/spark-jars of "
                                  "`make spark-deps`, or LAKEFORGE_SPARK_JARS)")
     conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings")
+    ingest: Literal["stream", "batch"] = Field(
+        default="stream", description="stream: Structured Streaming (Auto Loader on Databricks), available-now "
+        "trigger, checkpointed; batch: Spark's batch readers over lakeforge's own batches")
 
 
 EngineConfig = Annotated[DuckDBEngineConfig | SparkEngineConfig, Field(discriminator="type")]

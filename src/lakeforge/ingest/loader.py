@@ -105,7 +105,7 @@ class Ingestor:
     def _listing(self) -> list[FileInfo]:
         return self.landing.list_files(self.source.folder(self.name), pattern=self.source.pattern)
 
-    def _batches(self) -> Iterator[tuple[Manifest, bool]]:
+    def _batches(self, *, pending_only: bool = False) -> Iterator[tuple[Manifest, bool]]:
         """Pending batches first (a crash left them half done), then new files, one format per batch."""
         manifests = self._manifests()
         committed = self.catalog.consumed(self.table, self.app_id)
@@ -114,6 +114,8 @@ class Ingestor:
             manifest = manifests[batch_id]
             if batch_id > committed or (manifest.has_bad and batch_id > quarantined):
                 yield manifest, True
+        if pending_only:
+            return
         by_format: dict[str, list[FileInfo]] = {}
         for info in sorted(self._new_files(manifests), key=lambda f: (f.mtime_ms, f.path)):
             by_format.setdefault(self.source.format_of(info.path) or "unknown", []).append(info)
@@ -128,11 +130,15 @@ class Ingestor:
     def run(self) -> StageResult:
         result = StageResult(name=f"ingest:{self.name}", kind="ingest", status="skipped", strategy="files")
         started = time.perf_counter()
-        for manifest, redo in self._batches():
-            if not redo:
-                self._save(manifest)
-            self._ingest(manifest, result)
-            result.status = "ok"
+        self._run_batches(result, pending_only=True)
+        stream = getattr(self.engine, "stream_ingest", None)  # engines that ingest as a stream (Spark)
+        if stream is not None and self.backlog():
+            try:
+                stream(self, result=result)
+            except Exception as exc:  # a file the stream cannot parse: the batch path triages it
+                if self.engine is None or not self.engine.is_bad_input(exc):
+                    raise
+        self._run_batches(result)
         cleaned = self.clean_source()
         if cleaned:
             result.detail = f"{'moved' if self.source.clean_source == 'move' else 'deleted'} {cleaned} files"
@@ -140,6 +146,13 @@ class Ingestor:
         if result.status == "skipped":
             result.detail = "no new files"
         return result
+
+    def _run_batches(self, result: StageResult, *, pending_only: bool = False) -> None:
+        for manifest, redo in self._batches(pending_only=pending_only):
+            if not redo:
+                self._save(manifest)
+            self._ingest(manifest, result)
+            result.status = "ok"
 
     def _ingest(self, manifest: Manifest, result: StageResult) -> None:
         """Bronze first, then the quarantine of the files that could not be parsed; each commit carries the

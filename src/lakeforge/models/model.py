@@ -175,9 +175,9 @@ def _databricks_int(node: exp.Expr) -> exp.Expr:
         inner.meta["lakeforge_dow"] = True
         return exp.Cast(this=exp.Paren(this=exp.Add(this=inner, expression=exp.Literal.number(1))),
                         to=exp.DataType.build("INT"))
-    if isinstance(node, _INT_FUNCTIONS) or (isinstance(node, exp.Window) and isinstance(node.this, _INT_WINDOWS)):
-        if not isinstance(node.parent, exp.Cast):
-            return exp.Cast(this=node.copy(), to=exp.DataType.build("INT"))
+    ints = isinstance(node, _INT_FUNCTIONS) or (isinstance(node, exp.Window) and isinstance(node.this, _INT_WINDOWS))
+    if ints and not isinstance(node.parent, exp.Cast):
+        return exp.Cast(this=node.copy(), to=exp.DataType.build("INT"))
     return node
 
 

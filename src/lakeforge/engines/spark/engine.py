@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -27,6 +27,10 @@ from lakeforge.errors import ExpectationFailed, ModelError, SourceError
 from lakeforge.lakehouse.catalog import LAYERS
 from lakeforge.quality import Expectation, RuleResult
 from lakeforge.storage import FileInfo, Location
+
+if TYPE_CHECKING:
+    from lakeforge.ingest.loader import Ingestor
+    from lakeforge.ops.results import StageResult
 
 CAPABILITIES = EngineCapabilities(
     name="spark", formats=("jsonl", "csv", "parquet"), arrow_native=False, distributed=True, dialect="spark"
@@ -153,8 +157,9 @@ class SparkEngine:
 
     @staticmethod
     def is_bad_input(exc: BaseException) -> bool:
+        """Spark could not parse a file, or the embedded engine (sniffing a schema beside it) could not."""
         text = str(exc)
-        return any(marker in text for marker in _BAD_INPUT_MARKERS)
+        return any(marker in text for marker in _BAD_INPUT_MARKERS) or DuckDBEngine.is_bad_input(exc)
 
     def _raw(self, fmt: str, files: list[FileInfo], *, location: Location, source: SourceConfig,
              columns: tuple[str, ...]) -> Any:
@@ -180,12 +185,17 @@ class SparkEngine:
     def scan_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig, plan: ReadPlan,
                    batch_id: int, ingested_at: dt.datetime) -> Any:
         """One format's files as a DataFrame with the ingestion metadata columns (as DuckDB's scan)."""
-        from pyspark.sql import functions as F
-
         fmt = source.format_of(files[0].path)
         assert fmt is not None and all(source.format_of(f.path) == fmt for f in files)
         raw = self._raw(fmt, files, location=location, source=source, columns=plan.columns)
-        planned = self._planned(raw, source, plan)
+        return self.with_metadata(self._planned(raw, source, plan), files=files, location=location,
+                                  batch_id=batch_id, ingested_at=ingested_at)
+
+    def with_metadata(self, planned: Any, *, files: list[FileInfo], location: Location, batch_id: int,
+                      ingested_at: dt.datetime) -> Any:
+        """Planned rows (with Spark's ``__lf_path``) plus the five ingestion metadata columns."""
+        from pyspark.sql import functions as F
+
         listing = self.spark.createDataFrame(
             [(f.path, f.size, f.mtime_ms) for f in files], "rel string, size long, mtime_ms long")
         # Spark names files by (URL-encoded) URI: both sides reduced to a plain absolute path, then joined
@@ -257,6 +267,14 @@ class SparkEngine:
                     raise
                 bad[info.path] = _first_line(str(exc))
         return bad
+
+    def stream_ingest(self, ingestor: Ingestor, *, result: StageResult) -> bool:
+        """The backlog as Structured Streaming (available-now, checkpointed); False: use the batch path."""
+        if self.config.ingest != "stream":
+            return False
+        from lakeforge.engines.spark.stream import stream_ingest
+
+        return stream_ingest(self, ingestor, result=result)
 
     # -- models -------------------------------------------------------------------------------------
     def run_model(self, sql: str, *, model: str, relations: Mapping[str, Relation],
