@@ -5,14 +5,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SPARK_JARS ?= .cache/spark-jars
 SPARK_STAMP := $(SPARK_JARS)/.fetched
+AIRFLOW_VENV  := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 DEMO_DIR ?= lakeforge-demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install spark-deps demo test lint unit bench clean
+.PHONY: help install spark-deps airflow-env demo test lint unit bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lakeforge needs Python >= 3.11")'
@@ -30,6 +32,16 @@ $(SPARK_STAMP): deps/spark/pom.xml
 
 spark-deps: $(SPARK_STAMP) ## fetch Delta Lake's jars for engine: spark from Maven Central into .cache/spark-jars
 
+# Airflow pins its own stack (fastapi, sqlalchemy ...): it gets a venv of its own, and the DAG's tasks call the
+# lakeforge of .venv (the deployment design: separate environments)
+$(AIRFLOW_STAMP): constraints-airflow.txt
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -c constraints-airflow.txt apache-airflow
+	touch $(AIRFLOW_STAMP)
+
+airflow-env: $(AIRFLOW_STAMP) ## Airflow 3 in .venv-airflow (pinned by constraints-airflow.txt), for the DAG test
+
 demo: $(STAMP) ## set up, then run the example pipeline end to end (in ./lakeforge-demo)
 	$(VENV)/bin/lakeforge demo $(DEMO_DIR)
 
@@ -37,7 +49,7 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-test: $(STAMP) $(SPARK_STAMP) lint ## set up, lint, then the whole test suite (slow tests included)
+test: $(STAMP) $(SPARK_STAMP) $(AIRFLOW_STAMP) lint ## set up, lint, then the whole test suite (slow tests included)
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 unit: $(STAMP) ## the fast tests only
@@ -46,5 +58,5 @@ unit: $(STAMP) ## the fast tests only
 bench: $(STAMP) $(SPARK_STAMP) ## benchmarks; writes docs/benchmarks.md
 	$(PY) bench/run.py
 
-clean: ## remove the virtual environment and caches (never touches ../shared)
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache $(DEMO_DIR) bench/.work
+clean: ## remove the virtual environments and caches (never touches ../shared)
+	rm -rf $(VENV) $(AIRFLOW_VENV) .cache .pytest_cache .mypy_cache .ruff_cache $(DEMO_DIR) bench/.work

@@ -239,6 +239,58 @@ def deploy_iam(project: ProjectOpt = Path("."),
         out.print(f"wrote the IAM policy to {output}")
 
 
+@deploy.command("airflow")
+def deploy_airflow(project: ProjectOpt = Path("."),
+                   output: Annotated[Path | None, typer.Option(
+                       "--out", "-o", help="folder (or .py file) for the DAG; default: <project>/deploy/airflow/")
+                   ] = None,
+                   lakeforge_bin: Annotated[str | None, typer.Option(
+                       "--lakeforge-bin", help="the lakeforge command on the Airflow workers "
+                       "(default: deploy.airflow.lakeforge_bin)")] = None,
+                   ) -> None:
+    """An Airflow 3 DAG file: one task per stage (`lakeforge run --task`), scheduled and retried as `deploy:` says."""
+    from lakeforge.deploy.airflow import dag_id, write_dag
+
+    proj = Project(project)
+    path = write_dag(proj, out=output or proj.path / "deploy" / "airflow", lakeforge_bin=lakeforge_bin)
+    out.print(f"wrote the Airflow DAG {dag_id(proj)} ({len(proj.tasks())} tasks) to {path}", soft_wrap=True)
+
+
+@deploy.command("databricks")
+def deploy_databricks(project: ProjectOpt = Path("."),
+                      output: Annotated[Path | None, typer.Option(
+                          "--out", "-o", help="folder to write; default: <project>/deploy/databricks/ (--as pipeline: "
+                          "deploy/databricks-pipeline/, or deploy/spark-pipeline/ for --target spark)")] = None,
+                      kind: Annotated[str, typer.Option(
+                          "--as", help="job: an Asset Bundle whose job runs lakeforge, one task per stage; pipeline: "
+                          "the project as a Spark Declarative Pipeline")] = "job",
+                      target: Annotated[str, typer.Option(
+                          "--target", help="--as pipeline: databricks (an Asset Bundle), or spark (what open-source "
+                          "Spark's spark-pipelines runs locally)")] = "databricks",
+                      as_json: JsonOpt = False) -> None:
+    """A Databricks Asset Bundle (a job, or a declarative pipeline), or a pipeline open-source Spark runs."""
+    from lakeforge.deploy.databricks import write_job_bundle
+    from lakeforge.deploy.pipeline import TARGETS, default_out, write_pipeline
+    from lakeforge.errors import ConfigError
+
+    if kind not in ("job", "pipeline") or target not in TARGETS:
+        raise ConfigError(f"--as {kind} --target {target} is not a known combination",
+                          hint="use --as job, --as pipeline, or --as pipeline --target spark")
+    proj = Project(project)
+    if kind == "job":
+        if target != "databricks":
+            raise ConfigError("--target is for --as pipeline", hint="a job bundle always targets Databricks")
+        written = write_job_bundle(proj, output or proj.path / "deploy" / "databricks")
+    else:
+        written = write_pipeline(proj, output or default_out(proj, target=target), target=target)
+    if as_json:
+        _emit({"out": str(written.out), "files": [str(f) for f in written.files], "notes": written.notes})
+    else:
+        out.print(f"wrote {len(written.files)} files to {written.out}", soft_wrap=True)
+    for note in written.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
 @app.command("import-gx")
 def import_gx(suite: Annotated[Path, typer.Argument(help="a GX expectation suite (.json)")],
               project: ProjectOpt = Path("."),
