@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from lakeforge.engines.spark.session import SESSION_CONF
 from lakeforge.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -43,12 +44,7 @@ CLUSTER_KEY = "lakeforge"
 PROJECT_DIR = "project"
 # Session settings of engine: spark (the engine sets the same on the session; on the cluster they hold from the
 # start). Delta's extension and catalog are not set: the Databricks Runtime has Delta built in.
-CLUSTER_SPARK_CONF = {
-    "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
-    "spark.databricks.delta.schema.autoMerge.enabled": "true",
-    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    "spark.sql.session.timeZone": "UTC",
-}
+CLUSTER_SPARK_CONF = dict(sorted(SESSION_CONF.items()))
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _MAX_KEY = 100  # Databricks' limit on task keys
 

@@ -32,7 +32,6 @@ are left out, with a note.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -352,17 +351,12 @@ def spec(project: Project, out: Path, *, target: Target) -> dict[str, Any]:
 
 
 def jars_dir(project: Project) -> Path:
-    """Where Delta's jars are (as engine: spark looks): engine.jars_dir, $LAKEFORGE_SPARK_JARS, .cache/spark-jars
-    of the project, the working directory or the lakeforge checkout."""
-    engine = project.config.engine
-    explicit = [Path(p) for p in (getattr(engine, "jars_dir", None), os.environ.get("LAKEFORGE_SPARK_JARS")) if p]
-    roots = [project.path, Path.cwd(), Path(__file__).resolve().parents[3]]
-    candidates = [p if p.is_absolute() else project.path / p for p in explicit] or [
-        r / ".cache" / "spark-jars" for r in roots]
-    for folder in candidates:
-        if any(folder.glob("delta-spark_*.jar")):
-            return folder.resolve()
-    return candidates[0]
+    """Where Delta's jars are, as engine: spark looks for them (the first candidate when none is there yet)."""
+    from lakeforge.engines.spark.session import find_jars_dir, jars_candidates
+
+    configured = getattr(project.config.engine, "jars_dir", None)
+    found = find_jars_dir(configured, base_dir=str(project.path))
+    return found or jars_candidates(configured, base_dir=str(project.path))[0]
 
 
 def spark_conf_files(project: Project, out: Path) -> dict[str, str]:

@@ -35,22 +35,35 @@ def on_databricks() -> bool:
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
+def jars_candidates(jars_dir: str | None, *, base_dir: str | None) -> list[Path]:
+    """Where Delta's jars may be: ``jars_dir``, else ``$LAKEFORGE_SPARK_JARS``, else ``.cache/spark-jars`` in
+    the project, the working directory or the lakeforge checkout (in that order)."""
+    explicit = [Path(p) for p in (jars_dir, os.environ.get(JARS_ENV)) if p]
+    if explicit:
+        return [p if p.is_absolute() or not base_dir else Path(base_dir) / p for p in explicit]
+    roots = [Path(base_dir) if base_dir else None, Path.cwd(), Path(__file__).resolve().parents[4]]
+    return [root / JARS_DIR for root in roots if root is not None]
+
+
+def find_jars_dir(jars_dir: str | None, *, base_dir: str | None) -> Path | None:
+    """The first candidate folder that holds ``delta-spark_*.jar``."""
+    for folder in jars_candidates(jars_dir, base_dir=base_dir):
+        if any(folder.glob("delta-spark_*.jar")):
+            return folder.resolve()
+    return None
+
+
 def delta_jars(config: SparkEngineConfig, *, base_dir: str | None) -> list[str]:
-    """Delta's jars: ``jars_dir``, else ``$LAKEFORGE_SPARK_JARS``, else ``.cache/spark-jars`` in the project,
-    the working directory or the lakeforge checkout (in that order)."""
-    candidates = [Path(p) for p in (config.jars_dir, os.environ.get(JARS_ENV)) if p]
-    if not candidates:
-        roots = [Path(base_dir) if base_dir else None, Path.cwd(), Path(__file__).resolve().parents[4]]
-        candidates = [root / JARS_DIR for root in roots if root is not None]
-    for folder in candidates:
-        jars = sorted(str(p) for p in folder.glob("delta-*.jar"))
-        if any(Path(j).name.startswith("delta-spark_") for j in jars):
-            return jars
-    raise MissingDependency(
-        f"engine: spark needs Delta Lake's jars; none in {', '.join(str(c) for c in candidates)}",
-        hint="run `make spark-deps` (Maven fetches them into .cache/spark-jars), or set LAKEFORGE_SPARK_JARS "
-             "or engine.jars_dir to a folder holding delta-spark_*.jar",
-    )
+    """Delta's jars (see :func:`jars_candidates`); a clear error naming ``make spark-deps`` when none."""
+    folder = find_jars_dir(config.jars_dir, base_dir=base_dir)
+    if folder is None:
+        candidates = jars_candidates(config.jars_dir, base_dir=base_dir)
+        raise MissingDependency(
+            f"engine: spark needs Delta Lake's jars; none in {', '.join(str(c) for c in candidates)}",
+            hint="run `make spark-deps` (Maven fetches them into .cache/spark-jars), or set LAKEFORGE_SPARK_JARS "
+                 "or engine.jars_dir to a folder holding delta-spark_*.jar",
+        )
+    return sorted(str(p) for p in folder.glob("delta-*.jar"))
 
 
 def spark_session(config: SparkEngineConfig, *, base_dir: str | None = None) -> SparkSession:
