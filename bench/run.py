@@ -24,6 +24,7 @@ from typing import Any
 
 import dq  # type: ignore[import-not-found]  # bench/dq.py, beside this file
 import ingestion  # type: ignore[import-not-found]  # bench/ingestion.py, beside this file
+import spark  # type: ignore[import-not-found]  # bench/spark.py, beside this file
 
 from lakeforge.generate import generate
 from lakeforge.project import Project
@@ -77,11 +78,17 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=70)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print results, leave docs/benchmarks.md alone")
-    parser.add_argument("--only", choices=["end-to-end", "ingestion", "freshness", "dq"], default=None)
+    parser.add_argument("--only", choices=["end-to-end", "ingestion", "freshness", "dq", "spark"], default=None)
+    parser.add_argument("--no-spark-silver", action="store_true",
+                        help="Spark section: time ingestion only, not also ingestion + the silver telemetry model")
     args = parser.parse_args()
-    if args.only in ("ingestion", "freshness", "dq"):
+    if args.only in ("ingestion", "freshness", "dq", "spark"):
         WORK.mkdir(parents=True, exist_ok=True)
-        if args.only == "dq":
+        if args.only == "spark":
+            print(json.dumps(spark.compare(WORK, machines=args.machines, days=args.days, repeat=args.repeat,
+                                           timed=timed, memory_limit=MEMORY_LIMIT,
+                                           silver=not args.no_spark_silver)))
+        elif args.only == "dq":
             print(json.dumps({"overhead": dq.overhead(WORK, WORK / "landing", memory_limit=MEMORY_LIMIT),
                               "gx": dq.great_expectations(WORK)}))
         elif args.only == "ingestion":
@@ -143,6 +150,8 @@ def main() -> None:
     result["freshness"] = ingestion.freshness(WORK, memory_limit=MEMORY_LIMIT)
     result["dq"] = dq.overhead(WORK, landing, memory_limit=MEMORY_LIMIT)
     result["gx"] = dq.great_expectations(WORK)
+    result["spark"] = spark.compare(WORK, machines=args.machines, days=args.days, repeat=args.repeat, timed=timed,
+                                    memory_limit=MEMORY_LIMIT, silver=not args.no_spark_silver)
     print(json.dumps(result, indent=1))
     ok = ratio <= TARGET_RATIO and max(lf_peaks) < TARGET_PEAK_GB
     if not args.no_write:
@@ -220,7 +229,7 @@ rules, dedup on machine and time) on {r['dq']['rows']:,} bronze rows, against th
 removed (dedup kept), each a full refresh of that model, best of five, in one process: the rules cost
 **{r['dq']['overhead']:.1%}** of the silver step ({r['dq']['with_rules_seconds']} s with, {r['dq']['without_rules_seconds']} s
 without). Target: at most 10%: **{'met' if float(r['dq']['overhead']) <= 0.10 else 'MISSED'}**.
-{_gx_section(r.get('gx'), r['dq'])}
+{_gx_section(r.get('gx'), r['dq'])}{_spark_section(r.get('spark'))}
 Machine: {machine}; {versions}. Harness peak memory {peak_mem:.2f} GB.
 """)
 
@@ -238,6 +247,57 @@ rules add to lakeforge's silver step ({marginal:.2f} s) and {whole:.1f}x that wh
 checks, dedup, writing silver); loading the rows into pandas took a further {gx['load_seconds']} s.
 """
 
+
+def _spark_section(sp: dict[str, Any] | None) -> str:
+    if not sp:
+        return ""
+    rows = int(sp["rows"])
+    silver = sp.get("silver")
+    text = f"""
+## Spark engine
+
+The {rows:,} clean telemetry rows of the ingestion benchmark, landing -> bronze on `engine: spark` (Spark
+`{sp['master']}` on {os.cpu_count()} cores, {sp['shuffle_partitions']} shuffle partitions, default driver memory, Delta's jars from
+`.cache/spark-jars`), three ways, each in its own process, alternating, best of {sp['repeat']}: `lakeforge run --engine spark`
+of the telemetry-only project; the same work hand-written in PySpark (`bench/spark_reference.py`, in
+lakeforge's own Spark session: an explicit schema of text columns, `try_cast` of the hinted columns with
+misfits in `_rescued_data`, the five metadata columns from Spark's `_metadata`, one delta-spark commit); and
+the same project on the DuckDB engine. Seconds of work: the reference times itself from its session being up
+to the commit; lakeforge's figure is the ingestion stage's own time from the run record (the session is
+started before the stage). The whole process includes Python and JVM start-up; peak memory is the process
+tree's (Python and the JVM), sampled every 0.2 s.
+
+| | seconds of work | rows/s | seconds, whole process | peak memory |
+|---|---|---|---|---|
+| hand-written PySpark -> Delta | {sp['reference_seconds']} | {round(rows / float(sp['reference_seconds'])):,} | {sp['reference_process_seconds']} | {sp['reference_peak_gb']} GB |
+| lakeforge on Spark | {sp['spark_seconds']} | {int(sp['spark_rows_per_second']):,} | {sp['spark_process_seconds']} | {sp['spark_peak_gb']} GB |
+| lakeforge on DuckDB | {sp['duckdb_seconds']} | {round(rows / float(sp['duckdb_seconds'])):,} | {sp['duckdb_process_seconds']} | {sp['duckdb_peak_gb']} GB |
+| **lakeforge on Spark / hand-written PySpark** | **{sp['overhead']}** | | {sp['overhead_process']} | |
+| **lakeforge on Spark / lakeforge on DuckDB** | **{sp['duckdb_speedup']}** | | {sp['duckdb_speedup_process']} | |
+
+Target: lakeforge on Spark at most {spark.TARGET_OVERHEAD}x the hand-written PySpark job:
+**{'met' if float(sp['overhead']) <= spark.TARGET_OVERHEAD else 'MISSED'}**. DuckDB does the ingestion {sp['duckdb_speedup']}x faster than lakeforge on
+Spark and {sp['duckdb_speedup_reference']}x faster than the hand-written PySpark job, seconds of work against seconds of work
+(starting the Spark session takes a further {sp['reference_session_seconds']} s, outside both Spark figures).
+"""
+    if silver and silver.get("spark_error"):
+        text += f"""
+With the silver telemetry model kept (10 rules, dedup on machine and time; cold `lakeforge run`): on Spark
+the run **failed** in {silver['spark_failed_stage']} after {silver['spark_failed_after_seconds']} s (`{silver['spark_error']}`). On DuckDB,
+best of {sp['repeat']}: ingestion {silver['duckdb_ingest_seconds']} s, the silver step {silver['duckdb_silver_seconds']} s, the whole run
+{silver['duckdb_process_seconds']} s, peak memory {silver['duckdb_peak_gb']} GB.
+"""
+    elif silver:
+        text += f"""
+With the silver telemetry model kept (10 rules, dedup on machine and time; cold `lakeforge run`, best of
+{sp['repeat']}): the silver step takes {silver['spark_silver_seconds']} s on Spark and {silver['duckdb_silver_seconds']} s on DuckDB
+({silver['duckdb_speedup_silver']}x); ingestion {silver['spark_ingest_seconds']} s and {silver['duckdb_ingest_seconds']} s; the whole run
+{silver['spark_process_seconds']} s and {silver['duckdb_process_seconds']} s ({silver['duckdb_speedup_process']}x), peak memory
+{silver['spark_peak_gb']} GB and {silver['duckdb_peak_gb']} GB.
+"""
+    return text + f"""
+{sp['versions']}; load average {sp['load_average']} when this section started (other jobs on the machine).
+"""
 
 if __name__ == "__main__":
     main()

@@ -39,7 +39,8 @@ class SparkEngineConfig(_Strict):
     in production. The same models; ingestion runs as Structured Streaming with an available-now trigger."""
 
     type: Literal["spark"] = "spark"
-    master: str = Field(default="local[*]", description="Spark master, e.g. local[2]; ignored on Databricks")
+    master: str = Field(default="local[*]", description="Spark master, e.g. local[2]; sc://host:15002 for a Spark "
+                        "Connect server; databricks-connect for Databricks Connect; ignored on Databricks")
     shuffle_partitions: int = Field(default=4, ge=1, description="spark.sql.shuffle.partitions")
     driver_memory: str | None = Field(default=None, description="spark.driver.memory, e.g. '2g' (local mode)")
     jars_dir: str | None = Field(default=None, description="Delta's jars (default: .cache/spark-jars of "

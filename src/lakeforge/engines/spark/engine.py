@@ -180,7 +180,7 @@ class SparkEngine:
                 df = df.toDF(*source.columns)
         else:
             df = reader.option("mergeSchema", "true").parquet(*paths)
-        return df.withColumn("__lf_path", df["_metadata.file_path"])
+        return with_file_columns(df)
 
     def scan_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig, plan: ReadPlan,
                    batch_id: int, ingested_at: dt.datetime) -> Any:
@@ -196,21 +196,22 @@ class SparkEngine:
         """Planned rows (with Spark's ``__lf_path``) plus the five ingestion metadata columns."""
         from pyspark.sql import functions as F
 
-        listing = self.spark.createDataFrame(
-            [(f.path, f.size, f.mtime_ms) for f in files], "rel string, size long, mtime_ms long")
-        # Spark names files by (URL-encoded) URI: both sides reduced to a plain absolute path, then joined
-        keys = self.spark.createDataFrame([(_file_key(location.join(f.path)), f.path) for f in files],
-                                          "__lf_key string, rel string")
-        spark_key = ("concat('/', ltrim('/', regexp_replace(url_decode(replace(__lf_path, '+', '%2B')), "
-                     "'^file:', '')))")
-        joined = (planned.withColumn("__lf_key", F.expr(spark_key)).join(F.broadcast(keys), "__lf_key")
-                  .join(F.broadcast(listing), "rel"))
-        data = [c for c in planned.columns if c not in ("__lf_path", "__lf_key")]
+        # Spark names a file by its URI (``file:/abs/path``, URL-encoded): the same string is made here, once per
+        # file, so rows meet their file in one broadcast join of plain strings. A file whose URI Spark spells
+        # otherwise still finds its path through the decoded URI (slower, never lost).
+        names = self.spark.createDataFrame([(_spark_uri(location.join(f.path)), f.path) for f in files],
+                                           "__lf_path string, __lf_rel string")
+        decoded = ("concat('/', ltrim('/', regexp_replace(url_decode(replace(__lf_path, '+', '%2B')), "
+                   "'^file:', '')))")
+        prefix = _file_key(location.join(""))
+        fallback = f"substring({decoded}, {len(prefix.rstrip('/')) + 2})"
+        joined = planned.join(F.broadcast(names), "__lf_path", "left")
+        data = [c for c in planned.columns if not c.startswith("__lf_")]
         return joined.select(
             *[F.col(_ident(c)) for c in data],
-            F.col("rel").alias("_source_file"),
-            F.col("size").alias("_file_size"),
-            F.timestamp_millis(F.col("mtime_ms")).alias("_file_modification_time"),
+            F.coalesce(F.col("__lf_rel"), F.expr(fallback)).alias("_source_file"),
+            F.col("__lf_size").alias("_file_size"),
+            F.col("__lf_mtime").cast("timestamp").alias("_file_modification_time"),
             F.lit(ingested_at.astimezone(dt.UTC).replace(tzinfo=None)).cast("timestamp").alias("_ingested_at"),
             F.lit(int(batch_id)).cast("bigint").alias("_batch_id"),
         )
@@ -218,9 +219,9 @@ class SparkEngine:
     def _planned(self, raw: Any, source: SourceConfig, plan: ReadPlan) -> Any:
         """Typed columns (always present); values that do not fit, and rescued columns, go to ``_rescued_data``;
         ignored columns are left out — the same rules, column order and JSON as the DuckDB engine."""
-        present = [c for c in raw.columns if c != "__lf_path"]
+        present = [c for c in raw.columns if not c.startswith("__lf_")]
         if not plan.types and not plan.rescue and not plan.ignore:
-            return raw.selectExpr(*[_ident(c) for c in present], "__lf_path")
+            return raw.selectExpr(*[_ident(c) for c in present], *FILE_COLUMNS)
         casts: dict[str, str] = {}
         added, checks, entries = [], [], []
         for column, type_name in plan.types.items():
@@ -251,7 +252,7 @@ class SparkEngine:
                        f"to_json(map_filter(map({', '.join(entries)}), (k, v) -> v IS NOT NULL)) END")
         else:
             rescued = "CAST(NULL AS STRING)"
-        return raw.selectExpr(*select, f"{rescued} AS _rescued_data", "__lf_path")
+        return raw.selectExpr(*select, f"{rescued} AS _rescued_data", *FILE_COLUMNS)
 
     def check_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig,
                     plan: ReadPlan) -> dict[str, str]:
@@ -305,7 +306,9 @@ class SparkEngine:
         inner = f"SELECT *, CAST({mask} AS BIGINT) AS __lf_mask FROM ({_bound(sql)}) AS __lf_model"
         try:
             stage = self.spark.sql(f"SELECT {', '.join(outer)} FROM ({inner}) AS q")
-            stage = stage.persist(StorageLevel.MEMORY_AND_DISK)
+            # deserialized: a spilled block read back is not one heap buffer (MEMORY_AND_DISK is serialized in
+            # PySpark, and 2.5M rows in a block did not fit a 1 GB driver)
+            stage = stage.persist(StorageLevel.MEMORY_AND_DISK_DESER)
             self._staged.append(stage)
             stage.createOrReplaceTempView("__lf_stage")
             self._views.add("__lf_stage")
@@ -376,6 +379,22 @@ def _arrow_schema(schema: Any) -> pa.Schema:
     from pyspark.sql.pandas.types import to_arrow_schema
 
     return to_arrow_schema(schema, timezone="UTC")
+
+
+FILE_COLUMNS = ("__lf_path", "__lf_size", "__lf_mtime")
+
+
+def with_file_columns(df: Any) -> Any:
+    """Spark's own file metadata of each row: URI, size, modification time (carried to the metadata columns)."""
+    return (df.withColumn("__lf_path", df["_metadata.file_path"]).withColumn("__lf_size", df["_metadata.file_size"])
+            .withColumn("__lf_mtime", df["_metadata.file_modification_time"]))
+
+
+def _spark_uri(path: str) -> str:
+    """A local file's URI as Spark (Hadoop's ``Path.toUri``) writes it: ``file:`` and the percent-encoded path."""
+    from urllib.parse import quote
+
+    return "file:" + quote(path, safe="/!$&'()*+,;=:@-._~")
 
 
 def _view_name(table: str) -> str:

@@ -73,17 +73,26 @@ def spark_session(config: SparkEngineConfig, *, base_dir: str | None = None) -> 
     except ImportError:
         raise MissingDependency("engine: spark needs PySpark and delta-spark",
                                 hint="pip install 'lakeforge[spark]', then `make spark-deps`") from None
+    if config.master == "databricks-connect":  # a Databricks cluster from a laptop (DATABRICKS_* settings)
+        try:
+            from databricks.connect import DatabricksSession
+        except ImportError:
+            raise MissingDependency("master: databricks-connect needs Databricks Connect",
+                                    hint="pip install databricks-connect (in place of pyspark), then set "
+                                         "DATABRICKS_HOST and a cluster id or serverless") from None
+        return _configured(DatabricksSession.builder.getOrCreate(), config)
+    if config.master.startswith("sc://"):  # any Spark Connect server with Delta on its class path
+        return _configured(SparkSession.builder.remote(config.master).getOrCreate(), config)
     active = SparkSession.getActiveSession()
     if on_databricks() or active is not None:
-        session = active or SparkSession.builder.getOrCreate()
-        for key, value in {**SESSION_CONF, **config.conf}.items():
-            session.conf.set(key, value)
-        return session
+        return _configured(active or SparkSession.builder.getOrCreate(), config)
     builder = (SparkSession.builder.master(config.master).appName("lakeforge")
                .config("spark.jars", ",".join(delta_jars(config, base_dir=base_dir)))
                .config("spark.ui.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
+               # Delta rebuilds a table's state with 50 tasks by default: on one machine, one per partition
+               .config("spark.databricks.delta.snapshotPartitions", str(config.shuffle_partitions))
                .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=ERROR"))
     if config.driver_memory:
         builder = builder.config("spark.driver.memory", config.driver_memory)
@@ -91,4 +100,11 @@ def spark_session(config: SparkEngineConfig, *, base_dir: str | None = None) -> 
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def _configured(session: SparkSession, config: SparkEngineConfig) -> SparkSession:
+    """A session lakeforge did not start: its settings, set at run time."""
+    for key, value in {**SESSION_CONF, **config.conf}.items():
+        session.conf.set(key, value)
     return session

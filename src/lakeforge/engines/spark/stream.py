@@ -42,10 +42,9 @@ def streamable(ingestor: Ingestor, files: list[FileInfo]) -> str | None:
 
 def stream_ingest(engine: SparkEngine, ingestor: Ingestor, *, result: StageResult) -> bool:
     """Ingest the backlog with an available-now streaming query; False when the batch path must do it."""
-    from pyspark.sql import functions as F
 
     from lakeforge.engines.base import ReadPlan
-    from lakeforge.engines.spark.engine import _file_key
+    from lakeforge.engines.spark.engine import _file_key, with_file_columns
     from lakeforge.ingest.loader import Manifest, now
 
     backlog = ingestor.backlog()
@@ -78,7 +77,7 @@ def stream_ingest(engine: SparkEngine, ingestor: Ingestor, *, result: StageResul
         manifest = Manifest(batch_id=batch_id, files=sorted(files, key=lambda f: (f.mtime_ms, f.path)),
                             created_at=time.time())
         ingestor._save(manifest)
-        raw = batch.withColumn("__lf_path", F.col("_metadata.file_path"))
+        raw = with_file_columns(batch)
         data = engine.with_metadata(engine._planned(raw, source, plan), files=manifest.files, location=landing,
                                     batch_id=batch_id, ingested_at=now())
         written = ingestor.catalog.write(ingestor.table, data, mode="append",
