@@ -276,7 +276,7 @@ def replace_views(tree: exp.Expr, view_of: Callable[[str], exp.Expr], views: set
     return tree.copy().transform(swap)
 
 
-_QUOTED = re.compile(r'"([^"]+)"')
+_QUOTED = re.compile(r'"([^"]+)"|`([^`]+)`')  # DuckDB quotes names with double quotes, Spark with backticks
 
 
 def error_line(model: Model, message: str) -> int:
@@ -286,7 +286,7 @@ def error_line(model: Model, message: str) -> int:
     the message quotes, falling back to the first line of SQL.
     """
     text = model.path.read_text(encoding="utf-8").splitlines()
-    for token in _QUOTED.findall(message):
+    for token in (a or b for a, b in _QUOTED.findall(message)):
         pattern = re.compile(rf"\b{re.escape(token)}\b", re.IGNORECASE)
         for number, line in enumerate(text[model.line_offset:], start=model.line_offset + 1):
             if pattern.search(line):
