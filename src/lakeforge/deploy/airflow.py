@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakeforge.deploy.tasks import safe_id, unique_ids
 from lakeforge.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,14 +33,13 @@ ENV_PROJECT = "LAKEFORGE_PROJECT"
 START_DATE = 'pendulum.datetime(2024, 1, 1, tz="UTC")'  # fixed for determinism; catchup=False ignores it
 _MAX_ID = 250  # Airflow's limit on dag and task ids
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _LINE = 120
 
 
 def task_id(task: str) -> str:
     """The Airflow task id of a lakeforge task: ``ingest:telemetry`` -> ``ingest__telemetry``,
     ``silver.telemetry`` -> ``silver__telemetry`` (a ``.`` would read as a task group in Airflow)."""
-    return _UNSAFE.sub("__", task)
+    return safe_id(task)
 
 
 def dag_id(project: Project) -> str:
@@ -80,16 +80,7 @@ def _strings(values: Sequence[str], *, indent: str) -> str:
 
 
 def _stages(graph: dict[str, list[str]]) -> str:
-    ids: dict[str, str] = {}
-    for task in graph:
-        tid = task_id(task)
-        if tid in ids:
-            raise ConfigError(f"tasks {ids[tid]!r} and {task!r} both become Airflow task id {tid!r}",
-                              hint="rename one of the models or sources")
-        if len(tid) > _MAX_ID:
-            raise ConfigError(f"task {task!r} is longer than Airflow's {_MAX_ID} characters",
-                              hint="use a shorter model or source name")
-        ids[tid] = task
+    unique_ids(graph, to_id=task_id, what="Airflow task id", limit=_MAX_ID)
     lines = []
     for task, upstream in graph.items():
         deps = [task_id(u) for u in upstream]

@@ -22,7 +22,6 @@ Regenerate before each ``databricks bundle deploy`` (the copy is a snapshot); th
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from lakeforge.deploy.tasks import safe_id, unique_ids
 from lakeforge.engines.spark.session import SESSION_CONF
 from lakeforge.errors import ConfigError
 
@@ -45,7 +45,6 @@ PROJECT_DIR = "project"
 # Session settings of engine: spark (the engine sets the same on the session; on the cluster they hold from the
 # start). Delta's extension and catalog are not set: the Databricks Runtime has Delta built in.
 CLUSTER_SPARK_CONF = dict(sorted(SESSION_CONF.items()))
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _MAX_KEY = 100  # Databricks' limit on task keys
 
 # -- cron -------------------------------------------------------------------------------------------------------
@@ -133,21 +132,11 @@ def _day_names(days: set[int]) -> str:
 def task_key(task: str) -> str:
     """The Databricks task key of a lakeforge task: ``ingest:telemetry`` -> ``ingest__telemetry``,
     ``silver.telemetry`` -> ``silver__telemetry`` (the same names as the Airflow DAG's task ids)."""
-    return _UNSAFE.sub("__", task)
+    return safe_id(task)
 
 
 def task_keys(tasks: Mapping[str, list[str]]) -> dict[str, str]:
-    keys = {task: task_key(task) for task in tasks}
-    seen: dict[str, str] = {}
-    for task, key in keys.items():
-        if key in seen:
-            raise ConfigError(f"tasks {seen[key]!r} and {task!r} both become the Databricks task key {key!r}",
-                              hint="rename one of the models or sources")
-        if len(key) > _MAX_KEY:
-            raise ConfigError(f"task {task!r} is longer than Databricks' {_MAX_KEY} characters for a task key",
-                              hint="use a shorter model or source name")
-        seen[key] = task
-    return keys
+    return unique_ids(tasks, to_id=task_key, what="Databricks task key", limit=_MAX_KEY)
 
 
 def resource_key(project: Project) -> str:

@@ -17,9 +17,10 @@ from sqlglot import exp
 
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
 from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Relation
-from lakeforge.errors import ExpectationFailed, ModelError
+from lakeforge.engines.rules import rule_outcome, rule_plan
+from lakeforge.errors import ModelError
 from lakeforge.lakehouse.catalog import LAYERS, Catalog
-from lakeforge.quality import Expectation, RuleResult
+from lakeforge.quality import Expectation
 from lakeforge.storage import FileInfo, Location
 
 CAPABILITIES = EngineCapabilities(
@@ -315,63 +316,20 @@ class DuckDBEngine:
                              hint="split the checks across models")
         # one bit per failed rule, in one integer column: far cheaper to carry through the dedup sort than a
         # boolean column per rule
-        bits = {e.name: 1 << i for i, (e, _) in enumerate(expectations)}
-        mask = " | ".join(f"(CASE WHEN coalesce(({pred}), false) THEN 0 ELSE {bits[e.name]} END)"
-                          for e, pred in expectations) or "0"
-        q_bits = sum(bits[e.name] for e, _ in expectations if e.action == "quarantine")
-        d_bits = sum(bits[e.name] for e, _ in expectations if e.action == "drop")
-        outer = ["*"]
-        if unique_key:
-            keys = ", ".join(_ident(k) for k in unique_key)
-            order = [f"(__lf_mask & {q_bits | d_bits}) = 0 DESC"] if q_bits | d_bits else []
-            direction = "ASC" if keep == "first" else "DESC"
-            order += [f"{_ident(col)} {direction} NULLS LAST" for col in order_by]
-            clause = f" ORDER BY {', '.join(order)}" if order else ""
-            outer.append(f"row_number() OVER (PARTITION BY {keys}{clause}) AS __lf_rn")
+        plan = rule_plan(expectations, unique_key=unique_key, order_by=order_by, keep=keep, ident=_ident)
         width = "USMALLINT" if len(expectations) <= 16 else "UINTEGER" if len(expectations) <= 32 else "UBIGINT"
-        inner = f"SELECT *, CAST({mask} AS {width}) AS __lf_mask FROM ({sql}) AS __lf_model"
+        inner = f"SELECT *, CAST({plan.mask} AS {width}) AS __lf_mask FROM ({sql}) AS __lf_model"
         try:
-            self.con.execute(f"CREATE OR REPLACE TABLE {STAGE} AS SELECT {', '.join(outer)} FROM ({inner}) AS q")
+            self.con.execute(f"CREATE OR REPLACE TABLE {STAGE} AS SELECT {', '.join(plan.outer)} FROM ({inner}) AS q")
         except duckdb.Error as exc:
             raise ModelError(f"model {model} failed: {_first_line(str(exc))}", hint="fix the model's SQL") from None
-        quarantine = f"(__lf_mask & {q_bits}) <> 0"
-        drop = f"(__lf_mask & {d_bits}) <> 0"
-        dup = "__lf_rn > 1" if unique_key else "false"
-        counts = [f"count(*) FILTER (WHERE (__lf_mask & {bits[e.name]}) <> 0)" for e, _ in expectations]
-        earlier = 0
-        drop_names = []
-        for e, _ in expectations:  # a dropped row counts against the first drop rule it failed
-            if e.action == "drop":
-                counts.append(f"count(*) FILTER (WHERE NOT {quarantine} AND (__lf_mask & {bits[e.name]}) <> 0 "
-                              f"AND (__lf_mask & {earlier}) = 0)")
-                drop_names.append(e.name)
-                earlier |= bits[e.name]
-        counts += [f"count(*) FILTER (WHERE {quarantine})",
-                   f"count(*) FILTER (WHERE NOT {quarantine} AND {drop})",
-                   f"count(*) FILTER (WHERE NOT {quarantine} AND NOT {drop} AND {dup})"]
-        row = [int(x) for x in self.con.execute(f"SELECT count(*), {', '.join(counts)} FROM {STAGE}").fetchall()[0]]
-        rows_in, failures = row[0], row[1:1 + len(expectations)]
-        by_drop_rule = row[1 + len(expectations):1 + len(expectations) + len(drop_names)]
-        n_quarantined, n_dropped, n_dup = row[-3:]
-        results = [RuleResult(model=model, rule=e.name, action=e.action, passed=rows_in - f, failed=f)
-                   for (e, _), f in zip(expectations, failures, strict=True)]
-        for (expectation, _), res in zip(expectations, results, strict=True):
-            if expectation.action == "fail" and res.failed:
-                raise ExpectationFailed(
-                    f"model {model}: expectation {expectation.name!r} ({expectation.describe()}) failed for "
-                    f"{res.failed} of {rows_in} rows; nothing was committed",
-                    hint="fix the upstream data, or change the rule's action to warn, drop or quarantine",
-                )
-        dropped_by = {f"expectation:{name}": n for name, n in zip(drop_names, by_drop_rule, strict=True) if n}
-        if n_dup:
-            dropped_by["duplicate_key"] = n_dup
+        row = [int(x) for x in self.con.execute(f"SELECT {', '.join(plan.counts)} FROM {STAGE}").fetchall()[0]]
+        rows_in, results, dropped_by, (n_quarantined, n_dropped, n_dup) = rule_outcome(model, plan, row)
         internal = self._internal_columns()
         data = f"* EXCLUDE ({', '.join(internal)})" if internal else "*"
-        failed_names = ", ".join(f"CASE WHEN (__lf_mask & {bits[e.name]}) <> 0 THEN {_lit(e.name)} END"
-                                 for e, _ in expectations)
-        kept_sql = f"SELECT {data} FROM {STAGE} WHERE NOT {quarantine} AND NOT {drop} AND NOT ({dup})"
-        quarantined_sql = (f"SELECT {data}, list_filter([{failed_names}], lambda x: x IS NOT NULL) AS _failed_rules "
-                           f"FROM {STAGE} WHERE {quarantine}")
+        kept_sql = f"SELECT {data} FROM {STAGE} WHERE {plan.kept}"
+        quarantined_sql = (f"SELECT {data}, list_filter([{plan.failed_names}], lambda x: x IS NOT NULL) "
+                           f"AS _failed_rules FROM {STAGE} WHERE {plan.quarantine}")
         return ModelOutput(
             schema=self.con.sql(f"SELECT {data} FROM {STAGE} LIMIT 0").to_arrow_table().schema,
             rows_in=rows_in,

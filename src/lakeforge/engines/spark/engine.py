@@ -21,11 +21,12 @@ from sqlglot import exp
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig, SparkEngineConfig
 from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Relation
 from lakeforge.engines.duckdb import DuckDBEngine
+from lakeforge.engines.rules import rule_outcome, rule_plan
 from lakeforge.engines.spark.catalog import SparkCatalog
 from lakeforge.engines.spark.session import spark_session
-from lakeforge.errors import ExpectationFailed, ModelError, SourceError
+from lakeforge.errors import ModelError, SourceError
 from lakeforge.lakehouse.catalog import LAYERS
-from lakeforge.quality import Expectation, RuleResult
+from lakeforge.quality import Expectation
 from lakeforge.storage import FileInfo, Location
 
 if TYPE_CHECKING:
@@ -290,71 +291,29 @@ class SparkEngine:
             raise ModelError(f"model {model} has {len(expectations)} expectations; at most 62 are supported",
                              hint="split the checks across models")
         self.bind(relations)
-        bits = {e.name: 1 << i for i, (e, _) in enumerate(expectations)}
-        mask = " | ".join(f"(CASE WHEN coalesce(({_bound(pred)}), false) THEN 0 ELSE {bits[e.name]} END)"
-                          for e, pred in expectations) or "0"
-        q_bits = sum(bits[e.name] for e, _ in expectations if e.action == "quarantine")
-        d_bits = sum(bits[e.name] for e, _ in expectations if e.action == "drop")
-        outer = ["*"]
-        if unique_key:
-            keys = ", ".join(_ident(k) for k in unique_key)
-            order = [f"((__lf_mask & {q_bits | d_bits}) = 0) DESC"] if q_bits | d_bits else []
-            direction = "ASC" if keep == "first" else "DESC"
-            order += [f"{_ident(col)} {direction} NULLS LAST" for col in order_by]
-            clause = f" ORDER BY {', '.join(order)}" if order else " ORDER BY 1"
-            outer.append(f"row_number() OVER (PARTITION BY {keys}{clause}) AS __lf_rn")
-        inner = f"SELECT *, CAST({mask} AS BIGINT) AS __lf_mask FROM ({_bound(sql)}) AS __lf_model"
+        bound = [(e, _bound(pred)) for e, pred in expectations]
+        plan = rule_plan(bound, unique_key=unique_key, order_by=order_by, keep=keep, ident=_ident)
+        inner = f"SELECT *, CAST({plan.mask} AS BIGINT) AS __lf_mask FROM ({_bound(sql)}) AS __lf_model"
         try:
-            stage = self.spark.sql(f"SELECT {', '.join(outer)} FROM ({inner}) AS q")
+            stage = self.spark.sql(f"SELECT {', '.join(plan.outer)} FROM ({inner}) AS q")
             # deserialized: a spilled block read back is not one heap buffer (MEMORY_AND_DISK is serialized in
             # PySpark, and 2.5M rows in a block did not fit a 1 GB driver)
             stage = stage.persist(StorageLevel.MEMORY_AND_DISK_DESER)
             self._staged.append(stage)
             stage.createOrReplaceTempView("__lf_stage")
             self._views.add("__lf_stage")
-            quarantine = f"((__lf_mask & {q_bits}) <> 0)"
-            drop = f"((__lf_mask & {d_bits}) <> 0)"
-            dup = "(__lf_rn > 1)" if unique_key else "false"
-            counts = [f"count(CASE WHEN (__lf_mask & {bits[e.name]}) <> 0 THEN 1 END)" for e, _ in expectations]
-            earlier = 0
-            drop_names = []
-            for e, _ in expectations:
-                if e.action == "drop":
-                    counts.append(f"count(CASE WHEN NOT {quarantine} AND (__lf_mask & {bits[e.name]}) <> 0 "
-                                  f"AND (__lf_mask & {earlier}) = 0 THEN 1 END)")
-                    drop_names.append(e.name)
-                    earlier |= bits[e.name]
-            counts += [f"count(CASE WHEN {quarantine} THEN 1 END)",
-                       f"count(CASE WHEN NOT {quarantine} AND {drop} THEN 1 END)",
-                       f"count(CASE WHEN NOT {quarantine} AND NOT {drop} AND {dup} THEN 1 END)"]
-            first = self.spark.sql(f"SELECT count(*), {', '.join(counts)} FROM __lf_stage").first()
+            first = self.spark.sql(f"SELECT {', '.join(plan.counts)} FROM __lf_stage").first()
             row = [int(x) for x in (first or [])]
         except Exception as exc:
             if type(exc).__module__.startswith("pyspark"):
                 raise ModelError(f"model {model} failed: {_first_line(str(exc))}",
                                  hint="fix the model's SQL") from None
             raise
-        rows_in, failures = row[0], row[1:1 + len(expectations)]
-        by_drop_rule = row[1 + len(expectations):1 + len(expectations) + len(drop_names)]
-        n_quarantined, n_dropped, n_dup = row[-3:]
-        results = [RuleResult(model=model, rule=e.name, action=e.action, passed=rows_in - f, failed=f)
-                   for (e, _), f in zip(expectations, failures, strict=True)]
-        for (expectation, _), res in zip(expectations, results, strict=True):
-            if expectation.action == "fail" and res.failed:
-                raise ExpectationFailed(
-                    f"model {model}: expectation {expectation.name!r} ({expectation.describe()}) failed for "
-                    f"{res.failed} of {rows_in} rows; nothing was committed",
-                    hint="fix the upstream data, or change the rule's action to warn, drop or quarantine",
-                )
-        dropped_by = {f"expectation:{name}": n for name, n in zip(drop_names, by_drop_rule, strict=True) if n}
-        if n_dup:
-            dropped_by["duplicate_key"] = n_dup
+        rows_in, results, dropped_by, (n_quarantined, n_dropped, n_dup) = rule_outcome(model, plan, row)
         data = [_ident(c) for c in stage.columns if not c.startswith("__lf_")]
-        failed_names = ", ".join(f"CASE WHEN (__lf_mask & {bits[e.name]}) <> 0 THEN {_lit(e.name)} END"
-                                 for e, _ in expectations)
-        kept = stage.filter(f"NOT {quarantine} AND NOT {drop} AND NOT {dup}").selectExpr(*data)
-        quarantined = stage.filter(quarantine).selectExpr(
-            *data, f"filter(array({failed_names or 'CAST(NULL AS STRING)'}), x -> x IS NOT NULL) AS _failed_rules")
+        kept = stage.filter(plan.kept).selectExpr(*data)
+        quarantined = stage.filter(plan.quarantine).selectExpr(
+            *data, f"filter(array({plan.failed_names or 'CAST(NULL AS STRING)'}), x -> x IS NOT NULL) AS _failed_rules")
         return ModelOutput(
             schema=_arrow_schema(kept.schema),
             rows_in=rows_in,

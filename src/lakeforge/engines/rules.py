@@ -1,0 +1,92 @@
+"""Expectations and dedup as SQL both engines run: one bit per failed rule in ``__lf_mask``, the dedup rank in
+``__lf_rn``, and one counting query over the staged rows. Engines differ only in how they stage and stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lakeforge.errors import ExpectationFailed
+from lakeforge.quality import Expectation, RuleResult
+
+
+@dataclass
+class RulePlan:
+    expectations: list[Expectation]
+    bits: dict[str, int]
+    mask: str  # the bit mask of a row's failed rules, as an SQL expression
+    outer: list[str]  # select list over the model's rows with ``__lf_mask``: adds ``__lf_rn`` when deduplicating
+    quarantine: str
+    drop: str
+    dup: str
+    counts: list[str]  # rows in, failures per rule, drops per drop rule, quarantined, dropped, duplicates
+    drop_names: list[str] = field(default_factory=list)
+
+    @property
+    def failed_names(self) -> str:
+        """The names of the rules a row failed, as SQL values (NULL for rules it passed; names are identifiers,
+        so they need no escaping)."""
+        return ", ".join(f"CASE WHEN (__lf_mask & {self.bits[e.name]}) <> 0 THEN '{e.name}' END"
+                         for e in self.expectations)
+
+    @property
+    def kept(self) -> str:
+        return f"NOT {self.quarantine} AND NOT {self.drop} AND NOT {self.dup}"
+
+
+def rule_plan(expectations: list[tuple[Expectation, str]], *, unique_key: list[str], order_by: list[str],
+              keep: Literal["first", "last"], ident: Callable[[str], str]) -> RulePlan:
+    """The SQL of the rules (predicates already in the engine's dialect) and of the dedup on ``unique_key``:
+    a row that no quarantine or drop rule stops wins over one that is, then ``order_by`` decides."""
+    bits = {e.name: 1 << i for i, (e, _) in enumerate(expectations)}
+    mask = " | ".join(f"(CASE WHEN coalesce(({pred}), false) THEN 0 ELSE {bits[e.name]} END)"
+                      for e, pred in expectations) or "0"
+    q_bits = sum(bits[e.name] for e, _ in expectations if e.action == "quarantine")
+    d_bits = sum(bits[e.name] for e, _ in expectations if e.action == "drop")
+    outer = ["*"]
+    if unique_key:
+        order = [f"((__lf_mask & {q_bits | d_bits}) = 0) DESC"] if q_bits | d_bits else []
+        direction = "ASC" if keep == "first" else "DESC"
+        order += [f"{ident(col)} {direction} NULLS LAST" for col in order_by]
+        clause = f" ORDER BY {', '.join(order)}" if order else " ORDER BY 1"
+        outer.append(f"row_number() OVER (PARTITION BY {', '.join(ident(k) for k in unique_key)}{clause}) AS __lf_rn")
+    quarantine = f"((__lf_mask & {q_bits}) <> 0)"
+    drop = f"((__lf_mask & {d_bits}) <> 0)"
+    dup = "(__lf_rn > 1)" if unique_key else "false"
+    counts = ["count(*)"] + [f"count(CASE WHEN (__lf_mask & {bits[e.name]}) <> 0 THEN 1 END)" for e, _ in expectations]
+    earlier = 0
+    drop_names = []
+    for e, _ in expectations:  # a dropped row counts against the first drop rule it failed
+        if e.action == "drop":
+            counts.append(f"count(CASE WHEN NOT {quarantine} AND (__lf_mask & {bits[e.name]}) <> 0 "
+                          f"AND (__lf_mask & {earlier}) = 0 THEN 1 END)")
+            drop_names.append(e.name)
+            earlier |= bits[e.name]
+    counts += [f"count(CASE WHEN {quarantine} THEN 1 END)",
+               f"count(CASE WHEN NOT {quarantine} AND {drop} THEN 1 END)",
+               f"count(CASE WHEN NOT {quarantine} AND NOT {drop} AND {dup} THEN 1 END)"]
+    return RulePlan(expectations=[e for e, _ in expectations], bits=bits, mask=mask, outer=outer,
+                    quarantine=quarantine, drop=drop, dup=dup, counts=counts, drop_names=drop_names)
+
+
+def rule_outcome(model: str, plan: RulePlan, row: list[int]
+                 ) -> tuple[int, list[RuleResult], dict[str, int], tuple[int, int, int]]:
+    """The counting query's row, read. A ``fail`` rule that failed stops here, before any commit."""
+    expectations, drop_names = plan.expectations, plan.drop_names
+    rows_in, failures = row[0], row[1:1 + len(expectations)]
+    by_drop_rule = row[1 + len(expectations):1 + len(expectations) + len(drop_names)]
+    n_quarantined, n_dropped, n_dup = row[-3:]
+    results = [RuleResult(model=model, rule=e.name, action=e.action, passed=rows_in - f, failed=f)
+               for e, f in zip(expectations, failures, strict=True)]
+    for expectation, res in zip(expectations, results, strict=True):
+        if expectation.action == "fail" and res.failed:
+            raise ExpectationFailed(
+                f"model {model}: expectation {expectation.name!r} ({expectation.describe()}) failed for "
+                f"{res.failed} of {rows_in} rows; nothing was committed",
+                hint="fix the upstream data, or change the rule's action to warn, drop or quarantine",
+            )
+    dropped_by = {f"expectation:{name}": n for name, n in zip(drop_names, by_drop_rule, strict=True) if n}
+    if n_dup:
+        dropped_by["duplicate_key"] = n_dup
+    return rows_in, results, dropped_by, (n_quarantined, n_dropped, n_dup)
