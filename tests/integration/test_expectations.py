@@ -8,6 +8,7 @@ import pytest
 
 from lakeforge.errors import ConfigError, ExpectationFailed
 from lakeforge.project import Project
+from tests.conftest import ENGINES
 
 ROWS = [
     {"id": 1, "machine": 1, "v": 5.0, "status": "ok", "code": "M001", "ts": "2024-01-01 00:00:00"},
@@ -37,6 +38,7 @@ def counts(project: Project) -> dict[str, tuple[int, int]]:
     return {r.rule: (r.passed, r.failed) for r in stage.rules}
 
 
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
 def test_built_in_types_count_what_they_should(make_project) -> None:  # type: ignore[no-untyped-def]
     project = project_with(make_project, "\n".join([
         "--   - {name: ts_present, not_null: ts}",

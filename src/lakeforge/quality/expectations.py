@@ -111,9 +111,23 @@ class Expectation(BaseModel):
         return self.expr if self.expr is not None else f"{self.kind}: {getattr(self, self.kind)}"
 
     def sql(self, dialect: str) -> str:
-        """The predicate of a built-in type in an engine's dialect (written for DuckDB, transpiled by sqlglot)."""
-        return self.duckdb_sql() if dialect == "duckdb" else sqlglot.transpile(
-            self.duckdb_sql(), read="duckdb", write=dialect)[0]
+        """The predicate of a built-in type in an engine's dialect (written for DuckDB, transpiled by sqlglot;
+        Spark gets its own form where the meaning would change or Spark refuses it: a full regex match, an age
+        in seconds, and a reference check without an IN-subquery, which Spark allows only in filters)."""
+        if dialect == "duckdb":
+            return self.duckdb_sql()
+        if self.matches is not None:
+            c = f"`{self.matches.column}`"
+            anchored = _literal(f"^(?:{self.matches.pattern})$").replace("\\", "\\\\")
+            return f"{c} IS NULL OR CAST({c} AS STRING) RLIKE {anchored}"
+        if self.freshness is not None:  # Spark's intervals take whole hours: count in seconds
+            seconds = round(self.freshness.max_age_hours * 3600)
+            return f"max(`{self.freshness.column}`) OVER () >= current_timestamp() - INTERVAL '{seconds}' SECOND"
+        if self.references is not None:
+            ref = self.references
+            return (f"`{ref.column}` IS NULL OR array_contains((SELECT collect_set(`{ref.key}`) FROM {ref.table}), "
+                    f"`{ref.column}`)")
+        return sqlglot.transpile(self.duckdb_sql(), read="duckdb", write=dialect)[0]
 
     def duckdb_sql(self) -> str:
         """The predicate of a built-in type, as DuckDB SQL (``expr`` is transpiled by the model instead)."""
