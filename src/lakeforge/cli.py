@@ -222,6 +222,27 @@ def query(sql: Annotated[str, typer.Argument(help="read-only SQL")],
 
 deploy = typer.Typer(no_args_is_help=True, help="Write what deploying the project needs.")
 app.add_typer(deploy, name="deploy")
+warehouse_app = typer.Typer(no_args_is_help=True, help="The warehouse that gold is loaded into.")
+app.add_typer(warehouse_app, name="warehouse")
+
+
+@warehouse_app.command("verify")
+def warehouse_verify(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Compare every loaded warehouse table with gold: rows, and per partition rows and a checksum (exit 1 when
+    they differ)."""
+    with Project(project) as proj:
+        checks = proj.verify_warehouse()
+    if as_json:
+        _emit(checks)
+    for check in checks if not as_json else []:
+        if check["ok"]:
+            out.print(f"{check['table']}: ok ({check['gold_rows']:,} rows, {check['partitions']} partitions)")
+        else:
+            where = ", ".join(f"{d['partition']} (gold {d['gold_rows']:,}, warehouse {d['warehouse_rows']:,})"
+                              for d in check["differing"]) or "row counts"
+            out.print(f"[red]{check['table']}: differs[/red] in {where}")
+    if any(not c["ok"] for c in checks):
+        raise typer.Exit(1)
 
 
 @deploy.command("iam")

@@ -223,6 +223,20 @@ class Project:
         stage.seconds = time.perf_counter() - started
         return stage
 
+    def verify_warehouse(self) -> list[dict[str, Any]]:
+        """Each loaded gold table against its warehouse copy: rows, and per partition rows and a checksum."""
+        from lakeforge.warehouses import create_warehouse
+        from lakeforge.warehouses.verify import verify
+
+        tables = {m.name: m.config.unique_key for m in self.graph().ordered()
+                  if m.layer == "gold" and m.config.kind != "view"}
+        warehouse = create_warehouse(self.config.warehouse, base_dir=self.path, read_only=True)
+        try:
+            checks = verify(warehouse, catalog=self.catalog, engine=self.local_engine, tables=tables)
+        finally:
+            warehouse.close()
+        return [c.to_dict() for c in checks]
+
     def iam_policy(self) -> dict[str, Any]:
         """The least-privilege AWS IAM policy for this project's S3 locations (``lakeforge deploy iam``)."""
         from lakeforge.deploy import iam_policy
