@@ -132,9 +132,10 @@ class Ingestor:
         started = time.perf_counter()
         self._run_batches(result, pending_only=True)
         stream = getattr(self.engine, "stream_ingest", None)  # engines that ingest as a stream (Spark)
-        if stream is not None and self.backlog():
+        backlog = self.backlog() if stream is not None else []
+        if stream is not None and backlog:
             try:
-                stream(self, result=result)
+                stream(self, backlog=backlog, result=result)
             except Exception as exc:  # a file the stream cannot parse: the batch path triages it
                 if self.engine is None or not self.engine.is_bad_input(exc):
                     raise

@@ -62,7 +62,7 @@ class Catalog:
 
     def __init__(self, location: Location) -> None:
         self.location = location
-        self._metadata: dict[tuple[str, int], dict[str, int]] = {}
+        self._metadata: dict[str, tuple[int, dict[str, int]]] = {}  # table -> (version, recorded transactions)
 
     def uri(self, name: str) -> str:
         layer, table = split_name(name)
@@ -105,16 +105,17 @@ class Catalog:
 
     def _recorded(self, name: str, table: DeltaTable) -> dict[str, int]:
         """The transactions named in the newest lakeforge commit's metadata (maintenance commits skipped)."""
-        key = (name, table.version())
-        if key not in self._metadata:
+        version = table.version()
+        cached = self._metadata.get(name)
+        if cached is None or cached[0] != version:  # read once per table version
             found: dict[str, int] = {}
             for commit in table.history(limit=METADATA_LOOKBACK):
                 recorded = _lakeforge_metadata(commit.get("userMetadata"))
                 if recorded is not None:
                     found = recorded
                     break
-            self._metadata = {key: found}  # one table at a time is all decide() needs
-        return self._metadata[key]
+            cached = self._metadata[name] = (version, found)
+        return cached[1]
 
     def dataset(self, name: str, *, version: int | None = None) -> pads.Dataset:
         return self.table(name, version=version).to_pyarrow_dataset()

@@ -270,13 +270,13 @@ class SparkEngine:
                 bad[info.path] = _first_line(str(exc))
         return bad
 
-    def stream_ingest(self, ingestor: Ingestor, *, result: StageResult) -> bool:
+    def stream_ingest(self, ingestor: Ingestor, *, backlog: list[FileInfo], result: StageResult) -> bool:
         """The backlog as Structured Streaming (available-now, checkpointed); False: use the batch path."""
         if self.config.ingest != "stream":
             return False
         from lakeforge.engines.spark.stream import stream_ingest
 
-        return stream_ingest(self, ingestor, result=result)
+        return stream_ingest(self, ingestor, backlog=backlog, result=result)
 
     # -- models -------------------------------------------------------------------------------------
     def run_model(self, sql: str, *, model: str, relations: Mapping[str, Relation],

@@ -40,14 +40,13 @@ def streamable(ingestor: Ingestor, files: list[FileInfo]) -> str | None:
     return fmt
 
 
-def stream_ingest(engine: SparkEngine, ingestor: Ingestor, *, result: StageResult) -> bool:
+def stream_ingest(engine: SparkEngine, ingestor: Ingestor, *, backlog: list[FileInfo], result: StageResult) -> bool:
     """Ingest the backlog with an available-now streaming query; False when the batch path must do it."""
 
     from lakeforge.engines.base import ReadPlan
     from lakeforge.engines.spark.engine import _file_key, with_file_columns
     from lakeforge.ingest.loader import Manifest, now
 
-    backlog = ingestor.backlog()
     fmt = streamable(ingestor, backlog)
     if fmt is None or not ingestor.landing.is_local:
         return False
@@ -64,7 +63,8 @@ def stream_ingest(engine: SparkEngine, ingestor: Ingestor, *, result: StageResul
     known = {_file_key(landing.join(f.path)): f for f in backlog}
 
     def commit(batch: Any, spark_batch_id: int) -> None:
-        recorded = {f.path for m in ingestor._manifests().values() for f in m.files}
+        manifests = ingestor._manifests()
+        recorded = {f.path for m in manifests.values() for f in m.files}
         files = []
         for uri in batch.inputFiles():
             info = known.get(_file_key(uri))
@@ -72,7 +72,6 @@ def stream_ingest(engine: SparkEngine, ingestor: Ingestor, *, result: StageResul
                 files.append(info)
         if not files:
             return  # a replay of files already committed (or found by the batch path)
-        manifests = ingestor._manifests()
         batch_id = max([*manifests, ingestor.catalog.consumed(ingestor.table, ingestor.app_id)]) + 1
         manifest = Manifest(batch_id=batch_id, files=sorted(files, key=lambda f: (f.mtime_ms, f.path)),
                             created_at=time.time())
