@@ -11,7 +11,7 @@ DEMO_DIR ?= lakeforge-demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install spark-deps airflow-env demo test lint unit bench clean
+.PHONY: help install spark-deps airflow-env postgres demo test lint unit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,18 @@ $(AIRFLOW_STAMP): constraints-airflow.txt
 
 airflow-env: $(AIRFLOW_STAMP) ## Airflow 3 in .venv-airflow (pinned by constraints-airflow.txt), for the DAG test
 
+# The PostgreSQL warehouse tests start a server of their own (initdb + postgres in a temporary folder): they
+# need the server binaries, which Debian/Ubuntu keep in /usr/lib/postgresql/<major>/bin (off PATH)
+postgres: ## PostgreSQL server binaries for the warehouse tests (apt when missing)
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	    echo "PostgreSQL server binaries: $$(command -v initdb || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y --no-install-recommends postgresql; \
+	else \
+	    echo "make postgres: no PostgreSQL server binaries (initdb); install them as root:" \
+	         "apt-get install -y --no-install-recommends postgresql" >&2; exit 1; \
+	fi
+
 demo: $(STAMP) ## set up, then run the example pipeline end to end (in ./lakeforge-demo)
 	$(VENV)/bin/lakeforge demo $(DEMO_DIR)
 
@@ -49,7 +61,7 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-test: $(STAMP) $(SPARK_STAMP) $(AIRFLOW_STAMP) lint ## set up, lint, then the whole test suite (slow tests included)
+test: $(STAMP) $(SPARK_STAMP) $(AIRFLOW_STAMP) postgres lint ## set up, lint, then the whole test suite (slow tests included)
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 unit: $(STAMP) ## the fast tests only

@@ -24,6 +24,7 @@ from typing import Any
 
 import dq  # type: ignore[import-not-found]  # bench/dq.py, beside this file
 import ingestion  # type: ignore[import-not-found]  # bench/ingestion.py, beside this file
+import reports  # type: ignore[import-not-found]  # bench/reports.py, beside this file
 import spark  # type: ignore[import-not-found]  # bench/spark.py, beside this file
 
 from lakeforge.generate import generate
@@ -78,13 +79,19 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=70)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print results, leave docs/benchmarks.md alone")
-    parser.add_argument("--only", choices=["end-to-end", "ingestion", "freshness", "dq", "spark"], default=None)
+    parser.add_argument("--report-days", type=int, default=365,
+                        help="days of hourly telemetry for the standard reports benchmark")
+    parser.add_argument("--only", choices=["end-to-end", "ingestion", "freshness", "dq", "spark", "reports"],
+                        default=None)
     parser.add_argument("--no-spark-silver", action="store_true",
                         help="Spark section: time ingestion only, not also ingestion + the silver telemetry model")
     args = parser.parse_args()
-    if args.only in ("ingestion", "freshness", "dq", "spark"):
+    if args.only in ("ingestion", "freshness", "dq", "spark", "reports"):
         WORK.mkdir(parents=True, exist_ok=True)
-        if args.only == "spark":
+        if args.only == "reports":
+            print(json.dumps(reports.timings(WORK, machines=args.machines, days=args.report_days,
+                                             repeat=max(5, args.repeat), memory_limit=MEMORY_LIMIT), indent=1))
+        elif args.only == "spark":
             print(json.dumps(spark.compare(WORK, machines=args.machines, days=args.days, repeat=args.repeat,
                                            timed=timed, memory_limit=MEMORY_LIMIT,
                                            silver=not args.no_spark_silver)))
@@ -152,6 +159,8 @@ def main() -> None:
     result["gx"] = dq.great_expectations(WORK)
     result["spark"] = spark.compare(WORK, machines=args.machines, days=args.days, repeat=args.repeat, timed=timed,
                                     memory_limit=MEMORY_LIMIT, silver=not args.no_spark_silver)
+    result["reports"] = reports.timings(WORK, machines=args.machines, days=args.report_days,
+                                        repeat=max(5, args.repeat), memory_limit=MEMORY_LIMIT)
     print(json.dumps(result, indent=1))
     ok = ratio <= TARGET_RATIO and max(lf_peaks) < TARGET_PEAK_GB
     if not args.no_write:
@@ -229,7 +238,7 @@ rules, dedup on machine and time) on {r['dq']['rows']:,} bronze rows, against th
 removed (dedup kept), each a full refresh of that model, best of five, in one process: the rules cost
 **{r['dq']['overhead']:.1%}** of the silver step ({r['dq']['with_rules_seconds']} s with, {r['dq']['without_rules_seconds']} s
 without). Target: at most 10%: **{'met' if float(r['dq']['overhead']) <= 0.10 else 'MISSED'}**.
-{_gx_section(r.get('gx'), r['dq'])}{_spark_section(r.get('spark'))}
+{_gx_section(r.get('gx'), r['dq'])}{_spark_section(r.get('spark'))}{_reports_section(r.get('reports'))}
 Machine: {machine}; {versions}. Harness peak memory {peak_mem:.2f} GB.
 """)
 
@@ -298,6 +307,41 @@ With the silver telemetry model kept (10 rules, dedup on machine and time; cold 
     return text + f"""
 {sp['versions']}; load average {sp['load_average']} when this section started (other jobs on the machine).
 """
+
+def _reports_section(rp: dict[str, Any] | None) -> str:
+    """The standard reports section of docs/benchmarks.md (also pasted there from `--only reports`)."""
+    if not rp:
+        return ""
+    rows = "\n".join(
+        f"| `{name}` | {x['best_seconds']:.3f} | {x['median_seconds']:.3f} | {x['ratio_to_reference']:.2f}x | "
+        f"{int(x['rows']):,} | {x['api_seconds']:.3f} |"
+        for name, x in rp["reports"].items()
+    )
+    slow = [name for name, x in rp["reports"].items() if not x["under_target"]]
+    verdict = "met" if not slow else f"MISSED ({', '.join(slow)})"
+    return f"""
+## Standard reports on the DuckDB warehouse
+
+Measured {rp['date']} (`bench/reports.py`; alone: `bench/run.py --only reports`). The example project's reports
+(`reports/*.sql`, views in the DuckDB warehouse over the gold star schema) on {int(rp['machines']):,} machines x {rp['days']} days
+of hourly telemetry: {int(rp['hourly_rows']):,} rows of `fact_telemetry_hourly`, built through the real pipeline
+(`generate` of Parquet, one reading an hour, default dirt; then a cold `lakeforge run` of the whole example
+project, engine `memory_limit: {rp['memory_limit']}`: {rp['pipeline_seconds']} s, whole process). Each report is read whole
+(`SELECT *`, every row fetched as Arrow) {rp['repeat']} times over one read-only connection, round-robin with a
+reference query in the same connection: a full scan of the fact table that touches every row
+(`{rp['reference_query']}`, best {rp['reference_seconds']:.3f} s).
+"vs full scan" is a report's best over the reference's best: below 1x, the report reads less than the fact
+table's rows (a `count(*)` or `max` DuckDB answers from the table's metadata). The last column is one cold
+read through the public API, `Project(path).report(name)`: loading the project, opening the warehouse
+read-only, planning the view, reading it; a single sample, so more exposed to other load on the machine.
+
+| report | best s | median s | vs full scan | rows | via `Project.report` s |
+|---|---|---|---|---|---|
+{rows}
+
+Target: each report under {rp['target_seconds']:.0f} s (best) on {int(rp['machines']):,} machines over {rp['days']} days of hourly data: **{verdict}**.
+"""
+
 
 if __name__ == "__main__":
     main()

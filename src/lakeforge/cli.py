@@ -209,7 +209,11 @@ def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
 def query(sql: Annotated[str, typer.Argument(help="read-only SQL")],
           project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Query the warehouse (and lakehouse tables as bronze.x, silver.x, gold.x), read-only."""
-    result = Project(project).query(sql)
+    _print_rows(Project(project).query(sql), as_json=as_json)
+
+
+def _print_rows(result: Any, *, as_json: bool) -> None:
+    """An Arrow table as JSON (``columns``, ``rows``) or as a table on the terminal."""
     rows = [list(r.values()) for r in result.to_pylist()]
     if as_json:
         _emit({"columns": result.column_names, "rows": rows})
@@ -218,6 +222,23 @@ def query(sql: Annotated[str, typer.Argument(help="read-only SQL")],
     for row in rows:
         table.add_row(*[str(v) for v in row])
     out.print(table)
+
+
+@app.command()
+def report(name: Annotated[str | None, typer.Argument(help="the report; without it, list the reports")] = None,
+           project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Show a report's rows from the warehouse, or list the project's reports."""
+    with Project(project) as proj:
+        if name is None:
+            listing = [{"name": r.name, "materialize": r.materialize, "description": r.description}
+                       for r in proj.reports()]
+            if as_json:
+                _emit(listing)
+            for item in listing if not as_json else []:
+                out.print(f"{item['name']}: {' '.join(str(item['description'] or '').split())}")
+            return
+        result = proj.report(name)
+    _print_rows(result, as_json=as_json)
 
 
 deploy = typer.Typer(no_args_is_help=True, help="Write what deploying the project needs.")

@@ -41,12 +41,21 @@ def run_demo(path: Path, *, machines: int, days: int, console: Console, progress
                         "sum(readings) AS readings FROM fact_telemetry_daily GROUP BY 1 ORDER BY 2 DESC LIMIT 3")
     console.print("machines with the highest vibration: " + ", ".join(
         f"#{r['machine_id']} ({r['vibration']})" for r in top.to_pylist()))
+    models = Table("model", "machines", "operating h", "failures", "MTBF h", "MTTR h",
+                   title="MTBF and MTTR per machine model (report mtbf_mttr_by_model)")
+    for r in sorted(project.report("mtbf_mttr_by_model").to_pylist(), key=lambda r: str(r["model"])):
+        models.add_row(str(r["model"]), str(r["machines"]), f"{r['operating_hours']:,}", str(r["failures"]),
+                       "-" if r["mtbf_hours"] is None else f"{r['mtbf_hours']:,.0f}",
+                       "-" if r["mttr_hours"] is None else f"{r['mttr_hours']:.1f}")
+    console.print(models)
     console.print(f"run {result.run_id} {result.status}; {result.bytes_processed:,} bytes in "
                   f"{time.perf_counter() - started:.1f}s in all")
     p = f"--project {path}"
     console.print("\n[bold]try next[/] (after `source .venv/bin/activate`)", soft_wrap=True)
     for line in (f"lakeforge query {p} \"SELECT * FROM fact_telemetry_hourly LIMIT 5\"",
                  f"lakeforge query {p} \"SELECT * FROM quarantine.silver_telemetry LIMIT 5\"",
+                 f"lakeforge report {p}                        # the standard reports; then e.g.",
+                 f"lakeforge report {p} fleet_availability",
                  f"lakeforge status {p}",
                  f"lakeforge run {p}          # nothing to do until new files land",
                  f"lakeforge generate {p} --start 2024-02-01 && lakeforge run {p}"):

@@ -18,6 +18,7 @@ from sqlglot import exp
 from lakeforge.config import (
     CONFIG_FILE,
     DuckDBEngineConfig,
+    DuckDBWarehouseConfig,
     EngineConfig,
     ProjectConfig,
     SparkEngineConfig,
@@ -33,6 +34,8 @@ from lakeforge.ops.progress import Reporter
 from lakeforge.ops.results import RunResult, StageResult
 from lakeforge.ops.runner import execute, last_run, tasks
 from lakeforge.storage import open_location
+from lakeforge.warehouses.base import Warehouse
+from lakeforge.warehouses.reports import Report
 
 EXAMPLE = "telemetry"
 
@@ -196,8 +199,6 @@ class Project:
         return found
 
     def load_warehouse(self, *, run_id: str, models: list[Model]) -> StageResult:
-        from lakeforge.warehouses import create_warehouse
-
         started = time.perf_counter()
         stage = StageResult(name="warehouse", kind="load", strategy="ledger")
         gold = [m for m in models if m.layer == "gold" and m.config.kind != "view" and self.catalog.exists(m.name)]
@@ -206,31 +207,82 @@ class Project:
         if not gold:
             stage.status, stage.detail = "skipped", "no gold table to load"
             return stage
-        warehouse = create_warehouse(self.config.warehouse, base_dir=self.path)
+        warehouse = self.warehouse()
+        dialect = warehouse.capabilities.dialect
         loads = []
         try:
             for model in gold:
                 loads.append(warehouse.load(model.name, catalog=self.catalog, keys=model.config.unique_key,
-                                            run_id=run_id))
+                                            run_id=run_id, cluster_by=model.config.cluster_by))
+            done = [ld for ld in loads if ld.mode != "skipped"]
             for view in views:  # gold views over gold tables are views in the warehouse too
-                warehouse.create_view(view.table, _unqualified_gold(view.duckdb_sql()))
+                sql = view.duckdb_sql() if dialect == "duckdb" else view.sql_for(dialect)
+                warehouse.create_view(view.table, _unqualified_gold(sql, dialect=dialect))
+            self._keep_reports(warehouse, loaded={m.name for m in gold} | {v.name for v in views},
+                               refresh=bool(done))
         finally:
             warehouse.close()
-        done = [ld for ld in loads if ld.mode != "skipped"]
         stage.rows_in = stage.rows_out = stage.rows_read = stage.rows_written = sum(ld.rows for ld in done)
         stage.status = "ok" if done else "skipped"
         stage.detail = ", ".join(f"{ld.table} ({ld.mode}, v{ld.to_version})" for ld in done) or "gold unchanged"
         stage.seconds = time.perf_counter() - started
         return stage
 
+    def warehouse(self, *, read_only: bool = False) -> Warehouse:
+        """The configured warehouse, connected (close it when done)."""
+        from lakeforge.warehouses import create_warehouse
+
+        return create_warehouse(self.config.warehouse, base_dir=self.path, read_only=read_only,
+                                project=self.config.name)
+
+    def reports(self) -> list[Report]:
+        """The project's reports (``reports/*.sql``), in the project's dialect."""
+        from lakeforge.warehouses.reports import load_reports
+
+        reports = load_reports(self.path / self.config.reports_path, dialect=self.config.dialect)
+        tables = {m.table for m in self.models() if m.layer == "gold"}
+        for report in reports:
+            if report.name in tables:
+                raise ConfigError(f"report {report.name} ({report.path}) has the name of the gold table "
+                                  f"gold.{report.name}; in the warehouse they would collide",
+                                  hint="rename the report file")
+        return reports
+
+    def _keep_reports(self, warehouse: Warehouse, *, loaded: set[str], refresh: bool) -> None:
+        """Create (or replace: a backend keeps an unchanged one) every report whose tables the warehouse holds;
+        after a load, refresh the materialized ones."""
+        dialect = warehouse.capabilities.dialect
+        kept = []
+        for report in self.reports():
+            if not report.tables() <= loaded:
+                continue
+            if report.materialize:
+                warehouse.create_report(report.name, report.sql_for(dialect))
+                kept.append(report.name)
+            else:
+                warehouse.create_view(report.name, report.sql_for(dialect))
+        if refresh:
+            warehouse.refresh_reports(kept)
+
+    def report(self, name: str) -> pa.Table:
+        """A report's rows, read from the warehouse."""
+        names = [r.name for r in self.reports()]
+        if name not in names:
+            raise ConfigError(f"no report named {name!r} in {self.path / self.config.reports_path}",
+                              hint=f"the reports are: {', '.join(names) or 'none'}")
+        warehouse = self.warehouse(read_only=True)
+        try:
+            return warehouse.query(f"SELECT * FROM {name}")
+        finally:
+            warehouse.close()
+
     def verify_warehouse(self) -> list[dict[str, Any]]:
         """Each loaded gold table against its warehouse copy: rows, and per partition rows and a checksum."""
-        from lakeforge.warehouses import create_warehouse
         from lakeforge.warehouses.verify import verify
 
         tables = {m.name: m.config.unique_key for m in self.graph().ordered()
                   if m.layer == "gold" and m.config.kind != "view"}
-        warehouse = create_warehouse(self.config.warehouse, base_dir=self.path, read_only=True)
+        warehouse = self.warehouse(read_only=True)
         try:
             checks = verify(warehouse, catalog=self.catalog, engine=self.local_engine, tables=tables)
         finally:
@@ -320,6 +372,8 @@ class Project:
             sql = statements[0].sql(dialect="duckdb")
         wanted = {f"{t.db}.{t.name}" for s in statements for t in s.find_all(exp.Table)
                   if t.db in LAYERS and not t.catalog}
+        if not isinstance(self.config.warehouse, DuckDBWarehouseConfig):
+            return self._query_remote(statements[0], wanted=wanted)
         from lakeforge.engines.duckdb import DuckDBEngine
 
         engine = DuckDBEngine(self.config.engine if isinstance(self.config.engine, DuckDBEngineConfig)
@@ -338,6 +392,18 @@ class Project:
         finally:
             engine.close()
 
+    def _query_remote(self, statement: exp.Expr, *, wanted: set[str]) -> pa.Table:
+        """A query on a Snowflake or PostgreSQL warehouse: written in DuckDB SQL, run in the warehouse's."""
+        if wanted:
+            raise ConfigError(f"the warehouse is {self.config.warehouse.type}: a query there cannot read the "
+                              f"lakehouse tables {', '.join(sorted(wanted))}",
+                              hint="query the warehouse's own tables (gold tables by their name, without `gold.`)")
+        warehouse = self.warehouse(read_only=True)
+        try:
+            return warehouse.query(statement.sql(dialect=warehouse.capabilities.dialect))
+        finally:
+            warehouse.close()
+
     def table(self, name: str) -> pa.Table:
         """A lakehouse table as Arrow."""
         return self.catalog.dataset(name).to_table()
@@ -350,13 +416,13 @@ def _engine_config(name: str) -> EngineConfig:
     return configs[name]()
 
 
-def _unqualified_gold(sql: str) -> str:
+def _unqualified_gold(sql: str, *, dialect: str = "duckdb") -> str:
     """``gold.fact_x`` -> ``fact_x``: the warehouse holds gold tables under their own names."""
-    tree = sqlglot.parse_one(sql, read="duckdb")
+    tree = sqlglot.parse_one(sql, read=dialect)
     for table in tree.find_all(exp.Table):
         if table.db == "gold":
             table.set("db", None)
-    return tree.sql(dialect="duckdb")
+    return tree.sql(dialect=dialect)
 
 
 def _parse_read_only(sql: str) -> list[exp.Expr]:

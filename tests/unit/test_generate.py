@@ -209,9 +209,13 @@ def test_failures_followed_by_failure_maintenance(tmp_path: Path) -> None:
     failures = jsonl(next((tmp_path / "failures").iterdir()))
     maintenance = jsonl(next((tmp_path / "maintenance").iterdir()))
     assert len(failures) >= 3
-    fixed = {(m["ts"], m["machine_id"], m["component"]) for m in maintenance if m["reason"] == "failure"}
-    assert {(f["ts"], f["machine_id"], f["component"]) for f in failures} == fixed
+    fixed = sorted((m["machine_id"], m["component"], m["ts"]) for m in maintenance if m["reason"] == "failure")
     assert len(fixed) == len(failures)
+    for f in failures:  # each failure is repaired: a failure maintenance of its component, hours later
+        after = [ts for mid, comp, ts in fixed if (mid, comp) == (f["machine_id"], f["component"]) and ts > f["ts"]]
+        assert after, f
+        hours = (datetime.fromisoformat(min(after)) - datetime.fromisoformat(f["ts"])).total_seconds() / 3600
+        assert 1 <= hours <= 72, (f, min(after))
     assert {m["reason"] for m in maintenance} == {"failure", "scheduled"}
     assert {m["component"] for m in maintenance} <= set(tm.COMPONENTS)
     errors = jsonl(next((tmp_path / "errors").iterdir()))

@@ -10,7 +10,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "csv",
               ".parquet": "parquet", ".pq": "parquet"}
@@ -61,7 +61,66 @@ class DuckDBWarehouseConfig(_Strict):
     path: str = "warehouse.duckdb"
 
 
-WarehouseConfig = Annotated[DuckDBWarehouseConfig, Field(discriminator="type")]
+class SnowflakeWarehouseConfig(_Strict):
+    """Snowflake: gold staged as Parquet (PUT to lakeforge's internal stage), COPY INTO a staging
+    table, MERGE into the targets. Connection settings not given here come from ``SNOWFLAKE_*`` environment
+    variables; the password or private key belongs in the environment or ``secrets.yml``, never in git."""
+
+    type: Literal["snowflake"] = "snowflake"
+    account: str | None = Field(default=None, description="account identifier (env SNOWFLAKE_ACCOUNT)")
+    user: str | None = Field(default=None, description="env SNOWFLAKE_USER")
+    role: str | None = Field(default=None, description="env SNOWFLAKE_ROLE")
+    compute_warehouse: str | None = Field(default=None, description="virtual warehouse that runs the loads and "
+                                          "refreshes the reports (env SNOWFLAKE_WAREHOUSE)")
+    database: str | None = Field(default=None, description="env SNOWFLAKE_DATABASE; default LAKEFORGE")
+    db_schema: str | None = Field(default=None, alias="schema", description="env SNOWFLAKE_SCHEMA; default GOLD")
+    authenticator: str | None = Field(default=None, description="e.g. externalbrowser, oauth (env "
+                                      "SNOWFLAKE_AUTHENTICATOR); default: password or key pair")
+    password: SecretStr | None = Field(default=None, description="env SNOWFLAKE_PASSWORD or secrets.yml")
+    private_key_file: str | None = Field(default=None, description="PEM key for key-pair authentication (env "
+                                         "SNOWFLAKE_PRIVATE_KEY_FILE)")
+    private_key_passphrase: SecretStr | None = Field(default=None, description="env "
+                                                     "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE or secrets.yml")
+    host: str | None = Field(default=None, description="override the account's host (private link, a local fake)")
+    port: int | None = Field(default=None, ge=1, le=65535)
+    protocol: Literal["https", "http"] | None = None
+    reports: Literal["dynamic_table", "materialized_view", "view"] = Field(
+        default="dynamic_table", description="how the standard reports are kept: dynamic tables refreshed within "
+        "target_lag (they may join), materialized views (single table only) or plain views")
+    target_lag: str = Field(default="1 hour", description="dynamic tables' TARGET_LAG")
+    query_tag: str | None = Field(default=None, description="QUERY_TAG of every statement; default: JSON naming "
+                                  "lakeforge, the project and the run")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PostgresWarehouseConfig(_Strict):
+    """PostgreSQL: gold streamed with COPY into a staging table, then MERGE (PostgreSQL 15+) or INSERT ... ON
+    CONFLICT into the targets, with the load ledger, in one transaction. libpq's ``PG*`` environment variables
+    fill what is not given here; keep the password in ``PGPASSWORD``, ``~/.pgpass`` or ``secrets.yml``."""
+
+    type: Literal["postgres"] = "postgres"
+    dsn: str | None = Field(default=None, description="a libpq connection string or URI; the fields below "
+                            "override it")
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    dbname: str | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    db_schema: str = Field(default="gold", alias="schema")
+    sslmode: str | None = None
+    connect_timeout: int = Field(default=10, ge=1)
+    upsert: Literal["auto", "merge", "on_conflict"] = Field(
+        default="auto", description="auto: MERGE on PostgreSQL 15+, INSERT ... ON CONFLICT before")
+    reports: Literal["materialized_view", "view"] = Field(
+        default="materialized_view", description="materialized views are refreshed after each load")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+WarehouseConfig = Annotated[
+    DuckDBWarehouseConfig | SnowflakeWarehouseConfig | PostgresWarehouseConfig, Field(discriminator="type")
+]
 
 
 class SourceConfig(_Strict):
@@ -179,6 +238,7 @@ class ProjectConfig(_Strict):
     landing: str = "landing"
     lakehouse: str = "lakehouse"
     models_path: str = "models"
+    reports_path: str = Field(default="reports", description="folder of report SQL files kept in the warehouse")
     engine: EngineConfig = Field(default_factory=DuckDBEngineConfig)
     warehouse: WarehouseConfig = Field(default_factory=DuckDBWarehouseConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)

@@ -17,8 +17,8 @@ files. Files are written under a hidden temporary name and renamed into place.
 
 Component wear is piecewise linear: each component of each machine has a lifetime and a scheduled
 maintenance interval (15-30 days) that are re-drawn at every reset. If the wear reaches 1 before the
-scheduled maintenance, the component fails and is replaced (a failure plus a ``failure`` maintenance
-record at the same ``ts``); otherwise the scheduled maintenance resets it. Wear drifts the sensors
+scheduled maintenance, the component fails and is replaced (a failure, and a ``failure`` maintenance
+record when the repair is done, ~8 hours later); otherwise the scheduled maintenance resets it. Wear drifts the sensors
 (cubically, so mostly just before a failure) and raises the error rates.
 """
 
@@ -184,7 +184,7 @@ class _World:
     offsets: np.ndarray  # (M, 6): SENSORS + humidity
     reset_t: np.ndarray  # (R, K) step of each wear reset (row 0 virtual, before the start); _BIG = never
     life: np.ndarray  # (R, K) steps from that reset until wear reaches 1
-    events: pa.Table  # t (step), k (machine * 4 + component), failure; sorted by t, then k
+    events: pa.Table  # t (step), k (machine * 4 + component), failure, repair (steps); sorted by t, then k
 
 
 def _build_world(machines: int, steps: int, spd: int, seed: int, start: datetime) -> _World:
@@ -259,7 +259,11 @@ def _build_world(machines: int, steps: int, spd: int, seed: int, start: datetime
         t_all = k_all = np.zeros(0, np.int64)
         f_all = np.zeros(0, bool)
     order = np.lexsort((k_all, t_all))
-    events = pa.table({"t": t_all[order], "k": k_all[order], "failure": f_all[order]})
+    # A failed component is back after a repair of ~8 h (lognormal, at least one step): drawn last, so the
+    # draws above (and every other table) are unchanged by it.
+    repair = np.maximum(np.rint(np.exp(rng.normal(math.log(8.0), 0.6, len(t_all))) * spd / 24.0), 1).astype(np.int64)
+    events = pa.table({"t": t_all[order], "k": k_all[order], "failure": f_all[order],
+                       "repair": np.where(f_all[order], repair, 0)})
     return _World(machines_tbl, sites_tbl, age, offsets, np.vstack(resets), np.vstack(lives), events)
 
 
@@ -268,17 +272,19 @@ def _event_tables(world: _World, base: np.datetime64, step_s: int) -> tuple[pa.T
     k = world.events["k"].to_numpy()
     failure = world.events["failure"].to_numpy(zero_copy_only=False)
     ts = _ts_strings(base, t, step_s)
+    done = _ts_strings(base, t + world.events["repair"].to_numpy(), step_s)  # repair finished: the record
     machine = (k // len(COMPONENTS) + 1).astype(np.int64)
     comp = np.array(COMPONENTS)[k % len(COMPONENTS)]
+    failures = pa.table({"ts": pa.array(ts, type=pa.string()), "machine_id": pa.array(machine),
+                         "component": pa.array(comp, type=pa.string())}).filter(pa.array(failure, type=pa.bool_()))
     maintenance = pa.table(
         {
-            "ts": pa.array(ts, type=pa.string()),
+            "ts": pa.array(done, type=pa.string()),
             "machine_id": pa.array(machine),
             "component": pa.array(comp, type=pa.string()),
             "reason": pa.array(np.where(failure, "failure", "scheduled"), type=pa.string()),
         }
     )
-    failures = maintenance.filter(pa.array(failure, type=pa.bool_())).drop_columns(["reason"])
     return maintenance, failures
 
 

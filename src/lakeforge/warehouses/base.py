@@ -2,28 +2,41 @@
 
 A load is keyed by the gold table and the Delta version range it covers; the warehouse keeps a ledger
 (``_lakeforge_loads``) updated in the same transaction as the data, so a retried or resumed load changes
-nothing.
+nothing. What a warehouse supports is declared as data (:class:`WarehouseCapabilities`); drivers are imported
+only when their warehouse is used, and a missing one names its pip extra.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
-from lakeforge.config.models import DuckDBWarehouseConfig
+from lakeforge.config.models import WarehouseConfig
+from lakeforge.errors import MissingDependency
 from lakeforge.lakehouse import Catalog
+
+LEDGER = "_lakeforge_loads"
 
 
 @dataclass(frozen=True)
 class WarehouseCapabilities:
     name: str
-    transactions: bool
-    merge: bool
-    clustering: bool
+    dialect: str  # sqlglot dialect of the warehouse's SQL
+    transactions: bool  # data and ledger commit together
+    merge: bool  # MERGE INTO on business keys (else DELETE + INSERT, or INSERT ... ON CONFLICT)
+    clustering: bool  # clustering keys on tables
     materialized_views: bool
+    dynamic_tables: bool = False
+    staging: Literal["arrow", "copy", "stage_files"] = "arrow"  # how data reaches the staging table
+    query_tags: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -43,20 +56,37 @@ class LoadResult:
 class Warehouse(Protocol):
     capabilities: WarehouseCapabilities
 
-    def load(self, gold_table: str, *, catalog: Catalog, keys: list[str], run_id: str) -> LoadResult: ...
+    def load(self, gold_table: str, *, catalog: Catalog, keys: list[str], run_id: str,
+             cluster_by: Sequence[str] = ()) -> LoadResult: ...
 
     def query(self, sql: str) -> pa.Table: ...
 
     def create_view(self, name: str, sql: str) -> None: ...
+
+    def create_report(self, name: str, sql: str) -> None: ...
+
+    def refresh_reports(self, names: Sequence[str]) -> None: ...
 
     def loaded_versions(self) -> dict[str, int]: ...
 
     def close(self) -> None: ...
 
 
-def create_warehouse(config: DuckDBWarehouseConfig, *, base_dir: Path, read_only: bool = False) -> Warehouse:
-    if config.type == "duckdb":
-        from lakeforge.warehouses.duckdb import DuckDBWarehouse
+# type -> (module, class, pip extra naming the driver)
+BACKENDS: dict[str, tuple[str, str, str | None]] = {
+    "duckdb": ("lakeforge.warehouses.duckdb", "DuckDBWarehouse", None),
+    "snowflake": ("lakeforge.warehouses.snowflake", "SnowflakeWarehouse", "snowflake"),
+    "postgres": ("lakeforge.warehouses.postgres", "PostgresWarehouse", "postgres"),
+}
 
-        return DuckDBWarehouse(config, base_dir=base_dir, read_only=read_only)
-    raise AssertionError(config.type)  # pragma: no cover - pydantic rejects other types
+
+def create_warehouse(config: WarehouseConfig, *, base_dir: Path, read_only: bool = False,
+                     project: str = "lakeforge") -> Warehouse:
+    module, cls, extra = BACKENDS[config.type]
+    try:
+        backend = getattr(importlib.import_module(module), cls)
+    except ImportError as exc:  # the backend's driver is missing
+        raise MissingDependency(
+            f"warehouse: {{type: {config.type}}} needs a driver that is not installed ({exc.name or exc})",
+            hint=f"pip install 'lakeforge[{extra}]'" if extra else "reinstall lakeforge") from None
+    return backend(config, base_dir=base_dir, read_only=read_only, project=project)

@@ -16,6 +16,7 @@ import pyarrow as pa
 from lakeforge.engines.base import Engine
 from lakeforge.lakehouse import Catalog
 from lakeforge.warehouses.base import Warehouse
+from lakeforge.warehouses.sql import ident
 
 BUCKETS = 16
 
@@ -70,7 +71,8 @@ def verify(warehouse: Warehouse, *, catalog: Catalog, engine: Engine, tables: di
         if name not in loaded:
             continue
         gold = catalog.table(name, version=loaded[name]).to_pyarrow_table()
-        copy = warehouse.query(f"SELECT * FROM {_q(name.split('.', 1)[1])}")
+        # the table's name as the warehouse's loads wrote it (Snowflake folds unquoted names to upper case)
+        copy = warehouse.query(f"SELECT * FROM {ident(name.split('.', 1)[1], warehouse.capabilities.dialect)}")
         columns = [c for c in gold.column_names if c in copy.column_names]
         partition = partition_expr(gold.schema, keys)
         ours = checksums(engine, gold, columns=columns, partition=partition)

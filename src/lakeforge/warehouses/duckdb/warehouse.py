@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -12,11 +13,10 @@ import pyarrow as pa
 from lakeforge.config.models import DuckDBWarehouseConfig
 from lakeforge.errors import WarehouseError
 from lakeforge.lakehouse import Catalog
-from lakeforge.warehouses.base import LoadResult, WarehouseCapabilities
+from lakeforge.warehouses.base import LEDGER, LoadResult, WarehouseCapabilities
 
-LEDGER = "_lakeforge_loads"
 LEDGER_DDL = (f"CREATE TABLE IF NOT EXISTS {LEDGER} (table_name VARCHAR PRIMARY KEY, source_table VARCHAR, "
-              "source_version BIGINT, rows BIGINT, mode VARCHAR, run_id VARCHAR, loaded_at TIMESTAMPTZ)")
+              "source_version BIGINT, row_count BIGINT, load_mode VARCHAR, run_id VARCHAR, loaded_at TIMESTAMPTZ)")
 
 
 def _ident(name: str) -> str:
@@ -25,10 +25,12 @@ def _ident(name: str) -> str:
 
 class DuckDBWarehouse:
     capabilities = WarehouseCapabilities(
-        name="duckdb", transactions=True, merge=True, clustering=False, materialized_views=False
+        name="duckdb", dialect="duckdb", transactions=True, merge=True, clustering=False, materialized_views=False,
+        staging="arrow",
     )
 
-    def __init__(self, config: DuckDBWarehouseConfig, *, base_dir: Path, read_only: bool = False) -> None:
+    def __init__(self, config: DuckDBWarehouseConfig, *, base_dir: Path, read_only: bool = False,
+                 project: str = "lakeforge") -> None:
         path = Path(config.path)
         self.path = path if path.is_absolute() else base_dir / path
         if read_only and not self.path.exists():
@@ -45,6 +47,10 @@ class DuckDBWarehouse:
         self.con.execute("SET TimeZone='UTC'")
         if not read_only:
             self.con.execute(LEDGER_DDL)
+            columns = {r[0] for r in self.con.execute(f"DESCRIBE {LEDGER}").fetchall()}
+            for old, new in (("rows", "row_count"), ("mode", "load_mode")):  # the names of every target now
+                if old in columns:
+                    self.con.execute(f"ALTER TABLE {LEDGER} RENAME COLUMN {old} TO {new}")
 
     def close(self) -> None:
         self.con.close()
@@ -56,7 +62,8 @@ class DuckDBWarehouse:
             return {}
         return {str(name): int(version) for name, version in rows}
 
-    def load(self, gold_table: str, *, catalog: Catalog, keys: list[str], run_id: str) -> LoadResult:
+    def load(self, gold_table: str, *, catalog: Catalog, keys: list[str], run_id: str,
+             cluster_by: Sequence[str] = ()) -> LoadResult:
         started = time.perf_counter()
         target = gold_table.split(".", 1)[1]
         version = catalog.version(gold_table)
@@ -103,6 +110,14 @@ class DuckDBWarehouse:
         except duckdb.Error as exc:
             raise WarehouseError(f"creating the view {name} in {self.path} failed: {exc}",
                                  hint="a warehouse view may read only gold tables") from None
+
+    def create_report(self, name: str, sql: str) -> None:
+        """DuckDB has no materialized views: a report is a view, fast enough over the star schema (see
+        docs/benchmarks.md)."""
+        self.create_view(name, sql)
+
+    def refresh_reports(self, names: Sequence[str]) -> None:
+        """Views are always current."""
 
     def _has_table(self, name: str) -> bool:
         rows = self.con.execute(

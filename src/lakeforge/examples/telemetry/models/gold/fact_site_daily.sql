@@ -1,4 +1,5 @@
 -- kind: materialized
+-- cluster_by: [date]  # Z-order in the lakehouse; clustering key (Snowflake) or index (PostgreSQL) in the warehouse
 -- description: Daily fleet statistics per site.
 SELECT
   m.site_id,

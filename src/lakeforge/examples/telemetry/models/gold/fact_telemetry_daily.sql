@@ -1,5 +1,6 @@
 -- kind: incremental
 -- unique_key: [machine_id, date]
+-- cluster_by: [date]  # Z-order in the lakehouse; clustering key (Snowflake) or index (PostgreSQL) in the warehouse
 -- description: Daily sensor statistics per machine.
 SELECT
   machine_id,

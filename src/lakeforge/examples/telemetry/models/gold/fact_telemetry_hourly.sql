@@ -1,5 +1,6 @@
 -- kind: incremental
 -- unique_key: [machine_id, hour]
+-- cluster_by: [hour]  # Z-order in the lakehouse; clustering key (Snowflake) or index (PostgreSQL) in the warehouse
 -- description: Hourly sensor statistics per machine. Late readings recompute the hour they belong to.
 SELECT
   machine_id,

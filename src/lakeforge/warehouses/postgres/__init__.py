@@ -1,0 +1,3 @@
+from lakeforge.warehouses.postgres.warehouse import PostgresWarehouse
+
+__all__ = ["PostgresWarehouse"]

@@ -1,0 +1,10 @@
+SELECT column_name FROM information_schema.columns WHERE table_schema = 'gold' AND table_name = 'readings' ORDER BY ordinal_position;
+SELECT column_name FROM information_schema.columns WHERE table_schema = 'gold' AND table_name = '_lakeforge_loads' ORDER BY ordinal_position;
+SELECT source_table, source_version FROM _lakeforge_loads;
+SELECT c.relkind, obj_description(c.oid, 'pg_class') FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = 'gold' AND c.relname = 'readings_cluster';
+BEGIN;
+CREATE TEMP TABLE _lf_stage_readings (id BIGINT, site TEXT, value DOUBLE PRECISION, ts TIMESTAMPTZ, _lf_batch TEXT, _lf_seq BIGINT) ON COMMIT DROP;
+COPY _lf_stage_readings (id, site, value, ts, _lf_batch, _lf_seq) FROM STDIN (FORMAT csv);
+MERGE INTO readings AS t USING (SELECT id, site, value, ts FROM (SELECT id, site, value, ts, ROW_NUMBER() OVER (PARTITION BY id ORDER BY _lf_seq DESC) AS _lf_rank FROM _lf_stage_readings WHERE _lf_batch = 'readings:v1-v1') AS _lf_batch_rows WHERE _lf_rank = 1) AS s ON t.id = s.id WHEN MATCHED THEN UPDATE SET site = s.site, value = s.value, ts = s.ts WHEN NOT MATCHED THEN INSERT (id, site, value, ts) VALUES (s.id, s.site, s.value, s.ts);
+MERGE INTO _lakeforge_loads AS t USING (SELECT 'readings' AS table_name, 'gold.readings' AS source_table, 1 AS source_version, 2 AS row_count, 'incremental' AS load_mode, '<run_id>' AS run_id, CURRENT_TIMESTAMP AS loaded_at) AS s ON t.table_name = s.table_name WHEN MATCHED THEN UPDATE SET source_table = s.source_table, source_version = s.source_version, row_count = s.row_count, load_mode = s.load_mode, run_id = s.run_id, loaded_at = s.loaded_at WHEN NOT MATCHED THEN INSERT (table_name, source_table, source_version, row_count, load_mode, run_id, loaded_at) VALUES (s.table_name, s.source_table, s.source_version, s.row_count, s.load_mode, s.run_id, s.loaded_at);
+COMMIT;
