@@ -206,6 +206,24 @@ def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def runs(project: ProjectOpt = Path("."), as_json: JsonOpt = False,
+         limit: Annotated[int, typer.Option(help="how many runs, newest first")] = 20) -> None:
+    """Run history from the event log: status, time, rows, bytes, cost, errors (crashed runs included)."""
+    with Project(project) as proj:
+        history = proj.runs(limit=limit)
+    if as_json:
+        _emit(history)
+        return
+    table = Table("run", "status", "started", "seconds", "rows in", "MB in", "cost $", "error")
+    for r in history:
+        status = r["status"] if r["status"] in ("succeeded", "nothing_to_do") else f"[red]{r['status']}[/red]"
+        table.add_row(r["run_id"], status, str(r["started_at"] or ""), f"{r['seconds'] or 0:.1f}",
+                      f"{r['rows_in'] or 0:,}", f"{(r['bytes_in'] or 0) / 1e6:,.1f}", f"{r['cost'] or 0:.4f}",
+                      (r["error"] or "").split("\n")[0][:80])
+    out.print(table)
+
+
+@app.command()
 def query(sql: Annotated[str, typer.Argument(help="read-only SQL")],
           project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Query the warehouse (and lakehouse tables as bronze.x, silver.x, gold.x), read-only."""
@@ -225,9 +243,89 @@ def _print_rows(result: Any, *, as_json: bool) -> None:
 
 
 @app.command()
+def serve(project: ProjectOpt = Path("."),
+          host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="port of /metrics and /health")] = 8642,
+          scheduler: Annotated[bool, typer.Option(help="run the cron schedules (and alert checks)")] = True) -> None:
+    """Serve /metrics (Prometheus) and /health, and run the project's schedules until stopped."""
+    from lakeforge.ops.serve import serve as run_server
+
+    run_server(Project(project), host=host, port=port, scheduler=scheduler)
+
+
+@app.command()
+def backfill(project: ProjectOpt = Path("."),
+             start: Annotated[str, typer.Option("--from", help="first day, YYYY-MM-DD")] = "",
+             end: Annotated[str, typer.Option("--to", help="last day, YYYY-MM-DD (included)")] = "",
+             select: Annotated[list[str] | None, typer.Option("--select", "-s", help="models (default: all)")] = None,
+             as_json: JsonOpt = False) -> None:
+    """Recompute the selected models' rows of a date range from their upstream, idempotently, then load."""
+    with Project(project) as proj:
+        result = proj.backfill(start=start, end=end, select=select)
+    if as_json:
+        _emit(result)
+        return
+    for item in result["models"]:
+        out.print(f"{item['model']}: {item['rows_deleted']:,} rows replaced by {item['rows_written']:,} "
+                  f"({item['column']} in {result['from']} .. {result['to']})")
+
+
+alerts_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
+                         help="Alert rules: what fires now, and checks between runs.")
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.callback()
+def alerts_status(ctx: typer.Context, project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """The alerts firing now (with when they began and were last sent)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from lakeforge.ops.alerts import status as alert_status
+
+    with Project(project) as proj:
+        active = alert_status(proj)
+    if as_json:
+        _emit(active)
+        return
+    for item in active:
+        out.print(f"[red]{item['name']}[/red] ({item['severity']}): {item['message']} — since {item['since']}")
+    if not active:
+        out.print("no alert is firing")
+
+
+@alerts_app.command("check")
+def alerts_check(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Evaluate every rule now and notify (what `lakeforge serve` does every few minutes)."""
+    from lakeforge.ops.alerts import evaluate
+
+    with Project(project) as proj:
+        sent = evaluate(proj)
+    if as_json:
+        _emit(sent)
+        return
+    for item in sent:
+        out.print(f"{item['state']}: {item['name']}: {item['message']}")
+
+
+@app.command()
 def report(name: Annotated[str | None, typer.Argument(help="the report; without it, list the reports")] = None,
-           project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
-    """Show a report's rows from the warehouse, or list the project's reports."""
+           project: ProjectOpt = Path("."), as_json: JsonOpt = False,
+           window_days: Annotated[float | None, typer.Option(help="slo: the window (default: "
+                                                               "monitoring.slo.window_days)")] = None) -> None:
+    """Show a report's rows from the warehouse, or list the project's reports; `slo`: the service-level
+    objectives (success rate, p95 freshness, DQ accuracy, recovery time, cost per GB) against their targets."""
+    if name == "slo":
+        from lakeforge.ops.slo import compute, render
+
+        with Project(project) as proj:
+            slo = compute(proj, window_days=window_days)
+        if as_json:
+            _emit(slo)
+        else:
+            render(slo, out)
+        if not slo["met"]:
+            raise typer.Exit(1)
+        return
     with Project(project) as proj:
         if name is None:
             listing = [{"name": r.name, "materialize": r.materialize, "description": r.description}

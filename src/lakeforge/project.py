@@ -30,6 +30,7 @@ from lakeforge.ingest import Ingestor
 from lakeforge.lakehouse import LAYERS, Catalog
 from lakeforge.models import Model, ModelGraph, load_models
 from lakeforge.models.model import replace_views
+from lakeforge.ops.hooks import Observer
 from lakeforge.ops.progress import Reporter
 from lakeforge.ops.results import RunResult, StageResult
 from lakeforge.ops.runner import execute, last_run, tasks
@@ -228,6 +229,25 @@ class Project:
         stage.seconds = time.perf_counter() - started
         return stage
 
+    def observers(self) -> list[Observer]:
+        """What watches each run, as configured: OpenLineage events, alert rules."""
+        found: list[Observer] = []
+        if self.config.monitoring.lineage.transport != "none":
+            from lakeforge.ops.lineage import LineageObserver
+
+            found.append(LineageObserver(self))
+        if self.config.alerts.rules:
+            from lakeforge.ops.alerts import AlertObserver
+
+            found.append(AlertObserver(self))
+        return found
+
+    def runs(self, *, limit: int | None = 20) -> list[dict[str, Any]]:
+        """Run history from the event log, newest first (crashed runs included)."""
+        from lakeforge.ops import events
+
+        return events.runs(self, limit=limit)
+
     def warehouse(self, *, read_only: bool = False) -> Warehouse:
         """The configured warehouse, connected (close it when done)."""
         from lakeforge.warehouses import create_warehouse
@@ -242,6 +262,9 @@ class Project:
         reports = load_reports(self.path / self.config.reports_path, dialect=self.config.dialect)
         tables = {m.table for m in self.models() if m.layer == "gold"}
         for report in reports:
+            if report.name == "slo":
+                raise ConfigError(f"report {report.path}: the name slo is lakeforge's own (`lakeforge report slo`)",
+                                  hint="rename the report file")
             if report.name in tables:
                 raise ConfigError(f"report {report.name} ({report.path}) has the name of the gold table "
                                   f"gold.{report.name}; in the warehouse they would collide",
@@ -372,6 +395,8 @@ class Project:
             sql = statements[0].sql(dialect="duckdb")
         wanted = {f"{t.db}.{t.name}" for s in statements for t in s.find_all(exp.Table)
                   if t.db in LAYERS and not t.catalog}
+        logs = {f"{t.db}.{t.name}" for s in statements for t in s.find_all(exp.Table)
+                if t.db == "_lakeforge" and not t.catalog}
         if not isinstance(self.config.warehouse, DuckDBWarehouseConfig):
             return self._query_remote(statements[0], wanted=wanted)
         from lakeforge.engines.duckdb import DuckDBEngine
@@ -383,7 +408,11 @@ class Project:
             if wh.exists():
                 engine.execute(f"ATTACH '{wh}' AS warehouse (READ_ONLY)")
                 engine.execute("USE warehouse")
-            relations = {name: self.catalog.dataset(name) for name in sorted(wanted)}
+            relations: dict[str, Any] = {name: self.catalog.dataset(name) for name in sorted(wanted)}
+            if logs:  # lakeforge's own tables: _lakeforge.event_log
+                from lakeforge.ops import events
+
+                relations.update({name: events.read(self) for name in logs if name == events.EVENT_LOG})
             try:
                 return engine.query_arrow(sql, relations=relations)
             except Exception as exc:  # duckdb errors: report as ours

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from lakeforge.config.operations import AlertsConfig, MonitoringConfig, OrchestrationConfig
+
 EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "csv",
               ".parquet": "parquet", ".pq": "parquet"}
 COMPRESSIONS = (".gz", ".zst")
@@ -244,6 +246,9 @@ class ProjectConfig(_Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -22,6 +22,11 @@ class Reporter:
 
     def end(self) -> None: ...
 
+    def retry(self, name: str, attempt: int, error: BaseException, wait: float) -> None:
+        """A stage failed with a transient error and is tried again after ``wait`` seconds."""
+        print(f"{name}: attempt {attempt} failed ({' '.join(str(error).split())[:200]}); retrying in {wait:.1f}s",
+              file=sys.stderr, flush=True)
+
 
 def _summary(stage: StageResult) -> str:
     if stage.status == "skipped":

@@ -32,6 +32,7 @@ class StageResult:
     detail: str = ""
     dropped_by: dict[str, int] = field(default_factory=dict)
     rules: list[RuleResult] = field(default_factory=list)
+    attempts: int = 1  # tries it took (transient errors are retried)
 
     @property
     def did_work(self) -> bool:
@@ -57,6 +58,8 @@ class RunResult:
     bytes_processed: int
     error: str | None = None
     failed_stage: str | None = None
+    failed_attempts: int | None = None  # tries of the failed stage
+    crashed_runs: list[str] = field(default_factory=list)  # runs that died before it, logged as crashed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,4 +72,6 @@ class RunResult:
             "expectations": [r.to_dict() for s in self.stages for r in s.rules],
             "error": self.error,
             "failed_stage": self.failed_stage,
+            "failed_attempts": self.failed_attempts,
+            "crashed_runs": self.crashed_runs,
         }

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from lakeforge.errors import LakeforgeError
 from lakeforge.models.execute import run_model
+from lakeforge.ops import events, retry
+from lakeforge.ops.hooks import Observers
 from lakeforge.ops.progress import Reporter
 from lakeforge.ops.results import RunResult, StageResult
 
@@ -59,53 +62,95 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
     if task is not None:
         sources, models, load = _task_scope(project, graph.ordered(), task)
     keys = {m.name: m.config.unique_key for m in graph.ordered() if m.config.unique_key}
+    policy = project.config.orchestration.retry
+    observers = Observers(project.observers())
+    crashed: list[str] = []
+    attempts: dict[str, int] = {}
+
+    def stage(name: str, kind: str, work: Callable[[], StageResult]) -> None:
+        nonlocal failed
+        reporter.start(name)
+        observers.stage_started(name, kind)
+        failed = name
+        tries = 0
+
+        def counted() -> StageResult:
+            nonlocal tries
+            tries += 1
+            return work()
+
+        try:
+            done, _ = retry.call(counted, policy=policy, what=name, on_retry=reporter.retry)
+        except BaseException as exc:
+            attempts[name] = tries
+            observers.stage_failed(name, kind, exc)
+            raise
+        done.attempts = tries
+        stages.append(done)
+        reporter.finish(done)
+        observers.stage_finished(done)
+
+    def result_of(error: LakeforgeError | None) -> RunResult:
+        if error is not None:
+            status = "failed"
+        elif any(s.did_work for s in stages):
+            status = "succeeded"
+        else:
+            status = "nothing_to_do"
+        return RunResult(
+            run_id=run_id, status=status, started_at=started_at, seconds=time.perf_counter() - started,  # type: ignore[arg-type]
+            stages=stages, bytes_processed=sum(s.bytes for s in stages if s.kind == "ingest"),
+            error=str(error) if error else None, failed_stage=failed if error else None,
+            failed_attempts=attempts.get(failed or "") if error else None, crashed_runs=crashed,
+        )
+
     reporter.begin(len(sources) + len(models) + int(load))
     try:
         with run_lock(project):
-            for name in sources:
-                reporter.start(f"ingest:{name}")
-                failed = f"ingest:{name}"
-                stage = project.ingestor(name, engine=project.engine).run()
-                stages.append(stage)
-                reporter.finish(stage)
-            for model in models:
-                reporter.start(model.name)
-                failed = model.name
-                stage = run_model(model, catalog=project.run_catalog, engine=project.engine, run_id=run_id,
-                                  full_refresh=full_refresh, upstream_keys=keys)
-                stages.append(stage)
-                reporter.finish(stage)
-            if load:
-                reporter.start("warehouse")
-                failed = "warehouse"
-                stage = project.load_warehouse(run_id=run_id, models=graph.ordered())
-                stages.append(stage)
-                reporter.finish(stage)
-            failed = None
-    except LakeforgeError as exc:
+            crashed.extend(events.log_crashed(project))  # runs that died: logged, their work resumed below
+            events.mark_started(project, run_id, started_at)
+            observers.run_started(run_id)
+            try:
+                for name in sources:
+                    stage(f"ingest:{name}", "ingest",
+                          lambda name=name: project.ingestor(name, engine=project.engine).run())  # type: ignore[misc]
+                for model in models:
+                    stage(model.name, "model",
+                          lambda model=model: run_model(  # type: ignore[misc]
+                              model, catalog=project.run_catalog, engine=project.engine, run_id=run_id,
+                              full_refresh=full_refresh, upstream_keys=keys))
+                if load:
+                    stage("warehouse", "load", lambda: project.load_warehouse(run_id=run_id, models=graph.ordered()))
+                failed = None
+            except LakeforgeError as exc:
+                error = exc
+            except Exception as exc:  # a bug, not bad input: still recorded as a failed run
+                error = LakeforgeError(f"internal error in {failed or 'the run'}: {type(exc).__name__}: {exc}",
+                                       hint="rerun with --debug for the traceback and report it")
+                error.__cause__ = exc
+            finally:
+                reporter.end()
+            result = result_of(error)
+            _finish(project, result)  # inside the lock: the next run must not take our marker for a crash
+    except LakeforgeError as exc:  # the lock was busy: no run happened
         error = exc
-    except Exception as exc:  # a bug, not bad input: still recorded as a failed run
-        error = LakeforgeError(f"internal error in {failed or 'the run'}: {type(exc).__name__}: {exc}",
-                               hint="rerun with --debug for the traceback and report it")
-        error.__cause__ = exc
-    finally:
-        reporter.end()
-    if error is not None:
-        status = "failed"
-    elif any(s.did_work for s in stages):
-        status = "succeeded"
-    else:
-        status = "nothing_to_do"
-    result = RunResult(
-        run_id=run_id, status=status, started_at=started_at, seconds=time.perf_counter() - started,  # type: ignore[arg-type]
-        stages=stages, bytes_processed=sum(s.bytes for s in stages if s.kind == "ingest"),
-        error=str(error) if error else None, failed_stage=failed if error else None,
-    )
-    project.lakehouse.write_json_atomic(f"{RUNS}/{run_id}.json", result.to_dict())
+        result = result_of(error)
+        project.lakehouse.write_json_atomic(f"{RUNS}/{run_id}.json", result.to_dict())
+    observers.run_finished(result)
     if error is not None:
         error.run = result  # type: ignore[attr-defined]
         raise error
     return result
+
+
+def _finish(project: Project, result: RunResult) -> None:
+    """The run's record (JSON) and its rows in the event log; a failure to log is said, not raised."""
+    project.lakehouse.write_json_atomic(f"{RUNS}/{result.run_id}.json", result.to_dict())
+    try:
+        retry.call(lambda: events.record(project, result), policy=project.config.orchestration.retry,
+                   what="event log")
+    except Exception as exc:
+        print(f"warning: the run {result.run_id} could not be written to the event log: {exc}", file=sys.stderr)
 
 
 WAREHOUSE_TASK = "warehouse"

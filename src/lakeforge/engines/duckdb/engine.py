@@ -76,7 +76,7 @@ class DuckDBEngine:
         self.con.execute("SET enable_progress_bar=false")  # lakeforge reports progress itself
         if config.memory_limit:
             self.con.execute(f"SET memory_limit={_lit(config.memory_limit)}")
-        for layer in LAYERS:
+        for layer in (*LAYERS, "_lakeforge"):  # _lakeforge: lakeforge's own tables (the event log)
             self.con.execute(f"ATTACH ':memory:' AS {layer}")
         self._open: list[pa.RecordBatchReader] = []
 

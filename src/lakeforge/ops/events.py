@@ -1,0 +1,181 @@
+"""The event log: every run, stage, expectation and table freshness, as a Delta table ``_lakeforge.event_log``.
+
+One append per run (one commit), written when the run ends, failed or not: a row for the run, one per stage
+(rows and bytes in and out, seconds, attempts, the error), one per expectation result, one per table
+(freshness at the end of the run). A run that died (killed, crashed, power cut) leaves a marker
+(``_lakeforge/runs/<run_id>.started``) that the next run turns into a ``crashed`` run row: nothing is missing
+from the history. Cost is compute seconds times the rate of ``monitoring.cost``; a run's cost per GB divides
+by the bytes it ingested. ``lakeforge query "SELECT * FROM _lakeforge.event_log"`` reads it; ``lakeforge
+runs`` lists the runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+
+if TYPE_CHECKING:
+    from lakeforge.ops.results import RunResult
+    from lakeforge.project import Project
+
+EVENT_LOG = "_lakeforge.event_log"
+MARKERS = "_lakeforge/runs"
+TS = pa.timestamp("us", tz="UTC")
+SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("event", pa.string()),  # run | stage | expectation | table
+    ("name", pa.string()), ("kind", pa.string()), ("status", pa.string()),
+    ("started_at", TS), ("ended_at", TS), ("seconds", pa.float64()),
+    ("rows_in", pa.int64()), ("rows_out", pa.int64()), ("rows_dropped", pa.int64()),
+    ("rows_quarantined", pa.int64()), ("bytes_in", pa.int64()), ("bytes_out", pa.int64()),
+    ("dq_passed", pa.int64()), ("dq_failed", pa.int64()), ("attempts", pa.int32()),
+    ("freshness_seconds", pa.float64()), ("compute_seconds", pa.float64()), ("cost", pa.float64()),
+    ("cost_per_gb", pa.float64()), ("engine", pa.string()), ("error", pa.string()), ("detail", pa.string()),
+])
+GB = 1e9
+
+
+def _uri(project: Project) -> str:
+    return project.lakehouse.join("_lakeforge", "event_log")
+
+
+def _ts(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
+
+
+def rows_of(project: Project, result: RunResult, *, ended: dt.datetime) -> list[dict[str, Any]]:
+    """The event log rows of one run."""
+    rate = project.config.monitoring.cost.rate_per_hour()
+    engine = project.config.engine.type
+    started = _ts(result.started_at) or ended
+    base = {"run_id": result.run_id, "engine": engine}
+    rows: list[dict[str, Any]] = []
+    clock = started
+    for stage in result.stages:
+        end = clock + dt.timedelta(seconds=stage.seconds)
+        rows.append({**base, "event": "stage", "name": stage.name, "kind": stage.kind, "status": stage.status,
+                     "started_at": clock, "ended_at": end, "seconds": stage.seconds,
+                     "rows_in": stage.rows_in, "rows_out": stage.rows_out, "rows_dropped": stage.rows_dropped,
+                     "rows_quarantined": stage.rows_quarantined,
+                     "bytes_in": stage.bytes if stage.kind == "ingest" else None,
+                     "rows_read": None, "attempts": stage.attempts,
+                     "dq_passed": sum(r.passed for r in stage.rules) if stage.rules else None,
+                     "dq_failed": sum(r.failed for r in stage.rules) if stage.rules else None,
+                     "compute_seconds": stage.seconds, "cost": stage.seconds / 3600 * rate,
+                     "detail": stage.detail or None})
+        for rule in stage.rules:
+            rows.append({**base, "event": "expectation", "name": f"{rule.model}:{rule.rule}", "kind": rule.action,
+                         "status": "passed" if rule.failed == 0 else "failed", "started_at": clock,
+                         "ended_at": end, "dq_passed": rule.passed, "dq_failed": rule.failed})
+        clock = end
+    if result.failed_stage:
+        rows.append({**base, "event": "stage", "name": result.failed_stage, "kind": _kind(project, result),
+                     "status": "failed", "started_at": clock, "ended_at": ended,
+                     "seconds": (ended - clock).total_seconds(), "error": result.error,
+                     "attempts": getattr(result, "failed_attempts", 1),
+                     "compute_seconds": (ended - clock).total_seconds(),
+                     "cost": (ended - clock).total_seconds() / 3600 * rate})
+    cost = result.seconds / 3600 * rate
+    gb = result.bytes_processed / GB
+    rows.insert(0, {**base, "event": "run", "name": project.config.name, "kind": "run", "status": result.status,
+                    "started_at": started, "ended_at": ended, "seconds": result.seconds,
+                    "rows_in": sum(s.rows_in for s in result.stages),
+                    "rows_out": sum(s.rows_written for s in result.stages),
+                    "bytes_in": result.bytes_processed,
+                    "dq_passed": sum(r.passed for s in result.stages for r in s.rules),
+                    "dq_failed": sum(r.failed for s in result.stages for r in s.rules),
+                    "compute_seconds": result.seconds, "cost": cost, "cost_per_gb": cost / gb if gb else None,
+                    "error": result.error, "detail": result.failed_stage})
+    rows.extend(_freshness(project, base, ended))
+    return rows
+
+
+def _kind(project: Project, result: RunResult) -> str:
+    name = result.failed_stage or ""
+    return "ingest" if name.startswith("ingest:") else "load" if name == "warehouse" else "model"
+
+
+def _freshness(project: Project, base: dict[str, Any], now: dt.datetime) -> list[dict[str, Any]]:
+    """How long ago each lakehouse table last changed, observed at the end of the run (the SLO's p95)."""
+    rows = []
+    for name in project.catalog.names():
+        try:
+            modified = project.catalog.table(name).history(1)[0].get("timestamp")
+        except Exception:  # a table being created by another writer: skip the observation
+            continue
+        if modified is None:
+            continue
+        changed = dt.datetime.fromtimestamp(int(modified) / 1000, tz=dt.UTC)
+        rows.append({**base, "event": "table", "name": name, "kind": name.split(".", 1)[0], "status": "observed",
+                     "started_at": changed, "ended_at": now,
+                     "freshness_seconds": max((now - changed).total_seconds(), 0.0)})
+    return rows
+
+
+def append(project: Project, rows: list[dict[str, Any]]) -> None:
+    """One commit of event rows (the schema is fixed: missing fields are null)."""
+    columns = {f.name: [r.get(f.name) for r in rows] for f in SCHEMA}
+    table = pa.table(columns, schema=SCHEMA)
+    write_deltalake(_uri(project), table, mode="append", storage_options=project.lakehouse.storage_options)
+
+
+def record(project: Project, result: RunResult) -> None:
+    """The run's rows into the event log, and its marker gone."""
+    append(project, rows_of(project, result, ended=dt.datetime.now(dt.UTC)))
+    project.lakehouse.delete(f"{MARKERS}/{result.run_id}.started")
+
+
+def mark_started(project: Project, run_id: str, started_at: str) -> None:
+    """A marker that says a run is under way: if the process dies, the next run logs it as crashed."""
+    project.lakehouse.write_json_atomic(f"{MARKERS}/{run_id}.started", {
+        "run_id": run_id, "started_at": started_at, "pid": os.getpid(), "host": socket.gethostname()})
+
+
+def log_crashed(project: Project) -> list[str]:
+    """Markers of runs that never ended (the caller holds the run lock, so none is alive): logged as crashed."""
+    found = project.lakehouse.list_files(MARKERS, pattern="*.started")
+    rows, ids = [], []
+    for info in found:
+        try:
+            marker = project.lakehouse.read_json(info.path)
+        except Exception:  # a marker cut short by the crash itself
+            marker = {"run_id": info.path.rsplit("/", 1)[-1].removesuffix(".started"), "started_at": None}
+        started = _ts(marker.get("started_at"))
+        ended = dt.datetime.fromtimestamp(info.mtime_ms / 1000, tz=dt.UTC) if info.mtime_ms else started
+        rows.append({"run_id": marker["run_id"], "event": "run", "name": project.config.name, "kind": "run",
+                     "status": "crashed", "started_at": started, "ended_at": ended,
+                     "engine": project.config.engine.type,
+                     "error": f"the run's process ended without finishing it (pid {marker.get('pid')} on "
+                              f"{marker.get('host')}); the next run resumed its work"})
+        ids.append(str(marker["run_id"]))
+    if rows:
+        append(project, rows)
+        for info in found:
+            project.lakehouse.delete(info.path)
+    return ids
+
+
+def read(project: Project, *, event: str | None = None, since: dt.datetime | None = None) -> pa.Table:
+    """The event log (or one kind of event, from ``since``) as Arrow; empty before the first run."""
+    uri = _uri(project)
+    if not DeltaTable.is_deltatable(uri, storage_options=project.lakehouse.storage_options):
+        return SCHEMA.empty_table()
+    import pyarrow.compute as pc
+
+    data = DeltaTable(uri, storage_options=project.lakehouse.storage_options).to_pyarrow_table()
+    if event is not None:
+        data = data.filter(pc.equal(data["event"], event))
+    if since is not None:
+        data = data.filter(pc.greater_equal(data["started_at"], pa.scalar(since, TS)))
+    return data
+
+
+def runs(project: Project, *, limit: int | None = 20) -> list[dict[str, Any]]:
+    """The runs, newest first."""
+    rows = read(project, event="run").to_pylist()
+    rows.sort(key=lambda r: (r["started_at"] or dt.datetime.min.replace(tzinfo=dt.UTC)), reverse=True)
+    return rows[:limit] if limit else rows
