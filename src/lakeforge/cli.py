@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lakeforge.errors import LakeforgeError
@@ -487,9 +488,9 @@ def main() -> None:
             if exc.__cause__ is not None:
                 raise exc.__cause__ from None
             raise
-        err.print(f"[red]error: {exc.message}[/]", highlight=False, soft_wrap=True)
-        if exc.hint:
-            err.print(f"fix: {exc.hint}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error: {escape(exc.message)}[/]", highlight=False, soft_wrap=True)
+        if exc.hint:  # plain text: a hint like pip install 'lakeforge[serve]' is not markup
+            err.print(f"fix: {exc.hint}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(1)
 
 

@@ -36,6 +36,10 @@ class WarehouseError(LakeforgeError):
     """Loading or querying the warehouse failed."""
 
 
+class RunLocked(LakeforgeError):
+    """Another run of the same lakehouse holds the run lock: nothing was done."""
+
+
 class MissingDependency(LakeforgeError):
     """An optional driver is not installed; the message names the pip extra."""
 

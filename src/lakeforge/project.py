@@ -128,6 +128,16 @@ class Project:
         selected models (all without ``select``). ``task`` runs one stage only (see :meth:`tasks`)."""
         return execute(self, full_refresh=full_refresh, select=select, task=task, reporter=reporter or Reporter())
 
+    def backfill(self, *, start: str, end: str, select: list[str] | None = None) -> dict[str, Any]:
+        """Recompute the selected models' rows of the days ``start`` .. ``end`` (YYYY-MM-DD, both included) from
+        their upstream tables as they are now: one commit per model replaces exactly those rows (idempotent), in
+        graph order, then the warehouse loads. By default every stored model that has a date or timestamp column;
+        see :mod:`lakeforge.models.backfill`. Returns ``from``, ``to``, ``models`` (model, column, rows_deleted,
+        rows_written, ...), ``skipped`` (model, reason) and ``warehouse``."""
+        from lakeforge.models.backfill import backfill
+
+        return backfill(self, start=start, end=end, select=select)
+
     def tasks(self) -> dict[str, list[str]]:
         """The pipeline's tasks and what each waits for: what deploy targets turn into jobs and DAGs."""
         return tasks(self)

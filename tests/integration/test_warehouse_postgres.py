@@ -46,6 +46,9 @@ def telemetry_project(root: Path, dsn: str, **warehouse: Any) -> Project:
     config_path = root / "lakeforge.yml"
     config = yaml.safe_load(config_path.read_text())
     config["warehouse"] = {"type": "postgres", "dsn": dsn, **warehouse}
+    # one attempt: these tests check what the NEXT run does after a load died (a retry within the run is
+    # tests/integration/test_retries.py)
+    config["orchestration"] = {"retry": {"attempts": 1}}
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     return Project(root)
 

@@ -45,6 +45,9 @@ def telemetry(tmp_path: Path, fake: Path) -> Iterator[Project]:
     path = tmp_path / "demo" / "lakeforge.yml"
     config = yaml.safe_load(path.read_text())
     config["warehouse"] = snowflake_config()
+    # one attempt: these tests check what the NEXT run does after a load died (a retry within the run is
+    # tests/integration/test_retries.py)
+    config["orchestration"] = {"retry": {"attempts": 1}}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     project = Project(tmp_path / "demo")
     yield project

@@ -47,7 +47,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, USER_ERRORS):
         return False
     for error in _chain(exc):
-        if isinstance(error, Transient | _TRANSIENT_TYPES) or type(error).__name__ in ("OperationalError",
+        if isinstance(error, (Transient, *_TRANSIENT_TYPES)) or type(error).__name__ in ("OperationalError",
                                                                                         "InterfaceError"):
             return not _PERMANENT.search(str(error))
         text = str(error)
@@ -59,7 +59,8 @@ def is_transient(exc: BaseException) -> bool:
 def call(work: Callable[[], T], *, policy: RetryConfig, what: str,
          on_retry: Callable[[str, int, BaseException, float], None] | None = None,
          sleep: Callable[[float], None] = time.sleep) -> tuple[T, int]:
-    """``work()``, tried again after transient errors as ``policy`` says. Returns its result and the attempts."""
+    """``work()``, tried again after transient errors as ``policy`` says. Returns its result and the attempts;
+    an error that ends the tries carries their number (:func:`attempts_of`)."""
 
     def before_sleep(state: RetryCallState) -> None:
         if on_retry is not None and state.outcome is not None:
@@ -83,5 +84,14 @@ def call(work: Callable[[], T], *, policy: RetryConfig, what: str,
         attempts += 1
         return work()
 
-    result = retrying(counted)
+    try:
+        result = retrying(counted)
+    except BaseException as exc:  # the tries it took travel with the error
+        exc.lakeforge_attempts = attempts  # type: ignore[attr-defined]
+        raise
     return result, attempts
+
+
+def attempts_of(exc: BaseException) -> int:
+    """How many tries :func:`call` made before giving up with ``exc`` (1 when not known)."""
+    return int(getattr(exc, "lakeforge_attempts", 1))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from lakeforge.errors import LakeforgeError
+from lakeforge.errors import LakeforgeError, RunLocked
 from lakeforge.models.execute import run_model
 from lakeforge.ops import events, retry
 from lakeforge.ops.hooks import Observers
@@ -38,7 +38,7 @@ def run_lock(project: Project) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LakeforgeError(f"another lakeforge run holds the lock {path}",
+            raise RunLocked(f"another lakeforge run holds the lock {path}",
                                  hint="wait for it to finish; runs of one lakehouse are one at a time") from None
         try:
             yield
@@ -72,17 +72,10 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
         reporter.start(name)
         observers.stage_started(name, kind)
         failed = name
-        tries = 0
-
-        def counted() -> StageResult:
-            nonlocal tries
-            tries += 1
-            return work()
-
         try:
-            done, _ = retry.call(counted, policy=policy, what=name, on_retry=reporter.retry)
+            done, tries = retry.call(work, policy=policy, what=name, on_retry=reporter.retry)
         except BaseException as exc:
-            attempts[name] = tries
+            attempts[name] = retry.attempts_of(exc)
             observers.stage_failed(name, kind, exc)
             raise
         done.attempts = tries
@@ -132,7 +125,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
                 reporter.end()
             result = result_of(error)
             _finish(project, result)  # inside the lock: the next run must not take our marker for a crash
-    except LakeforgeError as exc:  # the lock was busy: no run happened
+    except RunLocked as exc:  # the lock was busy: no run happened
         error = exc
         result = result_of(error)
         project.lakehouse.write_json_atomic(f"{RUNS}/{run_id}.json", result.to_dict())

@@ -1,0 +1,185 @@
+"""``lakeforge serve``: Prometheus ``/metrics``, ``/health``, and the cron schedules (:mod:`.scheduler`).
+
+One process per lakehouse is enough: it answers scrapes (the metrics are computed from the event log and the
+lakehouse at scrape time, :mod:`.metrics`) and, in a background thread, runs the schedules and the alert checks.
+On SIGTERM or Ctrl-C it stops accepting requests, waits for a scheduled run in progress (up to
+``grace_seconds``) and exits 0; a run still going then is abandoned: its fire is claimed already (never run
+again) and the next run resumes its work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from lakeforge.errors import LakeforgeError, MissingDependency
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from lakeforge.ops.scheduler import Scheduler
+    from lakeforge.project import Project
+
+log = logging.getLogger("lakeforge.serve")
+
+GRACE_SECONDS = 25.0  # under Kubernetes' default 30 s between SIGTERM and SIGKILL
+BAD_STATUSES = ("failed", "crashed")
+
+
+def _require() -> None:
+    try:
+        import croniter  # noqa: F401
+        import fastapi  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependency(f"lakeforge serve needs {exc.name}", hint="pip install 'lakeforge[serve]'") from None
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    return str(value) if value is not None else None
+
+
+def health(project: Project, scheduler: Scheduler | None, *, wanted: bool) -> dict[str, Any]:
+    """``ok``, or ``degraded`` when the last run failed or crashed, the event log is unreadable, or the
+    scheduler should run and does not."""
+    from lakeforge.ops import events
+
+    problems: list[str] = []
+    last: dict[str, Any] | None = None
+    try:
+        found = events.runs(project, limit=1)
+    except Exception as exc:
+        found = []
+        problems.append(f"the event log could not be read: {exc}")
+    if found:
+        row = found[0]
+        last = {"run_id": row["run_id"], "status": row["status"], "started_at": _iso(row["started_at"]),
+                "ended_at": _iso(row["ended_at"]), "seconds": row["seconds"], "error": row["error"]}
+        if row["status"] in BAD_STATUSES:
+            problems.append(f"the last run {row['status']}")
+    sched: dict[str, Any] = {"enabled": wanted, "running": False, "schedules": [], "blocked": None}
+    if scheduler is not None:
+        sched.update(running=scheduler.alive and scheduler.blocked is None, blocked=scheduler.blocked,
+                     schedules=scheduler.describe(), run_in_progress=scheduler.running,
+                     last_alert_check=_iso(scheduler.last_alert_check))
+        if wanted and not scheduler.alive:
+            problems.append("the scheduler thread is not running")
+    return {"status": "degraded" if problems else "ok", "problems": problems, "project": project.config.name,
+            "last_run": last, "scheduler": sched}
+
+
+def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRACE_SECONDS,
+               runner: Scheduler | None = None) -> FastAPI:
+    """The FastAPI app: ``GET /metrics``, ``GET /health``; with ``scheduler`` its lifespan runs the schedules
+    (``runner``: a ready :class:`Scheduler`, for tests)."""
+    _require()
+    from fastapi import FastAPI, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from lakeforge.ops.metrics import registry
+    from lakeforge.ops.scheduler import Scheduler
+
+    metrics = registry(project)
+    sched: Scheduler | None = None
+    if scheduler:
+        # its own Project: the scheduler's thread never shares an engine or a cache with the requests
+        from lakeforge.project import Project as ProjectClass
+
+        sched = runner or Scheduler(ProjectClass(project.path, engine=project.config.engine.type))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if sched is not None:
+            sched.start()
+        try:
+            yield
+        finally:
+            if sched is not None:
+                import anyio.to_thread
+
+                stopped = await anyio.to_thread.run_sync(sched.stop, grace_seconds)
+                app.state.abandoned = not stopped
+                if not stopped:
+                    log.warning("a scheduled run (%s) is still going after %.0fs: abandoned; its fire is claimed "
+                                "and the next run resumes its work", sched.running, grace_seconds)
+
+    app = FastAPI(title="lakeforge", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.scheduler = sched
+    app.state.abandoned = False
+
+    @app.get("/metrics")
+    def get_metrics() -> Response:
+        return Response(content=generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/health")
+    def get_health() -> dict[str, Any]:
+        return health(project, sched, wanted=scheduler)
+
+    return app
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts (a busy port is an error, not a half-started server)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise LakeforgeError(f"lakeforge serve cannot listen on {host}:{port}: {exc}",
+                             hint="pass --host with an address of this machine (default 127.0.0.1)") from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise LakeforgeError(f"lakeforge serve cannot listen on {host}:{port}: {exc.strerror or exc}",
+                             hint="choose another --port, or stop what listens there") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(project: Project, *, host: str = "127.0.0.1", port: int = 8642, scheduler: bool = True,
+          grace_seconds: float = GRACE_SECONDS) -> None:
+    """Serve until SIGTERM or Ctrl-C (then exit cleanly). Binds 127.0.0.1 unless told otherwise: the
+    endpoints have no authentication."""
+    _require()
+    import uvicorn
+
+    root = logging.getLogger("lakeforge")
+    if not root.handlers:  # the scheduler's and the metrics' lines, on stderr
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root.addHandler(stream)
+        root.setLevel(logging.INFO)
+    app = create_app(project, scheduler=scheduler, grace_seconds=grace_seconds)
+    sock = _listen(host, port)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    names = ", ".join(f"{s.name} ({s.cron})" for s in app.state.scheduler.schedules) if app.state.scheduler else ""
+    print(f"lakeforge serve: http://{shown}:{bound}/metrics and /health"
+          + (f"; schedules: {names or 'none'}" if scheduler else "; schedules off"), flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    # uvicorn re-raises the signal that stopped it once it has shut down gracefully: with these handlers in
+    # place, that is a no-op and the process exits 0 (the default handlers would kill it, or raise
+    # KeyboardInterrupt)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+        sock.close()
+    if app.state.abandoned:  # a run is still going in a daemon thread: do not let interpreter shutdown race it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    print("lakeforge serve: stopped", flush=True)
