@@ -308,6 +308,35 @@ def alerts_check(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> N
         out.print(f"{item['state']}: {item['name']}: {item['message']}")
 
 
+ml_app = typer.Typer(no_args_is_help=True, help="Machine learning: anomaly detection and predictive maintenance.")
+app.add_typer(ml_app, name="ml")
+
+
+@ml_app.command("evaluate")
+def ml_evaluate(dataset: Annotated[str, typer.Option(help="cmapss | nab")],
+                data_dir: Annotated[Path, typer.Option(help="the dataset's folder (its published layout)")],
+                subset: Annotated[str, typer.Option(help="cmapss: FD001 .. FD004")] = "FD001",
+                seed: Annotated[int, typer.Option(help="random seed")] = 42,
+                as_json: JsonOpt = False) -> None:
+    """Evaluate on a public benchmark: C-MAPSS remaining useful life (RMSE, PHM08 score) or NAB (score per
+    stream, standard profile)."""
+    if dataset == "cmapss":
+        from lakeforge.ml.cmapss import evaluate as evaluate_cmapss
+
+        result: dict[str, Any] = evaluate_cmapss(data_dir, subset=subset, seed=seed)
+    elif dataset == "nab":
+        from lakeforge.ml.nab import evaluate as evaluate_nab
+
+        result = evaluate_nab(data_dir)
+    else:
+        raise LakeforgeError(f"unknown dataset {dataset!r}", hint="use --dataset cmapss or --dataset nab")
+    if as_json:
+        _emit(result)
+        return
+    for key, value in result.items():
+        out.print(f"{key}: {value}")
+
+
 @app.command()
 def report(name: Annotated[str | None, typer.Argument(help="the report; without it, list the reports")] = None,
            project: ProjectOpt = Path("."), as_json: JsonOpt = False,

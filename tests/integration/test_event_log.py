@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 from deltalake import DeltaTable
@@ -46,6 +47,12 @@ def test_every_run_stage_and_rule_is_logged_and_queryable(example: Project) -> N
         assert (logged["rows_in"], logged["rows_out"], logged["rows_quarantined"], logged["attempts"]) == (
             stage.rows_in, stage.rows_out, stage.rows_quarantined, 1)
         assert logged["started_at"] <= logged["ended_at"]
+    silver = DeltaTable(str(project.lakehouse.local_path("silver/telemetry")))
+    quarantined = DeltaTable(str(project.lakehouse.local_path("quarantine/silver_telemetry")))
+    sizes = [pa.table(t.get_add_actions(flatten=True))["size_bytes"].to_pylist() for t in (silver, quarantined)]
+    assert stages["silver.telemetry"]["bytes_out"] == sum(map(sum, sizes)) > 0  # the files of the run's commits
+    assert stages["ingest:telemetry"]["bytes_out"] > 0 and run["bytes_out"] >= sum(
+        s["bytes_out"] or 0 for s in stages.values())
     rules = [r for r in rows if r["event"] == "expectation" and r["run_id"] == first.run_id]
     assert len(rules) == sum(len(s.rules) for s in first.stages) > 0
     assert sum(r["dq_failed"] for r in rules) == run["dq_failed"] > 0  # the generator's dirt

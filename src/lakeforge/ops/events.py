@@ -12,6 +12,7 @@ runs`` lists the runs.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import socket
 from typing import TYPE_CHECKING, Any
@@ -47,8 +48,42 @@ def _ts(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text) if text else None
 
 
-def rows_of(project: Project, result: RunResult, *, ended: dt.datetime) -> list[dict[str, Any]]:
-    """The event log rows of one run."""
+def versions(project: Project) -> dict[str, int]:
+    """Every lakehouse table's version: taken when a run starts, to tell the bytes each stage wrote."""
+    return {name: project.catalog.version(name) for name in project.catalog.names()}
+
+
+def bytes_written(project: Project, before: dict[str, int]) -> dict[str, int]:
+    """Stage name -> bytes of the data files its commits added since ``before`` (from the Delta log's add
+    actions; a model's quarantine table counts for the model, ``bronze.x`` for ``ingest:x``)."""
+    written: dict[str, int] = {}
+    for name in project.catalog.names():
+        start, end = before.get(name, -1), project.catalog.version(name)
+        if end <= start:
+            continue
+        layer, table = name.split(".", 1)
+        if layer == "quarantine":  # quarantine.<layer>_<table>: of the stage that wrote <layer>.<table>
+            layer_of, _, table = table.partition("_")
+            stage = f"ingest:{table}" if layer_of == "bronze" else f"{layer_of}.{table}"
+        else:
+            stage = f"ingest:{table}" if layer == "bronze" else name
+        layer, table = name.split(".", 1)
+        for version in range(start + 1, end + 1):
+            try:
+                log = project.lakehouse.read_bytes(f"{layer}/{table}/_delta_log/{version:020d}.json")
+            except Exception:  # a log entry already cleaned up: the figure is a lower bound
+                continue
+            for line in log.splitlines():
+                action = json.loads(line) if line.strip() else {}
+                if "add" in action:
+                    written[stage] = written.get(stage, 0) + int(action["add"].get("size") or 0)
+    return written
+
+
+def rows_of(project: Project, result: RunResult, *, ended: dt.datetime,
+            before: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """The event log rows of one run (``before``: the tables' versions when it started, for bytes out)."""
+    written = bytes_written(project, before) if before is not None else {}
     rate = project.config.monitoring.cost.rate_per_hour()
     engine = project.config.engine.type
     started = _ts(result.started_at) or ended
@@ -62,7 +97,7 @@ def rows_of(project: Project, result: RunResult, *, ended: dt.datetime) -> list[
                      "rows_in": stage.rows_in, "rows_out": stage.rows_out, "rows_dropped": stage.rows_dropped,
                      "rows_quarantined": stage.rows_quarantined,
                      "bytes_in": stage.bytes if stage.kind == "ingest" else None,
-                     "rows_read": None, "attempts": stage.attempts,
+                     "bytes_out": written.get(stage.name), "attempts": stage.attempts,
                      "dq_passed": sum(r.passed for r in stage.rules) if stage.rules else None,
                      "dq_failed": sum(r.failed for r in stage.rules) if stage.rules else None,
                      "compute_seconds": stage.seconds, "cost": stage.seconds / 3600 * rate,
@@ -85,7 +120,7 @@ def rows_of(project: Project, result: RunResult, *, ended: dt.datetime) -> list[
                     "started_at": started, "ended_at": ended, "seconds": result.seconds,
                     "rows_in": sum(s.rows_in for s in result.stages),
                     "rows_out": sum(s.rows_written for s in result.stages),
-                    "bytes_in": result.bytes_processed,
+                    "bytes_in": result.bytes_processed, "bytes_out": sum(written.values()) if written else None,
                     "dq_passed": sum(r.passed for s in result.stages for r in s.rules),
                     "dq_failed": sum(r.failed for s in result.stages for r in s.rules),
                     "compute_seconds": result.seconds, "cost": cost, "cost_per_gb": cost / gb if gb else None,
@@ -123,9 +158,9 @@ def append(project: Project, rows: list[dict[str, Any]]) -> None:
     write_deltalake(_uri(project), table, mode="append", storage_options=project.lakehouse.storage_options)
 
 
-def record(project: Project, result: RunResult) -> None:
+def record(project: Project, result: RunResult, *, before: dict[str, int] | None = None) -> None:
     """The run's rows into the event log, and its marker gone."""
-    append(project, rows_of(project, result, ended=dt.datetime.now(dt.UTC)))
+    append(project, rows_of(project, result, ended=dt.datetime.now(dt.UTC), before=before))
     project.lakehouse.delete(f"{MARKERS}/{result.run_id}.started")
 
 

@@ -102,6 +102,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
         with run_lock(project):
             crashed.extend(events.log_crashed(project))  # runs that died: logged, their work resumed below
             events.mark_started(project, run_id, started_at)
+            before = events.versions(project)
             observers.run_started(run_id)
             try:
                 for name in sources:
@@ -124,7 +125,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
             finally:
                 reporter.end()
             result = result_of(error)
-            _finish(project, result)  # inside the lock: the next run must not take our marker for a crash
+            _finish(project, result, before=before)  # in the lock: the next run must not take our marker for a crash
     except RunLocked as exc:  # the lock was busy: no run happened
         error = exc
         result = result_of(error)
@@ -136,11 +137,11 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
     return result
 
 
-def _finish(project: Project, result: RunResult) -> None:
+def _finish(project: Project, result: RunResult, *, before: dict[str, int]) -> None:
     """The run's record (JSON) and its rows in the event log; a failure to log is said, not raised."""
     project.lakehouse.write_json_atomic(f"{RUNS}/{result.run_id}.json", result.to_dict())
     try:
-        retry.call(lambda: events.record(project, result), policy=project.config.orchestration.retry,
+        retry.call(lambda: events.record(project, result, before=before), policy=project.config.orchestration.retry,
                    what="event log")
     except Exception as exc:
         print(f"warning: the run {result.run_id} could not be written to the event log: {exc}", file=sys.stderr)
