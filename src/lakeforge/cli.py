@@ -337,6 +337,62 @@ def ml_evaluate(dataset: Annotated[str, typer.Option(help="cmapss | nab")],
         out.print(f"{key}: {value}")
 
 
+TrackingOpt = Annotated[str | None, typer.Option(
+    "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else <project>/mlflow/mlflow.db)")]
+
+
+@ml_app.command("train")
+def ml_train(project: ProjectOpt = Path("."), seed: Annotated[int, typer.Option(help="random seed")] = 42,
+             num_boost_round: Annotated[int | None, typer.Option(min=1, help="boosting rounds (default 300)")] = None,
+             tracking_uri: TrackingOpt = None, as_json: JsonOpt = False) -> None:
+    """Train the failure-within-24 h model on gold.machine_features, log it to MLflow, register it (challenger)."""
+    from lakeforge.ml.registry import train
+
+    with Project(project) as proj:
+        result = train(proj, seed=seed, tracking_uri=tracking_uri,
+                       **({} if num_boost_round is None else {"num_boost_round": num_boost_round}))
+    if as_json:
+        _emit(result)
+        return
+    m = result["metrics"]
+    out.print(f"{result['model']} version {result['version']} is the {result['alias']}: macro F1 "
+              f"{m['macro_f1']:.3f}, AUC-PR (any failure) {m.get('auc_pr_any_failure', float('nan')):.3f} on "
+              f"{result['rows_test']:,} holdout rows (run {result['run_id']})")
+
+
+@ml_app.command("promote")
+def ml_promote(project: ProjectOpt = Path("."), tracking_uri: TrackingOpt = None, as_json: JsonOpt = False) -> None:
+    """Make the challenger the champion if it beats the champion's macro F1 on the current holdout."""
+    from lakeforge.ml.registry import promote
+
+    with Project(project) as proj:
+        result = promote(proj, tracking_uri=tracking_uri)
+    if as_json:
+        _emit(result)
+        return
+    verdict = "promoted" if result["promoted"] else "not promoted"
+    out.print(f"{result['model']} version {result['challenger']} {verdict}: {result['reason']}; "
+              f"champion: version {result['champion']}")
+
+
+@ml_app.command("models")
+def ml_models(project: ProjectOpt = Path("."), tracking_uri: TrackingOpt = None, as_json: JsonOpt = False) -> None:
+    """The registered versions of the project's model, with aliases and holdout metrics."""
+    from lakeforge.ml.registry import models
+
+    with Project(project) as proj:
+        versions = models(proj, tracking_uri=tracking_uri)
+    if as_json:
+        _emit(versions)
+        return
+    table = Table("version", "aliases", "macro F1", "AUC-PR", "seed", "run")
+    for v in versions:
+        m = v["metrics"]
+        table.add_row(v["version"], ", ".join(v["aliases"]), f"{m.get('macro_f1', float('nan')):.3f}",
+                      f"{m.get('auc_pr_any_failure', float('nan')):.3f}", str(v["seed"]), str(v["run_id"]))
+    out.print(table if versions else "no model is registered yet: `lakeforge ml train`")
+
+
 @app.command()
 def report(name: Annotated[str | None, typer.Argument(help="the report; without it, list the reports")] = None,
            project: ProjectOpt = Path("."), as_json: JsonOpt = False,

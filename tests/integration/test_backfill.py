@@ -37,6 +37,7 @@ WINDOWED = {
     "gold.dim_machine": "install_date", "gold.fact_errors": "ts", "gold.fact_failures": "ts",
     "gold.fact_maintenance": "ts", "gold.fact_telemetry_daily": "date", "gold.fact_telemetry_hourly": "hour",
     "gold.dim_date": "date", "gold.fact_site_daily": "date", "gold.fleet_kpi_daily": "date",
+    "gold.machine_features": "hour",
 }
 
 
@@ -163,7 +164,7 @@ def test_backfill_then_new_data_then_run_equals_a_fresh_project(example: Project
     # by, recorded the new upstream versions: the next run has nothing to redo for them
     redone = example.run()
     assert {s.name for s in redone.stages if s.kind == "model" and s.status == "ok"} == {
-        "gold.fleet_kpi_daily"}  # it reads fact_errors, ... (backfilled by ts) in full: recomputed to be sure
+        "gold.fleet_kpi_daily", "gold.machine_features"}  # they read backfilled tables in full: recomputed
     example.generate(machines=12, days=2, seed=7, files=3, start="2024-01-03")  # more rows for the 3rd, the 4th
     assert example.run().status == "succeeded"
     fresh = fresh_copy(example, tmp_path / "fresh")

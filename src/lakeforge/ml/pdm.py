@@ -1,0 +1,284 @@
+"""Predictive maintenance: will a machine fail within 24 hours, and which component?
+
+The rows are the point-in-time features of ``gold.machine_features`` (one per machine and hour; no feature reads
+a later row). The label of a row is the component (``comp1`` .. ``comp4``) of the first failure in
+``(hour, hour + 24 h]`` (from ``gold.fact_failures``), else ``none``. Rows whose 24 h horizon passes the end of
+the data are left out: their label is not known yet.
+
+The split is by time: the last ``test_fraction`` of the hours is the holdout (``hour > cutoff``); training
+uses the hours up to ``cutoff - 24 h``, so no training label looks into the holdout. The model is LightGBM
+multiclass, deterministic (``deterministic``, a fixed ``num_threads``, ``seed``), with class weights that lift
+the rare failure classes. Metrics: per class precision, recall and F1; macro F1 over the classes that occur in
+the holdout or its predictions; and the area under the precision-recall curve (average precision) of "any
+failure" scored by ``1 - P(none)``.
+
+scikit-learn, LightGBM and pandas are imported when needed (``pip install 'lakeforge[ml]'``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from lakeforge.errors import LakeforgeError, MissingDependency
+
+if TYPE_CHECKING:
+    import lightgbm
+    import pandas as pd
+
+    from lakeforge.project import Project
+
+CLASSES: tuple[str, ...] = ("none", "comp1", "comp2", "comp3", "comp4")
+HORIZON_HOURS = 24
+FEATURES_TABLE = "gold.machine_features"
+FAILURES_TABLE = "gold.fact_failures"
+KEYS: tuple[str, ...] = ("machine_id", "hour")
+LABEL = "label"
+CATEGORICAL = "model"  # the machine model: a string, encoded as ``model_code`` (its index in ``categories``)
+NUM_BOOST_ROUND = 300
+PARAMS: dict[str, Any] = {
+    "objective": "multiclass",
+    "num_class": len(CLASSES),
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "deterministic": True,
+    "force_row_wise": True,
+    "num_threads": 1,
+    "verbosity": -1,
+}
+CLASS_WEIGHT_POWER = 1.0  # weight of class c: (rows of "none" / rows of c) ** power: 1 balances them
+
+
+def require() -> None:
+    """Fail with the pip extra to install when the ML libraries are missing."""
+    try:
+        import lightgbm  # noqa: F401
+        import pandas  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependency(f"predictive maintenance needs {exc.name}",
+                                hint="pip install 'lakeforge[ml]'") from None
+
+
+# -- data ------------------------------------------------------------------------------------------
+def labelled(features: pa.Table, failures: pa.Table, *, horizon_hours: int = HORIZON_HOURS) -> pa.Table:
+    """Every feature row with its label; rows whose horizon passes the end of the data are left out."""
+    for name, table, needed in (("features", features, KEYS), ("failures", failures, ("machine_id", "ts",
+                                                                                      "component"))):
+        missing = [c for c in needed if c not in table.column_names]
+        if missing:
+            raise LakeforgeError(f"the {name} table has no column {', '.join(missing)}",
+                                 hint="train on gold.machine_features and gold.fact_failures of the example project")
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone='UTC'")
+        con.register("f", features)
+        con.register("x", failures.select(["machine_id", "ts", "component"]))
+        return con.sql(f"""
+            WITH firsts AS (
+              SELECT f.machine_id, f.hour, first(x.component ORDER BY x.ts, x.component) AS component
+              FROM f JOIN x ON x.machine_id = f.machine_id AND x.ts > f.hour
+                           AND x.ts <= f.hour + INTERVAL {int(horizon_hours)} HOUR
+              GROUP BY f.machine_id, f.hour
+            )
+            SELECT f.*, coalesce(firsts.component, 'none') AS {LABEL}
+            FROM f LEFT JOIN firsts USING (machine_id, hour)
+            WHERE f.hour <= (SELECT max(hour) FROM f) - INTERVAL {int(horizon_hours)} HOUR
+            ORDER BY f.hour, f.machine_id
+        """).to_arrow_table()
+    finally:
+        con.close()
+
+
+def load(project: Project, *, horizon_hours: int = HORIZON_HOURS) -> pd.DataFrame:
+    """The labelled feature rows of a project, as pandas (sorted by hour, then machine)."""
+    require()
+    for name in (FEATURES_TABLE, FAILURES_TABLE):
+        if not project.catalog.exists(name):
+            raise LakeforgeError(f"{name} does not exist in project {project.config.name}",
+                                 hint="run the pipeline first: `lakeforge run` (the telemetry example has it)")
+    frame = labelled(project.table(FEATURES_TABLE), project.table(FAILURES_TABLE),
+                     horizon_hours=horizon_hours).to_pandas()
+    if frame.empty:
+        raise LakeforgeError(f"{FEATURES_TABLE} has no row with a known {horizon_hours} h label",
+                             hint="generate more days of data (e.g. `lakeforge generate --days 20`) and run")
+    return frame
+
+
+@dataclass
+class Split:
+    train: pd.DataFrame
+    test: pd.DataFrame
+    cutoff: dt.datetime  # the last hour that is not in the holdout
+    gap_hours: int
+
+    def describe(self) -> dict[str, Any]:
+        return {"cutoff": self.cutoff.isoformat(), "gap_hours": self.gap_hours, "rows_train": len(self.train),
+                "rows_test": len(self.test), "failures_train": int((self.train[LABEL] != "none").sum()),
+                "failures_test": int((self.test[LABEL] != "none").sum())}
+
+
+def split(frame: pd.DataFrame, *, test_fraction: float = 0.3, gap_hours: int = HORIZON_HOURS) -> Split:
+    """The last ``test_fraction`` of the time span is the holdout; training ends ``gap_hours`` before it."""
+    import pandas as pd
+
+    if not 0 < test_fraction < 1:
+        raise LakeforgeError(f"test_fraction must be between 0 and 1, not {test_fraction}")
+    hours = pd.to_datetime(frame["hour"], utc=True)
+    start, end = hours.min(), hours.max()
+    span_hours = (end - start) / pd.Timedelta(hours=1)
+    cutoff = start + pd.Timedelta(hours=math.floor(span_hours * (1 - test_fraction)))
+    train = frame[hours <= cutoff - pd.Timedelta(hours=gap_hours)]
+    test = frame[hours > cutoff]
+    if train.empty or test.empty:
+        raise LakeforgeError(f"{len(frame)} rows over {span_hours:.0f} h are too few for a time split with a "
+                             f"{gap_hours} h gap", hint="generate more days of data and run the pipeline")
+    return Split(train=train.reset_index(drop=True), test=test.reset_index(drop=True),
+                 cutoff=cutoff.to_pydatetime(), gap_hours=gap_hours)
+
+
+@dataclass
+class Encoding:
+    """How a frame becomes the model's input: the feature columns, and the categories of ``model``."""
+
+    features: list[str]
+    categories: list[str] = field(default_factory=list)
+
+    @staticmethod
+    def fit(frame: pd.DataFrame) -> Encoding:
+        skip = {*KEYS, LABEL, CATEGORICAL}
+        features = [c for c in frame.columns if c not in skip and not str(c).startswith("_")]
+        categories: list[str] = []
+        if CATEGORICAL in frame.columns:
+            categories = sorted(str(v) for v in frame[CATEGORICAL].dropna().unique())
+            features.append(f"{CATEGORICAL}_code")
+        return Encoding(features=features, categories=categories)
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's input: float64 columns in a fixed order; an unknown or missing category is NaN."""
+        import pandas as pd
+
+        columns: dict[str, Any] = {}
+        for name in self.features:
+            if name == f"{CATEGORICAL}_code":
+                codes = {c: float(i) for i, c in enumerate(self.categories)}
+                source = frame[CATEGORICAL] if CATEGORICAL in frame.columns else pd.Series(None, index=frame.index)
+                columns[name] = source.map(lambda v, codes=codes: codes.get(str(v), np.nan)).astype("float64")
+            elif name in frame.columns:
+                columns[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+            else:
+                columns[name] = pd.Series(np.nan, index=frame.index, dtype="float64")
+        return pd.DataFrame(columns, index=frame.index)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": self.features, "categorical": {f"{CATEGORICAL}_code": self.categories}}
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Encoding:
+        return Encoding(features=list(data["features"]),
+                        categories=list(data.get("categorical", {}).get(f"{CATEGORICAL}_code", [])))
+
+
+# -- model ------------------------------------------------------------------------------------------
+def class_weights(labels: pd.Series, *, power: float = CLASS_WEIGHT_POWER) -> dict[str, float]:
+    counts = labels.value_counts()
+    base = float(counts.get("none", 0)) or float(counts.max())
+    return {c: (base / float(counts[c])) ** power if counts.get(c, 0) else 1.0 for c in CLASSES}
+
+
+def params_for(*, seed: int, **overrides: Any) -> dict[str, Any]:
+    return {**PARAMS, "seed": seed, **overrides}
+
+
+def fit(train: pd.DataFrame, encoding: Encoding, *, seed: int = 42, num_boost_round: int = NUM_BOOST_ROUND,
+        params: dict[str, Any] | None = None, class_weight_power: float = CLASS_WEIGHT_POWER) -> lightgbm.Booster:
+    require()
+    import lightgbm as lgb
+
+    x = encoding.transform(train)
+    y = train[LABEL].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+    weights = class_weights(train[LABEL], power=class_weight_power)
+    w = train[LABEL].map(weights).to_numpy(dtype="float64")
+    categorical = [f"{CATEGORICAL}_code"] if f"{CATEGORICAL}_code" in encoding.features else []
+    data = lgb.Dataset(x, label=y, weight=w, categorical_feature=categorical or "auto", free_raw_data=True)
+    return lgb.train(params or params_for(seed=seed), data, num_boost_round=num_boost_round)
+
+
+def predict_proba(model: Any, frame: pd.DataFrame, encoding: Encoding) -> np.ndarray:
+    """Class probabilities in :data:`CLASSES` order (a LightGBM booster, or anything with ``predict``)."""
+    proba = np.asarray(model.predict(encoding.transform(frame)), dtype="float64")
+    return proba.reshape(len(frame), len(CLASSES))
+
+
+def metrics(labels: pd.Series | np.ndarray | list[str], proba: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, f1_score, precision_recall_fscore_support
+
+    y_true = np.asarray(labels, dtype=object)
+    y_pred = np.asarray(CLASSES, dtype=object)[proba.argmax(axis=1)]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(CLASSES), zero_division=0)
+    out: dict[str, float] = {}
+    for i, name in enumerate(CLASSES):
+        out[f"precision_{name}"] = float(precision[i])
+        out[f"recall_{name}"] = float(recall[i])
+        out[f"f1_{name}"] = float(f1[i])
+        out[f"support_{name}"] = float(support[i])
+    out["macro_f1"] = float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    failing = y_true != "none"
+    if failing.any() and not failing.all():
+        out["auc_pr_any_failure"] = float(average_precision_score(failing, 1.0 - proba[:, 0]))
+        out["failure_rate_test"] = float(failing.mean())  # the AUC-PR of a random score
+    return out
+
+
+def importance(booster: lightgbm.Booster) -> list[dict[str, Any]]:
+    """Gain and split importance per feature, highest gain first."""
+    names = booster.feature_name()
+    gain = booster.feature_importance(importance_type="gain")
+    splits = booster.feature_importance(importance_type="split")
+    rows = [{"feature": n, "gain": round(float(g), 6), "splits": int(s)} for n, g, s in zip(names, gain, splits,
+                                                                                           strict=True)]
+    return sorted(rows, key=lambda r: (-r["gain"], r["feature"]))
+
+
+@dataclass
+class Trained:
+    booster: lightgbm.Booster
+    encoding: Encoding
+    split: Split
+    params: dict[str, Any]
+    num_boost_round: int
+    metrics: dict[str, float]
+    class_weights: dict[str, float]
+
+
+def train_frame(frame: pd.DataFrame, *, seed: int = 42, num_boost_round: int = NUM_BOOST_ROUND,
+                test_fraction: float = 0.3, gap_hours: int = HORIZON_HOURS,
+                class_weight_power: float = CLASS_WEIGHT_POWER) -> Trained:
+    """Split, fit on the training part, score the holdout."""
+    parts = split(frame, test_fraction=test_fraction, gap_hours=gap_hours)
+    encoding = Encoding.fit(parts.train)
+    params = params_for(seed=seed)
+    booster = fit(parts.train, encoding, seed=seed, num_boost_round=num_boost_round, params=params,
+                  class_weight_power=class_weight_power)
+    scores = metrics(parts.test[LABEL], predict_proba(booster, parts.test, encoding))
+    return Trained(booster=booster, encoding=encoding, split=parts, params=params, num_boost_round=num_boost_round,
+                   metrics=scores, class_weights=class_weights(parts.train[LABEL], power=class_weight_power))
+
+
+def evaluate(project: Project, *, seed: int = 42, num_boost_round: int = NUM_BOOST_ROUND,
+             test_fraction: float = 0.3) -> dict[str, Any]:
+    """Train and score on a project's data without tracking anything (see ``lakeforge.ml.registry``)."""
+    trained = train_frame(load(project), seed=seed, num_boost_round=num_boost_round, test_fraction=test_fraction)
+    return {**trained.split.describe(), **trained.metrics}

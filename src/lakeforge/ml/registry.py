@@ -1,0 +1,232 @@
+"""The failure-within-24-hours model of a project, tracked and registered in MLflow.
+
+- Tracking: ``sqlite:///<project>/mlflow/mlflow.db`` with artifacts under ``<project>/mlflow/artifacts`` (an
+  embedded store: nothing to run), unless ``MLFLOW_TRACKING_URI`` (a tracking server in production) or the
+  ``tracking_uri`` argument says otherwise; the registry is the tracking store unless ``MLFLOW_REGISTRY_URI``.
+- :func:`train` fits :mod:`lakeforge.ml.pdm`'s model on the project's data, logs its parameters, metrics, the
+  model (with an input example and a signature), the feature importance and the feature encoding, registers it
+  as ``<project>_failure_24h`` and points the alias ``challenger`` at the new version.
+- :func:`promote` scores the challenger and the champion on the same holdout (the current data's test split)
+  and moves ``champion`` to the challenger only when its macro F1 is higher (a tie keeps the champion; the
+  first model becomes champion).
+- :func:`models` lists the versions with their aliases and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lakeforge.errors import LakeforgeError, MissingDependency
+from lakeforge.ml import pdm
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from lakeforge.project import Project
+
+# MLflow's usage telemetry would send traffic to the internet: off unless the user turns it on
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+METRIC = "macro_f1"  # what promotion compares (higher is better)
+ENCODING_FILE = "feature_encoding.json"
+IMPORTANCE_FILE = "feature_importance.json"
+
+
+def _mlflow() -> Any:
+    try:
+        import mlflow
+    except ImportError:
+        raise MissingDependency("MLflow is not installed", hint="pip install 'lakeforge[ml]'") from None
+    pdm.require()
+    return mlflow
+
+
+def model_name(project: Project) -> str:
+    return f"{project.config.name}_failure_24h"
+
+
+def store_dir(project: Project) -> Path:
+    return project.path / "mlflow"
+
+
+def tracking_uri(project: Project, *, override: str | None = None) -> str:
+    """The argument, else ``MLFLOW_TRACKING_URI``, else the project's embedded SQLite store."""
+    uri = override or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{(store_dir(project) / 'mlflow.db').as_posix()}"
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of an SQLite tracking URI (``sqlite:///relative`` or ``sqlite:////absolute``)."""
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+
+
+@contextmanager
+def _tracking(project: Project, uri: str | None) -> Iterator[tuple[Any, MlflowClient, str]]:
+    """MLflow pointed at the project's store for the duration (the process-wide URIs are restored after)."""
+    mlflow = _mlflow()
+    from mlflow.tracking import _model_registry, _tracking_service
+
+    uri = tracking_uri(project, override=uri)
+    registry = os.environ.get("MLFLOW_REGISTRY_URI") or uri
+    database = _sqlite_file(uri)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved = (_tracking_service.utils._tracking_uri, _model_registry.utils._registry_uri)
+    progress = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no progress bars in lakeforge's output
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(registry)
+    try:
+        yield mlflow, mlflow.MlflowClient(tracking_uri=uri, registry_uri=registry), uri
+    finally:
+        _tracking_service.utils._tracking_uri, _model_registry.utils._registry_uri = saved
+        for key, value in {**saved_env, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": progress}.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _experiment(mlflow: Any, project: Project, uri: str) -> str:
+    name = model_name(project)
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    database = _sqlite_file(uri)  # an SQLite store keeps its artifacts beside the database; a server decides
+    location = None if database is None else (database.parent / "artifacts").as_uri()
+    return str(mlflow.create_experiment(name, artifact_location=location))
+
+
+def train(project: Project, *, seed: int = 42, num_boost_round: int = pdm.NUM_BOOST_ROUND,
+          test_fraction: float = 0.3, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Fit on the project's current data, log everything to MLflow, register a version: the new challenger."""
+    frame = pdm.load(project)
+    trained = pdm.train_frame(frame, seed=seed, num_boost_round=num_boost_round, test_fraction=test_fraction)
+    name = model_name(project)
+    with _tracking(project, tracking_uri) as (mlflow, client, uri):
+        from mlflow.models import infer_signature
+
+        experiment_id = _experiment(mlflow, project, uri)
+        x_train = trained.encoding.transform(trained.split.train)
+        example = x_train.head(5)
+        signature = infer_signature(example, trained.booster.predict(example))
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-seed{seed}") as run:
+            mlflow.log_params({
+                **{f"lgbm.{k}": v for k, v in trained.params.items()},
+                "num_boost_round": num_boost_round,
+                "seed": seed,
+                "test_fraction": test_fraction,
+                "horizon_hours": pdm.HORIZON_HOURS,
+                "gap_hours": trained.split.gap_hours,
+                "cutoff": trained.split.cutoff.isoformat(),
+                "features": len(trained.encoding.features),
+                "class_weights": json.dumps({k: round(v, 4) for k, v in trained.class_weights.items()}),
+                "features_table": pdm.FEATURES_TABLE,
+                "failures_table": pdm.FAILURES_TABLE,
+            })
+            mlflow.log_metrics({**trained.metrics, **{k: float(v) for k, v in trained.split.describe().items()
+                                                      if k.startswith(("rows_", "failures_"))}})
+            mlflow.set_tags({"lakeforge.project": project.config.name, "lakeforge.task": "failure_24h"})
+            mlflow.log_dict({"importance": pdm.importance(trained.booster)}, IMPORTANCE_FILE)
+            mlflow.log_dict(trained.encoding.to_dict(), ENCODING_FILE)
+            info = mlflow.lightgbm.log_model(trained.booster, name="model", input_example=example,
+                                             signature=signature, registered_model_name=name)
+        version = str(info.registered_model_version)
+        client.set_registered_model_alias(name, CHALLENGER, version)
+    return {"model": name, "version": version, "alias": CHALLENGER, "run_id": run.info.run_id,
+            "tracking_uri": uri, "seed": seed, "num_boost_round": num_boost_round, **trained.split.describe(),
+            "metrics": trained.metrics}
+
+
+def _version_of(client: MlflowClient, name: str, alias: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def _score(mlflow: Any, client: MlflowClient, name: str, version: Any, test: Any) -> dict[str, float]:
+    """A registered version's metrics on ``test`` (with the feature encoding it was trained with)."""
+    encoding = pdm.Encoding.from_dict(mlflow.artifacts.load_dict(
+        f"runs:/{version.run_id}/{ENCODING_FILE}"))
+    booster = mlflow.lightgbm.load_model(f"models:/{name}/{version.version}")
+    return pdm.metrics(test[pdm.LABEL], pdm.predict_proba(booster, test, encoding))
+
+
+def promote(project: Project, *, test_fraction: float = 0.3, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Move ``champion`` to the challenger when it scores a higher macro F1 than the champion on the current
+    data's holdout; the first model becomes champion. Tags both versions with the scores."""
+    name = model_name(project)
+    with _tracking(project, tracking_uri) as (mlflow, client, _uri):
+        challenger = _version_of(client, name, CHALLENGER)
+        if challenger is None:
+            raise LakeforgeError(f"model {name} has no {CHALLENGER} to promote",
+                                 hint="train one first: `lakeforge ml train`")
+        champion = _version_of(client, name, CHAMPION)
+        test = pdm.split(pdm.load(project), test_fraction=test_fraction).test
+        challenger_scores = _score(mlflow, client, name, challenger, test)
+        result: dict[str, Any] = {
+            "model": name, "metric": METRIC, "challenger": str(challenger.version),
+            "challenger_score": challenger_scores[METRIC], "rows_test": len(test),
+            "champion_before": None if champion is None else str(champion.version), "champion_score": None,
+        }
+        if champion is None:
+            promoted, reason = True, "no champion yet: the first model becomes champion"
+        elif str(champion.version) == str(challenger.version):
+            promoted, reason = False, "the challenger is already the champion"
+            result["champion_score"] = challenger_scores[METRIC]
+        else:
+            champion_score = _score(mlflow, client, name, champion, test)[METRIC]
+            result["champion_score"] = champion_score
+            promoted = challenger_scores[METRIC] > champion_score
+            reason = (f"{METRIC} {challenger_scores[METRIC]:.4f} > {champion_score:.4f}" if promoted else
+                      f"{METRIC} {challenger_scores[METRIC]:.4f} <= {champion_score:.4f}: the champion stays")
+        client.set_model_version_tag(name, str(challenger.version), f"holdout_{METRIC}",
+                                     f"{challenger_scores[METRIC]:.6f}")
+        client.set_model_version_tag(name, str(challenger.version), "promotion",
+                                     "accepted" if promoted else "rejected")
+        if promoted:
+            client.set_registered_model_alias(name, CHAMPION, str(challenger.version))
+            client.delete_registered_model_alias(name, CHALLENGER)
+        result.update(promoted=promoted, reason=reason,
+                      champion=str(challenger.version) if promoted else result["champion_before"])
+    return result
+
+
+def models(project: Project, *, tracking_uri: str | None = None) -> list[dict[str, Any]]:
+    """Every registered version of the project's model, newest first, with aliases, metrics and seed."""
+    from mlflow.exceptions import MlflowException
+
+    name = model_name(project)
+    with _tracking(project, tracking_uri) as (_mlflow, client, _uri):
+        try:
+            aliases = client.get_registered_model(name).aliases or {}
+            versions = client.search_model_versions(f"name = '{name}'")
+        except MlflowException:
+            return []
+        by_version: dict[str, list[str]] = {}
+        for alias, number in aliases.items():
+            by_version.setdefault(str(number), []).append(alias)
+        out = []
+        for v in sorted(versions, key=lambda v: -int(v.version)):
+            run = client.get_run(v.run_id) if v.run_id else None
+            out.append({
+                "model": name, "version": str(v.version), "aliases": sorted(by_version.get(str(v.version), [])),
+                "run_id": v.run_id, "created": v.creation_timestamp, "tags": dict(v.tags or {}),
+                "seed": None if run is None else run.data.params.get("seed"),
+                "metrics": {} if run is None else dict(sorted(run.data.metrics.items())),
+            })
+    return out
