@@ -83,8 +83,10 @@ def table_rows(dsn: str, table: str, keys: list[str]) -> list[tuple[Any, ...]]:
 
 
 def keyed(project: Project) -> dict[str, list[str]]:
-    """The gold tables with a unique key (the facts), and their keys."""
-    return {m.table: m.config.unique_key for m in project.models() if m.layer == "gold" and m.config.unique_key}
+    """The incremental gold tables with a unique key (the facts), and their keys: what loads incrementally (a
+    materialized table, e.g. machine_features, is rewritten by each run, so it is reloaded in full)."""
+    return {m.table: m.config.unique_key for m in project.models()
+            if m.layer == "gold" and m.config.unique_key and m.config.kind == "incremental"}
 
 
 def doubled_keys(project: Project, dsn: str) -> dict[str, int]:
