@@ -53,12 +53,18 @@ def versions(project: Project) -> dict[str, int]:
     return {name: project.catalog.version(name) for name in project.catalog.names()}
 
 
-def bytes_written(project: Project, before: dict[str, int]) -> dict[str, int]:
+def _tables(project: Project) -> dict[str, DeltaTable]:
+    """Every lakehouse table, opened once for all of a run's end-of-run figures (bytes out, freshness)."""
+    return {name: project.catalog.table(name) for name in project.catalog.names()}
+
+
+def bytes_written(project: Project, before: dict[str, int],
+                  tables: dict[str, DeltaTable] | None = None) -> dict[str, int]:
     """Stage name -> bytes of the data files its commits added since ``before`` (from the Delta log's add
     actions; a model's quarantine table counts for the model, ``bronze.x`` for ``ingest:x``)."""
     written: dict[str, int] = {}
-    for name in project.catalog.names():
-        start, end = before.get(name, -1), project.catalog.version(name)
+    for name, delta in (tables if tables is not None else _tables(project)).items():
+        start, end = before.get(name, -1), delta.version()
         if end <= start:
             continue
         layer, table = name.split(".", 1)
@@ -83,7 +89,8 @@ def bytes_written(project: Project, before: dict[str, int]) -> dict[str, int]:
 def rows_of(project: Project, result: RunResult, *, ended: dt.datetime,
             before: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """The event log rows of one run (``before``: the tables' versions when it started, for bytes out)."""
-    written = bytes_written(project, before) if before is not None else {}
+    tables = _tables(project)
+    written = bytes_written(project, before, tables) if before is not None else {}
     rate = project.config.monitoring.cost.rate_per_hour()
     engine = project.config.engine.type
     started = _ts(result.started_at) or ended
@@ -125,7 +132,7 @@ def rows_of(project: Project, result: RunResult, *, ended: dt.datetime,
                     "dq_failed": sum(r.failed for s in result.stages for r in s.rules),
                     "compute_seconds": result.seconds, "cost": cost, "cost_per_gb": cost / gb if gb else None,
                     "error": result.error, "detail": result.failed_stage})
-    rows.extend(_freshness(project, base, ended))
+    rows.extend(_freshness(tables, base, ended))
     return rows
 
 
@@ -134,12 +141,12 @@ def _kind(project: Project, result: RunResult) -> str:
     return "ingest" if name.startswith("ingest:") else "load" if name == "warehouse" else "model"
 
 
-def _freshness(project: Project, base: dict[str, Any], now: dt.datetime) -> list[dict[str, Any]]:
+def _freshness(tables: dict[str, DeltaTable], base: dict[str, Any], now: dt.datetime) -> list[dict[str, Any]]:
     """How long ago each lakehouse table last changed, observed at the end of the run (the SLO's p95)."""
     rows = []
-    for name in project.catalog.names():
+    for name, table in tables.items():
         try:
-            modified = project.catalog.table(name).history(1)[0].get("timestamp")
+            modified = table.history(1)[0].get("timestamp")
         except Exception:  # a table being created by another writer: skip the observation
             continue
         if modified is None:
