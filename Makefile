@@ -5,13 +5,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SPARK_JARS ?= .cache/spark-jars
 SPARK_STAMP := $(SPARK_JARS)/.fetched
+BI_JARS ?= .cache/bi-jars
+BI_STAMP := $(BI_JARS)/.fetched
 AIRFLOW_VENV  := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 DEMO_DIR ?= lakeforge-demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install spark-deps airflow-env postgres demo test lint unit bench clean
+.PHONY: help install spark-deps airflow-env postgres browser bi-drivers demo test lint unit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +56,39 @@ postgres: ## PostgreSQL server binaries for the warehouse tests (apt when missin
 	         "apt-get install -y --no-install-recommends postgresql" >&2; exit 1; \
 	fi
 
+# The browser tests (tests/browser.py) drive Debian's Chromium through Playwright for Python, which is given
+# its executable_path and never downloads a browser of its own; fonts-liberation gives the screenshots the
+# metric-compatible Arial/Helvetica/Times faces
+browser: ## Chromium for the browser tests: Debian's chromium (apt when missing), driven by Playwright
+	@if [ -x /usr/bin/chromium ] && [ -d /usr/share/fonts/truetype/liberation ]; then \
+	    echo "Chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	        chromium fonts-liberation >/dev/null && echo "Chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
+	else \
+	    echo "make browser: no /usr/bin/chromium; install it as root:" \
+	         "apt-get install -y --no-install-recommends chromium fonts-liberation" >&2; exit 1; \
+	fi
+
+# The BI tools' drivers, for tests/integration/test_bi_tools.py (docs/bi-tools.md): the JDBC jars Tableau uses
+# (DuckDB's, at the duckdb package's version, and pgJDBC) from Maven Central; psqlODBC under unixODBC (the ODBC
+# path of Power BI and Tableau) and openssl (the Snowflake key pair) from apt
+$(BI_STAMP): deps/bi/pom.xml
+	mvn -q -B -f deps/bi/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	    -DoutputDirectory=$(abspath $(BI_JARS))
+	touch $(BI_STAMP)
+
+bi-drivers: $(BI_STAMP) ## drivers for the BI tests: JDBC jars (Maven, .cache/bi-jars), psqlODBC (apt when missing)
+	@if odbcinst -q -d -n "PostgreSQL Unicode" >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1; then \
+	    echo "ODBC drivers: $$(odbcinst -q -d | tr -d '[]' | paste -sd, -)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	        unixodbc odbc-postgresql openssl >/dev/null && echo "ODBC drivers: $$(odbcinst -q -d | tr -d '[]' | paste -sd, -)"; \
+	else \
+	    echo "make bi-drivers: no psqlODBC (\"PostgreSQL Unicode\") under unixODBC; install it as root:" \
+	         "apt-get install -y --no-install-recommends unixodbc odbc-postgresql openssl" >&2; exit 1; \
+	fi
+
 demo: $(STAMP) ## set up, then run the example pipeline end to end (in ./lakeforge-demo)
 	$(VENV)/bin/lakeforge demo $(DEMO_DIR)
 
@@ -61,11 +96,11 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-test: $(STAMP) $(SPARK_STAMP) $(AIRFLOW_STAMP) postgres lint ## set up, lint, then the whole test suite (slow tests included)
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+test: $(STAMP) $(SPARK_STAMP) $(AIRFLOW_STAMP) postgres browser bi-drivers lint ## set up, lint, then the whole test suite (slow tests included)
+	$(PY) -m pytest -n 2 --dist loadscope $(PYTEST_ARGS)
 
 unit: $(STAMP) ## the fast tests only
-	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadscope -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP) $(SPARK_STAMP) ## benchmarks; writes docs/benchmarks.md
 	$(PY) bench/run.py

@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import dashboards  # type: ignore[import-not-found]  # bench/dashboards.py, beside this file
 import dq  # type: ignore[import-not-found]  # bench/dq.py, beside this file
 import ingestion  # type: ignore[import-not-found]  # bench/ingestion.py, beside this file
 import reports  # type: ignore[import-not-found]  # bench/reports.py, beside this file
@@ -81,14 +82,20 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print results, leave docs/benchmarks.md alone")
     parser.add_argument("--report-days", type=int, default=365,
                         help="days of hourly telemetry for the standard reports benchmark")
-    parser.add_argument("--only", choices=["end-to-end", "ingestion", "freshness", "dq", "spark", "reports"],
-                        default=None)
+    parser.add_argument("--only", choices=["end-to-end", "ingestion", "freshness", "dq", "spark", "reports",
+                                           "dashboards"], default=None)
+    parser.add_argument("--reuse", action="store_true",
+                        help="dashboards: reuse bench/.work/dashboards-project if it was built before")
     parser.add_argument("--no-spark-silver", action="store_true",
                         help="Spark section: time ingestion only, not also ingestion + the silver telemetry model")
     args = parser.parse_args()
-    if args.only in ("ingestion", "freshness", "dq", "spark", "reports"):
+    if args.only in ("ingestion", "freshness", "dq", "spark", "reports", "dashboards"):
         WORK.mkdir(parents=True, exist_ok=True)
-        if args.only == "reports":
+        if args.only == "dashboards":
+            print(json.dumps(dashboards.timings(WORK, machines=args.machines, days=args.report_days,
+                                                repeat=max(20, args.repeat), memory_limit=MEMORY_LIMIT,
+                                                reuse=args.reuse), indent=1, default=str))
+        elif args.only == "reports":
             print(json.dumps(reports.timings(WORK, machines=args.machines, days=args.report_days,
                                              repeat=max(5, args.repeat), memory_limit=MEMORY_LIMIT), indent=1))
         elif args.only == "spark":
@@ -161,7 +168,9 @@ def main() -> None:
                                     memory_limit=MEMORY_LIMIT, silver=not args.no_spark_silver)
     result["reports"] = reports.timings(WORK, machines=args.machines, days=args.report_days,
                                         repeat=max(5, args.repeat), memory_limit=MEMORY_LIMIT)
-    print(json.dumps(result, indent=1))
+    result["dashboards"] = dashboards.timings(WORK, machines=args.machines, days=args.report_days,
+                                              repeat=max(30, args.repeat), memory_limit=MEMORY_LIMIT)
+    print(json.dumps(result, indent=1, default=str))
     ok = ratio <= TARGET_RATIO and max(lf_peaks) < TARGET_PEAK_GB
     if not args.no_write:
         write_doc(result, ok=ok)

@@ -9,7 +9,7 @@ import yaml
 
 from lakeforge.project import Project
 
-pytest_plugins = ["tests.moto_server", "tests.postgres_server"]
+pytest_plugins = ["tests.moto_server", "tests.postgres_server", "tests.browser"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

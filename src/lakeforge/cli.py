@@ -246,9 +246,10 @@ def _print_rows(result: Any, *, as_json: bool) -> None:
 @app.command()
 def serve(project: ProjectOpt = Path("."),
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="port of /metrics and /health")] = 8642,
+          port: Annotated[int, typer.Option(help="port of the dashboards, /metrics and /health")] = 8642,
           scheduler: Annotated[bool, typer.Option(help="run the cron schedules (and alert checks)")] = True) -> None:
-    """Serve /metrics (Prometheus) and /health, and run the project's schedules until stopped."""
+    """Serve the dashboards and SQL explorer, /metrics (Prometheus) and /health, and run the project's schedules
+    until stopped. Prints the URL to open, with the access token (LAKEFORGE_TOKEN, else a random one)."""
     from lakeforge.ops.serve import serve as run_server
 
     run_server(Project(project), host=host, port=port, scheduler=scheduler)
@@ -373,6 +374,20 @@ def ml_promote(project: ProjectOpt = Path("."), tracking_uri: TrackingOpt = None
     verdict = "promoted" if result["promoted"] else "not promoted"
     out.print(f"{result['model']} version {result['challenger']} {verdict}: {result['reason']}; "
               f"champion: version {result['champion']}")
+
+
+@ml_app.command("score")
+def ml_score(project: ProjectOpt = Path("."),
+             full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rescore everything")] = False,
+             as_json: JsonOpt = False) -> None:
+    """Score now (as every run does): gold.anomalies and gold.machine_risk with the champion, then the warehouse."""
+    with Project(project) as proj:
+        result = proj.score(full_refresh=full_refresh, reporter=reporter_for(err, quiet=as_json))
+    if as_json:
+        _emit(result.to_dict())
+        return
+    for s in result.stages:
+        out.print(f"{s.name}: {s.status}: {s.detail}", soft_wrap=True, highlight=False, markup=False)
 
 
 @ml_app.command("models")
@@ -558,7 +573,7 @@ def import_gx(suite: Annotated[Path, typer.Argument(help="a GX expectation suite
 @app.command()
 def demo(path: Annotated[Path, typer.Argument(help="project folder")] = Path("lakeforge-demo"),
          machines: Annotated[int, typer.Option(min=1)] = 50,
-         days: Annotated[int, typer.Option(min=1)] = 7) -> None:
+         days: Annotated[int, typer.Option(min=1)] = 14) -> None:
     """Create the example project (if needed), generate data, run it, and show what happened."""
     from lakeforge.demo import run_demo
 

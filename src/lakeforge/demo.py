@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lakeforge.config import CONFIG_FILE
+from lakeforge.errors import LakeforgeError
 from lakeforge.ops.progress import reporter_for
 from lakeforge.project import Project
 
@@ -22,6 +23,8 @@ def run_demo(path: Path, *, machines: int, days: int, console: Console, progress
                   f"in {generated['files']} files")
     with project:
         result = project.run(reporter=reporter_for(progress, quiet=False))
+        if project.config.ml.risk.enabled:
+            _train_and_score(project, console=console, progress=progress)
     stages = Table("stage", "rows in", "rows out", "dropped", "quarantined", "seconds", title="stages")
     for s in result.stages:
         stages.add_row(s.name, f"{s.rows_in:,}", f"{s.rows_out:,}", f"{s.rows_dropped:,}",
@@ -48,6 +51,8 @@ def run_demo(path: Path, *, machines: int, days: int, console: Console, progress
                        "-" if r["mtbf_hours"] is None else f"{r['mtbf_hours']:,.0f}",
                        "-" if r["mttr_hours"] is None else f"{r['mttr_hours']:.1f}")
     console.print(models)
+    if project.config.ml.risk.enabled or project.config.ml.anomalies.enabled:
+        _show_ml(project, console=console)
     console.print(f"run {result.run_id} {result.status}; {result.bytes_processed:,} bytes in "
                   f"{time.perf_counter() - started:.1f}s in all")
     p = f"--project {path}"
@@ -57,6 +62,38 @@ def run_demo(path: Path, *, machines: int, days: int, console: Console, progress
                  f"lakeforge report {p}                        # the standard reports; then e.g.",
                  f"lakeforge report {p} fleet_availability",
                  f"lakeforge status {p}",
+                 f"lakeforge query {p} \"SELECT * FROM anomalies ORDER BY score DESC LIMIT 5\"",
+                 f"lakeforge ml models {p}          # the MLflow registry: champion and challenger",
                  f"lakeforge run {p}          # nothing to do until new files land",
                  f"lakeforge generate {p} --start 2024-02-01 && lakeforge run {p}"):
         console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+
+
+def _train_and_score(project: Project, *, console: Console, progress: Console) -> None:
+    """The first time: train the failure model, make it the champion, score (``ml train``, ``promote``, ``score``)."""
+    from lakeforge.ml import registry
+
+    if registry.champion_version(project) is None:
+        try:
+            trained = registry.train(project)
+        except LakeforgeError as exc:  # e.g. too few days of data for a time split: the rest of the demo stands
+            console.print(f"no failure model trained: {exc.message} ({exc.hint})", highlight=False)
+            return
+        registry.promote(project)
+        f1 = trained["metrics"]["macro_f1"]
+        console.print(f"trained {trained['model']} v{trained['version']} (macro F1 {f1:.2f} on "
+                      f"{trained['rows_test']:,} holdout machine-hours) and made it the champion")
+    project.score(reporter=reporter_for(progress, quiet=False))
+
+
+def _show_ml(project: Project, *, console: Console) -> None:
+    if project.catalog.exists("gold.machine_risk"):
+        risk = project.query(
+            "SELECT machine_id, arg_max(p_failure_24h, hour) AS p, arg_max(predicted_component, hour) AS component "
+            "FROM machine_risk GROUP BY 1 ORDER BY 2 DESC LIMIT 5")
+        console.print("machines at risk (failure within 24 h, champion model): " + ", ".join(
+            f"#{r['machine_id']} {r['p']:.0%}" + (f" ({r['component']})" if r["component"] != "none" else "")
+            for r in risk.to_pylist()))
+    if project.catalog.exists("gold.anomalies"):
+        found = project.query("SELECT sensor, count(*) AS n FROM anomalies GROUP BY 1 ORDER BY 2 DESC")
+        console.print("anomalies (gold.anomalies): " + ", ".join(f"{r['sensor']} {r['n']}" for r in found.to_pylist()))

@@ -40,6 +40,10 @@ class RunLocked(LakeforgeError):
     """Another run of the same lakehouse holds the run lock: nothing was done."""
 
 
+class NotFound(LakeforgeError):
+    """What was asked for (a machine, a table, a champion model) does not exist yet."""
+
+
 class MissingDependency(LakeforgeError):
     """An optional driver is not installed; the message names the pip extra."""
 

@@ -28,6 +28,7 @@ from lakeforge.engines import Engine, create_engine
 from lakeforge.errors import ConfigError, LakeforgeError
 from lakeforge.ingest import Ingestor
 from lakeforge.lakehouse import LAYERS, Catalog
+from lakeforge.lakehouse.catalog import arrow_dataset
 from lakeforge.models import Model, ModelGraph, load_models
 from lakeforge.models.model import replace_views
 from lakeforge.ops.hooks import Observer
@@ -128,6 +129,11 @@ class Project:
         selected models (all without ``select``). ``task`` runs one stage only (see :meth:`tasks`)."""
         return execute(self, full_refresh=full_refresh, select=select, task=task, reporter=reporter or Reporter())
 
+    def score(self, *, full_refresh: bool = False, reporter: Reporter | None = None) -> RunResult:
+        """The scoring stages (``ml:anomalies``, ``ml:risk`` as configured in ``ml:``) and the warehouse load, as a
+        run: new readings and feature hours are scored, and a new champion rescores every hour."""
+        return execute(self, full_refresh=full_refresh, score_only=True, reporter=reporter or Reporter())
+
     def backfill(self, *, start: str, end: str, select: list[str] | None = None) -> dict[str, Any]:
         """Recompute the selected models' rows of the days ``start`` .. ``end`` (YYYY-MM-DD, both included) from
         their upstream tables as they are now: one commit per model replaces exactly those rows (idempotent), in
@@ -209,10 +215,23 @@ class Project:
                 found[name] = len(files)
         return found
 
+    def warehouse_tables(self, models: list[Model]) -> dict[str, tuple[list[str], list[str]]]:
+        """What the warehouse holds: table -> (unique key, cluster by): the stored gold models and the tables
+        the scoring stages write (``gold.anomalies``, ``gold.machine_risk``)."""
+        from lakeforge.ml import scoring
+
+        found: dict[str, tuple[list[str], list[str]]] = {
+            m.name: (m.config.unique_key, m.config.cluster_by)
+            for m in models if m.layer == "gold" and m.config.kind != "view"}
+        for stage in scoring.enabled(self):
+            table = scoring.io(self, stage)[1][0]
+            found[table] = (scoring.keys(self)[table], [])
+        return found
+
     def load_warehouse(self, *, run_id: str, models: list[Model]) -> StageResult:
         started = time.perf_counter()
         stage = StageResult(name="warehouse", kind="load", strategy="ledger")
-        gold = [m for m in models if m.layer == "gold" and m.config.kind != "view" and self.catalog.exists(m.name)]
+        gold = {name: spec for name, spec in self.warehouse_tables(models).items() if self.catalog.exists(name)}
         views = [m for m in models if m.layer == "gold" and m.config.kind == "view"
                  and all(u.startswith("gold.") for u in m.upstream())]
         if not gold:
@@ -222,14 +241,14 @@ class Project:
         dialect = warehouse.capabilities.dialect
         loads = []
         try:
-            for model in gold:
-                loads.append(warehouse.load(model.name, catalog=self.catalog, keys=model.config.unique_key,
-                                            run_id=run_id, cluster_by=model.config.cluster_by))
+            for name, (keys, cluster_by) in gold.items():
+                loads.append(warehouse.load(name, catalog=self.catalog, keys=keys, run_id=run_id,
+                                            cluster_by=cluster_by))
             done = [ld for ld in loads if ld.mode != "skipped"]
             for view in views:  # gold views over gold tables are views in the warehouse too
                 sql = view.duckdb_sql() if dialect == "duckdb" else view.sql_for(dialect)
                 warehouse.create_view(view.table, _unqualified_gold(sql, dialect=dialect))
-            self._keep_reports(warehouse, loaded={m.name for m in gold} | {v.name for v in views},
+            self._keep_reports(warehouse, loaded=set(gold) | {v.name for v in views},
                                refresh=bool(done))
         finally:
             warehouse.close()
@@ -340,7 +359,7 @@ class Project:
         from lakeforge.quality import profile as prof
 
         table = self.catalog.table(name, version=version)
-        dataset = table.to_pyarrow_dataset()
+        dataset = arrow_dataset(table)
         engine = self.local_engine
         engine.register("__lf_profile", dataset)
         sql, numeric = prof.profile_sql(dataset.schema, "__lf_profile")

@@ -96,8 +96,20 @@ def test_demo_prints_its_summary(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     for text in ("stages", "data quality", "silver.telemetry", "try next", "succeeded"):
         assert text in out.stdout
+    assert "no failure model trained" in out.stdout and "too few" in out.stdout  # 2 days: nothing to split
     again = lakeforge("run", "--json", "--project", str(tmp_path / "demo"))
     assert json.loads(again.stdout)["status"] == "nothing_to_do"
+
+
+@pytest.mark.slow
+def test_demo_trains_a_champion_and_scores_risk_and_anomalies_into_the_warehouse(tmp_path: Path) -> None:
+    out = lakeforge("demo", str(tmp_path / "demo"), "--machines", "20", "--days", "10")
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert "made it the champion" in text and "machines at risk" in text and "anomalies (gold.anomalies)" in text
+    for table in ("machine_risk", "anomalies"):
+        found = lakeforge("query", "--json", "--project", str(tmp_path / "demo"), f"SELECT count(*) AS n FROM {table}")
+        assert json.loads(found.stdout)["rows"][0][0] > 0, table
 
 
 def test_deploy_iam_writes_the_policy_for_the_project_buckets(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from tests.integration.test_azure_pdm import MODELS as AZURE_MODELS
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 # columns that say when or in which run a row was written, not what it holds
-RUN_COLUMNS = {"_run_id", "_quarantined_at"}
+RUN_COLUMNS = {"_run_id", "_quarantined_at", "run_id", "scored_at"}  # scoring stages: their run, their time
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import selectors
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -22,28 +24,34 @@ from prometheus_client.parser import text_string_to_metric_families
 from lakeforge.ops import events
 from lakeforge.ops.scheduler import STATE
 from lakeforge.project import Project
+from lakeforge.web.auth import TOKEN_ENV
 
 YEARLY = "0 0 1 1 *"
 
 
 class Server:
-    """``lakeforge serve`` in a subprocess on 127.0.0.1 (a port the OS picks, read from its first line)."""
+    """``lakeforge serve`` in a subprocess on 127.0.0.1 (a port the OS picks, and the access token it made, read
+    from its first line; or ``token``, given as LAKEFORGE_TOKEN)."""
 
-    def __init__(self, project: Path, *args: str, log: Path) -> None:
+    def __init__(self, project: Path, *args: str, log: Path, token: str | None = None) -> None:
         self.log = log
+        env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV} | ({TOKEN_ENV: token} if token else {})
         with open(log, "a") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "lakeforge.cli", "serve", "--project", str(project), "--port", "0", *args],
-                stdout=subprocess.PIPE, stderr=err, text=True)
+                stdout=subprocess.PIPE, stderr=err, text=True, env=env)
         assert self.proc.stdout is not None
         selector = selectors.DefaultSelector()
         selector.register(self.proc.stdout, selectors.EVENT_READ)
         if not selector.select(timeout=30):
             self.proc.kill()
             raise AssertionError(f"lakeforge serve printed nothing in 30 s: {log.read_text()}")
-        line = self.proc.stdout.readline()
-        assert line.startswith("lakeforge serve: http://127.0.0.1:"), (line, log.read_text())
-        self.url = line.split()[2].removesuffix("/metrics")
+        self.line = self.proc.stdout.readline()
+        assert self.line.startswith("lakeforge serve: http://127.0.0.1:"), (self.line, log.read_text())
+        url = urlsplit(self.line.split()[2])
+        self.url = f"{url.scheme}://{url.netloc}"
+        self.token = token or dict(parse_qsl(url.query))["token"]
+        self.auth = {"authorization": f"Bearer {self.token}"}
         self.health()  # up
 
     def health(self) -> dict[str, Any]:
@@ -60,7 +68,7 @@ class Server:
                 time.sleep(0.05)
 
     def metrics(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-        response = requests.get(f"{self.url}/metrics", timeout=10)
+        response = requests.get(f"{self.url}/metrics", headers=self.auth, timeout=10)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
         found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
@@ -86,8 +94,8 @@ class Server:
 def served(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def start(project: Path, *args: str) -> Server:
-        server = Server(project, *args, log=tmp_path / "serve.log")
+    def start(project: Path, *args: str, token: str | None = None) -> Server:
+        server = Server(project, *args, log=tmp_path / "serve.log", token=token)
         started.append(server)
         return server
 
@@ -116,6 +124,7 @@ def by(metric: dict[tuple[tuple[str, str], ...], float], label: str) -> dict[str
 def test_metrics_equal_the_event_log_and_the_lakehouse(tmp_path: Path, served: Callable[..., Server]) -> None:
     path = demo(tmp_path)
     server = served(path, "--no-scheduler")
+    assert requests.get(f"{server.url}/metrics", timeout=10).status_code == 401  # the token is needed
     health = server.health()
     project = Project(path)
     runs = events.read(project, event="run").to_pylist()
@@ -282,3 +291,28 @@ def test_scheduled_runs_once_per_fire_across_kill_and_restarts(tmp_path: Path,
     assert run_ids() == after and read_state(path) == state
     assert not any(name.endswith(".started") for name in records())
     assert server.stop() == 0
+
+
+def test_serve_needs_its_token(tmp_path: Path, served: Callable[..., Server]) -> None:
+    """The token of LAKEFORGE_TOKEN is not printed; without it only /health answers; with it the dashboards do."""
+    path = demo(tmp_path)
+    token = "serve-test-token-0123456789"
+    server = served(path, "--no-scheduler", token=token)
+    assert token not in server.line and "the token is $LAKEFORGE_TOKEN" in server.line
+    for url in ("/", "/ops", "/explore", "/metrics", "/api/executive"):
+        response = requests.get(f"{server.url}{url}", timeout=10)
+        assert response.status_code == 401, url
+        assert response.json()["error"] == "unauthorized: this server needs its access token"
+    assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
+    page = requests.get(f"{server.url}/?site=1", headers=server.auth, timeout=30)
+    assert page.status_code == 200 and 'data-testid="kpi-availability"' in page.text
+    browser = requests.Session()
+    browser.headers["accept"] = "text/html"
+    signed = browser.get(f"{server.url}/ops", params={"token": token}, timeout=30)
+    assert signed.status_code == 200 and "url=/ops" in signed.text  # the cookie, then the URL without the token
+    assert browser.get(f"{server.url}/ops", timeout=30).status_code == 200
+    rows = requests.get(f"{server.url}/api/explore", params={"sql": "SELECT count(*) FROM dim_machine"},
+                        headers=server.auth, timeout=30).json()["rows"]
+    assert rows == [[12]]
+    assert server.stop() == 0
+    assert token not in server.log.read_text()

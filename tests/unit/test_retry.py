@@ -38,6 +38,9 @@ def warehouse_error_from(cause: BaseException) -> WarehouseError:
     psycopg.InterfaceError("the connection is lost"),
     warehouse_error_from(psycopg.OperationalError("server closed the connection unexpectedly")),
     LakeforgeError("the lakehouse could not be read: connection reset"),
+    WarehouseError('cannot open the warehouse /p/warehouse.duckdb: IO Error: Could not set lock on file '
+                   '"/p/warehouse.duckdb": Conflicting lock is held in /usr/bin/python3.11 (PID 4242)',
+                   hint="another lakeforge process may be writing it, or a BI tool or another program has it open"),
 ], ids=lambda e: f"{type(e).__name__}:{str(e)[:30]}")
 def test_transient(error: BaseException) -> None:
     assert is_transient(error)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from lakeforge.config.ml import MLConfig
 from lakeforge.config.operations import AlertsConfig, MonitoringConfig, OrchestrationConfig
 
 EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "csv",
@@ -249,6 +250,7 @@ class ProjectConfig(_Strict):
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    ml: MLConfig = Field(default_factory=MLConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -1,8 +1,9 @@
 """The failure-within-24-hours model of a project, tracked and registered in MLflow.
 
 - Tracking: ``sqlite:///<project>/mlflow/mlflow.db`` with artifacts under ``<project>/mlflow/artifacts`` (an
-  embedded store: nothing to run), unless ``MLFLOW_TRACKING_URI`` (a tracking server in production) or the
-  ``tracking_uri`` argument says otherwise; the registry is the tracking store unless ``MLFLOW_REGISTRY_URI``.
+  embedded store: nothing to run), unless the ``tracking_uri`` argument, ``MLFLOW_TRACKING_URI`` or ``ml:
+  tracking_uri`` of lakeforge.yml (a tracking server in production) says otherwise, in that order; the registry
+  is the tracking store unless ``MLFLOW_REGISTRY_URI`` or ``ml: registry_uri``.
 - :func:`train` fits :mod:`lakeforge.ml.pdm`'s model on the project's data, logs its parameters, metrics, the
   model (with an input example and a signature), the feature importance and the feature encoding, registers it
   as ``<project>_failure_24h`` and points the alias ``challenger`` at the new version.
@@ -15,9 +16,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +49,8 @@ def _mlflow() -> Any:
     except ImportError:
         raise MissingDependency("MLflow is not installed", hint="pip install 'lakeforge[ml]'") from None
     pdm.require()
+    for noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # "Creating initial MLflow database ..."
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return mlflow
 
 
@@ -58,16 +63,27 @@ def store_dir(project: Project) -> Path:
 
 
 def tracking_uri(project: Project, *, override: str | None = None) -> str:
-    """The argument, else ``MLFLOW_TRACKING_URI``, else the project's embedded SQLite store."""
-    uri = override or os.environ.get("MLFLOW_TRACKING_URI")
+    """The argument, else ``MLFLOW_TRACKING_URI``, else ``ml.tracking_uri`` of lakeforge.yml, else the project's
+    embedded SQLite store."""
+    uri = override or os.environ.get("MLFLOW_TRACKING_URI") or project.config.ml.tracking_uri
     if uri:
         return uri
     return f"sqlite:///{(store_dir(project) / 'mlflow.db').as_posix()}"
 
 
+def registry_uri(project: Project, *, tracking: str) -> str:
+    """``MLFLOW_REGISTRY_URI``, else ``ml.registry_uri``, else the tracking store."""
+    return os.environ.get("MLFLOW_REGISTRY_URI") or project.config.ml.registry_uri or tracking
+
+
 def _sqlite_file(uri: str) -> Path | None:
     """The database file of an SQLite tracking URI (``sqlite:///relative`` or ``sqlite:////absolute``)."""
     return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+
+
+def _store_file(project: Project, uri: str | None) -> Path | None:
+    """The SQLite file of the store the project tracks to (None for a server)."""
+    return _sqlite_file(tracking_uri(project, override=uri))
 
 
 @contextmanager
@@ -77,7 +93,7 @@ def _tracking(project: Project, uri: str | None) -> Iterator[tuple[Any, MlflowCl
     from mlflow.tracking import _model_registry, _tracking_service
 
     uri = tracking_uri(project, override=uri)
-    registry = os.environ.get("MLFLOW_REGISTRY_URI") or uri
+    registry = registry_uri(project, tracking=uri)
     database = _sqlite_file(uri)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -158,11 +174,15 @@ def _version_of(client: MlflowClient, name: str, alias: str) -> Any | None:
         return None
 
 
+def _load(mlflow: Any, name: str, version: Any) -> tuple[Any, pdm.Encoding]:
+    """A registered version's booster and the feature encoding it was trained with."""
+    encoding = pdm.Encoding.from_dict(mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{ENCODING_FILE}"))
+    return mlflow.lightgbm.load_model(f"models:/{name}/{version.version}"), encoding
+
+
 def _score(mlflow: Any, client: MlflowClient, name: str, version: Any, test: Any) -> dict[str, float]:
-    """A registered version's metrics on ``test`` (with the feature encoding it was trained with)."""
-    encoding = pdm.Encoding.from_dict(mlflow.artifacts.load_dict(
-        f"runs:/{version.run_id}/{ENCODING_FILE}"))
-    booster = mlflow.lightgbm.load_model(f"models:/{name}/{version.version}")
+    """A registered version's metrics on ``test``."""
+    booster, encoding = _load(mlflow, name, version)
     return pdm.metrics(test[pdm.LABEL], pdm.predict_proba(booster, test, encoding))
 
 
@@ -230,3 +250,39 @@ def models(project: Project, *, tracking_uri: str | None = None) -> list[dict[st
                 "metrics": {} if run is None else dict(sorted(run.data.metrics.items())),
             })
     return out
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The champion version, loaded: what batch scoring and ``lakeforge serve`` predict with."""
+
+    model: str
+    version: str
+    booster: Any
+    encoding: pdm.Encoding
+    run_id: str
+
+
+def champion_version(project: Project, *, tracking_uri: str | None = None) -> str | None:
+    """The version the ``champion`` alias points at, or None (no model, or no champion yet). An embedded store
+    without a database file has none: answered without importing MLflow (every run asks)."""
+    database = _store_file(project, tracking_uri)
+    if database is not None and not database.exists():
+        return None
+    with _tracking(project, tracking_uri) as (_mlflow, client, _uri):
+        version = _version_of(client, model_name(project), CHAMPION)
+    return None if version is None else str(version.version)
+
+
+def load_champion(project: Project, *, tracking_uri: str | None = None) -> Champion | None:
+    """The champion's booster and feature encoding, or None when there is no champion."""
+    name = model_name(project)
+    if champion_version(project, tracking_uri=tracking_uri) is None:
+        return None
+    with _tracking(project, tracking_uri) as (mlflow, client, _uri):
+        version = _version_of(client, name, CHAMPION)
+        if version is None:
+            return None
+        booster, encoding = _load(mlflow, name, version)
+    return Champion(model=name, version=str(version.version), booster=booster, encoding=encoding,
+                    run_id=str(version.run_id))

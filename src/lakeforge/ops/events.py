@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
+from lakeforge.lakehouse.catalog import arrow_dataset
+
 if TYPE_CHECKING:
     from lakeforge.ops.results import RunResult
     from lakeforge.project import Project
@@ -138,7 +140,9 @@ def rows_of(project: Project, result: RunResult, *, ended: dt.datetime,
 
 def _kind(project: Project, result: RunResult) -> str:
     name = result.failed_stage or ""
-    return "ingest" if name.startswith("ingest:") else "load" if name == "warehouse" else "model"
+    if name.startswith(("ingest:", "ml:")):
+        return name.split(":", 1)[0]
+    return "load" if name == "warehouse" else "model"
 
 
 def _freshness(tables: dict[str, DeltaTable], base: dict[str, Any], now: dt.datetime) -> list[dict[str, Any]]:
@@ -208,7 +212,7 @@ def read(project: Project, *, event: str | None = None, since: dt.datetime | Non
         return SCHEMA.empty_table()
     import pyarrow.compute as pc
 
-    data = DeltaTable(uri, storage_options=project.lakehouse.storage_options).to_pyarrow_table()
+    data = arrow_dataset(DeltaTable(uri, storage_options=project.lakehouse.storage_options)).to_table()
     if event is not None:
         data = data.filter(pc.equal(data["event"], event))
     if since is not None:

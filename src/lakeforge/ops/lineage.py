@@ -39,7 +39,7 @@ INTEGRATION = "LAKEFORGE"
 # an endpoint that is down must not hold a run up: few, quick retries (then the run's events stop)
 HTTP_RETRY = {"total": 2, "connect": 2, "read": 2, "backoff_factor": 0.2,
               "status_forcelist": [500, 502, 503, 504], "allowed_methods": ["POST"]}
-JOB_TYPES = {"ingest": "TASK", "model": "MODEL", "load": "TASK"}
+JOB_TYPES = {"ingest": "TASK", "model": "MODEL", "ml": "TASK", "load": "TASK"}
 
 
 def _client(project: Project) -> Any:
@@ -241,9 +241,13 @@ class LineageObserver(Observer):
             folder = spec.folder(source) if spec is not None else source
             return [(self.landing, folder)], [(self.lakehouse, f"bronze.{source}")]
         if kind == "load":
-            gold = [m.name for m in self.models.values()
-                    if m.layer == "gold" and m.config.kind != "view" and self._exists(m.name)]
+            gold = [t for t in self.project.warehouse_tables(list(self.models.values())) if self._exists(t)]
             return [(self.lakehouse, g) for g in gold], _warehouse(self.project, gold)
+        if kind == "ml":
+            from lakeforge.ml.scoring import io
+
+            reads, writes = io(self.project, name)
+            return [(self.lakehouse, t) for t in reads], [(self.lakehouse, t) for t in writes]
         model = self.models.get(name)
         upstream = model.upstream() if model is not None else []
         return [(self.lakehouse, u) for u in upstream], [(self.lakehouse, name)]

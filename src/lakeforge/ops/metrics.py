@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakeforge.errors import MissingDependency
+from lakeforge.lakehouse.catalog import arrow_dataset
 
 try:
     from prometheus_client import CollectorRegistry, generate_latest
@@ -149,7 +150,7 @@ class Collector:
             self._table.update_incremental()
         version = self._table.version()
         if self._cached is None or self._cached[0] != version:
-            self._cached = (version, event_stats(self._table.to_pyarrow_table()))
+            self._cached = (version, event_stats(arrow_dataset(self._table).to_table()))
         return self._cached[1]
 
     def collect(self) -> Iterator[Metric]:

@@ -18,7 +18,7 @@ class StageResult:
     """
 
     name: str
-    kind: Literal["ingest", "model", "load"]
+    kind: Literal["ingest", "model", "ml", "load"]
     status: Literal["ok", "skipped", "failed"] = "ok"
     rows_in: int = 0
     rows_out: int = 0

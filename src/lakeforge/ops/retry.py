@@ -26,7 +26,9 @@ _TRANSIENT = re.compile(
     r"error|bad gateway|gateway time-?out|timed? ?out|temporar(y|ily)|connection (is )?(lost|closed|reset|refused|"
     r"aborted|timed out)|server closed the connection|terminating connection|could not connect|connection to "
     r"server|broken pipe|network is unreachable|eof detected|the database system is (starting up|shutting down|"
-    r"in recovery mode)|consuming input failed|ssl syscall", re.IGNORECASE)
+    r"in recovery mode)|consuming input failed|ssl syscall|"
+    # DuckDB's one-writer file lock, held by another process (a run, the dashboards' copy, a BI tool) for a while
+    r"could not set lock on file|different configuration than existing connections", re.IGNORECASE)
 _PERMANENT = re.compile(
     r"authenticat|password|permission denied|access denied|forbidden|\b40[134]\b|does not exist|not found|"
     r"syntax error|invalid", re.IGNORECASE)

@@ -47,9 +47,13 @@ def run_lock(project: Project) -> Iterator[None]:
 
 
 def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
-            select: list[str] | None = None, task: str | None = None) -> RunResult:
-    """A whole run, or with ``task`` one stage of it (``ingest:<source>``, a model, ``warehouse``): what
-    orchestrators (Airflow, Databricks Jobs) call, one task per stage, in the order of :func:`tasks`."""
+            select: list[str] | None = None, task: str | None = None, score_only: bool = False) -> RunResult:
+    """A whole run, or with ``task`` one stage of it (``ingest:<source>``, a model, ``ml:<stage>``,
+    ``warehouse``): what orchestrators (Airflow, Databricks Jobs) call, one task per stage, in the order of
+    :func:`tasks`. ``score_only``: the scoring stages (the champion looked up even when the features did not
+    change) and the warehouse load (``lakeforge ml score``)."""
+    from lakeforge.ml import scoring
+
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
@@ -59,8 +63,12 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
     graph = project.graph()
     models = graph.select(select)
     sources, load = list(project.config.sources), True
+    scorers = scoring.enabled(project) if select is None else []
     if task is not None:
         sources, models, load = _task_scope(project, graph.ordered(), task)
+        scorers = [task] if task in scoring.enabled(project) else []
+    elif score_only:
+        sources, models = [], []
     keys = {m.name: m.config.unique_key for m in graph.ordered() if m.config.unique_key}
     policy = project.config.orchestration.retry
     observers = Observers(project.observers())
@@ -97,7 +105,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
             failed_attempts=attempts.get(failed or "") if error else None, crashed_runs=crashed,
         )
 
-    reporter.begin(len(sources) + len(models) + int(load))
+    reporter.begin(len(sources) + len(models) + len(scorers) + int(load))
     try:
         with run_lock(project):
             crashed.extend(events.log_crashed(project))  # runs that died: logged, their work resumed below
@@ -113,6 +121,9 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
                           lambda model=model: run_model(  # type: ignore[misc]
                               model, catalog=project.run_catalog, engine=project.engine, run_id=run_id,
                               full_refresh=full_refresh, upstream_keys=keys))
+                for name in scorers:
+                    stage(name, "ml", lambda name=name: scoring.run_stage(  # type: ignore[misc]
+                        project, name, run_id=run_id, full_refresh=full_refresh, force=score_only))
                 if load:
                     stage("warehouse", "load", lambda: project.load_warehouse(run_id=run_id, models=graph.ordered()))
                 failed = None
@@ -163,8 +174,13 @@ def tasks(project: Project) -> dict[str, list[str]]:
             if dep not in deps:
                 deps.append(dep)
         found[model.name] = deps
+    from lakeforge.ml import scoring
+
+    producers = {m.name: m.name for m in stored} | {f"bronze.{s}": f"ingest:{s}" for s in project.config.sources}
+    for name in scoring.enabled(project):
+        found[name] = [producers[t] for t in scoring.io(project, name)[0] if t in producers]
     read = {d for deps in found.values() for d in deps}
-    found[WAREHOUSE_TASK] = [m.name for m in stored if m.name not in read] or list(found)  # after the leaves
+    found[WAREHOUSE_TASK] = [t for t in found if t not in read and not t.startswith("ingest:")] or list(found)
     return found
 
 
@@ -173,6 +189,8 @@ def _task_scope(project: Project, ordered: list[Model], task: str) -> tuple[list
         return [], [], True
     if task.startswith("ingest:") and task[len("ingest:"):] in project.config.sources:
         return [task[len("ingest:"):]], [], False
+    if task.startswith("ml:") and task in tasks(project):
+        return [], [], False
     chosen = [m for m in ordered if m.name == task and m.config.kind != "view"]
     if not chosen:
         raise LakeforgeError(f"there is no task {task!r} in this project",

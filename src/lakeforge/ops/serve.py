@@ -1,7 +1,9 @@
-"""``lakeforge serve``: Prometheus ``/metrics``, ``/health``, and the cron schedules (:mod:`.scheduler`).
+"""``lakeforge serve``: the dashboards and SQL explorer (:mod:`lakeforge.web`), Prometheus ``/metrics``,
+``/health``, and the cron schedules (:mod:`.scheduler`).
 
-One process per lakehouse is enough: it answers scrapes (the metrics are computed from the event log and the
-lakehouse at scrape time, :mod:`.metrics`) and, in a background thread, runs the schedules and the alert checks.
+One process per lakehouse is enough: it serves the web app, answers scrapes (the metrics are computed from the
+event log and the lakehouse at scrape time, :mod:`.metrics`) and, in a background thread, runs the schedules and
+the alert checks. Everything but ``/health`` needs the access token (:mod:`lakeforge.web.auth`).
 On SIGTERM or Ctrl-C it stops accepting requests, waits for a scheduled run in progress (up to
 ``grace_seconds``) and exits 0; a run still going then is abandoned: its fire is claimed already (never run
 again) and the next run resumes its work.
@@ -19,13 +21,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from lakeforge.errors import LakeforgeError, MissingDependency
+from lakeforge.errors import LakeforgeError, MissingDependency, NotFound
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from lakeforge.ops.scheduler import Scheduler
     from lakeforge.project import Project
+    from lakeforge.web.app import WebSettings
 
 log = logging.getLogger("lakeforge.serve")
 
@@ -79,15 +82,23 @@ def health(project: Project, scheduler: Scheduler | None, *, wanted: bool) -> di
 
 
 def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRACE_SECONDS,
-               runner: Scheduler | None = None) -> FastAPI:
-    """The FastAPI app: ``GET /metrics``, ``GET /health``; with ``scheduler`` its lifespan runs the schedules
-    (``runner``: a ready :class:`Scheduler`, for tests)."""
+               runner: Scheduler | None = None, token: str | None = None, web: WebSettings | None = None) -> FastAPI:
+    """The FastAPI app: the web app (:mod:`lakeforge.web.app`), ``GET /metrics``, ``GET /health``; with
+    ``scheduler`` its lifespan runs the schedules (``runner``: a ready :class:`Scheduler`, for tests). Every
+    request but ``/health`` needs ``token`` (default: ``LAKEFORGE_TOKEN``, else a random one), kept in
+    ``app.state.token`` with where it came from in ``app.state.token_source``."""
     _require()
     from fastapi import FastAPI, Response
+    from fastapi.responses import JSONResponse
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    from lakeforge.ml.scoring import OnlineScorer
     from lakeforge.ops.metrics import registry
     from lakeforge.ops.scheduler import Scheduler
+    from lakeforge.web.app import mount
+    from lakeforge.web.auth import TokenMiddleware, resolve_token
+
+    secret, secret_source = resolve_token(token)
 
     metrics = registry(project)
     sched: Scheduler | None = None
@@ -104,6 +115,7 @@ def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRAC
         try:
             yield
         finally:
+            app.state.web_store.close()
             if sched is not None:
                 import anyio.to_thread
 
@@ -116,6 +128,11 @@ def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRAC
     app = FastAPI(title="lakeforge", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.scheduler = sched
     app.state.abandoned = False
+    app.state.token, app.state.token_source = secret, secret_source
+    app.add_middleware(TokenMiddleware, token=secret)
+    # while this process's scheduler runs the pipeline, the web app leaves the warehouse alone (one writer)
+    app.state.web_store = mount(app, project, settings=web,
+                                busy=lambda: sched is not None and sched.running is not None)
 
     @app.get("/metrics")
     def get_metrics() -> Response:
@@ -124,6 +141,18 @@ def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRAC
     @app.get("/health")
     def get_health() -> dict[str, Any]:
         return health(project, sched, wanted=scheduler)
+
+    scorer = OnlineScorer(project)
+
+    @app.get("/api/ml/predict/{machine_id}")
+    def predict(machine_id: int) -> Response:
+        """The champion's failure-within-24 h prediction for the machine's latest features."""
+        try:
+            return JSONResponse(scorer.predict(machine_id))
+        except NotFound as exc:
+            return JSONResponse({"error": exc.message, "fix": exc.hint}, status_code=404)
+        except MissingDependency as exc:
+            return JSONResponse({"error": exc.message, "fix": exc.hint}, status_code=503)
 
     return app
 
@@ -147,10 +176,22 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def url_line(app: FastAPI, host: str, port: int, *, scheduler: bool) -> str:
+    """The line ``lakeforge serve`` prints first: the URL to open, with the token when it was generated (printed
+    this once; a token from LAKEFORGE_TOKEN is not repeated)."""
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}/"
+    url = f"{base}?token={app.state.token}" if app.state.token_source == "generated" else base
+    names = ", ".join(f"{s.name} ({s.cron})" for s in app.state.scheduler.schedules) if app.state.scheduler else ""
+    how = "" if app.state.token_source == "generated" else "the token is $LAKEFORGE_TOKEN; "
+    return (f"lakeforge serve: {url} - {how}dashboards, /metrics (bearer token) and /health"
+            + (f"; schedules: {names or 'none'}" if scheduler else "; schedules off"))
+
+
 def serve(project: Project, *, host: str = "127.0.0.1", port: int = 8642, scheduler: bool = True,
           grace_seconds: float = GRACE_SECONDS) -> None:
-    """Serve until SIGTERM or Ctrl-C (then exit cleanly). Binds 127.0.0.1 unless told otherwise: the
-    endpoints have no authentication."""
+    """Serve until SIGTERM or Ctrl-C (then exit cleanly). Binds 127.0.0.1 unless told otherwise; every endpoint
+    but /health needs the access token (LAKEFORGE_TOKEN, else a random one printed in the URL)."""
     _require()
     import uvicorn
 
@@ -162,11 +203,7 @@ def serve(project: Project, *, host: str = "127.0.0.1", port: int = 8642, schedu
         root.setLevel(logging.INFO)
     app = create_app(project, scheduler=scheduler, grace_seconds=grace_seconds)
     sock = _listen(host, port)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    names = ", ".join(f"{s.name} ({s.cron})" for s in app.state.scheduler.schedules) if app.state.scheduler else ""
-    print(f"lakeforge serve: http://{shown}:{bound}/metrics and /health"
-          + (f"; schedules: {names or 'none'}" if scheduler else "; schedules off"), flush=True)
+    print(url_line(app, host, sock.getsockname()[1], scheduler=scheduler), flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully: with these handlers in
     # place, that is a no-op and the process exits 0 (the default handlers would kill it, or raise

@@ -70,7 +70,7 @@ def verify(warehouse: Warehouse, *, catalog: Catalog, engine: Engine, tables: di
     for name, keys in tables.items():
         if name not in loaded:
             continue
-        gold = catalog.table(name, version=loaded[name]).to_pyarrow_table()
+        gold = catalog.dataset(name, version=loaded[name]).to_table()
         # the table's name as the warehouse's loads wrote it (Snowflake folds unquoted names to upper case)
         copy = warehouse.query(f"SELECT * FROM {ident(name.split('.', 1)[1], warehouse.capabilities.dialect)}")
         columns = [c for c in gold.column_names if c in copy.column_names]

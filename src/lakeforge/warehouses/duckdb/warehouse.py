@@ -43,7 +43,9 @@ class DuckDBWarehouse:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
             raise WarehouseError(f"cannot open the warehouse {self.path}: {exc}",
-                                 hint="another lakeforge process may be writing it; retry when it is done") from None
+                                 hint="another lakeforge process may be writing it, or a BI tool or another program "
+                                      "has it open; retry when it is done (BI tools: read-only, docs/bi-tools.md)"
+                                 ) from None
         self.con.execute("SET TimeZone='UTC'")
         if not read_only:
             self.con.execute(LEDGER_DDL)

@@ -1,0 +1,63 @@
+"""Machine-learning settings of ``lakeforge.yml`` (``ml:``): the MLflow store, and what every run scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AnomalyDetectionConfig(_Strict):
+    """``gold.anomalies``: every run scores the new readings of each entity (machine) and sensor with the
+    streaming detector (:mod:`lakeforge.ml.anomaly`), and all sensors together with an isolation forest."""
+
+    enabled: bool = False
+    source: str = Field(default="silver.telemetry", description="the table of readings")
+    entity: str = Field(default="machine_id", description="the column naming one monitored thing")
+    time: str = Field(default="ts", description="the reading's timestamp column")
+    sensors: list[str] = Field(default_factory=list, description="numeric columns, each its own stream")
+    context_hours: float = Field(default=168.0, gt=0, description="history before the new readings that the "
+                                 "detector re-reads each run (warm-up included)")
+    detector: dict[str, Any] = Field(default_factory=dict, description="settings of the streaming detector "
+                                     "(lakeforge.ml.anomaly.DetectorParams), e.g. {min_history: 72}")
+    multivariate: bool = Field(default=True, description="also an isolation forest over all sensors")
+    multivariate_threshold: float = Field(default=0.70, gt=0.5, lt=1.0, description="isolation-forest score "
+                                          "(Liu et al.'s s, 0.5 = ordinary) at or above which a reading is flagged")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _sensors(self) -> AnomalyDetectionConfig:
+        if self.enabled and not self.sensors:
+            raise ValueError("ml.anomalies.sensors: name the sensor columns to watch, e.g. [volt, vibration]")
+        from dataclasses import fields
+
+        from lakeforge.ml.anomaly import DetectorParams
+
+        known = {f.name for f in fields(DetectorParams)}
+        unknown = sorted(set(self.detector) - known)
+        if unknown:
+            raise ValueError(f"ml.anomalies.detector: unknown setting {', '.join(unknown)}; known: "
+                             + ", ".join(sorted(known)))
+        DetectorParams(**self.detector)
+        return self
+
+
+class RiskScoringConfig(_Strict):
+    """``gold.machine_risk``: every run scores the new rows of ``gold.machine_features`` with the champion of the
+    failure-within-24-hours model (``lakeforge ml train`` / ``promote``); without a champion the stage is skipped."""
+
+    enabled: bool = False
+
+
+class MLConfig(_Strict):
+    tracking_uri: str | None = Field(default=None, description="MLflow tracking server URI (production); default: "
+                                     "the embedded SQLite store <project>/mlflow/mlflow.db. MLFLOW_TRACKING_URI "
+                                     "overrides it")
+    registry_uri: str | None = Field(default=None, description="MLflow registry URI; default: the tracking store. "
+                                     "MLFLOW_REGISTRY_URI overrides it")
+    anomalies: AnomalyDetectionConfig = Field(default_factory=AnomalyDetectionConfig)
+    risk: RiskScoringConfig = Field(default_factory=RiskScoringConfig)

@@ -1,0 +1,385 @@
+"""Scoring in every run: ``gold.anomalies`` (the streaming detector and an isolation forest over the readings) and
+``gold.machine_risk`` (the champion failure model over ``gold.machine_features``); online predictions.
+
+Both stages are incremental and idempotent. Their progress is a small state file in the lakehouse
+(``_lakeforge/ml/<stage>.json``), written after the Delta commit: a run that dies in between redoes the same
+work, and the MERGE on the table's key makes that a no-op.
+
+- ``ml:anomalies``: per entity (machine) the readings newer than its watermark are scored, each sensor by
+  :func:`lakeforge.ml.anomaly.detect_details` over the trailing ``context_hours`` of history plus the new readings
+  (every score uses only earlier readings, so the rescored history gives the same scores as before), and all
+  sensors together by an isolation forest fitted (seeded) on the history only. Only flagged readings are stored:
+  an alert of the detector (at most one per event and dead time), or an isolation-forest score at or above
+  ``multivariate_threshold`` (the first of each 24 h episode), each with a reason a person can read.
+- ``ml:risk``: the new hours of ``gold.machine_features`` get ``P(failure within 24 h)`` and the probability of
+  each component from the champion (:mod:`lakeforge.ml.registry`); a new champion rescores every hour. Without
+  a champion the stage is skipped and says how to get one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakeforge.errors import LakeforgeError
+from lakeforge.ml import pdm
+from lakeforge.ops.results import StageResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lakeforge.config.ml import AnomalyDetectionConfig
+    from lakeforge.ml.registry import Champion
+    from lakeforge.project import Project
+
+ANOMALIES = "gold.anomalies"
+RISK = "gold.machine_risk"
+ANOMALY_STAGE = "ml:anomalies"
+RISK_STAGE = "ml:risk"
+STAGES = (ANOMALY_STAGE, RISK_STAGE)
+STATE = "_lakeforge/ml/{}.json"
+STREAM_DETECTOR = "streaming (tail + level + change)"
+FOREST_DETECTOR = "isolation forest"
+MULTIVARIATE = "multivariate"
+EPISODE_HOURS = 24.0  # one multivariate anomaly per entity and episode
+_MAX_FIT_ROWS = 50_000
+
+
+def enabled(project: Project) -> list[str]:
+    """The scoring stages this project runs, in order."""
+    ml = project.config.ml
+    return [name for name, on in ((ANOMALY_STAGE, ml.anomalies.enabled), (RISK_STAGE, ml.risk.enabled)) if on]
+
+
+def keys(project: Project) -> dict[str, list[str]]:
+    """The scoring tables and their keys (the warehouse loads them like keyed gold models)."""
+    return {ANOMALIES: [project.config.ml.anomalies.entity, "sensor", "ts"], RISK: ["machine_id", "hour"]}
+
+
+def io(project: Project, name: str) -> tuple[list[str], list[str]]:
+    """The tables a scoring stage reads and the one it writes."""
+    if name == ANOMALY_STAGE:
+        return [project.config.ml.anomalies.source], [ANOMALIES]
+    return [pdm.FEATURES_TABLE], [RISK]
+
+
+def run_stage(project: Project, name: str, *, run_id: str, full_refresh: bool = False,
+              force: bool = False) -> StageResult:
+    if name == ANOMALY_STAGE:
+        return score_anomalies(project, run_id=run_id, full_refresh=full_refresh)
+    if name == RISK_STAGE:
+        return score_risk(project, run_id=run_id, full_refresh=full_refresh, force=force)
+    raise LakeforgeError(f"there is no scoring stage {name!r}", hint="stages: " + ", ".join(STAGES))
+
+
+def _state(project: Project, stage: str) -> dict[str, Any]:
+    path = STATE.format(stage)
+    return dict(project.lakehouse.read_json(path)) if project.lakehouse.exists(path) else {}
+
+
+def _save_state(project: Project, stage: str, state: dict[str, Any]) -> None:
+    project.lakehouse.write_json_atomic(STATE.format(stage), state)
+
+
+def _skipped(stage: StageResult, detail: str, started: float) -> StageResult:
+    stage.status, stage.detail, stage.seconds = "skipped", detail, time.perf_counter() - started
+    return stage
+
+
+def _commit(project: Project, name: str, table: pa.Table, *, key: list[str], replace: bool) -> None:
+    if replace or not project.catalog.exists(name):
+        project.catalog.write(name, table, mode="overwrite")
+    elif table.num_rows:
+        project.catalog.merge(name, table, keys=key, update=True)
+
+
+# -- anomalies ------------------------------------------------------------------------------------------------
+def _anomaly_schema(entity: str, entity_type: pa.DataType) -> pa.Schema:
+    return pa.schema([(entity, entity_type), ("sensor", pa.string()), ("ts", pa.timestamp("us", tz="UTC")),
+                      ("value", pa.float64()), ("score", pa.float64()), ("reason", pa.string()),
+                      ("detector", pa.string()), ("run_id", pa.string())])
+
+
+def _readings(project: Project, cfg: AnomalyDetectionConfig, marks: dict[str, str]) -> pa.Table:
+    """The readings of every entity with new ones: its history within ``context_hours`` of its watermark and the
+    new readings (``_new``), sorted by entity and time."""
+    dataset = project.catalog.dataset(cfg.source)
+    missing = [c for c in (cfg.entity, cfg.time, *cfg.sensors) if c not in dataset.schema.names]
+    if missing:
+        raise LakeforgeError(f"ml.anomalies: {cfg.source} has no column {', '.join(missing)}",
+                             hint="name columns of the source in ml.anomalies (entity, time, sensors)")
+    watermarks = pa.table({"entity": pa.array(list(marks), pa.string()),
+                           "wm": pa.array([dt.datetime.fromisoformat(v) for v in marks.values()],
+                                          pa.timestamp("us", tz="UTC"))})
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone='UTC'")
+        con.register("src", dataset)
+        con.register("marks", watermarks)
+        e, t = f'"{cfg.entity}"', f'"{cfg.time}"'
+        sensors = ", ".join(f'CAST("{s}" AS DOUBLE) AS "{s}"' for s in cfg.sensors)
+        return con.sql(f"""
+            WITH r AS (
+              SELECT r.{e} AS entity, CAST(r.{t} AS TIMESTAMPTZ) AS ts, {sensors}, m.wm
+              FROM src r LEFT JOIN marks m ON CAST(r.{e} AS VARCHAR) = m.entity
+              WHERE r.{t} IS NOT NULL AND r.{e} IS NOT NULL
+                AND (m.wm IS NULL OR CAST(r.{t} AS TIMESTAMPTZ) > m.wm - INTERVAL {float(cfg.context_hours)} HOUR)
+            ), flagged AS (  -- an entity's latest time may still be filling (an hour being aggregated): next run
+              SELECT * EXCLUDE (wm), (wm IS NULL OR ts > wm) AND ts < max(ts) OVER (PARTITION BY entity) AS _new,
+                     coalesce(ts <= wm, false) AS _context
+              FROM r
+            )
+            SELECT * FROM flagged QUALIFY bool_or(_new) OVER (PARTITION BY entity)
+            ORDER BY entity, ts
+        """).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _groups(entities: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of equal values in a sorted array."""
+    if not entities.size:
+        return []
+    cuts = np.flatnonzero(entities[1:] != entities[:-1]) + 1
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts, [entities.size]])
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def _streams(frame: pd.DataFrame, cfg: AnomalyDetectionConfig, spans: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    from lakeforge.ml import anomaly
+
+    params = anomaly.DetectorParams(**cfg.detector)
+    rows: list[dict[str, Any]] = []
+    ts = _times(frame)
+    new = frame["_new"].to_numpy()
+    for lo, hi in spans:
+        stamps = ts[lo:hi]
+        if hi - lo < 2:
+            continue
+        for sensor in cfg.sensors:
+            values = frame[sensor].to_numpy(dtype="float64", na_value=np.nan)[lo:hi]
+            if np.isnan(values).all():
+                continue
+            out = anomaly.detect_details(values, stamps, params=params, name=sensor, reasons_for="alerts")
+            for i in np.flatnonzero(out["alert"] & new[lo:hi]):
+                rows.append({"entity": frame["entity"].iat[lo + i], "sensor": sensor, "ts": _utc(stamps[i]),
+                             "value": float(values[i]), "score": float(out["score"][i]), "reason": out["reason"][i],
+                             "detector": STREAM_DETECTOR})
+    return rows
+
+
+def _times(frame: pd.DataFrame) -> np.ndarray:
+    """The ``ts`` column as naive UTC ``datetime64[ns]`` (what the detector's arithmetic wants)."""
+    return frame["ts"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
+def _utc(value: np.datetime64) -> dt.datetime:
+    return dt.datetime.fromtimestamp(int(value.astype("datetime64[us]").astype(np.int64)) / 1e6, tz=dt.UTC)
+
+
+def _robust(block: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """Each column as robust z-scores against its median and MAD over the ``fit`` rows (NaN -> 0)."""
+    med = np.nanmedian(block[fit], axis=0)
+    mad = np.nanmedian(np.abs(block[fit] - med), axis=0)
+    scale = np.maximum(1.4826 * np.nan_to_num(mad), 1e-9 * np.maximum(1.0, np.abs(np.nan_to_num(med))))
+    return np.nan_to_num((block - med) / scale, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _forest(frame: pd.DataFrame, cfg: AnomalyDetectionConfig, spans: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """An isolation forest over all sensors (robust z-scores per entity), fitted on the history only: an
+    entity's readings before its watermark, or, the first time, the first half of what it has."""
+    from sklearn.ensemble import IsolationForest
+
+    values = frame[list(cfg.sensors)].to_numpy(dtype="float64", na_value=np.nan)
+    new = frame["_new"].to_numpy()
+    context = frame["_context"].to_numpy()
+    z = np.zeros_like(values)
+    fit = np.zeros(len(frame), dtype=bool)
+    scored = np.zeros(len(frame), dtype=bool)
+    for lo, hi in spans:
+        history = context[lo:hi].copy()
+        if not history.any():  # first time: learn on the first half
+            history = np.arange(hi - lo) < (hi - lo) // 2
+        if history.sum() < 30:
+            continue
+        with np.errstate(all="ignore"):
+            z[lo:hi] = _robust(values[lo:hi], history)
+        fit[lo:hi] = history
+        scored[lo:hi] = ~history & new[lo:hi]
+    if fit.sum() < 100 or not scored.any():
+        return []
+    sample = np.flatnonzero(fit)
+    if sample.size > _MAX_FIT_ROWS:
+        sample = np.sort(np.random.default_rng(cfg.seed).choice(sample, _MAX_FIT_ROWS, replace=False))
+    forest = IsolationForest(n_estimators=100, max_samples=256, random_state=cfg.seed).fit(z[sample])
+    index = np.flatnonzero(scored)
+    s = -forest.score_samples(z[index])  # Liu et al.'s anomaly score: ~0.5 ordinary, near 1 isolated at once
+    rows: list[dict[str, Any]] = []
+    last: dict[Any, Any] = {}
+    ts = _times(frame)
+    episode = np.timedelta64(int(EPISODE_HOURS * 3600), "s")
+    for i, score in zip(index[s >= cfg.multivariate_threshold], s[s >= cfg.multivariate_threshold], strict=True):
+        entity = frame["entity"].iat[i]
+        if entity in last and ts[i] - last[entity] <= episode:
+            continue
+        last[entity] = ts[i]
+        top = np.argsort(-np.abs(z[i]))[:2]
+        parts = ", ".join(f"{cfg.sensors[j]} {z[i, j]:+.1f} robust sd" for j in top)
+        reason = (f"{len(cfg.sensors)} sensors together unusual (isolation forest score {score:.2f} >= "
+                  f"{cfg.multivariate_threshold:.2f}): {parts} from its median over the history")
+        rows.append({"entity": entity, "sensor": MULTIVARIATE, "ts": _utc(ts[i]), "value": None, "score": float(score),
+                     "reason": reason, "detector": FOREST_DETECTOR})
+    return rows
+
+
+def score_anomalies(project: Project, *, run_id: str, full_refresh: bool = False) -> StageResult:
+    started = time.perf_counter()
+    cfg = project.config.ml.anomalies
+    stage = StageResult(name=ANOMALY_STAGE, kind="ml", strategy="stream")
+    if not project.catalog.exists(cfg.source):
+        return _skipped(stage, f"{cfg.source} does not exist yet", started)
+    version = project.catalog.version(cfg.source)
+    state = {} if full_refresh or not project.catalog.exists(ANOMALIES) else _state(project, "anomalies")
+    if state.get("source_version") == version:
+        return _skipped(stage, f"no new readings in {cfg.source} (v{version})", started)
+    marks: dict[str, str] = dict(state.get("watermarks", {}))
+    readings = _readings(project, cfg, marks)
+    frame = readings.to_pandas()
+    spans = _groups(readings["entity"].to_numpy(zero_copy_only=False)) if readings.num_rows else []
+    rows = _streams(frame, cfg, spans)
+    if cfg.multivariate and spans:
+        pdm.require()
+        rows += _forest(frame, cfg, spans)
+    entity_type = project.catalog.dataset(cfg.source).schema.field(cfg.entity).type
+    schema = _anomaly_schema(cfg.entity, entity_type)
+    table = pa.Table.from_pylist([{cfg.entity: r.pop("entity"), **r, "run_id": run_id} for r in rows],
+                                 schema=schema)
+    table = table.sort_by([(cfg.entity, "ascending"), ("sensor", "ascending"), ("ts", "ascending")])
+    _commit(project, ANOMALIES, table, key=keys(project)[ANOMALIES], replace=full_refresh or not state)
+    new = int(pc.sum(readings["_new"]).as_py() or 0) if readings.num_rows else 0
+    scored = frame[frame["_new"]]
+    for entity, last in scored.groupby("entity")["ts"].max().items():
+        marks[str(entity)] = last.isoformat()
+    _save_state(project, "anomalies", {"source_version": version, "watermarks": marks})
+    multivariate = sum(1 for r in table["sensor"].to_pylist() if r == MULTIVARIATE)
+    stage.rows_in = stage.rows_out = new
+    stage.rows_read, stage.rows_written = readings.num_rows, table.num_rows
+    stage.detail = (f"{new:,} new readings of {len(spans)} {cfg.entity} values scored; {table.num_rows} anomalies "
+                    f"({multivariate} multivariate)")
+    stage.seconds = time.perf_counter() - started
+    return stage
+
+
+# -- failure risk ---------------------------------------------------------------------------------------------
+RISK_SCHEMA = pa.schema([
+    ("machine_id", pa.int64()), ("hour", pa.timestamp("us", tz="UTC")), ("p_failure_24h", pa.float64()),
+    *[(f"p_{c}", pa.float64()) for c in pdm.CLASSES[1:]], ("predicted_component", pa.string()),
+    ("model_name", pa.string()), ("model_version", pa.string()), ("scored_at", pa.timestamp("us", tz="UTC")),
+    ("run_id", pa.string()),
+])
+
+
+def risk_rows(frame: pd.DataFrame, champion: Champion, *, run_id: str | None) -> pa.Table:
+    """``gold.machine_risk`` rows for feature rows (``machine_id``, ``hour`` and the features)."""
+    proba = pdm.predict_proba(champion.booster, frame, champion.encoding)
+    now = dt.datetime.now(dt.UTC)
+    n = len(frame)
+    columns: dict[str, Any] = {
+        "machine_id": frame["machine_id"].to_numpy(dtype="int64"),
+        "hour": frame["hour"].to_numpy(),
+        "p_failure_24h": 1.0 - proba[:, 0],
+        **{f"p_{c}": proba[:, i] for i, c in enumerate(pdm.CLASSES) if i},
+        "predicted_component": np.asarray(pdm.CLASSES, dtype=object)[proba.argmax(axis=1)],
+        "model_name": [champion.model] * n, "model_version": [champion.version] * n,
+        "scored_at": [now] * n, "run_id": [run_id] * n,
+    }
+    return pa.table({f.name: pa.array(columns[f.name], f.type) for f in RISK_SCHEMA}, schema=RISK_SCHEMA)
+
+
+def score_risk(project: Project, *, run_id: str, full_refresh: bool = False, force: bool = False) -> StageResult:
+    started = time.perf_counter()
+    stage = StageResult(name=RISK_STAGE, kind="ml", strategy="champion")
+    if not project.catalog.exists(pdm.FEATURES_TABLE):
+        return _skipped(stage, f"{pdm.FEATURES_TABLE} does not exist yet", started)
+    version = project.catalog.version(pdm.FEATURES_TABLE)
+    state = {} if full_refresh or not project.catalog.exists(RISK) else _state(project, "risk")
+    if not force and state.get("features_version") == version:
+        return _skipped(stage, f"{pdm.FEATURES_TABLE} unchanged (v{version})", started)
+    from lakeforge.ml import registry
+
+    pdm.require()
+    champion = registry.load_champion(project)
+    if champion is None:
+        return _skipped(stage, f"no champion of {registry.model_name(project)} yet: `lakeforge ml train` then "
+                               "`lakeforge ml promote`", started)
+    rescore = full_refresh or not state or state.get("model_version") != champion.version
+    mark = None if rescore or not state.get("watermark") else dt.datetime.fromisoformat(state["watermark"])
+    dataset = project.catalog.dataset(pdm.FEATURES_TABLE)
+    features = dataset.to_table(filter=None if mark is None else pc.field("hour") > pa.scalar(
+        mark, dataset.schema.field("hour").type))
+    table = risk_rows(features.to_pandas(), champion, run_id=run_id) if features.num_rows else RISK_SCHEMA.empty_table()
+    if table.num_rows or rescore:
+        _commit(project, RISK, table, key=keys(project)[RISK], replace=rescore)
+    latest = pc.max(features["hour"]).as_py() if features.num_rows else mark
+    _save_state(project, "risk", {"features_version": version, "model_version": champion.version,
+                                  "watermark": latest.isoformat() if latest else None})
+    stage.rows_in = stage.rows_out = stage.rows_read = stage.rows_written = table.num_rows
+    stage.status = "ok" if table.num_rows or rescore else "skipped"
+    stage.detail = (f"{table.num_rows:,} machine-hours scored by {champion.model} v{champion.version}"
+                    + (" (every hour: a new champion)" if rescore and state else ""))
+    stage.seconds = time.perf_counter() - started
+    return stage
+
+
+# -- online ---------------------------------------------------------------------------------------------------
+class OnlineScorer:
+    """Predictions for a machine's latest features with the champion, for ``lakeforge serve``. The champion is
+    looked up on every call (a promotion takes effect at once) and loaded once per version."""
+
+    def __init__(self, project: Project) -> None:
+        import threading
+
+        self.project = project
+        self._loaded: Champion | None = None
+        self._lock = threading.Lock()  # requests come from a thread pool; MLflow's URIs are process-wide
+
+    def champion(self) -> Champion | None:
+        from lakeforge.ml import registry
+
+        with self._lock:
+            version = registry.champion_version(self.project)
+            if version is None:
+                return None
+            if self._loaded is None or self._loaded.version != version:
+                self._loaded = registry.load_champion(self.project)
+            return self._loaded
+
+    def predict(self, machine_id: int) -> dict[str, Any]:
+        from lakeforge.errors import NotFound
+
+        if not self.project.catalog.exists(pdm.FEATURES_TABLE):
+            raise NotFound(f"{pdm.FEATURES_TABLE} does not exist yet", hint="run the pipeline: `lakeforge run`")
+        rows = self.project.catalog.dataset(pdm.FEATURES_TABLE).to_table(
+            filter=pc.field("machine_id") == machine_id)
+        if not rows.num_rows:
+            raise NotFound(f"machine {machine_id} has no row in {pdm.FEATURES_TABLE}",
+                           hint="check the machine id (dim_machine) or wait for its telemetry")
+        latest = rows.take([int(pc.index(rows["hour"], pc.max(rows["hour"])).as_py())])
+        champion = self.champion()
+        if champion is None:
+            from lakeforge.ml import registry
+
+            raise NotFound(f"no champion of {registry.model_name(self.project)} yet",
+                           hint="`lakeforge ml train` then `lakeforge ml promote`")
+        row = risk_rows(latest.to_pandas(), champion, run_id=None).to_pylist()[0]
+        row.pop("run_id")
+        row["hour"] = row["hour"].isoformat()
+        row["scored_at"] = row["scored_at"].isoformat()
+        return row
