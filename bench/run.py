@@ -247,7 +247,7 @@ rules, dedup on machine and time) on {r['dq']['rows']:,} bronze rows, against th
 removed (dedup kept), each a full refresh of that model, best of five, in one process: the rules cost
 **{r['dq']['overhead']:.1%}** of the silver step ({r['dq']['with_rules_seconds']} s with, {r['dq']['without_rules_seconds']} s
 without). Target: at most 10%: **{'met' if float(r['dq']['overhead']) <= 0.10 else 'MISSED'}**.
-{_gx_section(r.get('gx'), r['dq'])}{_spark_section(r.get('spark'))}{_reports_section(r.get('reports'))}
+{_gx_section(r.get('gx'), r['dq'])}{_spark_section(r.get('spark'))}{_reports_section(r.get('reports'))}{_dashboards_section(r.get('dashboards'))}
 Machine: {machine}; {versions}. Harness peak memory {peak_mem:.2f} GB.
 """)
 
@@ -350,6 +350,41 @@ read-only, planning the view, reading it; a single sample, so more exposed to ot
 
 Target: each report under {rp['target_seconds']:.0f} s (best) on {int(rp['machines']):,} machines over {rp['days']} days of hourly data: **{verdict}**.
 """
+
+
+DASHBOARD_TITLES = {"executive": "executive `/`", "fleet": "machines list `/machines`", "ops": "operations `/ops`",
+                    "equipment": "equipment `/machines/{id}`"}
+
+
+def _dashboards_section(d: dict[str, Any] | None) -> str:
+    """The dashboards section of docs/benchmarks.md (`--only dashboards` prints the JSON it is made from)."""
+    if not d:
+        return ""
+    rows = "\n".join(
+        f"| {DASHBOARD_TITLES.get(name, name)} | {x['p50_ms']:.1f} | {x['p95_ms']:.1f} | "
+        f"{x['p95_vs_reference_p50']:.2f}x | {x['page_p95_ms']:.1f} |"
+        for name, x in d["dashboards"].items())
+    slow = [name for name, x in d["dashboards"].items() if not x["under_target"]]
+    verdict = "met" if not slow else f"MISSED ({', '.join(slow)})"
+    return f"""
+## Dashboards of `lakeforge serve`
+
+Measured {d['date']} (`bench/dashboards.py`; alone: `bench/run.py --only dashboards`). {int(d['machines']):,} machines x
+{d['days']} days: {int(d['hourly_rows']):,} rows of `fact_telemetry_hourly` through the real pipeline, plus one
+`machine_risk` score per machine-hour ({int(d.get('machine_risk_rows', 0)):,} rows), anomalies, and a year of hourly
+runs in the event log ({int(d['event_log_rows']):,} rows). Each dashboard's queries (`lakeforge.web.queries`, what the
+pages run) are timed {d['repeat']} rounds over several filter sets (none, a site, a model, a month, all three; a
+different machine each round), round-robin with the reference query in the same run: a full scan of the fact
+table (`{d['reference_query']}`, p50 {d['reference_p50_ms']:.1f} ms). The pages read the web app's own sorted
+copy of the warehouse (built after each load: {d['snapshot_seconds']} s, the warehouse held
+{d['snapshot_warehouse_seconds']} s; {d['snapshot_mb']} MB). "page" adds rendering the HTML.
+
+| dashboard | p50 ms | p95 ms | p95 vs full scan p50 | page p95 ms |
+|---|---|---|---|---|
+{{rows}}
+
+Target: each dashboard's queries at p95 under {d['target_ms']:.0f} ms: **{{verdict}}**.
+""".replace("{rows}", rows).replace("{verdict}", verdict)
 
 
 if __name__ == "__main__":
