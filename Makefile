@@ -13,7 +13,7 @@ DEMO_DIR ?= lakeforge-demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install spark-deps airflow-env postgres browser bi-drivers demo test lint unit bench clean
+.PHONY: help install spark-deps airflow-env postgres browser bi-drivers demo test lint unit tutorial bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -98,12 +98,20 @@ lint: $(STAMP) ## ruff and mypy
 
 test: $(STAMP) $(SPARK_STAMP) $(AIRFLOW_STAMP) postgres browser bi-drivers lint ## set up, lint, then the whole test suite (slow tests included)
 	$(PY) -m pytest -n 2 --dist loadscope $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory bench-quick
 
 unit: $(STAMP) ## the fast tests only
 	$(PY) -m pytest -n 2 --dist loadscope -m "not slow" $(PYTEST_ARGS)
 
-bench: $(STAMP) $(SPARK_STAMP) ## benchmarks; writes docs/benchmarks.md
+tutorial: $(STAMP) ## run docs/tutorial.md's commands in order and check what they print (about 3 min)
+	$(PY) -m pytest tests/tutorial $(PYTEST_ARGS)
+
+bench: $(STAMP) $(SPARK_STAMP) ## benchmarks (full mode, long); writes docs/benchmarks.md
 	$(PY) bench/run.py
+
+bench-quick: $(STAMP) ## the benchmarks' quick mode (CI): cost at scale and an incremental run, small sizes
+	@mkdir -p bench/.work
+	$(PY) bench/run.py --quick > bench/.work/quick.log
 
 clean: ## remove the virtual environments and caches (never touches ../shared)
 	rm -rf $(VENV) $(AIRFLOW_VENV) .cache .pytest_cache .mypy_cache .ruff_cache $(DEMO_DIR) bench/.work

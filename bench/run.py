@@ -26,6 +26,7 @@ import dashboards  # type: ignore[import-not-found]  # bench/dashboards.py, besi
 import dq  # type: ignore[import-not-found]  # bench/dq.py, beside this file
 import ingestion  # type: ignore[import-not-found]  # bench/ingestion.py, beside this file
 import reports  # type: ignore[import-not-found]  # bench/reports.py, beside this file
+import scale  # type: ignore[import-not-found]  # bench/scale.py, beside this file
 import spark  # type: ignore[import-not-found]  # bench/spark.py, beside this file
 
 from lakeforge.generate import generate
@@ -56,6 +57,21 @@ def timed(cmd: list[str], *, cwd: Path | None = None) -> tuple[float, float, str
     return seconds, peak_gb, stderr
 
 
+SCALE_IMAGE = "bench-scale.png"
+
+
+def replace_section(doc: Path, title: str, text: str) -> None:
+    """Put ``text`` (a section starting with a line ``title ...``) in place of that section of ``doc``, or at
+    its end."""
+    page = doc.read_text()
+    start = page.find("\n" + title)
+    if start < 0:
+        doc.write_text(page.rstrip("\n") + "\n" + text)
+        return
+    end = page.find("\n## ", start + 1)
+    doc.write_text(page[:start] + "\n" + text.strip("\n") + "\n" + (page[end:] if end >= 0 else ""))
+
+
 def bench_project(path: Path, landing: Path) -> Path:
     """The example project cut down to the telemetry path the reference implements."""
     if path.exists():
@@ -83,12 +99,28 @@ def main() -> None:
     parser.add_argument("--report-days", type=int, default=365,
                         help="days of hourly telemetry for the standard reports benchmark")
     parser.add_argument("--only", choices=["end-to-end", "ingestion", "freshness", "dq", "spark", "reports",
-                                           "dashboards"], default=None)
+                                           "dashboards", "scale"], default=None)
+    parser.add_argument("--quick", action="store_true",
+                        help="the quick mode CI runs: cost at scale and the incremental run at small sizes; writes "
+                             "bench/.work/quick.json, leaves docs/benchmarks.md alone")
     parser.add_argument("--reuse", action="store_true",
                         help="dashboards: reuse bench/.work/dashboards-project if it was built before")
     parser.add_argument("--no-spark-silver", action="store_true",
                         help="Spark section: time ingestion only, not also ingestion + the silver telemetry model")
     args = parser.parse_args()
+    if args.quick or args.only == "scale":
+        mode = "quick" if args.quick else "full"
+        result = scale.measure(WORK, mode=mode, timed=timed, make_project=bench_project)
+        (WORK / f"{mode}.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1))
+        for size in result["sizes"]:
+            e2e, inc = size["stages"]["end_to_end"], size["incremental"]
+            print(f"bench {mode}: {size['telemetry_rows']:,} rows end to end {e2e['lakeforge_seconds']} s (reference "
+                  f"{e2e['reference_seconds']} s); one new file: {inc['seconds']} s", file=sys.stderr)
+        if mode == "full" and not args.no_write:
+            scale.plot(result, ROOT / "docs" / "img" / SCALE_IMAGE)
+            replace_section(DOC, "## Cost at scale", scale.section(result, image=SCALE_IMAGE))
+        return
     if args.only in ("ingestion", "freshness", "dq", "spark", "reports", "dashboards"):
         WORK.mkdir(parents=True, exist_ok=True)
         if args.only == "dashboards":
@@ -170,6 +202,8 @@ def main() -> None:
                                         repeat=max(5, args.repeat), memory_limit=MEMORY_LIMIT)
     result["dashboards"] = dashboards.timings(WORK, machines=args.machines, days=args.report_days,
                                               repeat=max(30, args.repeat), memory_limit=MEMORY_LIMIT)
+    result["scale"] = scale.measure(WORK, mode="full", timed=timed, make_project=bench_project)
+    scale.plot(result["scale"], ROOT / "docs" / "img" / SCALE_IMAGE)
     print(json.dumps(result, indent=1, default=str))
     ok = ratio <= TARGET_RATIO and max(lf_peaks) < TARGET_PEAK_GB
     if not args.no_write:
@@ -186,8 +220,11 @@ def write_doc(r: dict[str, Any], *, ok: bool) -> None:
     peak_mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     DOC.write_text(f"""# Benchmarks
 
-Measured by `make bench` (`bench/run.py`); rewrite this page by running it again. Every figure is from one run
-on one machine; compare ratios, not seconds, across machines.
+Measured by `make bench` (`bench/run.py`, the full mode: every section below, 100M rows included; long) and
+`bench/run.py --only <section>` for one section; rewrite this page by running it again. `make bench-quick` is the
+quick mode `make test` runs in CI: the cost-at-scale and incremental measurements at 50k and 200k rows, results in
+`bench/.work/quick.json` (this page is left alone). Every figure is from one run on one machine; compare ratios,
+not seconds, across machines.
 
 ## End to end: landing to warehouse ({r['date']})
 
@@ -247,7 +284,7 @@ rules, dedup on machine and time) on {r['dq']['rows']:,} bronze rows, against th
 removed (dedup kept), each a full refresh of that model, best of five, in one process: the rules cost
 **{r['dq']['overhead']:.1%}** of the silver step ({r['dq']['with_rules_seconds']} s with, {r['dq']['without_rules_seconds']} s
 without). Target: at most 10%: **{'met' if float(r['dq']['overhead']) <= 0.10 else 'MISSED'}**.
-{_gx_section(r.get('gx'), r['dq'])}{_spark_section(r.get('spark'))}{_reports_section(r.get('reports'))}{_dashboards_section(r.get('dashboards'))}
+{_gx_section(r.get('gx'), r['dq'])}{_spark_section(r.get('spark'))}{_reports_section(r.get('reports'))}{_dashboards_section(r.get('dashboards'))}{scale.section(r['scale'], image=SCALE_IMAGE) if r.get('scale') else ''}
 Machine: {machine}; {versions}. Harness peak memory {peak_mem:.2f} GB.
 """)
 

@@ -306,7 +306,7 @@ def alerts_check(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> N
         _emit(sent)
         return
     for item in sent:
-        out.print(f"{item['state']}: {item['name']}: {item['message']}")
+        out.print(f"{item['state']}: {item['name']}: {item['message']}", soft_wrap=True)
 
 
 ml_app = typer.Typer(no_args_is_help=True, help="Machine learning: anomaly detection and predictive maintenance.")
@@ -358,7 +358,7 @@ def ml_train(project: ProjectOpt = Path("."), seed: Annotated[int, typer.Option(
     m = result["metrics"]
     out.print(f"{result['model']} version {result['version']} is the {result['alias']}: macro F1 "
               f"{m['macro_f1']:.3f}, AUC-PR (any failure) {m.get('auc_pr_any_failure', float('nan')):.3f} on "
-              f"{result['rows_test']:,} holdout rows (run {result['run_id']})")
+              f"{result['rows_test']:,} holdout rows (run {result['run_id']})", soft_wrap=True)
 
 
 @ml_app.command("promote")
@@ -373,7 +373,7 @@ def ml_promote(project: ProjectOpt = Path("."), tracking_uri: TrackingOpt = None
         return
     verdict = "promoted" if result["promoted"] else "not promoted"
     out.print(f"{result['model']} version {result['challenger']} {verdict}: {result['reason']}; "
-              f"champion: version {result['champion']}")
+              f"champion: version {result['champion']}", soft_wrap=True)
 
 
 @ml_app.command("score")

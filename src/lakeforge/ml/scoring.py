@@ -333,7 +333,10 @@ def score_risk(project: Project, *, run_id: str, full_refresh: bool = False, for
     stage.rows_in = stage.rows_out = stage.rows_read = stage.rows_written = table.num_rows
     stage.status = "ok" if table.num_rows or rescore else "skipped"
     stage.detail = (f"{table.num_rows:,} machine-hours scored by {champion.model} v{champion.version}"
-                    + (" (every hour: a new champion)" if rescore and state else ""))
+                    + (" (every hour: a new champion)" if rescore and state else "")
+                    if stage.status == "ok" else
+                    f"no new hours in {pdm.FEATURES_TABLE}: every hour is scored by {champion.model} "
+                    f"v{champion.version}, the champion")
     stage.seconds = time.perf_counter() - started
     return stage
 

@@ -1,0 +1,278 @@
+"""Cost at scale: the telemetry path at growing sizes against the hand-written reference, and an incremental run.
+
+For each size (quick: 50k and 200k rows; full: 1M, 10M and 100M rows) the generator writes a landing zone of JSON
+lines (one reading every 10 minutes, default dirt), then, each in its own process, the reference
+(``bench/reference.py``: DuckDB + deltalake by hand, all files at once) and a cold ``lakeforge run`` of the
+benchmark project (telemetry -> bronze -> silver -> gold hourly and daily -> DuckDB warehouse, engine
+``memory_limit``, landing read in batches of at most ``BATCH_BYTES``) do the same work. Reported per size and per
+stage (ingestion, silver, gold, warehouse, end to end): seconds, rows per second, lakeforge over the reference,
+peak memory; and the cost per million rows relative to the smallest full size (1.0 = linear).
+
+Incremental: on the lake of a size, one more file lands (one day of the whole fleet, a new ``start``) and a second
+``lakeforge run`` processes it; its time is reported beside a no-op run and the time the same file takes as a
+fresh lake of its own (the reference for "work proportional to the new data").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lakeforge.generate import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS_PER_MACHINE_DAY = 144
+BATCH_BYTES = 1_500_000_000  # landing bytes per ingestion batch: memory stays bounded at any size
+SIZES = {"quick": [(50, 7), (200, 7)], "full": [(100, 70), (1000, 70), (1000, 700)]}  # (machines, days)
+STAGES = ("ingestion", "silver", "gold", "warehouse")
+# The reference reads every file in one DuckDB pass and holds silver in memory: at 100M rows (14 GB of JSON) the
+# kernel's OOM killer stopped it at 23.8 GB resident on this 24 GB machine (2026-11-26). Above this size it is
+# not run, and the section says so.
+REFERENCE_MAX_ROWS = 20_000_000
+REFERENCE_SKIPPED = ("not run above 20M rows: at 100M rows the hand-written reference (one DuckDB pass over all "
+                     "files) was killed by the OOM killer at 23.8 GB resident (measured 2026-11-26)")
+Timed = Callable[[list[str]], tuple[float, float, str]]
+
+
+def _stage_of(name: str) -> str | None:
+    if name.startswith("ingest:"):
+        return "ingestion"
+    if name.startswith("silver."):
+        return "silver"
+    if name.startswith("gold."):
+        return "gold"
+    return "warehouse" if name == "warehouse" else None
+
+
+def _run(project: Path, timed: Timed) -> tuple[float, float, dict[str, Any]]:
+    seconds, peak, _ = timed([sys.executable, "-m", "lakeforge.cli", "run", "--json", "--project", str(project)])
+    record = json.loads(sorted((project / "lakehouse" / "_lakeforge" / "runs").glob("*.json"))[-1].read_text())
+    if record["status"] not in ("succeeded", "nothing_to_do"):
+        raise SystemExit(f"lakeforge run failed: {record['error']}")
+    return seconds, peak, record
+
+
+def _stages(record: dict[str, Any]) -> dict[str, float]:
+    found = dict.fromkeys(STAGES, 0.0)
+    for s in record["stages"]:
+        stage = _stage_of(s["name"])
+        if stage:
+            found[stage] += float(s["seconds"])
+    return found
+
+
+def _reference_stages(stderr: str) -> dict[str, float]:
+    """``bronze 1.2s silver 3.4s gold 0.5s warehouse 0.1s`` (bench/reference.py's last line)."""
+    found = dict(re.findall(r"(bronze|silver|gold|warehouse) ([0-9.]+)s", stderr))
+    if len(found) != 4:
+        raise SystemExit(f"the reference printed no stage times: {stderr[-500:]}")
+    return {"ingestion": float(found["bronze"]), "silver": float(found["silver"]), "gold": float(found["gold"]),
+            "warehouse": float(found["warehouse"])}
+
+
+def _telemetry_rows(landing: Path) -> int:
+    rows = 0
+    for f in (landing / "telemetry").iterdir():
+        with open(f, "rb") as fh:
+            rows += sum(1 for _ in fh)
+    return rows
+
+
+def _project(make_project: Callable[[Path, Path], Path], path: Path, landing: Path) -> Path:
+    project = make_project(path, landing)
+    config = (project / "lakeforge.yml").read_text()
+    config = config.replace("    format: auto", f"    format: auto\n    max_bytes_per_batch: {BATCH_BYTES}", 1)
+    (project / "lakeforge.yml").write_text(config)
+    return project
+
+
+def one_size(work: Path, *, machines: int, days: int, timed: Timed,
+             make_project: Callable[[Path, Path], Path]) -> dict[str, Any]:
+    landing = work / f"scale-landing-{machines}x{days}"
+    shutil.rmtree(landing, ignore_errors=True)
+    started = time.perf_counter()
+    generate(landing, machines=machines, days=days, seed=3, files=max(4, machines * days * ROWS_PER_MACHINE_DAY
+                                                                      // 500_000))
+    generate_seconds = time.perf_counter() - started
+    rows = _telemetry_rows(landing)
+    out = work / "scale-reference"
+    shutil.rmtree(out, ignore_errors=True)
+    ref: dict[str, float] | None = None
+    ref_seconds = ref_peak = 0.0
+    reference_note = None
+    if rows <= REFERENCE_MAX_ROWS:
+        ref_seconds, ref_peak, ref_err = timed([sys.executable, str(ROOT / "bench" / "reference.py"), str(landing),
+                                                str(out)])
+        try:
+            ref = _reference_stages(ref_err)
+        except SystemExit:
+            reference_note = f"the reference failed (killed?): {ref_err[-300:] or 'no output'}"
+    else:
+        reference_note = REFERENCE_SKIPPED
+    shutil.rmtree(out, ignore_errors=True)
+    project = _project(make_project, work / "scale-lakeforge", landing)
+    lf_seconds, lf_peak, record = _run(project, timed)
+    lf = _stages(record)
+    stages = {}
+    for stage in STAGES:
+        r = ref[stage] if ref else None
+        stages[stage] = {"lakeforge_seconds": round(lf[stage], 3), "reference_seconds": None if r is None else round(
+            r, 3), "lakeforge_rows_per_second": round(rows / lf[stage]) if lf[stage] else None,
+                         "ratio": round(lf[stage] / r, 3) if r else None}
+    stages["end_to_end"] = {"lakeforge_seconds": round(lf_seconds, 2),
+                            "reference_seconds": round(ref_seconds, 2) if ref else None,
+                            "lakeforge_rows_per_second": round(rows / lf_seconds),
+                            "ratio": round(lf_seconds / ref_seconds, 3) if ref else None}
+    result: dict[str, Any] = {
+        "machines": machines, "days": days, "telemetry_rows": rows, "landing_gb": round(
+            sum(f.stat().st_size for f in (landing / "telemetry").iterdir()) / 1e9, 2),
+        "generate_seconds": round(generate_seconds, 2), "ingestion_batches": _batches(record),
+        "lakeforge_peak_gb": round(lf_peak, 2), "reference_peak_gb": round(ref_peak, 2) if ref else None,
+        "reference_note": reference_note, "stages": stages,
+    }
+    result["incremental"] = incremental(work, project=project, landing=landing, machines=machines, days=days,
+                                        timed=timed, make_project=make_project)
+    shutil.rmtree(project, ignore_errors=True)
+    shutil.rmtree(landing, ignore_errors=True)
+    return result
+
+
+def _batches(record: dict[str, Any]) -> int | None:
+    for s in record["stages"]:
+        if s["name"] == "ingest:telemetry":
+            found = re.search(r"(\d+) batch", s.get("detail") or "")
+            return int(found.group(1)) if found else None
+    return None
+
+
+def incremental(work: Path, *, project: Path, landing: Path, machines: int, days: int, timed: Timed,
+                make_project: Callable[[Path, Path], Path]) -> dict[str, Any]:
+    """One more day of the fleet lands on the lake: the run that takes it, a no-op run, the same file alone."""
+    noop_seconds, _, noop = _run(project, timed)
+    assert noop["status"] == "nothing_to_do", noop["status"]
+    start = (dt.date(2024, 1, 1) + dt.timedelta(days=days)).isoformat()
+    new = work / "scale-new-file"
+    shutil.rmtree(new, ignore_errors=True)
+    generate(new, machines=machines, days=1, seed=4, files=1, start=start)
+    (file,) = sorted((new / "telemetry").iterdir())
+    with open(file, "rb") as fh:
+        new_rows = sum(1 for _ in fh)
+    shutil.copy(file, landing / "telemetry" / f"new-{file.name}")
+    seconds, _, record = _run(project, timed)
+    alone_project = _project(make_project, work / "scale-alone", new)
+    alone_seconds, _, _ = _run(alone_project, timed)
+    shutil.rmtree(alone_project, ignore_errors=True)
+    shutil.rmtree(new, ignore_errors=True)
+    return {"new_rows": new_rows, "seconds": round(seconds, 3), "run_seconds": round(float(record["seconds"]), 3),
+            "stages": {k: round(v, 3) for k, v in _stages(record).items()},
+            "noop_seconds": round(noop_seconds, 3), "fresh_lake_of_the_file_seconds": round(alone_seconds, 3),
+            "ratio_to_fresh_lake_of_the_file": round(seconds / alone_seconds, 3)}
+
+
+def measure(work: Path, *, mode: str, timed: Timed, make_project: Callable[[Path, Path], Path]) -> dict[str, Any]:
+    work.mkdir(parents=True, exist_ok=True)
+    sizes = []
+    for m, d in SIZES[mode]:
+        sizes.append(one_size(work, machines=m, days=d, timed=timed, make_project=make_project))
+        (work / f"scale-{mode}-partial.json").write_text(json.dumps(sizes, indent=1))  # a long run keeps its figures
+        print(f"scale: {sizes[-1]['telemetry_rows']:,} rows done", file=sys.stderr, flush=True)
+    base = sizes[0]
+    for size in sizes:
+        scale = size["telemetry_rows"] / base["telemetry_rows"]
+        size["cost_per_row_vs_smallest"] = {
+            stage: round(size["stages"][stage]["lakeforge_seconds"] / (base["stages"][stage]["lakeforge_seconds"]
+                                                                       * scale), 3)
+            if base["stages"][stage]["lakeforge_seconds"] else None
+            for stage in (*STAGES, "end_to_end")}
+    return {"date": dt.date.today().isoformat(), "mode": mode, "batch_bytes": BATCH_BYTES, "sizes": sizes}
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Seconds per stage against rows (log-log), lakeforge solid and the reference dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [s["telemetry_rows"] for s in result["sizes"]]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for stage in (*STAGES, "end_to_end"):
+        line = axes[0].plot(rows, [s["stages"][stage]["lakeforge_seconds"] for s in result["sizes"]], marker="o",
+                            label=stage)
+        refs = [(r, s["stages"][stage]["reference_seconds"]) for r, s in zip(rows, result["sizes"], strict=True)
+                if s["stages"][stage]["reference_seconds"] is not None]
+        axes[0].plot([r for r, _ in refs], [v for _, v in refs], linestyle="--", color=line[0].get_color())
+    axes[0].set(xscale="log", yscale="log", xlabel="telemetry rows", ylabel="seconds",
+                title="cost per stage (solid: lakeforge, dashed: reference)")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(rows, [s["stages"]["end_to_end"]["lakeforge_rows_per_second"] for s in result["sizes"]],
+                 marker="o", label="lakeforge end to end")
+    refs = [(s["telemetry_rows"], s["telemetry_rows"] / s["stages"]["end_to_end"]["reference_seconds"])
+            for s in result["sizes"] if s["stages"]["end_to_end"]["reference_seconds"]]
+    axes[1].plot([r for r, _ in refs], [v for _, v in refs], marker="o", linestyle="--", label="reference end to end")
+    axes[1].set(xscale="log", xlabel="telemetry rows", ylabel="rows per second", title="throughput")
+    axes[1].set_ylim(bottom=0)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def section(result: dict[str, Any], *, image: str) -> str:
+    """The scale section of docs/benchmarks.md."""
+    head = ("| rows | GB of JSON | stage | lakeforge s | reference s | lakeforge / reference | rows/s "
+            "| cost per row vs smallest |")
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for s in result["sizes"]:
+        for stage in (*STAGES, "end_to_end"):
+            x = s["stages"][stage]
+            lines.append(f"| {s['telemetry_rows']:,} | {s['landing_gb']} | {stage} | {x['lakeforge_seconds']} | "
+                         f"{_or_dash(x['reference_seconds'])} | {_or_dash(x['ratio'])} | "
+                         f"{x['lakeforge_rows_per_second'] or 0:,} | {s['cost_per_row_vs_smallest'][stage]} |")
+    inc = ["| lake rows | new rows | incremental run s (whole process) | its stages (ingest / silver / gold / "
+           "warehouse) | no-op run s | the file as a fresh lake s | ratio |", "|---|---|---|---|---|---|---|"]
+    for s in result["sizes"]:
+        i = s["incremental"]
+        st = i["stages"]
+        inc.append(f"| {s['telemetry_rows']:,} | {i['new_rows']:,} | {i['seconds']} | {st['ingestion']} / "
+                   f"{st['silver']} / {st['gold']} / {st['warehouse']} | {i['noop_seconds']} | "
+                   f"{i['fresh_lake_of_the_file_seconds']} | {i['ratio_to_fresh_lake_of_the_file']} |")
+    peaks = ", ".join(f"{s['telemetry_rows']:,} rows: lakeforge {s['lakeforge_peak_gb']} GB, reference "
+                      + (f"{s['reference_peak_gb']} GB" if s["reference_peak_gb"] is not None else "-")
+                      for s in result["sizes"])
+    notes = "".join(f"\n\nReference at {s['telemetry_rows']:,} rows: {s['reference_note']}." for s in result["sizes"]
+                    if s.get("reference_note"))
+    table = "\n".join(lines)
+    incremental_table = "\n".join(inc)
+    return f"""
+## Cost at scale ({result['date']}, `bench/run.py --only scale`, mode {result['mode']})
+
+`bench/scale.py`: the telemetry path (landing JSON lines -> bronze -> silver -> gold hourly and daily -> DuckDB
+warehouse) at each size against the hand-written reference (`bench/reference.py`), each a cold process of its
+own; lakeforge reads the landing zone in batches of at most {result['batch_bytes'] / 1e9:.1f} GB. "cost per row vs
+smallest" is seconds per row relative to the smallest size: 1.0 is linear, below 1 is cheaper per row (start-up
+spread over more rows).
+
+![cost at scale](img/{image})
+
+{table}
+
+Peak memory: {peaks}.{notes}
+
+Incremental: one more day of the fleet lands on the lake and `lakeforge run` takes it (whole process, start-up
+included); beside it a run with nothing to do, and the same file processed as a fresh lake of its own.
+
+{incremental_table}
+"""
