@@ -13,7 +13,7 @@ DEMO_DIR ?= lakeforge-demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install spark-deps airflow-env postgres browser bi-drivers demo test lint unit tutorial bench bench-quick clean
+.PHONY: help install spark-deps airflow-env postgres browser bi-drivers demo test lint unit tutorial bench bench-quick reliability clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -112,6 +112,13 @@ bench: $(STAMP) $(SPARK_STAMP) ## benchmarks (full mode, long); writes docs/benc
 bench-quick: $(STAMP) ## the benchmarks' quick mode (CI): cost at scale and an incremental run, small sizes
 	@mkdir -p bench/.work
 	$(PY) bench/run.py --quick > bench/.work/quick.log
+
+# SIGKILLs in every stage, corrupt and adversarial files, concurrent runs, S3 faults (a fault-injecting proxy before
+# moto), lost PostgreSQL connections, a full disk (a tmpfs: needs root); the figures go to
+# tests/reliability/.results/$(RELIABILITY).json, which docs/reliability.md quotes
+RELIABILITY ?= full
+reliability: $(STAMP) postgres ## reliability suite (RELIABILITY=full, the report's; quick, CI's); docs/reliability.md
+	LAKEFORGE_RELIABILITY=$(RELIABILITY) $(PY) -m pytest tests/reliability -v $(PYTEST_ARGS)
 
 clean: ## remove the virtual environments and caches (never touches ../shared)
 	rm -rf $(VENV) $(AIRFLOW_VENV) .cache .pytest_cache .mypy_cache .ruff_cache $(DEMO_DIR) bench/.work

@@ -13,11 +13,13 @@ files; a commit that the table already shows is not repeated. Nothing is counted
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import gzip
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -173,12 +175,7 @@ class Ingestor:
                     self._triage(manifest, local, long_lines)
                 try:
                     with self._sanitized(manifest, local) as readable:
-                        try:
-                            written = self._write_bronze(manifest, readable, ingested_at)
-                        except Exception as exc:  # the optimistic typed read met a misfit: read as text
-                            if self.engine is None or not self.engine.is_bad_input(exc):
-                                raise
-                            written = self._write_bronze(manifest, readable, ingested_at, typed_read=False)
+                        written = self._write_typed_or_text(manifest, readable, ingested_at)
                 except Exception as exc:
                     if self.engine is None or not self.engine.is_bad_input(exc):
                         raise
@@ -188,8 +185,9 @@ class Ingestor:
                     if not found:
                         raise
                     self._triage(manifest, local, found)
+                    self._recheck(manifest, local, [p for p in found if p in manifest.bad_lines], plan)
                     with self._sanitized(manifest, local) as readable:
-                        written = self._write_bronze(manifest, readable, ingested_at)
+                        written = self._write_typed_or_text(manifest, readable, ingested_at)
         bad_rows = sum(rows for _, rows in manifest.bad.values()) + sum(len(v) for v in manifest.bad_lines.values())
         if manifest.has_bad and self.catalog.consumed(self.quarantine, self.app_id) < batch_id:
             self._write_quarantine(manifest, ingested_at)
@@ -200,13 +198,41 @@ class Ingestor:
         result.rows_written += written
         result.bytes += sum(f.size for f in manifest.files)
 
+    def _write_typed_or_text(self, manifest: Manifest, readable: Location, ingested_at: dt.datetime) -> int:
+        try:
+            return self._write_bronze(manifest, readable, ingested_at)
+        except Exception as exc:  # the optimistic typed read met a misfit: read as text
+            if self.engine is None or not self.engine.is_bad_input(exc):
+                raise
+            return self._write_bronze(manifest, readable, ingested_at, typed_read=False)
+
+    def _recheck(self, manifest: Manifest, local: Location, paths: list[str], plan: ReadPlan) -> None:
+        """Files whose good lines (as the line triage kept them) the engine still cannot read — Python's parsers
+        and the engine's differ on some bytes, e.g. a lone CR in a CSV line — are quarantined whole, with the
+        engine's reason: else the batch would fail on every run."""
+        if not paths or self.engine is None:
+            return
+        with self._sanitized(manifest, local) as readable:
+            files = [f for f in manifest.files if f.path in paths]
+            still = self.engine.check_files(files, location=readable, source=self.source, plan=plan)
+            root = str(readable.local_path())
+        for path, reason in still.items():
+            del manifest.bad_lines[path]
+            manifest.bad[path] = (reason.replace(root, self.landing.uri), self._count_rows(path))
+        if still:
+            self._save(manifest)
+
     def _long_lines(self, files: list[FileInfo], local: Location) -> dict[str, str]:
         """Text files with a line over ``max_line_bytes`` (only files larger than the limit are looked at)."""
         limit = self.source.max_line_bytes
         found = {}
         for info in files if limit else []:
             if info.size > limit and self.source.format_of(info.path) in ("jsonl", "csv"):  # type: ignore[operator]
-                data = np.frombuffer(_decompress(local.read_bytes(info.path), info.path), dtype=np.uint8)
+                try:
+                    data = np.frombuffer(_decompress(local.read_bytes(info.path), info.path), dtype=np.uint8)
+                except CorruptCompression as exc:  # no line can be read: the whole file goes to quarantine
+                    found[info.path] = str(exc)
+                    continue
                 ends = np.concatenate(([-1], np.flatnonzero(data == 10), [len(data)]))
                 if int(np.diff(ends).max()) - 1 > limit:  # type: ignore[operator]
                     found[info.path] = f"a line is over max_line_bytes ({limit:,})"
@@ -216,8 +242,15 @@ class Ingestor:
         """Files that cannot be read whole: keep their good lines, quarantine the rest (lines, or the file)."""
         for path, reason in found.items():
             fmt = self.source.format_of(path)
-            split = self._split(path, local) if fmt in ("jsonl", "csv") else None
+            try:
+                split = self._split(path, local) if fmt in ("jsonl", "csv") else None
+            except CorruptCompression as exc:  # a truncated or corrupt .gz / .zst: not one line can be read
+                manifest.bad[path] = (str(exc), self._count_rows(path))
+                continue
             if split is None or not split.bad:
+                if split is not None and split.good_rows == 0:  # (the engine's words for it would mislead)
+                    reason = split.header_error or (
+                        "no rows: the file holds only blank lines" + (" or a header" if fmt == "csv" else ""))
                 manifest.bad[path] = (reason, self._count_rows(path))
             elif split.good_rows == 0:
                 manifest.bad[path] = (f"no line could be read; line {split.bad[0].line}: {split.bad[0].reason}",
@@ -391,9 +424,12 @@ class Ingestor:
         self.catalog.write(self.quarantine, table, mode="append", transactions={self.app_id: manifest.batch_id})
 
     def _count_rows(self, path: str) -> int:
-        """Rows a file that could not be parsed stands for: its non-empty lines, less a CSV header."""
+        """Rows a file that could not be parsed stands for: its non-empty lines (decompressed when it can be), less a
+        CSV header."""
         data = self.landing.read_bytes(path)
-        lines = sum(1 for line in data.splitlines() if line.strip())
+        with contextlib.suppress(CorruptCompression):  # (else its compressed bytes' lines: no better count exists)
+            data = _decompress(data, path)
+        lines = sum(1 for line in data.split(b"\n") if line.strip())  # lines as the line triage counts them
         if lines and self.source.header and self.source.format_of(path) == "csv":
             lines -= 1
         return lines if data else 0
@@ -413,11 +449,21 @@ class Manifest:
         return bool(self.bad or self.bad_lines)
 
 
+class CorruptCompression(Exception):
+    """A ``.gz`` or ``.zst`` landing file that cannot be decompressed (truncated, or not compressed at all)."""
+
+
 def _decompress(data: bytes, path: str) -> bytes:
-    if path.lower().endswith(".gz"):
-        return gzip.decompress(data)
-    if path.lower().endswith(".zst"):
-        return bytes(pa.input_stream(pa.py_buffer(data), compression="zstd").read())
+    """The file's bytes, decompressed by its extension; :class:`CorruptCompression` when that fails."""
+    suffix = PurePosixPath(path).suffix.lower()
+    try:
+        if suffix == ".gz":
+            return gzip.decompress(data)
+        if suffix == ".zst":
+            return bytes(pa.input_stream(pa.py_buffer(data), compression="zstd").read())
+    except (EOFError, OSError, zlib.error) as exc:  # (gzip.BadGzipFile and Arrow's IO errors are OSErrors)
+        raise CorruptCompression(f"cannot decompress the {suffix} file (truncated or corrupt): {exc}; "
+                                 "land it again, whole") from exc
     return data
 
 

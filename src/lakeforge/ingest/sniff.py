@@ -58,7 +58,7 @@ def sniff_jsonl(files: list[FileInfo], *, location: Location) -> dict[str, str] 
                 continue
             try:
                 record = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # (a value nested thousands deep is beyond Python's parser)
                 return None
             if not isinstance(record, dict):
                 return None

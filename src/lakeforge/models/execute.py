@@ -12,6 +12,7 @@ upstream version it consumed, so progress moves atomically with the data. Strate
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from lakeforge.lakehouse import Catalog
 from lakeforge.models import scd
 from lakeforge.models.model import Model, error_line
 from lakeforge.ops.results import StageResult
+from lakeforge.quality import RuleResult
 
 
 def app_id(upstream: str) -> str:
@@ -44,11 +46,12 @@ class Decision:
     exists: bool = False
 
 
-def decide(model: Model, *, catalog: Catalog, full_refresh: bool) -> Decision:
+def decide(model: Model, *, catalog: Catalog, full_refresh: bool, versions: dict[str, int] | None = None) -> Decision:
+    """Whether and how the model runs now, up to the upstream tables' latest versions (or ``versions``)."""
     if model.config.kind == "view":
         return Decision(False, "view: not stored; its query runs inside the models that read it")
     upstream = model.upstream()
-    versions = {u: catalog.version(u) for u in upstream}
+    versions = dict(versions) if versions is not None else {u: catalog.version(u) for u in upstream}
     missing = [u for u, v in versions.items() if v < 0]
     if missing:
         return Decision(False, f"waiting for {', '.join(missing)} (no data yet)")
@@ -77,16 +80,26 @@ def decide(model: Model, *, catalog: Catalog, full_refresh: bool) -> Decision:
 
 
 def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, full_refresh: bool,
-              upstream_keys: dict[str, list[str]] | None = None) -> StageResult:
+              upstream_keys: dict[str, list[str]] | None = None, versions: dict[str, int] | None = None) -> StageResult:
     """Run one model; ``upstream_keys`` (model name -> unique_key) lets a row updated several times upstream
-    arrive once, as it is now."""
+    arrive once, as it is now. ``versions``: read the upstream tables as of these versions, not the latest."""
     started = time.perf_counter()
     result = StageResult(name=model.name, kind="model")
-    decision = decide(model, catalog=catalog, full_refresh=full_refresh)
+    decision = decide(model, catalog=catalog, full_refresh=full_refresh, versions=versions)
     if not decision.run:
         result.status = "skipped"
         result.detail = decision.reason
         return result
+    crashed = None if versions is not None or full_refresh else _crashed_range(model, catalog, decision)
+    if crashed is not None:
+        # a run died between this model's quarantine commit and its table commit, and the upstream moved on since:
+        # first exactly the range that run had read (its quarantined rows are there: not written again), then
+        # the rest; one pass over both would quarantine that range's rows a second time
+        done = run_model(model, catalog=catalog, engine=engine, run_id=run_id, full_refresh=False,
+                         upstream_keys=upstream_keys, versions=crashed)
+        rest = run_model(model, catalog=catalog, engine=engine, run_id=run_id, full_refresh=False,
+                         upstream_keys=upstream_keys)
+        return _joined(done, rest, seconds=time.perf_counter() - started)
     upstream = model.upstream()
     versions, consumed = decision.versions, decision.consumed
     result.detail = decision.reason
@@ -204,6 +217,44 @@ def _commit(model: Model, output: ModelOutput, *, catalog: Catalog, strategy: st
     result.rows_quarantined = output.rows_quarantined
     result.dropped_by = dict(output.dropped_by)
     result.rules = output.rules
+
+
+def _crashed_range(model: Model, catalog: Catalog, decision: Decision) -> dict[str, int] | None:
+    """The upstream versions a run that died between this model's quarantine commit and its table commit had
+    read — its quarantine commit records them, the table does not — if the upstream has moved on since; else None.
+    (In normal runs the quarantine records the same versions as the table, or older ones: it is written only
+    when rows are quarantined.)"""
+    name = model.quarantine_table
+    if not catalog.exists(name):
+        return None
+    recorded = {u: catalog.consumed(name, app_id(u)) for u in decision.versions}
+    consumed = {u: decision.consumed.get(u, -1) for u in decision.versions}
+    ahead = any(recorded[u] > consumed[u] for u in recorded)
+    within = all(consumed[u] <= recorded[u] <= decision.versions[u] for u in recorded)
+    return recorded if ahead and within and recorded != decision.versions else None
+
+
+def _joined(first: StageResult, second: StageResult, *, seconds: float) -> StageResult:
+    """One model's result over two consecutive ranges of its upstream."""
+    first.detail = f"finished the range a crashed run had read ({first.detail})"
+    if second.status == "skipped":
+        first.seconds = seconds
+        return first
+    rules: dict[str, RuleResult] = {}
+    for rule in [*first.rules, *second.rules]:
+        seen = rules.get(rule.rule)
+        rules[rule.rule] = rule if seen is None else dataclasses.replace(
+            seen, passed=seen.passed + rule.passed, failed=seen.failed + rule.failed)
+    dropped = dict(first.dropped_by)
+    for reason, n in second.dropped_by.items():
+        dropped[reason] = dropped.get(reason, 0) + n
+    return StageResult(
+        name=first.name, kind=first.kind, status="ok", rows_in=first.rows_in + second.rows_in,
+        rows_out=first.rows_out + second.rows_out, rows_dropped=first.rows_dropped + second.rows_dropped,
+        rows_quarantined=first.rows_quarantined + second.rows_quarantined,
+        rows_read=first.rows_read + second.rows_read, rows_written=first.rows_written + second.rows_written,
+        seconds=seconds, strategy=f"{first.strategy}+{second.strategy}", detail=f"{first.detail}, then {second.detail}",
+        dropped_by=dropped, rules=list(rules.values()))
 
 
 def contract_drift(contract: dict[str, str], schema: pa.Schema, *, engine: Engine) -> list[str]:

@@ -22,11 +22,15 @@ from lakeforge.errors import ConfigError, ExpectationFailed, MissingDependency, 
 T = TypeVar("T")
 USER_ERRORS = (ConfigError, ModelError, ExpectationFailed, MissingDependency)
 _TRANSIENT = re.compile(
-    r"\b(50[0-4]|429)\b|slow ?down|throttl|too many requests|request ?limit|service unavailable|internal server "
-    r"error|bad gateway|gateway time-?out|timed? ?out|temporar(y|ily)|connection (is )?(lost|closed|reset|refused|"
+    r"\b(50[0-4]|429)\b|slow[ _]?down|throttl|too many requests|request ?limit|service[ _]unavailable|"
+    # (pyarrow's S3 names the AWS errors SLOW_DOWN, SERVICE_UNAVAILABLE, INTERNAL_FAILURE, NETWORK_CONNECTION)
+    r"internal[ _]failure|internal server error|encountered an internal error|network[ _]connection|"
+    r"bad gateway|gateway time-?out|timed? ?out|temporar(y|ily)|connection (is )?(lost|closed|reset|refused|"
     r"aborted|timed out)|server closed the connection|terminating connection|could not connect|connection to "
     r"server|broken pipe|network is unreachable|eof detected|the database system is (starting up|shutting down|"
     r"in recovery mode)|consuming input failed|ssl syscall|"
+    # a Delta commit that lost to another one: under the run lock, its own earlier try whose reply was lost
+    r"concurrent transactions? (added|deleted|updated|removed|failed)|concurrent (append|delete|update)|"
     # DuckDB's one-writer file lock, held by another process (a run, the dashboards' copy, a BI tool) for a while
     r"could not set lock on file|different configuration than existing connections", re.IGNORECASE)
 _PERMANENT = re.compile(

@@ -6,7 +6,9 @@ One run at a time per lakehouse (a lock file); every run leaves a record in ``_l
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
+import re
 import sys
 import time
 import uuid
@@ -128,10 +130,20 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
                     stage("warehouse", "load", lambda: project.load_warehouse(run_id=run_id, models=graph.ordered()))
                 failed = None
             except LakeforgeError as exc:
-                error = exc
+                error = disk_full(project, failed, exc) if no_space_left(exc) else exc
             except Exception as exc:  # a bug, not bad input: still recorded as a failed run
-                error = LakeforgeError(f"internal error in {failed or 'the run'}: {type(exc).__name__}: {exc}",
-                                       hint="rerun with --debug for the traceback and report it")
+                if no_space_left(exc):
+                    error = disk_full(project, failed, exc)
+                elif retry.is_transient(exc):  # not a bug: the store, network or warehouse stayed down
+                    error = LakeforgeError(
+                        f"{failed or 'the run'} failed after {attempts.get(failed or '', 1)} attempts: "
+                        f"{type(exc).__name__}: {_one_line(exc)}",
+                        hint="the object store, network or warehouse kept failing (5xx, throttling, timeouts, lost "
+                             "connections) through every retry (orchestration.retry): run again once it has "
+                             "recovered; the run resumes where this one stopped")
+                else:
+                    error = LakeforgeError(f"internal error in {failed or 'the run'}: {type(exc).__name__}: {exc}",
+                                           hint="rerun with --debug for the traceback and report it")
                 error.__cause__ = exc
             finally:
                 reporter.end()
@@ -141,6 +153,12 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
         error = exc
         result = result_of(error)
         project.lakehouse.write_json_atomic(f"{RUNS}/{run_id}.json", result.to_dict())
+    except OSError as exc:  # the run's own records (marker, run record) could not be written
+        if not no_space_left(exc):
+            raise
+        error = disk_full(project, failed if error is not None else None, exc)
+        error.__cause__ = exc
+        result = result_of(error)
     observers.run_finished(result)
     if error is not None:
         error.run = result  # type: ignore[attr-defined]
@@ -148,9 +166,52 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
     return result
 
 
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    """An error's text on one line, without terminal colour codes (delta-rs puts some in its messages)."""
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())[:limit]
+
+
+def no_space_left(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a full disk: ENOSPC from Python, or as delta-rs and DuckDB word it."""
+    for error in retry._chain(exc):  # the error and its causes
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "no space left on device" in str(error).lower() or "(os error 28)" in str(error):
+            return True
+    return False
+
+
+def disk_full(project: Project, stage: str | None, exc: BaseException) -> LakeforgeError:
+    """The error a person acts on when a volume is full: what was being written, where, and what to do."""
+    if stage is None:
+        what = f"the run's records under {project.lakehouse.join('_lakeforge')}"
+    elif stage == "warehouse":
+        what = "the warehouse"
+    elif stage.startswith("ingest:"):
+        source = stage.removeprefix("ingest:")
+        what = f"bronze.{source} (or its quarantine, manifests) in the lakehouse {project.lakehouse.uri}"
+    else:
+        what = f"{stage} in the lakehouse {project.lakehouse.uri}"
+    detail = _one_line(exc, 300)
+    return LakeforgeError(
+        f"no space left on device: {stage or 'the run'} could not write {what} ({detail})",
+        hint="free space on that volume (or grow it), then run `lakeforge run` again: it resumes where this run "
+             "stopped, committed batches and models are kept and nothing is counted twice; `lakeforge vacuum` "
+             "lists data files that old table versions no longer need")
+
+
 def _finish(project: Project, result: RunResult, *, before: dict[str, int]) -> None:
-    """The run's record (JSON) and its rows in the event log; a failure to log is said, not raised."""
-    project.lakehouse.write_json_atomic(f"{RUNS}/{result.run_id}.json", result.to_dict())
+    """The run's record (JSON) and its rows in the event log; a failure to log is said, not raised. When the run
+    failed already, a record that cannot be written (the store still down, the disk full) is said too, so that
+    the run's own error is the one reported; its marker stays and the next run logs it as crashed."""
+    try:
+        project.lakehouse.write_json_atomic(f"{RUNS}/{result.run_id}.json", result.to_dict())
+    except Exception as exc:
+        if result.error is None:
+            raise
+        print(f"warning: the record of the failed run {result.run_id} could not be written "
+              f"({' '.join(str(exc).split())[:300]}); the next run logs it as crashed", file=sys.stderr)
+        return
     try:
         retry.call(lambda: events.record(project, result, before=before), policy=project.config.orchestration.retry,
                    what="event log")

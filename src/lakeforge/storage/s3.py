@@ -19,6 +19,7 @@ from pyarrow import fs as pafs
 
 from lakeforge.config.models import StorageConfig
 from lakeforge.errors import SourceError
+from lakeforge.ops.retry import is_transient
 from lakeforge.storage.base import FileInfo, Location, visible
 from lakeforge.storage.local import LocalLocation
 
@@ -142,6 +143,9 @@ class S3Location(Location):
             text = str(exc)
             if "ACCESS_DENIED" in text.upper() or "AccessDenied" in text or "403" in text:
                 hint = "grant the access (see `lakeforge deploy iam`) or check the credentials in the environment"
+            elif is_transient(exc):
+                hint = ("the object store is throttling, failing (5xx) or not answering in time, even after retries "
+                        "(orchestration.retry): run again when it has recovered; the run resumes where it stopped")
             else:
                 hint = "check the endpoint, bucket and credentials (storage settings in lakeforge.yml)"
             raise SourceError(f"cannot {what}: {text.splitlines()[0] if text else type(exc).__name__}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
@@ -55,7 +56,13 @@ def project_type(duckdb_type: str) -> str:
 
 
 def _paths(files: list[FileInfo], location: Location) -> str:
-    return "[" + ", ".join(_lit(location.join(f.path)) for f in files) + "]"
+    """The files as a DuckDB list literal, each read as named: DuckDB's readers expand ``*``, ``?`` and ``[...]``
+    in a path, so a landing file called ``a[1].jsonl`` would read ``a1.jsonl`` instead (rows lost and others
+    doubled) and ``x*.jsonl`` every file starting with ``x``. Each such character is matched literally (``[*]``)."""
+    return "[" + ", ".join(_lit(_GLOB_CHARS.sub(r"[\1]", location.join(f.path))) for f in files) + "]"
+
+
+_GLOB_CHARS = re.compile(r"([\[*?])")
 
 
 def _lit(value: str) -> str:
@@ -213,8 +220,10 @@ class DuckDBEngine:
 
     @staticmethod
     def _csv_options(source: SourceConfig, *, all_varchar: bool) -> list[str]:
+        # skip=0 and no comment character: else DuckDB's sniffer may decide to skip leading lines (a wider last
+        # line taken for the header) or lines starting with '#' (a comment), and those rows vanish without an error
         opts = [f"header={'true' if source.header else 'false'}", f"delim={_lit(source.delimiter)}",
-                f"quote={_lit(source.quote)}", "union_by_name=true"]
+                f"quote={_lit(source.quote)}", "union_by_name=true", "skip=0", "comment=''"]
         if all_varchar:
             opts.append("all_varchar=true")
         if source.columns:
