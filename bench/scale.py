@@ -241,14 +241,16 @@ def section(result: dict[str, Any], *, image: str) -> str:
             lines.append(f"| {s['telemetry_rows']:,} | {s['landing_gb']} | {stage} | {x['lakeforge_seconds']} | "
                          f"{_or_dash(x['reference_seconds'])} | {_or_dash(x['ratio'])} | "
                          f"{x['lakeforge_rows_per_second'] or 0:,} | {s['cost_per_row_vs_smallest'][stage]} |")
-    inc = ["| lake rows | new rows | incremental run s (whole process) | its stages (ingest / silver / gold / "
-           "warehouse) | no-op run s | the file as a fresh lake s | ratio |", "|---|---|---|---|---|---|---|"]
+    inc = ["| lake rows | new rows | whole process s | the run s (its record) | its stages: ingest / silver / gold / "
+           "warehouse s | no-op process s | process - no-op s | the file as a fresh lake s | ratio to it |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for s in result["sizes"]:
         i = s["incremental"]
         st = i["stages"]
-        inc.append(f"| {s['telemetry_rows']:,} | {i['new_rows']:,} | {i['seconds']} | {st['ingestion']} / "
-                   f"{st['silver']} / {st['gold']} / {st['warehouse']} | {i['noop_seconds']} | "
-                   f"{i['fresh_lake_of_the_file_seconds']} | {i['ratio_to_fresh_lake_of_the_file']} |")
+        inc.append(f"| {s['telemetry_rows']:,} | {i['new_rows']:,} | {i['seconds']} | {i['run_seconds']} | "
+                   f"{st['ingestion']} / {st['silver']} / {st['gold']} / {st['warehouse']} | {i['noop_seconds']} | "
+                   f"{round(i['seconds'] - i['noop_seconds'], 3)} | {i['fresh_lake_of_the_file_seconds']} | "
+                   f"{i['ratio_to_fresh_lake_of_the_file']} |")
     peaks = ", ".join(f"{s['telemetry_rows']:,} rows: lakeforge {s['lakeforge_peak_gb']} GB, reference "
                       + (f"{s['reference_peak_gb']} GB" if s["reference_peak_gb"] is not None else "-")
                       for s in result["sizes"])
@@ -271,8 +273,14 @@ spread over more rows).
 
 Peak memory: {peaks}.{notes}
 
-Incremental: one more day of the fleet lands on the lake and `lakeforge run` takes it (whole process, start-up
-included); beside it a run with nothing to do, and the same file processed as a fresh lake of its own.
+Incremental: one more day of the fleet lands on the lake and `lakeforge run` takes it; "whole process" includes
+the interpreter's start and imports, "the run" is the time its run record gives (stages and bookkeeping). Beside
+it a run with nothing to do (the fixed cost of a run) and the same file processed as a fresh lake of its own (the
+reference for "work proportional to the new data": a ratio near 1 means the size of the lake does not matter).
+The target is under 1 s on the 10M-row lake. How the work stays proportional: a merge whose keys no file of the
+table can hold (by the files' min/max statistics) is an append; other merges compare keys with `=` so delta-rs
+prunes files by the new rows' key range; an incremental aggregate reads its driver only from the lowest time
+bucket the new rows touch (a pushed-down range filter: row groups below it are skipped).
 
 {incremental_table}
 """

@@ -33,6 +33,8 @@ class AnomalyDetectionConfig(_Strict):
     def _sensors(self) -> AnomalyDetectionConfig:
         if self.enabled and not self.sensors:
             raise ValueError("ml.anomalies.sensors: name the sensor columns to watch, e.g. [volt, vibration]")
+        if not self.detector:  # (the detector's module imports SciPy: not on every command's start)
+            return self
         from dataclasses import fields
 
         from lakeforge.ml.anomaly import DetectorParams

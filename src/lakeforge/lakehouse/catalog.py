@@ -7,6 +7,7 @@ the same atomic commit as the rows, which is what makes reruns after a crash exa
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Mapping
@@ -212,9 +213,21 @@ class Catalog:
         update: bool,
         transactions: Mapping[str, int] | None = None,
     ) -> dict[str, Any]:
-        """Upsert ``data`` on ``keys`` (insert only when ``update`` is false). Returns delta-rs metrics."""
-        predicate = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-        merger = self.table(name).merge(
+        """Upsert ``data`` on ``keys`` (insert only when ``update`` is false). Returns delta-rs metrics.
+
+        Work follows ``data``, not the table: when the file statistics show that no file of the table holds a key
+        in the range of ``data``'s (new readings after the old ones), the merge is an append; otherwise a key
+        column without nulls in ``data`` is compared with ``=`` (the same as ``<=>`` there), which lets delta-rs
+        prune the files outside ``data``'s min..max of it before it joins (``<=>`` disables that pruning)."""
+        table = self.table(name)
+        if data.num_rows and _same_types(table, data) and not _may_match(table, data, keys):
+            write_deltalake(table, data, mode="append", schema_mode="merge", configuration=TABLE_CONFIG,
+                            commit_properties=_commit(transactions, None))
+            return {"num_source_rows": data.num_rows, "num_target_rows_inserted": data.num_rows,
+                    "num_target_rows_updated": 0, "num_target_files_scanned": 0, "appended": True}
+        predicate = " AND ".join(
+            f"t.`{k}` {'=' if k in data.column_names and not data[k].null_count else '<=>'} s.`{k}`" for k in keys)
+        merger = table.merge(
             data, predicate, source_alias="s", target_alias="t", merge_schema=True,
             commit_properties=_commit(transactions, None),
         )
@@ -222,6 +235,52 @@ class Catalog:
             merger = merger.when_matched_update_all()
         metrics: dict[str, Any] = merger.when_not_matched_insert_all().execute()
         return metrics
+
+
+def _plain(type_: pa.DataType) -> pa.DataType:
+    if type_ in (pa.string_view(), pa.large_string()):
+        return pa.string()
+    if type_ in (pa.binary_view(), pa.large_binary()):
+        return pa.binary()
+    return type_
+
+
+def _same_types(table: DeltaTable, data: pa.Table) -> bool:
+    """Whether ``data``'s columns have the table's types (an append then writes what a merge would)."""
+    schema = pa.schema(table.schema().to_arrow())
+    return all(_plain(schema.field(f.name).type) == _plain(f.type) for f in data.schema
+               if schema.get_field_index(f.name) >= 0)
+
+
+def _may_match(table: DeltaTable, data: pa.Table, keys: list[str]) -> bool:
+    """Whether some file of ``table`` may hold a row whose ``keys`` equal a row's of ``data``, by the files'
+    min/max statistics of the key columns that are integers, dates or timestamps and have no nulls in ``data``.
+    A file without statistics may always match."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if not actions.num_rows:
+        return False
+    possible = pa.array([True] * actions.num_rows)
+    for key in keys:
+        if key not in data.column_names or f"min.{key}" not in actions.column_names:
+            continue
+        column = data[key]
+        type_ = actions[f"min.{key}"].type
+        if column.null_count or not (pa.types.is_integer(type_) or pa.types.is_temporal(type_)):
+            continue
+        try:
+            bounds = pc.min_max(column.cast(type_))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        low, high = bounds["min"], bounds["max"]
+        mins, maxs = actions[f"min.{key}"], actions[f"max.{key}"]
+        if pa.types.is_timestamp(type_):  # Delta keeps timestamp statistics in milliseconds: a max is floored
+            maxs = pc.add(maxs, pa.scalar(dt.timedelta(milliseconds=1), pa.duration(type_.unit)))
+        overlaps = pc.and_(pc.less_equal(mins, high), pc.greater_equal(maxs, low)).fill_null(True)
+        if f"null_count.{key}" in actions.column_names:  # a file of nulls only never equals a value
+            only_nulls = pc.equal(actions[f"null_count.{key}"], actions["num_records"]).fill_null(False)
+            overlaps = pc.and_(overlaps, pc.invert(only_nulls))
+        possible = pc.and_(possible, overlaps)
+    return bool(pc.any(possible).as_py())
 
 
 def arrow_dataset(table: DeltaTable) -> pads.Dataset:

@@ -40,7 +40,6 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.special import log_ndtr
 
 from lakeforge.errors import LakeforgeError
 
@@ -168,6 +167,8 @@ def _tail_surprise(x: np.ndarray, fit: np.ndarray, q: float) -> tuple[np.ndarray
 
 def _likelihood_surprise(avg: np.ndarray, mean: float, sd: float) -> np.ndarray:
     z = (avg - mean) / (sd + _SD_FLOOR)
+    from scipy.special import log_ndtr  # (imported when scoring: SciPy takes 0.2 s to import)
+
     return np.asarray(np.minimum(-log_ndtr(-z) / _LN10, _MAX_SURPRISE))
 
 

@@ -277,10 +277,57 @@ def _touched(engine: Engine, driver: str, full: Relation, changes: Relation,
     listed = tuple_sql if engine.capabilities.dialect == "duckdb" else ", ".join(exprs)
     engine.register("__lf_changes", changes)
     engine.register("__lf_full", full)
+    bounds = _bounds(engine, keys)
     return engine.query(
-        f"SELECT * FROM __lf_full WHERE {tuple_sql} IN (SELECT DISTINCT {listed} FROM __lf_changes)",
+        f"SELECT * FROM __lf_full WHERE {bounds}{tuple_sql} IN (SELECT DISTINCT {listed} FROM __lf_changes)",
         relations={},
     )
+
+
+_TRUNCATIONS = (exp.TimestampTrunc, exp.DateTrunc, exp.TsOrDsToDate, exp.Date)
+
+
+def _bounds(engine: Engine, keys: dict[str, exp.Expr]) -> str:
+    """Column ranges that every row of a touched group lies in, as ``col >= lit AND ...`` (or ``""``): plain
+    comparisons of a column with a constant, which the engine pushes into the scan, so that the driver's files
+    (row groups) outside the range are skipped and the work follows the new rows, not the table's size.
+
+    A key that is a column ``c``: ``c BETWEEN min AND max`` of the changes. A key that truncates a timestamp or date
+    column (``date_trunc('HOUR', ts)``, ``CAST(ts AS DATE)``, ``to_date(ts)``): ``ts >= min(key)``, since a
+    truncation is never above its input. Other keys add nothing (the groups are still found, by a full read)."""
+    dialect = engine.capabilities.dialect
+    wanted: list[tuple[str, str, str]] = []  # (column, bound kind, aggregate SQL over the changes)
+    for expression in keys.values():
+        bare = _unqualified(expression)
+        if isinstance(bare, exp.Column):
+            name = bare.sql(dialect=dialect)
+            wanted += [(name, ">=", f"min({name})"), (name, "<=", f"max({name})")]
+            continue
+        columns = list(bare.find_all(exp.Column))
+        truncation = isinstance(bare, _TRUNCATIONS) or (isinstance(bare, exp.Cast) and bare.to.is_type("date"))
+        if truncation and len(columns) == 1 and bare.this == columns[0]:
+            name = columns[0].sql(dialect=dialect)
+            wanted.append((name, ">=", f"min({bare.sql(dialect=dialect)})"))
+            wanted.append((name, "type", f"min({name})"))  # the column's type, to cast the bound to it
+    if not wanted:
+        return ""
+    select = ", ".join(f"{agg} AS b{i}" for i, (_, _, agg) in enumerate(wanted))
+    row = engine.to_arrow(engine.query(f"SELECT {select} FROM __lf_changes", relations={}))
+    types = {column: row.schema.field(f"b{i}").type for i, (column, kind, _) in enumerate(wanted) if kind == "type"}
+    conditions = []
+    for i, (column, kind, _) in enumerate(wanted):
+        value = row.column(f"b{i}")[0].as_py() if row.num_rows else None
+        type_ = types.get(column, row.schema.field(f"b{i}").type)
+        if kind == "type" or value is None or not (pa.types.is_integer(type_) or pa.types.is_temporal(type_)
+                                                   or pa.types.is_string(type_)):
+            continue
+        if pa.types.is_timestamp(type_) and type(value) is dt.date:  # CAST(ts AS DATE): compare as a timestamp
+            # (both engines' sessions are in UTC, so a date starts at UTC midnight)
+            value = dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC if type_.tz else None)
+        if isinstance(value, dt.datetime) and pa.types.is_timestamp(type_) and bool(type_.tz) != bool(value.tzinfo):
+            continue  # a bound of another kind than the column: no range rather than a wrong one
+        conditions.append(f"{column} {kind} {exp.convert(value).sql(dialect=dialect)}")
+    return "".join(f"{c} AND " for c in conditions)
 
 
 def _unqualified(expression: exp.Expr) -> exp.Expr:
