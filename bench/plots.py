@@ -37,9 +37,10 @@ def ratios(result: dict[str, Any]) -> list[tuple[str, float]]:
         if e2e.get("ratio"):
             found.append((f"{size['telemetry_rows'] / 1e6:g}M rows end to end vs reference", float(e2e["ratio"])))
         inc = size.get("incremental") or {}
-        if inc.get("ratio_to_fresh_lake_of_the_file"):
-            found.append((f"one new file on {size['telemetry_rows'] / 1e6:g}M rows vs that file alone",
-                          float(inc["ratio_to_fresh_lake_of_the_file"])))
+        for which, key in (("first", ""), ("next", "next_")):
+            if inc.get(f"{key}ratio_to_fresh_lake_of_the_file"):
+                found.append((f"{which} new file on {size['telemetry_rows'] / 1e6:g}M rows vs that file alone",
+                              float(inc[f"{key}ratio_to_fresh_lake_of_the_file"])))
     return found
 
 

@@ -141,3 +141,20 @@ def test_late_and_new_rows_recompute_their_groups_as_a_full_refresh_would(
     project.run(full_refresh=True)
     for name, table in incremental.items():
         assert project.table(name).sort_by([(c, "ascending") for c in table.column_names[:2]]).equals(table), name
+
+
+def test_a_run_that_loads_nothing_leaves_the_warehouse_file_alone_and_a_changed_report_is_replaced(
+        example: Project) -> None:
+    """Replacing an unchanged view is a change to DuckDB's catalog, which makes the close checkpoint the whole file
+    (seconds on a large warehouse): views carry a digest of their SQL and are replaced only when it differs."""
+    report = example.path / "reports" / "newest_hour.sql"
+    report.write_text("SELECT max(hour) AS newest, 1 AS edition FROM gold.fact_telemetry_hourly\n")
+    example.run()
+    assert example.report("newest_hour").to_pylist()[0]["edition"] == 1
+    warehouse = example.path / "warehouse.duckdb"
+    before = (warehouse.stat().st_mtime_ns, warehouse.read_bytes())
+    assert example.run().status == "nothing_to_do"
+    assert (warehouse.stat().st_mtime_ns, warehouse.read_bytes()) == before
+    report.write_text("SELECT max(hour) AS newest, 2 AS edition FROM gold.fact_telemetry_hourly\n")
+    example.run()
+    assert example.report("newest_hour").to_pylist()[0]["edition"] == 2

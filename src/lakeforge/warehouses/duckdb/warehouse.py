@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Sequence
@@ -107,8 +108,17 @@ class DuckDBWarehouse:
         return LoadResult(target, mode, loaded, version, rows, time.perf_counter() - started)
 
     def create_view(self, name: str, sql: str) -> None:
+        """Create or replace the view, unless it already holds this SQL: the view carries a digest of its SQL as
+        its comment. (Any change to DuckDB's catalog makes the close checkpoint the whole file: 0.6 s on a
+        17.5M-row warehouse, measured, paid by every run that changed nothing.)"""
+        digest = "lakeforge:" + hashlib.sha256(sql.encode()).hexdigest()[:32]
+        found = self.con.execute("SELECT comment FROM duckdb_views() WHERE schema_name = 'main' AND view_name = ?",
+                                 [name]).fetchall()
+        if found and found[0][0] == digest:
+            return
         try:
             self.con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {sql}")
+            self.con.execute(f"COMMENT ON VIEW {_ident(name)} IS '{digest}'")
         except duckdb.Error as exc:
             raise WarehouseError(f"creating the view {name} in {self.path} failed: {exc}",
                                  hint="a warehouse view may read only gold tables") from None
