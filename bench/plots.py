@@ -35,11 +35,12 @@ def ratios(result: dict[str, Any]) -> list[tuple[str, float]]:
     for size in (result.get("scale") or {}).get("sizes", []):
         e2e = size["stages"]["end_to_end"]
         if e2e.get("ratio"):
-            found.append((f"{size['telemetry_rows'] / 1e6:g}M rows end to end vs reference", float(e2e["ratio"])))
+            found.append((f"{round(size['telemetry_rows'] / 1e6):,}M rows end to end vs reference",
+                          float(e2e["ratio"])))
         inc = size.get("incremental") or {}
         for which, key in (("first", ""), ("next", "next_")):
             if inc.get(f"{key}ratio_to_fresh_lake_of_the_file"):
-                found.append((f"{which} new file on {size['telemetry_rows'] / 1e6:g}M rows vs that file alone",
+                found.append((f"{which} new file on {round(size['telemetry_rows'] / 1e6):,}M rows vs that file alone",
                               float(inc[f"{key}ratio_to_fresh_lake_of_the_file"])))
     return found
 
@@ -58,7 +59,7 @@ def plot_ratios(result: dict[str, Any], path: Path) -> None:
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("lakeforge / reference (log; below 1: lakeforge takes less)")
-    ax.set_title(f"make bench, {result['date']}: each figure against its reference in the same run")
+    ax.set_title(f"make bench, {result['date']}: against the reference of the same run", fontsize=10)
     for y, v in enumerate(values):
         ax.text(v, y, f" {v:.2f}", va="center", fontsize=8)
     ax.tick_params(axis="y", labelsize=8)
