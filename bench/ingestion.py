@@ -91,6 +91,15 @@ def throughput(work: Path, *, machines: int, days: int, repeat: int, timed: Any,
             "relative_process": round(min(ref_times) / min(lf_times), 3)}
 
 
+def _staged(work: Path, trial: int) -> Path:
+    """A clean file of 100 machines x 7 days of telemetry (another month for each trial), outside the landing zone."""
+    staging = work / f"staging-{trial}"
+    shutil.rmtree(staging, ignore_errors=True)
+    generate(staging, machines=100, days=7, seed=10 + trial, files=1, start=f"2024-0{trial + 2}-01",
+             dirt=Dirt.none())
+    return next((staging / "telemetry").iterdir())
+
+
 def freshness(work: Path, *, memory_limit: str, trials: int = 3) -> dict:
     """Seconds from a 100k-row file landing to its rows being counted in gold, with `run --watch` going."""
     landing = work / "landing-watch"
@@ -112,11 +121,7 @@ def freshness(work: Path, *, memory_limit: str, trials: int = 3) -> dict:
         time.sleep(2.0)  # the watcher's first pass (nothing to do) is over
         for trial in range(trials):
             before = gold_rows()
-            staging = work / f"staging-{trial}"
-            shutil.rmtree(staging, ignore_errors=True)
-            generate(staging, machines=100, days=7, seed=10 + trial, files=1, start=f"2024-0{trial + 2}-01",
-                     dirt=Dirt.none())
-            source = next((staging / "telemetry").iterdir())
+            source = _staged(work, trial)
             new_rows = _lines(source)
             target = landing / "telemetry" / source.name
             shutil.copy(source, landing / "telemetry" / f".{source.name}.tmp")
@@ -138,11 +143,7 @@ def freshness(work: Path, *, memory_limit: str, trials: int = 3) -> dict:
         watcher.wait(timeout=30)
     # the reference: the same kind of file taken by a one-shot `lakeforge run` (what a scheduler starts), from
     # its landing to the process's exit with the rows in gold
-    staging = work / "staging-oneshot"
-    shutil.rmtree(staging, ignore_errors=True)
-    generate(staging, machines=100, days=7, seed=10 + trials, files=1, start=f"2024-0{trials + 2}-01",
-             dirt=Dirt.none())
-    source = next((staging / "telemetry").iterdir())
+    source = _staged(work, trials)
     before = gold_rows()
     landed = time.perf_counter()
     shutil.copy(source, landing / "telemetry" / source.name)

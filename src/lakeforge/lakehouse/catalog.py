@@ -221,8 +221,7 @@ class Catalog:
         prune the files outside ``data``'s min..max of it before it joins (``<=>`` disables that pruning)."""
         table = self.table(name)
         if data.num_rows and _same_types(table, data) and not _may_match(table, data, keys):
-            write_deltalake(table, data, mode="append", schema_mode="merge", configuration=TABLE_CONFIG,
-                            commit_properties=_commit(transactions, None))
+            self.write(name, data, mode="append", transactions=transactions)
             return {"num_source_rows": data.num_rows, "num_target_rows_inserted": data.num_rows,
                     "num_target_rows_updated": 0, "num_target_files_scanned": 0, "appended": True}
         predicate = " AND ".join(

@@ -39,7 +39,7 @@ _PERMANENT = re.compile(
 _TRANSIENT_TYPES = (ConnectionError, TimeoutError)
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
+def chain(exc: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen and len(seen) < 8:
@@ -52,7 +52,7 @@ def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) may go away if the same work is tried again."""
     if isinstance(exc, USER_ERRORS):
         return False
-    for error in _chain(exc):
+    for error in chain(exc):
         if isinstance(error, (Transient, *_TRANSIENT_TYPES)) or type(error).__name__ in ("OperationalError",
                                                                                         "InterfaceError"):
             return not _PERMANENT.search(str(error))

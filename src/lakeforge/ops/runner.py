@@ -173,7 +173,7 @@ def _one_line(exc: BaseException, limit: int = 400) -> str:
 
 def no_space_left(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) is a full disk: ENOSPC from Python, or as delta-rs and DuckDB word it."""
-    for error in retry._chain(exc):  # the error and its causes
+    for error in retry.chain(exc):  # the error and its causes
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:
             return True
         if "no space left on device" in str(error).lower() or "(os error 28)" in str(error):
@@ -210,7 +210,7 @@ def _finish(project: Project, result: RunResult, *, before: dict[str, int]) -> N
         if result.error is None:
             raise
         print(f"warning: the record of the failed run {result.run_id} could not be written "
-              f"({' '.join(str(exc).split())[:300]}); the next run logs it as crashed", file=sys.stderr)
+              f"({_one_line(exc, 300)}); the next run logs it as crashed", file=sys.stderr)
         return
     try:
         retry.call(lambda: events.record(project, result, before=before), policy=project.config.orchestration.retry,
