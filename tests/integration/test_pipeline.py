@@ -226,6 +226,44 @@ def test_expectation_actions_and_counts(make_project) -> None:  # type: ignore[n
 
 
 @on_every_engine
+def test_dedup_prefers_a_passing_row_then_the_order_and_groups_null_keys(make_project) -> None:  # type: ignore[no-untyped-def]
+    """The dedup ranks only keys that come more than once (DuckDB) or every row (Spark): either way a row that
+    no quarantine or drop rule stops wins over an earlier one that is stopped, ``order_by`` decides the rest, a
+    null key part is one key, and a dropped row counts against the first drop rule it failed."""
+    project = make_project({"sources": SOURCES}, {
+        "silver.events": """
+            -- kind: incremental
+            -- unique_key: [id, part]
+            -- order_by: [seq]
+            -- on_conflict: update
+            -- expectations:
+            --   - {name: ok, expr: v <> 'bad', action: quarantine}
+            --   - {name: positive, expr: n > 0, action: drop}
+            --   - {name: even, expr: n % 2 = 0, action: drop}
+            SELECT try_cast(id AS INT) AS id, part, try_cast(seq AS INT) AS seq, v, try_cast(n AS INT) AS n
+            FROM bronze.events
+        """,
+    })
+    write_events(project, [
+        {"id": 1, "part": "a", "seq": 3, "v": "bad", "n": 2},    # the latest of key (1, a), but quarantined
+        {"id": 1, "part": "a", "seq": 1, "v": "x", "n": 2},      # loses to seq 2
+        {"id": 1, "part": "a", "seq": 2, "v": "y", "n": 2},      # kept: the latest that passes
+        {"id": 2, "part": None, "seq": 1, "v": "p", "n": 2},     # (2, null) twice: one key
+        {"id": 2, "part": None, "seq": 5, "v": "q", "n": 2},     # kept
+        {"id": 3, "part": "b", "seq": 1, "v": "z", "n": -501},   # fails both drop rules: counts for `positive`
+        {"id": 3, "part": "b", "seq": 0, "v": "w", "n": 8},      # kept although older: the other is dropped
+        {"id": 4, "part": "c", "seq": 1, "v": "u", "n": 2},      # a key that comes once
+    ])
+    s = stage(project.run(), "silver.events")
+    assert (s.rows_in, s.rows_out, s.rows_quarantined) == (8, 4, 1)
+    assert s.dropped_by == {"expectation:positive": 1, "duplicate_key": 2}
+    counts = {r.rule: r.failed for r in s.rules}
+    assert counts == {"ok": 1, "positive": 1, "even": 1}
+    kept = sorted((r["id"], r["part"], r["v"]) for r in project.table("silver.events").to_pylist())
+    assert kept == [(1, "a", "y"), (2, None, "q"), (3, "b", "w"), (4, "c", "u")]
+
+
+@on_every_engine
 def test_fail_action_commits_nothing(make_project) -> None:  # type: ignore[no-untyped-def]
     project = make_project({"sources": SOURCES}, {
         "silver.events": """

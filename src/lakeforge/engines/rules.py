@@ -1,5 +1,6 @@
-"""Expectations and dedup as SQL both engines run: one bit per failed rule in ``__lf_mask``, the dedup rank in
-``__lf_rn``, and one counting query over the staged rows. Engines differ only in how they stage and stream."""
+"""Expectations and dedup as SQL both engines run: one bit per failed rule in ``__lf_mask``, the dedup rank
+(``__lf_rn`` beside every row, or found apart for the rows of duplicated keys only), and one counting query over
+the staged rows that groups them by their mask. Engines differ only in how they stage and stream."""
 
 from __future__ import annotations
 
@@ -20,8 +21,35 @@ class RulePlan:
     quarantine: str
     drop: str
     dup: str
-    counts: list[str]  # rows in, failures per rule, drops per drop rule, quarantined, dropped, duplicates
+    window: str  # ``PARTITION BY <key> ORDER BY <preference>``: the dedup rank's window ("" without a key)
+    q_bits: int = 0
+    d_bits: int = 0
     drop_names: list[str] = field(default_factory=list)
+
+    def count_sql(self, stage: str) -> str:
+        """Rows per (mask, duplicate?) pair: a few rows, whatever the size, read by :meth:`tally`."""
+        return f"SELECT __lf_mask, {self.dup} AS __lf_dup, count(*) AS n FROM {stage} GROUP BY 1, 2"
+
+    def tally(self, groups: list[tuple[int, bool, int]]) -> list[int]:
+        """The counting query's rows as: rows in, failures per rule, drops per drop rule (a dropped row counts
+        against the first drop rule it failed), quarantined, dropped, duplicates."""
+        failures = [0] * len(self.expectations)
+        by_drop = dict.fromkeys(self.drop_names, 0)
+        rows_in = quarantined = dropped = dup = 0
+        for mask, is_dup, n in groups:
+            mask, n = int(mask or 0), int(n)
+            rows_in += n
+            for i, e in enumerate(self.expectations):
+                failures[i] += n if mask & self.bits[e.name] else 0
+            if mask & self.q_bits:
+                quarantined += n
+            elif mask & self.d_bits:
+                dropped += n
+                first = next(name for name in self.drop_names if mask & self.bits[name])
+                by_drop[first] += n
+            elif is_dup:
+                dup += n
+        return [rows_in, *failures, *by_drop.values(), quarantined, dropped, dup]
 
     @property
     def failed_names(self) -> str:
@@ -36,38 +64,33 @@ class RulePlan:
 
 
 def rule_plan(expectations: list[tuple[Expectation, str]], *, unique_key: list[str], order_by: list[str],
-              keep: Literal["first", "last"], ident: Callable[[str], str]) -> RulePlan:
+              keep: Literal["first", "last"], ident: Callable[[str], str], dup: str | None = None) -> RulePlan:
     """The SQL of the rules (predicates already in the engine's dialect) and of the dedup on ``unique_key``:
-    a row that no quarantine or drop rule stops wins over one that is, then ``order_by`` decides."""
+    a row that no quarantine or drop rule stops wins over one that is, then ``order_by`` decides. ``dup``: the
+    engine ranks the rows apart (with :attr:`RulePlan.window`) and this tells a duplicate; else ``__lf_rn``
+    is computed beside every row."""
     bits = {e.name: 1 << i for i, (e, _) in enumerate(expectations)}
     mask = " | ".join(f"(CASE WHEN coalesce(({pred}), false) THEN 0 ELSE {bits[e.name]} END)"
                       for e, pred in expectations) or "0"
     q_bits = sum(bits[e.name] for e, _ in expectations if e.action == "quarantine")
     d_bits = sum(bits[e.name] for e, _ in expectations if e.action == "drop")
     outer = ["*"]
+    window = ""
     if unique_key:
         order = [f"((__lf_mask & {q_bits | d_bits}) = 0) DESC"] if q_bits | d_bits else []
         direction = "ASC" if keep == "first" else "DESC"
         order += [f"{ident(col)} {direction} NULLS LAST" for col in order_by]
         clause = f" ORDER BY {', '.join(order)}" if order else " ORDER BY 1"
-        outer.append(f"row_number() OVER (PARTITION BY {', '.join(ident(k) for k in unique_key)}{clause}) AS __lf_rn")
+        window = f"PARTITION BY {', '.join(ident(k) for k in unique_key)}{clause}"
+        if dup is None:
+            outer.append(f"row_number() OVER ({window}) AS __lf_rn")
     quarantine = f"((__lf_mask & {q_bits}) <> 0)"
     drop = f"((__lf_mask & {d_bits}) <> 0)"
-    dup = "(__lf_rn > 1)" if unique_key else "false"
-    counts = ["count(*)"] + [f"count(CASE WHEN (__lf_mask & {bits[e.name]}) <> 0 THEN 1 END)" for e, _ in expectations]
-    earlier = 0
-    drop_names = []
-    for e, _ in expectations:  # a dropped row counts against the first drop rule it failed
-        if e.action == "drop":
-            counts.append(f"count(CASE WHEN NOT {quarantine} AND (__lf_mask & {bits[e.name]}) <> 0 "
-                          f"AND (__lf_mask & {earlier}) = 0 THEN 1 END)")
-            drop_names.append(e.name)
-            earlier |= bits[e.name]
-    counts += [f"count(CASE WHEN {quarantine} THEN 1 END)",
-               f"count(CASE WHEN NOT {quarantine} AND {drop} THEN 1 END)",
-               f"count(CASE WHEN NOT {quarantine} AND NOT {drop} AND {dup} THEN 1 END)"]
+    dup = "false" if not unique_key else "(__lf_rn > 1)" if dup is None else dup
+    drop_names = [e.name for e, _ in expectations if e.action == "drop"]
     return RulePlan(expectations=[e for e, _ in expectations], bits=bits, mask=mask, outer=outer,
-                    quarantine=quarantine, drop=drop, dup=dup, counts=counts, drop_names=drop_names)
+                    quarantine=quarantine, drop=drop, dup=dup, window=window, q_bits=q_bits, d_bits=d_bits,
+                    drop_names=drop_names)
 
 
 def rule_outcome(model: str, plan: RulePlan, row: list[int]

@@ -64,6 +64,11 @@ class Catalog:
     def __init__(self, location: Location) -> None:
         self.location = location
         self._metadata: dict[str, tuple[int, dict[str, int]]] = {}  # table -> (version, recorded transactions)
+        self._changes: dict[tuple[Any, ...], tuple[pa.Table, bool]] = {}  # this run's change feeds read
+
+    def forget(self) -> None:
+        """Drop what was read in the last run (a run starts with it: a table may have been recreated since)."""
+        self._changes.clear()
 
     def uri(self, name: str) -> str:
         layer, table = split_name(name)
@@ -130,13 +135,24 @@ class Catalog:
         if until <= since:
             schema = pa.schema(self.table(name, version=until).schema().to_arrow())
             return schema.empty_table(), False
+        key = (name, since, until, tuple(keys or ()), updates_as_deletes)
+        if key not in self._changes:  # versions do not change: two consumers of one range read it once
+            self._changes = {k: v for k, v in self._changes.items() if k[0] != name}
+            self._changes[key] = self._read_changes(name, since=since, until=until, keys=keys,
+                                                    updates_as_deletes=updates_as_deletes)
+        return self._changes[key]
+
+    def _read_changes(self, name: str, *, since: int, until: int, keys: list[str] | None,
+                      updates_as_deletes: bool) -> tuple[pa.Table, bool]:
         table = _without_views(pa.table(self.table(name).load_cdf(starting_version=since + 1, ending_version=until)))
         kinds = table["_change_type"].cast(pa.string())
         keep = pc.is_in(kinds, pa.array(["insert", "update_postimage"]))
         gone = pa.array(["delete", "update_preimage"] if updates_as_deletes else ["delete"])
         has_deletes = bool(pc.any(pc.is_in(kinds, gone)).as_py())
         table = table.filter(keep)
-        if keys and table.num_rows:
+        versions = table["_commit_version"]
+        if keys and table.num_rows and pc.min(versions).as_py() != pc.max(versions).as_py():
+            # (within one commit a key comes once, unless the table itself holds it twice: then so does this)
             table = table.take(pc.sort_indices(table["_commit_version"]))
             table = table.append_column("__lf_row", pa.array(range(table.num_rows), pa.int64()))
             latest = table.group_by(keys, use_threads=False).aggregate([("__lf_row", "max")])

@@ -64,6 +64,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
     failed: str | None = None
     graph = project.graph()
     models = graph.select(select)
+    project.run_catalog.forget()
     sources, load = list(project.config.sources), True
     scorers = scoring.enabled(project) if select is None else []
     if task is not None:

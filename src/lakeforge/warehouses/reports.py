@@ -10,6 +10,7 @@ component, sensor health, data freshness (docs/warehouse.md).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,9 @@ class Report:
     materialize: bool = True
 
     def tree(self) -> exp.Query:
+        """The parsed SELECT, a copy of its own (parsed once per text: every run asks for it a few times)."""
         try:
-            statements = sqlglot.parse(self.sql, read=self.dialect)
+            statements = _parse(self.sql, self.dialect)
         except sqlglot.errors.ParseError as exc:
             problem = exc.errors[0].get("description") if exc.errors else exc
             raise ConfigError(f"report {self.name} ({self.path}): SQL does not parse: {problem}",
@@ -41,13 +43,13 @@ class Report:
         if len(statements) != 1 or not isinstance(statements[0], exp.Query):
             raise ConfigError(f"report {self.name} ({self.path}): a report is exactly one SELECT statement",
                               hint="remove other statements")
-        return statements[0]
+        return statements[0].copy()
 
     def tables(self) -> set[str]:
         """The gold tables it reads (``gold.x``); the load ledger is always there."""
-        ctes = {c.alias_or_name for c in self.tree().find_all(exp.CTE)}
-        return {f"gold.{t.name}" for t in self.tree().find_all(exp.Table)
-                if t.name not in ctes and t.name != LEDGER_TABLE}
+        tree = self.tree()
+        ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
+        return {f"gold.{t.name}" for t in tree.find_all(exp.Table) if t.name not in ctes and t.name != LEDGER_TABLE}
 
     def sql_for(self, dialect: str) -> str:
         """The report in a warehouse's dialect, over the warehouse's unqualified table names."""
@@ -56,6 +58,11 @@ class Report:
             if table.db == "gold":
                 table.set("db", None)
         return tree.sql(dialect=dialect, pretty=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(sql: str, dialect: str) -> tuple[exp.Expr | None, ...]:
+    return tuple(sqlglot.parse(sql, read=dialect))
 
 
 def load_reports(folder: Path, *, dialect: str) -> list[Report]:

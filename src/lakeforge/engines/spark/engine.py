@@ -302,8 +302,7 @@ class SparkEngine:
             self._staged.append(stage)
             stage.createOrReplaceTempView("__lf_stage")
             self._views.add("__lf_stage")
-            first = self.spark.sql(f"SELECT {', '.join(plan.counts)} FROM __lf_stage").first()
-            row = [int(x) for x in (first or [])]
+            row = plan.tally([(r[0], r[1], r[2]) for r in self.spark.sql(plan.count_sql("__lf_stage")).collect()])
         except Exception as exc:
             if type(exc).__module__.startswith("pyspark"):
                 raise ModelError(f"model {model} failed: {_first_line(str(exc))}",

@@ -49,6 +49,11 @@ class DuckDBWarehouse:
                                  ) from None
         self.con.execute("SET TimeZone='UTC'")
         if not read_only:
+            # Rows of a table carry no order (a report sorts what it shows). Kept in order, DuckDB's parallel
+            # load writes every row group twice and the file holds the first copies as free blocks, trimmed by
+            # the next run's checkpoint at close: 0.26 s for a 1.75M-row warehouse, paid by the first incremental
+            # run after a full load (measured 2026-11-27; the file is also half the size without them).
+            self.con.execute("SET preserve_insertion_order = false")
             self.con.execute(LEDGER_DDL)
             columns = {r[0] for r in self.con.execute(f"DESCRIBE {LEDGER}").fetchall()}
             for old, new in (("rows", "row_count"), ("mode", "load_mode")):  # the names of every target now
