@@ -312,8 +312,25 @@ def arrow_dataset(table: DeltaTable) -> pads.Dataset:
         from pyarrow import fs
 
         root = unquote(urlparse(uri).path).rstrip("/")
-        return table.to_pyarrow_dataset(filesystem=fs.SubTreeFileSystem(root, fs.LocalFileSystem()))
-    return table.to_pyarrow_dataset()
+        dataset = table.to_pyarrow_dataset(filesystem=fs.SubTreeFileSystem(root, fs.LocalFileSystem()))
+    else:
+        dataset = table.to_pyarrow_dataset()
+    if type(dataset) is not pads.FileSystemDataset:
+        return dataset
+    return _ReadAheadBounded(list(dataset.get_fragments()), dataset.schema, dataset.format, dataset.filesystem,
+                             root_partition=dataset.partition_expression)
+
+
+class _ReadAheadBounded(pads.FileSystemDataset):
+    """A Delta table's files, whose scans read ahead one file and four batches (Arrow's defaults: four files and
+    sixteen batches each). DuckDB scans a dataset with Arrow's defaults, and those held 1.1-1.2 GB of decoded rows
+    beside DuckDB's own memory (its ``memory_limit`` does not see them) while silver read 10M bronze rows; bounded,
+    0.43 GB and no slower (measured 2026-11-27: peak of the step 3.0 -> 2.3-2.5 GB)."""
+
+    def scanner(self, *args: Any, **kwargs: Any) -> pads.Scanner:
+        kwargs.setdefault("fragment_readahead", 1)
+        kwargs.setdefault("batch_readahead", 4)
+        return super().scanner(*args, **kwargs)
 
 
 def _without_views(table: pa.Table) -> pa.Table:
