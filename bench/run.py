@@ -305,6 +305,10 @@ rules, dedup on machine and time) on {r['dq']['rows']:,} bronze rows, against th
 removed (dedup kept), each a full refresh of that model, best of five, in one process: the rules cost
 **{r['dq']['overhead']:.1%}** of the silver step ({r['dq']['with_rules_seconds']} s with, {r['dq']['without_rules_seconds']} s
 without). Target: at most 10%: **{'met' if float(r['dq']['overhead']) <= 0.10 else 'MISSED'}**.
+Where the rules' time goes (measured 2026-11-27 on these rows, by phase): the mask of the 10 predicates
+0.2-0.3 s, ranking duplicates by pass/fail 0.1 s, the quarantine query and its commit 0.17 s. The same day the
+dedup stopped sorting every row, and the step got faster with and without rules: before, 6.65 s with and 5.73 s
+without (the rules +0.92 s, 16%); after, 4.31 s and 3.6 s (+0.71 s, 20%): less time, a larger share.
 {_gx_section(r.get('gx'), r['dq'])}{_spark_section(r.get('spark'))}{_reports_section(r.get('reports'))}{_dashboards_section(r.get('dashboards'))}{scale.section(r['scale'], image=SCALE_IMAGE) if r.get('scale') else ''}
 Machine: {machine}; {versions}. Harness peak memory {peak_mem:.2f} GB.
 """)
