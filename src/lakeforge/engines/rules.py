@@ -22,9 +22,11 @@ class RulePlan:
     drop: str
     dup: str
     window: str  # ``PARTITION BY <key> ORDER BY <preference>``: the dedup rank's window ("" without a key)
-    q_bits: int = 0
-    d_bits: int = 0
     drop_names: list[str] = field(default_factory=list)
+
+    def action_bits(self, action: str) -> int:
+        """The bits of the rules with this action."""
+        return sum(self.bits[e.name] for e in self.expectations if e.action == action)
 
     def count_sql(self, stage: str) -> str:
         """Rows per (mask, duplicate?) pair: a few rows, whatever the size, read by :meth:`tally`."""
@@ -35,15 +37,16 @@ class RulePlan:
         against the first drop rule it failed), quarantined, dropped, duplicates."""
         failures = [0] * len(self.expectations)
         by_drop = dict.fromkeys(self.drop_names, 0)
+        q_bits, d_bits = self.action_bits("quarantine"), self.action_bits("drop")
         rows_in = quarantined = dropped = dup = 0
         for mask, is_dup, n in groups:
             mask, n = int(mask or 0), int(n)
             rows_in += n
             for i, e in enumerate(self.expectations):
                 failures[i] += n if mask & self.bits[e.name] else 0
-            if mask & self.q_bits:
+            if mask & q_bits:
                 quarantined += n
-            elif mask & self.d_bits:
+            elif mask & d_bits:
                 dropped += n
                 first = next(name for name in self.drop_names if mask & self.bits[name])
                 by_drop[first] += n
@@ -89,8 +92,7 @@ def rule_plan(expectations: list[tuple[Expectation, str]], *, unique_key: list[s
     dup = "false" if not unique_key else "(__lf_rn > 1)" if dup is None else dup
     drop_names = [e.name for e, _ in expectations if e.action == "drop"]
     return RulePlan(expectations=[e for e, _ in expectations], bits=bits, mask=mask, outer=outer,
-                    quarantine=quarantine, drop=drop, dup=dup, window=window, q_bits=q_bits, d_bits=d_bits,
-                    drop_names=drop_names)
+                    quarantine=quarantine, drop=drop, dup=dup, window=window, drop_names=drop_names)
 
 
 def rule_outcome(model: str, plan: RulePlan, row: list[int]

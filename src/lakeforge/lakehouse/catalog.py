@@ -153,7 +153,7 @@ class Catalog:
         versions = table["_commit_version"]
         if keys and table.num_rows and pc.min(versions).as_py() != pc.max(versions).as_py():
             # (within one commit a key comes once, unless the table itself holds it twice: then so does this)
-            table = table.take(pc.sort_indices(table["_commit_version"]))
+            table = table.take(pc.sort_indices(versions))
             table = table.append_column("__lf_row", pa.array(range(table.num_rows), pa.int64()))
             latest = table.group_by(keys, use_threads=False).aggregate([("__lf_row", "max")])
             rows = latest["__lf_row_max"]

@@ -64,7 +64,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
     failed: str | None = None
     graph = project.graph()
     models = graph.select(select)
-    project.run_catalog.forget()
+    project.catalog.forget()  # the change feeds a run reads (a Spark catalog reads its own, uncached)
     sources, load = list(project.config.sources), True
     scorers = scoring.enabled(project) if select is None else []
     if task is not None:
