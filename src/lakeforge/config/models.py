@@ -35,6 +35,10 @@ class DuckDBEngineConfig(_Strict):
     type: Literal["duckdb"] = "duckdb"
     threads: int | None = Field(default=None, ge=1, description="DuckDB threads; default: all cores")
     memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. '4GB'")
+    stage: Literal["auto", "memory", "disk"] = Field(
+        default="auto", description="where a model with rules or a unique key stages its rows before anything "
+        "commits: memory, or a compressed temporary DuckDB file; auto: on disk when the estimated rows outgrow "
+        "the memory limit (spilling them uncompressed costs more than writing them compressed)")
 
 
 class SparkEngineConfig(_Strict):

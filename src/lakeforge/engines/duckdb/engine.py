@@ -7,13 +7,17 @@ them as ``bronze.telemetry`` exactly as it would on Spark.
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as pads
 from sqlglot import exp
 
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
@@ -28,7 +32,16 @@ CAPABILITIES = EngineCapabilities(
     name="duckdb", formats=("jsonl", "csv", "parquet"), arrow_native=True, distributed=False, dialect="duckdb"
 )
 STAGE = "memory.main.__lf_stage"
+DISK_STAGE = "__lf_disk.main.__lf_stage"  # the stage in a temporary DuckDB file (see :meth:`DuckDBEngine._stage_on`)
 DUPS = "memory.main.__lf_dups"  # rowids of the staged rows that a better row of their key replaces
+# Bytes a staged value takes in DuckDB's memory: fixed-width types their width; a string a 16-byte header plus
+# its text when longer than 12 bytes (counted as 32 more); anything else (lists, structs) counted as 64.
+_WIDTHS = {"BOOLEAN": 1, "TINYINT": 1, "UTINYINT": 1, "SMALLINT": 2, "USMALLINT": 2, "INTEGER": 4, "UINTEGER": 4,
+           "BIGINT": 8, "UBIGINT": 8, "HUGEINT": 16, "FLOAT": 4, "DOUBLE": 8, "DATE": 4, "TIME": 8, "TIMESTAMP": 8,
+           "TIMESTAMP WITH TIME ZONE": 8, "TIMESTAMP_NS": 8, "TIMESTAMP_MS": 8, "TIMESTAMP_S": 8, "UUID": 16,
+           "INTERVAL": 16, "VARCHAR": 48, "BLOB": 48}
+_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "KB": 10**3, "MB": 10**6,
+          "GB": 10**9, "TB": 10**12}
 STREAM_BATCH_ROWS = 256 * 1024
 SAMPLE_ROWS = 4096  # rows of each file that schema inference looks at
 # Errors that mean "this input cannot be parsed" (the file is quarantined); anything else is a bug and raises.
@@ -87,10 +100,15 @@ class DuckDBEngine:
         for layer in (*LAYERS, "_lakeforge"):  # _lakeforge: lakeforge's own tables (the event log)
             self.con.execute(f"ATTACH ':memory:' AS {layer}")
         self._open: list[pa.RecordBatchReader] = []
+        self._stage = STAGE
+        self._stage_dir: str | None = None
 
     def close(self) -> None:
         self.release()
-        self.con.close()
+        self.con.close()  # drops the in-memory tables and detaches a disk stage; its folder goes next
+        if self._stage_dir is not None:
+            shutil.rmtree(self._stage_dir, ignore_errors=True)
+            self._stage_dir = None
 
     @property
     def local(self) -> DuckDBEngine:
@@ -330,21 +348,25 @@ class DuckDBEngine:
                          dup=f"(rowid IN (SELECT __lf_r FROM {DUPS}))")
         width = "USMALLINT" if len(expectations) <= 16 else "UINTEGER" if len(expectations) <= 32 else "UBIGINT"
         try:
-            self.con.execute(f"CREATE OR REPLACE TABLE {STAGE} AS "
+            stage = self._stage_on(self._stage_estimate(sql, relations))
+            self.con.execute(f"CREATE OR REPLACE TABLE {stage} AS "
                              f"SELECT *, CAST({plan.mask} AS {width}) AS __lf_mask FROM ({sql}) AS __lf_model")
             if unique_key:
                 self._rank_duplicates(plan, unique_key)
+        except duckdb.OutOfMemoryException as exc:
+            raise ModelError(f"model {model} failed: {_first_line(str(exc))}",
+                             hint="raise the engine's memory_limit, or set `stage: disk` on the engine") from None
         except duckdb.Error as exc:
             raise ModelError(f"model {model} failed: {_first_line(str(exc))}", hint="fix the model's SQL") from None
-        row = plan.tally(self.con.execute(plan.count_sql(STAGE)).fetchall())
+        row = plan.tally(self.con.execute(plan.count_sql(stage)).fetchall())
         rows_in, results, dropped_by, (n_quarantined, n_dropped, n_dup) = rule_outcome(model, plan, row)
         internal = self._internal_columns()
         data = f"* EXCLUDE ({', '.join(internal)})" if internal else "*"
-        kept_sql = f"SELECT {data} FROM {STAGE} WHERE {plan.kept}"
+        kept_sql = f"SELECT {data} FROM {stage} WHERE {plan.kept}"
         quarantined_sql = (f"SELECT {data}, list_filter([{plan.failed_names}], lambda x: x IS NOT NULL) "
-                           f"AS _failed_rules FROM {STAGE} WHERE {plan.quarantine}")
+                           f"AS _failed_rules FROM {stage} WHERE {plan.quarantine}")
         return ModelOutput(
-            schema=self.con.sql(f"SELECT {data} FROM {STAGE} LIMIT 0").to_arrow_table().schema,
+            schema=self.con.sql(f"SELECT {data} FROM {stage} LIMIT 0").to_arrow_table().schema,
             rows_in=rows_in,
             rows_kept=rows_in - n_quarantined - n_dropped - n_dup,
             rows_quarantined=n_quarantined,
@@ -387,17 +409,59 @@ class DuckDBEngine:
         same = " AND ".join(f"s.{_ident(k)} IS NOT DISTINCT FROM d.{_ident(k)}" for k in unique_key)
         self.con.execute(
             f"CREATE OR REPLACE TABLE {DUPS} AS SELECT __lf_r FROM ("
-            f"SELECT s.rowid AS __lf_r, row_number() OVER ({plan.window}) AS __lf_rn FROM {STAGE} AS s "
-            f"SEMI JOIN (SELECT {keys} FROM {STAGE} GROUP BY ALL HAVING count(*) > 1) AS d ON {same}"
+            f"SELECT s.rowid AS __lf_r, row_number() OVER ({plan.window}) AS __lf_rn FROM {self._stage} AS s "
+            f"SEMI JOIN (SELECT {keys} FROM {self._stage} GROUP BY ALL HAVING count(*) > 1) AS d ON {same}"
             f") WHERE __lf_rn > 1")
+
+    def _stage_estimate(self, sql: str, relations: Mapping[str, Relation]) -> int:
+        """Bytes the staged rows would take in memory: the input's rows (from table metadata) times the width of
+        the model's columns. Only ``stage: auto`` needs it."""
+        if self.config.stage != "auto":
+            return 0
+        rows = sum(_row_count(r) for r in relations.values())
+        if not rows:
+            return 0
+        width = sum(_WIDTHS.get(str(t), 64) for t in self.con.sql(sql).types)
+        return rows * (width + 2)  # + the rule mask
+
+    def _memory_limit(self) -> int:
+        size, _, unit = str(self.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]).partition(" ")
+        return int(float(size) * _UNITS.get(unit, 1))
+
+    def _stage_on(self, estimate: int) -> str:
+        """Where this model's rows are staged. In memory, DuckDB spills what outgrows its memory limit to disk
+        uncompressed and reads it back; a DuckDB file holds the same rows compressed. Measured 2026-11-27 on 100M
+        rows (memory_limit 1750MB): the engine's part of silver 45.5 s in memory (11.8 GB of spill), 35.4 s on a
+        file (1.68 GB); on 10M rows (an estimated 1.9 GB, about the limit) memory was the faster: the silver step
+        4.2-4.5 s against 5.7-6.2 s on a file. Writing the file costs about 0.9 s per GB of stage and spilling
+        about 1.8 s per GB spilled, so ``stage: auto`` stages on disk when the estimate exceeds twice the memory
+        limit."""
+        disk = self.config.stage == "disk" or (self.config.stage == "auto" and estimate > 2 * self._memory_limit())
+        self._drop_stage()
+        if disk:
+            _sweep_stage_dirs()
+            self._stage_dir = tempfile.mkdtemp(prefix=f"lakeforge-stage-{os.getpid()}-")
+            path = os.path.join(self._stage_dir, "stage.duckdb")
+            self.con.execute(f"ATTACH {_lit(path)} AS __lf_disk")
+        self._stage = DISK_STAGE if disk else STAGE
+        return self._stage
+
+    def _drop_stage(self) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {STAGE}")
+        self.con.execute(f"DROP TABLE IF EXISTS {DUPS}")
+        if self._stage_dir is not None:
+            self.con.execute("DETACH DATABASE IF EXISTS __lf_disk")
+            shutil.rmtree(self._stage_dir, ignore_errors=True)
+            self._stage_dir = None
+        self._stage = STAGE
 
     def _release_stage(self) -> None:
         self.release()
-        self.con.execute(f"DROP TABLE IF EXISTS {STAGE}")
-        self.con.execute(f"DROP TABLE IF EXISTS {DUPS}")
+        self._drop_stage()
 
     def _internal_columns(self) -> list[str]:
-        return [str(r[0]) for r in self.con.execute(f"DESCRIBE {STAGE}").fetchall() if str(r[0]).startswith("__lf_")]
+        return [str(r[0]) for r in self.con.execute(f"DESCRIBE {self._stage}").fetchall()
+                if str(r[0]).startswith("__lf_")]
 
     def register(self, alias: str, relation: Relation) -> None:
         self.release()
@@ -410,6 +474,29 @@ class DuckDBEngine:
     def execute(self, sql: str, *, relations: Mapping[str, Relation] | None = None) -> list[tuple[Any, ...]]:
         self.bind(relations or {})
         return self.con.execute(sql).fetchall()
+
+
+def _sweep_stage_dirs() -> None:
+    """Remove the disk stages of processes that are gone (killed half way through a model)."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "lakeforge-stage-*-*")):
+        pid = os.path.basename(path).split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass  # alive, another user's
+
+
+def _row_count(relation: Relation) -> int:
+    """Rows of an input as its metadata tells them (a Delta table's Parquet footers); 0 for a stream."""
+    if isinstance(relation, pa.Table):
+        return relation.num_rows
+    if isinstance(relation, pads.Dataset):
+        return int(relation.count_rows())
+    return 0
 
 
 def _first_line(message: str) -> str:
