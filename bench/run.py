@@ -149,7 +149,7 @@ def main() -> None:
                                            timed=timed, memory_limit=MEMORY_LIMIT,
                                            silver=not args.no_spark_silver)))
         elif args.only == "dq":
-            print(json.dumps({"overhead": dq.overhead(WORK, WORK / "landing", memory_limit=MEMORY_LIMIT),
+            print(json.dumps({"overhead": dq.overhead(WORK, WORK / "landing", memory_limit=MEMORY_LIMIT, repeat=9),
                               "gx": dq.great_expectations(WORK)}))
         elif args.only == "ingestion":
             print(json.dumps(ingestion.throughput(WORK, machines=args.machines, days=args.days, repeat=args.repeat,
@@ -208,7 +208,7 @@ def main() -> None:
                                                repeat=max(3, args.repeat),
                                                timed=timed, memory_limit=MEMORY_LIMIT)
     result["freshness"] = ingestion.freshness(WORK, memory_limit=MEMORY_LIMIT)
-    result["dq"] = dq.overhead(WORK, landing, memory_limit=MEMORY_LIMIT)
+    result["dq"] = dq.overhead(WORK, landing, memory_limit=MEMORY_LIMIT, repeat=9)
     result["gx"] = dq.great_expectations(WORK)
     result["spark"] = spark.compare(WORK, machines=args.machines, days=args.days, repeat=args.repeat, timed=timed,
                                     memory_limit=MEMORY_LIMIT, silver=not args.no_spark_silver)
@@ -302,13 +302,21 @@ gold: {fr.get('oneshot_run_seconds', '-')} s; watch mode over it: **{fr.get('rat
 
 The silver telemetry model (typing checks, 9 expectations of the example plus one built-in `in_range`: 10
 rules, dedup on machine and time) on {r['dq']['rows']:,} bronze rows, against the same model with its rules
-removed (dedup kept), each a full refresh of that model, best of five, in one process: the rules cost
-**{r['dq']['overhead']:.1%}** of the silver step ({r['dq']['with_rules_seconds']} s with, {r['dq']['without_rules_seconds']} s
-without). Target: at most 10%: **{'met' if float(r['dq']['overhead']) <= 0.10 else 'MISSED'}**.
-Where the rules' time goes (measured 2026-11-27 on these rows, by phase): the mask of the 10 predicates
-0.2-0.3 s, ranking duplicates by pass/fail 0.1 s, the quarantine query and its commit 0.17 s. The same day the
-dedup stopped sorting every row, and the step got faster with and without rules: before, 6.65 s with and 5.73 s
-without (the rules +0.92 s, 16%); after, 4.31 s and 3.6 s (+0.71 s, 20%): less time, a larger share.
+removed (dedup kept), each a full refresh of that model, {len(r['dq'].get('pairs', [])) or 5} runs of each, interleaved (with,
+without, with, ...), in one process: the rules cost **{r['dq']['overhead']:.1%}** of the silver step (best runs:
+{r['dq']['with_rules_seconds']} s with, {r['dq']['without_rules_seconds']} s without; median over the pairs
+{r['dq'].get('overhead_median_of_pairs', r['dq']['overhead']):.1%}). Target: at most 10%:
+**{'met' if float(r['dq']['overhead']) <= 0.10 else 'MISSED'}**.
+
+How sure: the rules' share is a few tenths of a second in a step of about 4 s, and this machine's noise is of the
+same size. Measured one side after the other (five runs with the rules, then five without), two full runs of this
+benchmark on 2026-11-27 gave 20.0% and 6.4%; interleaved, three runs the same day gave 12.7% (5 pairs), 1.6% and
+7.4% (9 pairs; medians over the pairs 12.1%, 5.4%, 7.3%). Where the time goes, measured apart on the same rows
+(DuckDB, 2 threads, three rounds): staging the model's rows took 1.12-1.90 s without the mask of the 10 predicates
+and 1.35-1.67 s with it (about +0.25 s); the mask written three other ways (bit shifts of casts, `IS NOT TRUE`, a
+fast path for rows that pass everything) was no faster; ranking duplicates by pass/fail and counting by mask cost
+nothing measurable; reading the quarantined rows out adds 0.05-0.1 s. So the rules cost about 0.3-0.35 s, 7-9%
+of the step.
 {_gx_section(r.get('gx'), r['dq'])}{_spark_section(r.get('spark'))}{_reports_section(r.get('reports'))}{_dashboards_section(r.get('dashboards'))}{scale.section(r['scale'], image=SCALE_IMAGE) if r.get('scale') else ''}
 Machine: {machine}; {versions}. Harness peak memory {peak_mem:.2f} GB.
 """)

@@ -37,9 +37,10 @@ def _emit(data: Any) -> None:
 
 @app.command()
 def init(path: Annotated[Path, typer.Argument(help="folder for the new project")],
+         name: Annotated[str | None, typer.Option(help="the project's name (default: from the folder's name)")] = None,
          force: Annotated[bool, typer.Option(help="overwrite an existing project's example files")] = False) -> None:
     """Scaffold the equipment-telemetry example project."""
-    project = Project.init(path, force=force)
+    project = Project.init(path, force=force, name=name or Project.name_for(path))
     out.print(f"created project [bold]{project.config.name}[/] in {project.path}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -24,6 +25,7 @@ from lakeforge.config import (
     SparkEngineConfig,
     load_config,
 )
+from lakeforge.config.models import NAME_PATTERN
 from lakeforge.engines import Engine, create_engine
 from lakeforge.errors import ConfigError, LakeforgeError
 from lakeforge.ingest import Ingestor
@@ -55,9 +57,13 @@ class Project:
 
     # -- set-up -----------------------------------------------------------------------------------
     @staticmethod
-    def init(path: str | Path, *, example: str = EXAMPLE, force: bool = False) -> Project:
-        """Scaffold the example project into ``path`` (refuses to overwrite an existing project)."""
+    def init(path: str | Path, *, example: str = EXAMPLE, force: bool = False, name: str | None = None) -> Project:
+        """Scaffold the example project into ``path`` (refuses to overwrite an existing project); ``name``: the
+        project's name (default: the example's)."""
         target = Path(path)
+        if name is not None and not NAME_PATTERN.match(name):
+            raise ConfigError(f"{name!r} cannot name a project: use letters, digits and underscores, starting with "
+                              "a letter or an underscore", hint="pass --name, e.g. --name press_line")
         if (target / CONFIG_FILE).exists() and not force:
             raise ConfigError(f"{target / CONFIG_FILE} already exists",
                               hint="choose an empty folder, or pass --force to overwrite the example's files")
@@ -67,7 +73,16 @@ class Project:
         with resources.as_file(source) as folder:
             shutil.copytree(folder, target, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py"))
+        if name is not None:
+            config = target / CONFIG_FILE
+            config.write_text(re.sub(r"(?m)^name: *\S+", f"name: {name}", config.read_text(), count=1))
         return Project(target)
+
+    @staticmethod
+    def name_for(path: str | Path) -> str:
+        """A project name made from a folder's name: ``press-line`` -> ``press_line``."""
+        name = re.sub(r"[^A-Za-z0-9_]+", "_", Path(path).resolve().name).strip("_") or "project"
+        return name if NAME_PATTERN.match(name) else f"p_{name}"
 
     @cached_property
     def engine(self) -> Engine:
@@ -317,16 +332,22 @@ class Project:
             warehouse.refresh_reports(kept)
 
     def report(self, name: str) -> pa.Table:
-        """A report's rows, read from the warehouse."""
-        names = [r.name for r in self.reports()]
-        if name not in names:
+        """A report's rows, read from the warehouse: in the report's own ORDER BY, or else by its columns from
+        left to right (a view without one has no order, and the same report should print the same way twice)."""
+        reports = {r.name: r for r in self.reports()}
+        if name not in reports:
             raise ConfigError(f"no report named {name!r} in {self.path / self.config.reports_path}",
-                              hint=f"the reports are: {', '.join(names) or 'none'}")
+                              hint=f"the reports are: {', '.join(reports) or 'none'}")
         warehouse = self.warehouse(read_only=True)
         try:
-            return warehouse.query(f"SELECT * FROM {name}")
+            rows = warehouse.query(f"SELECT * FROM {name}")
         finally:
             warehouse.close()
+        if reports[name].ordered:
+            return rows
+        keys = [(f.name, "ascending") for f in rows.schema
+                if not (pa.types.is_nested(f.type) or pa.types.is_null(f.type))]
+        return rows.sort_by(keys, null_placement="at_end") if keys and rows.num_rows > 1 else rows
 
     def verify_warehouse(self) -> list[dict[str, Any]]:
         """Each loaded gold table against its warehouse copy: rows, and per partition rows and a checksum."""

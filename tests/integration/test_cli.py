@@ -166,3 +166,14 @@ def test_import_gx_appends_rules_to_a_model(tmp_path: Path) -> None:
     run = json.loads(lakeforge("run", "--json", "--project", str(path)).stdout)
     rules = {r["rule"] for r in run["expectations"] if r["model"] == "silver.telemetry"}
     assert {"volt_not_null", "rotate_between"} <= rules
+
+
+def test_init_names_the_project_after_its_folder_or_the_name_given(tmp_path: Path) -> None:
+    out = lakeforge("init", str(tmp_path / "press-line"))
+    assert out.returncode == 0 and "created project press_line in" in out.stdout
+    assert "name: press_line" in (tmp_path / "press-line" / "lakeforge.yml").read_text()
+    named = lakeforge("init", str(tmp_path / "x"), "--name", "plant_7")
+    assert named.returncode == 0 and "created project plant_7 in" in named.stdout
+    bad = lakeforge("init", str(tmp_path / "y"), "--name", "7-plant")
+    assert bad.returncode == 1 and "'7-plant' cannot name a project" in bad.stderr and "--name" in bad.stderr
+    assert not (tmp_path / "y").exists()  # refused before anything was written

@@ -118,6 +118,23 @@ def test_report_cli_lists_and_shows(loaded: Project) -> None:
     assert isinstance(missing.exception, ConfigError) and "failures_by_component" in str(missing.exception)
 
 
+def test_a_report_comes_in_its_own_order_or_else_sorted_by_its_columns(loaded: Project) -> None:
+    rows = loaded.report("sensor_health").to_pylist()  # no ORDER BY: by machine, then the next columns
+    assert len(rows) == 20 and [r["machine_id"] for r in rows] == sorted(r["machine_id"] for r in rows)
+    (loaded.path / "reports" / "shuffled.sql").write_text(
+        "SELECT x, y FROM (VALUES (3, 'c'), (1, NULL), (1, 'a'), (2, 'b')) AS t(x, y)\n")
+    assert loaded.run().status in ("succeeded", "nothing_to_do")
+    assert [(r["x"], r["y"]) for r in loaded.report("shuffled").to_pylist()] == [(1, "a"), (1, None), (2, "b"),
+                                                                                 (3, "c")]
+    (loaded.path / "reports" / "machines_by_hours.sql").write_text(
+        "SELECT machine_id, count(*) AS hours FROM gold.fact_telemetry_hourly GROUP BY machine_id "
+        "ORDER BY hours DESC, machine_id DESC\n")
+    assert loaded.run().status in ("succeeded", "nothing_to_do")
+    own = loaded.report("machines_by_hours").to_pylist()
+    assert own == sorted(own, key=lambda r: (-r["hours"], -r["machine_id"])) and len(own) == 20
+    assert own != sorted(own, key=lambda r: r["machine_id"])  # not re-sorted by the first column
+
+
 def test_a_report_named_like_a_gold_table_is_refused(loaded: Project) -> None:
     (loaded.path / "reports" / "dim_machine.sql").write_text("SELECT 1 AS x\n")
     with pytest.raises(ConfigError, match="dim_machine"):

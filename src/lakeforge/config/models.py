@@ -18,7 +18,7 @@ from lakeforge.config.operations import AlertsConfig, MonitoringConfig, Orchestr
 EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "csv",
               ".parquet": "parquet", ".pq": "parquet"}
 COMPRESSIONS = (".gz", ".zst")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SQL_TYPES = {
     "string", "varchar", "boolean", "bool", "int", "integer", "bigint", "long", "smallint", "tinyint",
     "double", "float", "real", "decimal", "date", "timestamp", "timestamp_ntz", "timestamptz",
@@ -269,7 +269,7 @@ class ProjectConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not NAME_PATTERN.match(value):
             raise ValueError("use letters, digits and underscores, starting with a letter")
         return value
 
@@ -277,7 +277,7 @@ class ProjectConfig(_Strict):
     @classmethod
     def _source_names(cls, sources: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
         for name, source in sources.items():
-            if not _NAME.match(name):
+            if not NAME_PATTERN.match(name):
                 raise ValueError(f"source name {name!r}: use letters, digits and underscores")
             source.check_move_to(name)
         return sources

@@ -51,6 +51,11 @@ class Report:
         ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
         return {f"gold.{t.name}" for t in tree.find_all(exp.Table) if t.name not in ctes and t.name != LEDGER_TABLE}
 
+    @property
+    def ordered(self) -> bool:
+        """Whether the SELECT orders its rows itself (a top-level ORDER BY)."""
+        return self.tree().args.get("order") is not None
+
     def sql_for(self, dialect: str) -> str:
         """The report in a warehouse's dialect, over the warehouse's unqualified table names."""
         tree = self.tree()
