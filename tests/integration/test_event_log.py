@@ -38,6 +38,9 @@ def test_every_run_stage_and_rule_is_logged_and_queryable(example: Project) -> N
     assert {k: r["status"] for k, r in runs.items()} == {first.run_id: "succeeded", second.run_id: "nothing_to_do"}
     run = runs[first.run_id]
     assert run["bytes_in"] == first.bytes_processed > 0
+    ingested = sum(s.rows_in for s in first.stages if s.kind == "ingest")
+    assert run["rows_in"] == ingested > 0  # the rows that entered the run, not a sum over its layers
+    assert sum(s.rows_in for s in first.stages) > ingested
     assert run["cost"] == pytest.approx(first.seconds / 3600 * 4 * 0.5)
     assert run["cost_per_gb"] == pytest.approx(run["cost"] / (first.bytes_processed / 1e9))
     stages = {r["name"]: r for r in rows if r["event"] == "stage" and r["run_id"] == first.run_id}
@@ -65,6 +68,10 @@ def test_every_run_stage_and_rule_is_logged_and_queryable(example: Project) -> N
     listed = CliRunner().invoke(app, ["runs", "--project", str(project.path), "--json"])
     assert listed.exit_code == 0, listed.output
     assert [r["run_id"] for r in json.loads(listed.stdout)] == [second.run_id, first.run_id]
+    models = project.run(select=["silver.telemetry", "gold.fact_telemetry_hourly"], full_refresh=True)
+    logged = next(r for r in events.read(project).to_pylist() if r["event"] == "run" and r["run_id"] == models.run_id)
+    silver = next(s for s in models.stages if s.name == "silver.telemetry")
+    assert logged["rows_in"] == silver.rows_in > 0  # no new files: what its lowest layer read
 
 
 def test_a_run_that_died_is_logged_as_crashed_by_the_next(example: Project) -> None:

@@ -3,6 +3,7 @@ on DuckDB and on Spark (the engine suite)."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from lakeforge.errors import ExpectationFailed, LakeforgeError, ModelError
+from lakeforge.ops.progress import LogReporter
 from lakeforge.ops.runner import last_run
 from lakeforge.project import Project
 from tests.conftest import ENGINES, landing_lines
@@ -140,6 +142,10 @@ def test_a_file_that_cannot_be_parsed_is_quarantined_and_the_rest_proceeds(examp
     garbage = by_file["telemetry/garbage.parquet"]  # file level
     assert garbage["_line"] is None and garbage["_rows"] == 1 and "parquet" in garbage["_reason"].lower()
     assert ingest.rows_quarantined == 2
+    assert ingest.files_quarantined == 2  # empty.jsonl (no rows) and garbage.parquet; broken.jsonl by line
+    line = io.StringIO()
+    LogReporter(line).finish(ingest)
+    assert ", 2 quarantined, 2 files quarantined whole [files]" in line.getvalue()
     assert ingest.rows_out == rows(example, "bronze.telemetry") > 0
     assert example.status()["quarantine_rows"] >= 2
 

@@ -194,6 +194,7 @@ class Ingestor:
         result.rows_in += written + bad_rows
         result.rows_out += written
         result.rows_quarantined += bad_rows
+        result.files_quarantined += len(manifest.bad)
         result.rows_read += written + bad_rows
         result.rows_written += written
         result.bytes += sum(f.size for f in manifest.files)

@@ -23,7 +23,7 @@ from deltalake import DeltaTable, write_deltalake
 from lakeforge.lakehouse.catalog import arrow_dataset
 
 if TYPE_CHECKING:
-    from lakeforge.ops.results import RunResult
+    from lakeforge.ops.results import RunResult, StageResult
     from lakeforge.project import Project
 
 EVENT_LOG = "_lakeforge.event_log"
@@ -127,7 +127,7 @@ def rows_of(project: Project, result: RunResult, *, ended: dt.datetime,
     gb = result.bytes_processed / GB
     rows.insert(0, {**base, "event": "run", "name": project.config.name, "kind": "run", "status": result.status,
                     "started_at": started, "ended_at": ended, "seconds": result.seconds,
-                    "rows_in": sum(s.rows_in for s in result.stages),
+                    "rows_in": _rows_entered(result),
                     "rows_out": sum(s.rows_written for s in result.stages),
                     "bytes_in": result.bytes_processed, "bytes_out": sum(written.values()) if written else None,
                     "dq_passed": sum(r.passed for s in result.stages for r in s.rules),
@@ -225,3 +225,20 @@ def runs(project: Project, *, limit: int | None = 20) -> list[dict[str, Any]]:
     rows = read(project, event="run").to_pylist()
     rows.sort(key=lambda r: (r["started_at"] or dt.datetime.min.replace(tzinfo=dt.UTC)), reverse=True)
     return rows[:limit] if limit else rows
+
+
+def _rows_entered(result: RunResult) -> int:
+    """The rows that entered the run at its first step that had any: what its ingestion parsed; with no new
+    files (a run of models alone, a full refresh), the rows its lowest layer read; a warehouse load alone, the rows
+    it loaded. (Summing every stage would count a row once per layer it passed through.)"""
+    def step(stage: StageResult) -> int:
+        if stage.kind == "ingest":
+            return 0
+        layer = stage.name.split(".", 1)[0] if stage.kind == "model" else ""
+        return {"bronze": 1, "silver": 2, "gold": 3}.get(layer, 4)
+
+    read = [s for s in result.stages if s.rows_in]
+    if not read:
+        return 0
+    first = min(step(s) for s in read)
+    return sum(s.rows_in for s in read if step(s) == first)

@@ -36,6 +36,8 @@ def _summary(stage: StageResult) -> str:
         parts.append(f"{stage.rows_dropped:,} dropped")
     if stage.rows_quarantined:
         parts.append(f"{stage.rows_quarantined:,} quarantined")
+    if stage.files_quarantined:  # an empty file stands for no rows: without this the line would not show it
+        parts.append(f"{stage.files_quarantined:,} file{'s' if stage.files_quarantined > 1 else ''} quarantined whole")
     return f"{stage.name}: {', '.join(parts)} [{stage.strategy}] in {stage.seconds:.2f}s"
 
 

@@ -33,6 +33,7 @@ class StageResult:
     dropped_by: dict[str, int] = field(default_factory=dict)
     rules: list[RuleResult] = field(default_factory=list)
     attempts: int = 1  # tries it took (transient errors are retried)
+    files_quarantined: int = 0  # an ingestion's files quarantined whole (empty, unknown type, unreadable)
 
     @property
     def did_work(self) -> bool:
