@@ -332,6 +332,15 @@ class _ReadAheadBounded(pads.FileSystemDataset):
         kwargs.setdefault("batch_readahead", 4)
         return super().scanner(*args, **kwargs)
 
+    def count_rows(self, *args: Any, **kwargs: Any) -> int:
+        """Counted once (the files' Parquet footers; a GET each on object storage): a model run asks twice, for
+        its rows read and for the DuckDB engine's stage estimate, and a dataset is one fixed table version."""
+        if args or kwargs:
+            return int(super().count_rows(*args, **kwargs))
+        if getattr(self, "_rows", None) is None:
+            self._rows = int(super().count_rows())
+        return int(self._rows)
+
 
 def _without_views(table: pa.Table) -> pa.Table:
     """delta-rs returns string_view / binary_view columns that some Arrow kernels lack; use plain types."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
-from lakeforge.lakehouse.catalog import arrow_dataset
+from lakeforge.lakehouse.catalog import LAYERS, arrow_dataset
 
 if TYPE_CHECKING:
     from lakeforge.ops.results import RunResult, StageResult
@@ -231,11 +231,11 @@ def _rows_entered(result: RunResult) -> int:
     """The rows that entered the run at its first step that had any: what its ingestion parsed; with no new
     files (a run of models alone, a full refresh), the rows its lowest layer read; a warehouse load alone, the rows
     it loaded. (Summing every stage would count a row once per layer it passed through.)"""
-    def step(stage: StageResult) -> int:
+    def step(stage: StageResult) -> int:  # ingestion, then the model layers in order, then ML and the load
         if stage.kind == "ingest":
             return 0
-        layer = stage.name.split(".", 1)[0] if stage.kind == "model" else ""
-        return {"bronze": 1, "silver": 2, "gold": 3}.get(layer, 4)
+        layer = stage.name.split(".", 1)[0]
+        return 1 + LAYERS.index(layer) if stage.kind == "model" and layer in LAYERS else 1 + len(LAYERS)
 
     read = [s for s in result.stages if s.rows_in]
     if not read:

@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as pads
 from sqlglot import exp
 
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
@@ -418,7 +417,7 @@ class DuckDBEngine:
         the model's columns. Only ``stage: auto`` needs it."""
         if self.config.stage != "auto":
             return 0
-        rows = sum(_row_count(r) for r in relations.values())
+        rows = sum(self.rows(r) for r in relations.values())
         if not rows:
             return 0
         width = sum(_WIDTHS.get(str(t), 64) for t in self.con.sql(sql).types)
@@ -488,15 +487,6 @@ def _sweep_stage_dirs() -> None:
             shutil.rmtree(path, ignore_errors=True)
         except OSError:
             pass  # alive, another user's
-
-
-def _row_count(relation: Relation) -> int:
-    """Rows of an input as its metadata tells them (a Delta table's Parquet footers); 0 for a stream."""
-    if isinstance(relation, pa.Table):
-        return relation.num_rows
-    if isinstance(relation, pads.Dataset):
-        return int(relation.count_rows())
-    return 0
 
 
 def _first_line(message: str) -> str:
