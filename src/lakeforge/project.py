@@ -345,9 +345,9 @@ class Project:
             warehouse.close()
         if reports[name].ordered:
             return rows
-        keys = [(f.name, "ascending") for f in rows.schema
+        keys = [(f.name, "ascending", "at_end") for f in rows.schema
                 if not (pa.types.is_nested(f.type) or pa.types.is_null(f.type))]
-        return rows.sort_by(keys, null_placement="at_end") if keys and rows.num_rows > 1 else rows
+        return rows.sort_by(keys) if keys and rows.num_rows > 1 else rows
 
     def verify_warehouse(self) -> list[dict[str, Any]]:
         """Each loaded gold table against its warehouse copy: rows, and per partition rows and a checksum."""

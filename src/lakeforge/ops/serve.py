@@ -34,6 +34,7 @@ log = logging.getLogger("lakeforge.serve")
 
 GRACE_SECONDS = 25.0  # under Kubernetes' default 30 s between SIGTERM and SIGKILL
 BAD_STATUSES = ("failed", "crashed")
+BACKLOG = 2048  # uvicorn's default
 
 
 def _require() -> None:
@@ -158,7 +159,8 @@ def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRAC
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before anything starts (a busy port is an error, not a half-started server)."""
+    """The listening socket, bound and listening before anything starts (a busy port is an error, not a
+    half-started server)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
@@ -172,6 +174,9 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise LakeforgeError(f"lakeforge serve cannot listen on {host}:{port}: {exc.strerror or exc}",
                              hint="choose another --port, or stop what listens there") from None
+    # listening now, before the URL is printed: a client that connects while the app is still starting waits in
+    # the backlog for its answer instead of being refused (uvicorn listens only once its startup is done)
+    sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
 
