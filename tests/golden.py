@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,20 @@ GOLDEN_MODELS = {
     """,
 }
 REPORT_SQL = "SELECT site, count(*) AS readings, avg(value) AS value_avg FROM readings GROUP BY site"
+
+
+# what differs from one run to the next: a run's id, a Delta table's id (a UUID made when the table is created)
+VOLATILE = [
+    (re.compile(r"'(run-[0-9]+|[0-9]{8}T[0-9]{6,}-[0-9a-f]{6})'"), "'<run_id>'"),
+    (re.compile(r"'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'"), "'<table_id>'"),
+]
+
+
+def stable(statement: str) -> str:
+    """``statement`` with its run id and Delta table ids replaced by placeholders."""
+    for pattern, replacement in VOLATILE:
+        statement = pattern.sub(replacement, statement)
+    return statement
 
 
 def check(path: Path, text: str) -> None:

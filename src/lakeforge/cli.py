@@ -460,8 +460,13 @@ def warehouse_verify(project: ProjectOpt = Path("."), as_json: JsonOpt = False) 
             out.print(f"{check['table']}: ok ({check['gold_rows']:,} rows, {check['partitions']} partitions)")
         else:
             where = ", ".join(f"{d['partition']} (gold {d['gold_rows']:,}, warehouse {d['warehouse_rows']:,})"
-                              for d in check["differing"]) or "row counts"
-            out.print(f"[red]{check['table']}: differs[/red] in {where}")
+                              for d in check["differing"])
+            if not where and check["gold_rows"] != check["warehouse_rows"]:
+                where = "row counts"
+            source = ("loaded from another Delta table (the lakehouse was created again since): `lakeforge run` "
+                      "reloads it in full") if check["stale_source"] else ""
+            out.print(f"[red]{check['table']}: differs[/red] " + "; ".join(x for x in (where and f"in {where}", source)
+                                                                         if x))
     if any(not c["ok"] for c in checks):
         raise typer.Exit(1)
 

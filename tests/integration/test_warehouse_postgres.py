@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import decimal
 import os
-import re
 import signal
 import threading
 import time
@@ -30,7 +29,7 @@ from lakeforge.project import Project
 from lakeforge.warehouses import create_warehouse
 from lakeforge.warehouses.postgres import PostgresWarehouse
 from tests.conftest import REPO, write_project
-from tests.golden import GOLDEN_CONFIG, GOLDEN_MODELS, REPORT_SQL, check, land
+from tests.golden import GOLDEN_CONFIG, GOLDEN_MODELS, REPORT_SQL, check, land, stable
 from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -311,12 +310,9 @@ def test_server_restart_during_a_run_then_rerun(telemetry: Any, postgres_dsn: st
 
 
 # -- 5. golden SQL ------------------------------------------------------------------------------------------------
-_RUN_ID = re.compile(r"'(run-[0-9]+|[0-9]{8}T[0-9]{6,}-[0-9a-f]{6})'")
-
-
 def golden(name: str, statements: list[str]) -> None:
     """``statements`` against tests/golden/postgres/<name>.sql."""
-    check(GOLDEN / f"{name}.sql", "".join(f"{_RUN_ID.sub(repr('<run_id>'), s)};\n" for s in statements))
+    check(GOLDEN / f"{name}.sql", "".join(f"{stable(s)};\n" for s in statements))
 
 
 def test_golden_sql(tmp_path: Path, postgres_server: PostgresServer) -> None:

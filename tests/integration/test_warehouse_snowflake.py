@@ -23,7 +23,7 @@ from lakeforge.project import Project
 from lakeforge.warehouses.snowflake import SnowflakeWarehouse
 from lakeforge.warehouses.sql import LoadPlan
 from tests.conftest import REPO, write_project
-from tests.golden import GOLDEN_CONFIG, GOLDEN_MODELS, REPORT_SQL, check, land
+from tests.golden import GOLDEN_CONFIG, GOLDEN_MODELS, REPORT_SQL, check, land, stable
 from tests.snowflake_fake import fake_snowflake, snowflake_config
 
 pytestmark = pytest.mark.snowflake
@@ -301,7 +301,6 @@ def test_a_failing_connection_names_what_was_tried_but_not_the_password(
 _NORMALIZE = [
     (re.compile(r"'file://[^']*/(lakeforge-snowflake-[^/']*)/"), "'file://<tmp>/"),
     (re.compile(r"-[0-9a-f]{16}\.parquet"), "-<digest>.parquet"),
-    (re.compile(r"'(run-[0-9]+|[0-9]{8}T[0-9]{6,}-[0-9a-f]{6})'"), "'<run_id>'"),
 ]
 
 
@@ -311,7 +310,7 @@ def golden(name: str, statements: list[str]) -> None:
     for statement in statements:
         for pattern, replacement in _NORMALIZE:
             statement = pattern.sub(replacement, statement)
-        text += statement + ";\n"
+        text += stable(statement) + ";\n"
     check(GOLDEN / f"{name}.sql", text)
 
 

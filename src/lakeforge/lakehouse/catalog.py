@@ -95,6 +95,15 @@ class Catalog:
     def version(self, name: str) -> int:
         return self.table(name).version() if self.exists(name) else -1
 
+    def identity(self, name: str) -> tuple[int, str | None]:
+        """The table's version and its Delta id (``metaData.id``: set when the table is created, kept by every
+        later commit, overwrites too); ``(-1, None)`` when it does not exist. A table deleted and created again
+        has a new id, so versions recorded elsewhere (a warehouse's ledger) can tell it is not the same table."""
+        if not self.exists(name):
+            return -1, None
+        table = self.table(name)
+        return table.version(), str(table.metadata().id)
+
     def data_columns(self, name: str) -> list[str]:
         """Columns other than lakeforge's own metadata (``_source_file``, ``_batch_id``, ...)."""
         return [f.name for f in self.table(name).schema().fields if f.name not in METADATA_COLUMNS]

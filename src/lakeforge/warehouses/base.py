@@ -2,8 +2,10 @@
 
 A load is keyed by the gold table and the Delta version range it covers; the warehouse keeps a ledger
 (``_lakeforge_loads``) updated in the same transaction as the data, so a retried or resumed load changes
-nothing. What a warehouse supports is declared as data (:class:`WarehouseCapabilities`); drivers are imported
-only when their warehouse is used, and a missing one names its pip extra.
+nothing. The ledger also names the Delta table a version came from (its id): versions of a lakehouse deleted
+and created again, or of another lakehouse, mean nothing here, and such a table is loaded in full. What a
+warehouse supports is declared as data (:class:`WarehouseCapabilities`); drivers are imported only when their
+warehouse is used, and a missing one names its pip extra.
 """
 
 from __future__ import annotations
@@ -39,6 +41,22 @@ class WarehouseCapabilities:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A ledger row: the version of a gold table the warehouse holds, and the Delta table it came from."""
+
+    version: int
+    source_id: str | None  # the Delta table's id; None in a ledger row written before ids were kept
+
+
+def resume_from(loaded: Loaded | None, source_id: str | None) -> int:
+    """The version a load continues from: the ledger's when it came from this very Delta table, else -1 (a load
+    in full). A ledger row without an id (an older lakeforge) is not trusted either: one full load records it."""
+    if loaded is None or source_id is None or loaded.source_id != source_id:
+        return -1
+    return loaded.version
+
+
 @dataclass
 class LoadResult:
     table: str
@@ -66,6 +84,8 @@ class Warehouse(Protocol):
     def create_report(self, name: str, sql: str) -> None: ...
 
     def refresh_reports(self, names: Sequence[str]) -> None: ...
+
+    def ledger(self) -> dict[str, Loaded]: ...
 
     def loaded_versions(self) -> dict[str, int]: ...
 

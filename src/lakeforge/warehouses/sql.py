@@ -2,7 +2,9 @@
 
 A load of gold table ``gold.x`` at Delta version ``v`` (the warehouse's ledger says ``u`` was loaded):
 
-1. **Plan** (:meth:`SqlWarehouse.plan`): ``v <= u`` and the target exists: skipped. Else *incremental* when the
+1. **Plan** (:meth:`SqlWarehouse.plan`): ``u`` counts only when the ledger row names this very Delta table (its
+   id; a lakehouse deleted and created again, or another one, starts from nothing: a full load).
+   ``v <= u`` and the target exists: skipped. Else *incremental* when the
    target exists with gold's columns, gold has a key and no row was deleted in ``u+1..v`` (the change data feed
    gives the rows to upsert); else *full* (the whole table at ``v``).
 2. **Stage**: the rows go to a staging table, tagged with the batch (``_lf_batch``: ``x:v<u+1>-v<v>``) and their
@@ -33,12 +35,13 @@ from sqlglot import exp
 
 from lakeforge.errors import WarehouseError
 from lakeforge.lakehouse import Catalog
-from lakeforge.warehouses.base import LEDGER, LoadResult, WarehouseCapabilities
+from lakeforge.warehouses.base import LEDGER, Loaded, LoadResult, WarehouseCapabilities, resume_from
 
 BATCH = "_lf_batch"
 SEQ = "_lf_seq"
 _SAFE = re.compile(r"^[a-z_][a-z0-9_]*$")
-LEDGER_COLUMNS = ["table_name", "source_table", "source_version", "row_count", "load_mode", "run_id", "loaded_at"]
+LEDGER_COLUMNS = ["table_name", "source_table", "source_version", "row_count", "load_mode", "run_id", "loaded_at",
+                  "source_id"]
 
 
 def ident(name: str, dialect: str) -> str:
@@ -106,6 +109,7 @@ class LoadPlan:
     data: pa.Table  # the rows to load, gold's columns
     create: bool  # (re)create the target first
     run_id: str
+    source_id: str | None = None  # the gold table's Delta id, kept in the ledger
 
     @property
     def batch(self) -> str:
@@ -142,10 +146,15 @@ class Statements:
         return (f"CREATE TABLE IF NOT EXISTS {LEDGER} (table_name {t(pa.string(), self.dialect)} PRIMARY KEY, "
                 f"source_table {t(pa.string(), self.dialect)}, source_version {t(pa.int64(), self.dialect)}, "
                 f"row_count {t(pa.int64(), self.dialect)}, load_mode {t(pa.string(), self.dialect)}, "
-                f"run_id {t(pa.string(), self.dialect)}, loaded_at {t(pa.timestamp('us', 'UTC'), self.dialect)})")
+                f"run_id {t(pa.string(), self.dialect)}, loaded_at {t(pa.timestamp('us', 'UTC'), self.dialect)}, "
+                f"source_id {t(pa.string(), self.dialect)})")
 
-    def ledger_read(self) -> str:
-        return f"SELECT source_table, source_version FROM {LEDGER}"
+    def ledger_add_source_id(self) -> str:
+        """A ledger of an older lakeforge gains the column (its rows keep NULL: each table is loaded in full)."""
+        return f"ALTER TABLE {LEDGER} ADD COLUMN IF NOT EXISTS source_id {sql_type(pa.string(), self.dialect)}"
+
+    def ledger_read(self, *, source_id: bool = True) -> str:
+        return f"SELECT source_table, source_version, {'source_id' if source_id else 'NULL'} FROM {LEDGER}"
 
     def drop_table(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS {self.q(name)}"
@@ -195,7 +204,7 @@ class Statements:
 
     def ledger_values(self, plan: LoadPlan, rows: int) -> list[str]:
         return [self.lit(plan.target), self.lit(plan.gold_table), self.lit(plan.to_version), self.lit(rows),
-                self.lit(plan.mode), self.lit(plan.run_id), "CURRENT_TIMESTAMP"]
+                self.lit(plan.mode), self.lit(plan.run_id), "CURRENT_TIMESTAMP", self.lit(plan.source_id)]
 
     def ledger_merge(self, plan: LoadPlan, rows: int) -> str:
         cols = [self.q(n) for n in LEDGER_COLUMNS]
@@ -220,6 +229,7 @@ class SqlWarehouse(ABC):
     """The load algorithm for warehouses reached over a DB-API connection; backends stage and apply."""
 
     capabilities: ClassVar[WarehouseCapabilities]
+    read_only: bool = False
 
     def __init__(self) -> None:
         self.sql = Statements(self.capabilities.dialect)
@@ -259,18 +269,27 @@ class SqlWarehouse(ABC):
         self.statements.append(sql)
         return self._fetch(sql)
 
-    def loaded_versions(self) -> dict[str, int]:
-        if self.table_columns(LEDGER) is None:
+    def ledger(self) -> dict[str, Loaded]:
+        columns = self.table_columns(LEDGER)
+        if columns is None:
             return {}
-        return {str(name): int(version) for name, version in self.fetch(self.sql.ledger_read())}
+        has_id = "source_id" in columns
+        if not has_id and not self.read_only:
+            self.execute(self.sql.ledger_add_source_id())
+            has_id = True
+        return {str(name): Loaded(int(version), None if sid is None else str(sid))
+                for name, version, sid in self.fetch(self.sql.ledger_read(source_id=has_id))}
+
+    def loaded_versions(self) -> dict[str, int]:
+        return {name: loaded.version for name, loaded in self.ledger().items()}
 
     def plan(self, gold_table: str, *, catalog: Catalog, keys: Sequence[str], run_id: str,
              cluster_by: Sequence[str] = ()) -> LoadPlan | None:
         """What a load of ``gold_table`` must do now; None when the warehouse already holds its version."""
         target = gold_table.split(".", 1)[1]
-        version = catalog.version(gold_table)
+        version, source_id = catalog.identity(gold_table)
         current = self.table_columns(target)
-        loaded = self.loaded_versions().get(gold_table, -1) if current is not None else -1
+        loaded = resume_from(self.ledger().get(gold_table), source_id) if current is not None else -1
         if version <= loaded:
             return None
         gold_columns = [c.lower() for c in catalog.table(gold_table, version=version).schema().to_arrow().names]
@@ -284,7 +303,7 @@ class SqlWarehouse(ABC):
             data = catalog.dataset(gold_table, version=version).to_table()
         return LoadPlan(gold_table=gold_table, target=target, mode=mode, from_version=loaded, to_version=version,
                         keys=list(keys), cluster_by=[c for c in cluster_by if c in data.column_names],
-                        data=data, create=create, run_id=run_id)
+                        data=data, create=create, run_id=run_id, source_id=source_id)
 
     def load(self, gold_table: str, *, catalog: Catalog, keys: list[str], run_id: str,
              cluster_by: Sequence[str] = ()) -> LoadResult:

@@ -28,14 +28,16 @@ class TableCheck:
     warehouse_rows: int
     partitions: int
     differing: list[dict[str, Any]] = field(default_factory=list)  # partition, gold rows, warehouse rows
+    stale_source: bool = False  # the warehouse copy came from another Delta table than gold's (recreated)
 
     @property
     def ok(self) -> bool:
-        return self.gold_rows == self.warehouse_rows and not self.differing
+        return self.gold_rows == self.warehouse_rows and not self.differing and not self.stale_source
 
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.table, "ok": self.ok, "gold_rows": self.gold_rows,
-                "warehouse_rows": self.warehouse_rows, "partitions": self.partitions, "differing": self.differing}
+                "warehouse_rows": self.warehouse_rows, "partitions": self.partitions, "differing": self.differing,
+                "stale_source": self.stale_source}
 
 
 def _q(name: str) -> str:
@@ -64,13 +66,17 @@ def checksums(engine: Engine, table: pa.Table, *, columns: list[str], partition:
 
 def verify(warehouse: Warehouse, *, catalog: Catalog, engine: Engine, tables: dict[str, list[str]]
            ) -> list[TableCheck]:
-    """Every loaded gold table (``tables``: gold name -> unique key) against its warehouse copy."""
-    loaded = warehouse.loaded_versions()
+    """Every loaded gold table (``tables``: gold name -> unique key) against its warehouse copy: gold at the
+    version the ledger holds, or at its latest when the ledger's copy came from another Delta table (a lakehouse
+    deleted and created again; a ledger row without an id, from an older lakeforge, is taken at its word)."""
+    ledger = warehouse.ledger()
     checks = []
     for name, keys in tables.items():
-        if name not in loaded:
+        if name not in ledger:
             continue
-        gold = catalog.dataset(name, version=loaded[name]).to_table()
+        version, source_id = catalog.identity(name)
+        stale = ledger[name].source_id is not None and ledger[name].source_id != source_id
+        gold = catalog.dataset(name, version=version if stale else ledger[name].version).to_table()
         # the table's name as the warehouse's loads wrote it (Snowflake folds unquoted names to upper case)
         copy = warehouse.query(f"SELECT * FROM {ident(name.split('.', 1)[1], warehouse.capabilities.dialect)}")
         columns = [c for c in gold.column_names if c in copy.column_names]
@@ -83,5 +89,5 @@ def verify(warehouse: Warehouse, *, catalog: Catalog, engine: Engine, tables: di
             differing.insert(0, {"partition": "(columns)", "gold_rows": gold.num_columns,
                                  "warehouse_rows": copy.num_columns})
         checks.append(TableCheck(table=name, gold_rows=gold.num_rows, warehouse_rows=copy.num_rows,
-                                 partitions=len(set(ours) | set(theirs)), differing=differing))
+                                 partitions=len(set(ours) | set(theirs)), differing=differing, stale_source=stale))
     return checks

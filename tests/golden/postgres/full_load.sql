@@ -1,7 +1,7 @@
 SET TIME ZONE 'UTC';
 CREATE SCHEMA IF NOT EXISTS gold;
 SET search_path TO gold;
-CREATE TABLE IF NOT EXISTS _lakeforge_loads (table_name TEXT PRIMARY KEY, source_table TEXT, source_version BIGINT, row_count BIGINT, load_mode TEXT, run_id TEXT, loaded_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS _lakeforge_loads (table_name TEXT PRIMARY KEY, source_table TEXT, source_version BIGINT, row_count BIGINT, load_mode TEXT, run_id TEXT, loaded_at TIMESTAMPTZ, source_id TEXT);
 SELECT column_name FROM information_schema.columns WHERE table_schema = 'gold' AND table_name = 'readings' ORDER BY ordinal_position;
 BEGIN;
 DROP TABLE IF EXISTS readings CASCADE;
@@ -11,5 +11,5 @@ CREATE TEMP TABLE _lf_stage_readings (id BIGINT, site TEXT, value DOUBLE PRECISI
 COPY _lf_stage_readings (id, site, value, ts, _lf_batch, _lf_seq) FROM STDIN (FORMAT csv);
 DELETE FROM readings;
 INSERT INTO readings (id, site, value, ts) SELECT id, site, value, ts FROM (SELECT id, site, value, ts, ROW_NUMBER() OVER (PARTITION BY id ORDER BY _lf_seq DESC) AS _lf_rank FROM _lf_stage_readings WHERE _lf_batch = 'readings:v0-v0') AS _lf_batch_rows WHERE _lf_rank = 1;
-MERGE INTO _lakeforge_loads AS t USING (SELECT 'readings' AS table_name, 'gold.readings' AS source_table, 0 AS source_version, 3 AS row_count, 'full' AS load_mode, '<run_id>' AS run_id, CURRENT_TIMESTAMP AS loaded_at) AS s ON t.table_name = s.table_name WHEN MATCHED THEN UPDATE SET source_table = s.source_table, source_version = s.source_version, row_count = s.row_count, load_mode = s.load_mode, run_id = s.run_id, loaded_at = s.loaded_at WHEN NOT MATCHED THEN INSERT (table_name, source_table, source_version, row_count, load_mode, run_id, loaded_at) VALUES (s.table_name, s.source_table, s.source_version, s.row_count, s.load_mode, s.run_id, s.loaded_at);
+MERGE INTO _lakeforge_loads AS t USING (SELECT 'readings' AS table_name, 'gold.readings' AS source_table, 0 AS source_version, 3 AS row_count, 'full' AS load_mode, '<run_id>' AS run_id, CURRENT_TIMESTAMP AS loaded_at, '<table_id>' AS source_id) AS s ON t.table_name = s.table_name WHEN MATCHED THEN UPDATE SET source_table = s.source_table, source_version = s.source_version, row_count = s.row_count, load_mode = s.load_mode, run_id = s.run_id, loaded_at = s.loaded_at, source_id = s.source_id WHEN NOT MATCHED THEN INSERT (table_name, source_table, source_version, row_count, load_mode, run_id, loaded_at, source_id) VALUES (s.table_name, s.source_table, s.source_version, s.row_count, s.load_mode, s.run_id, s.loaded_at, s.source_id);
 COMMIT;

@@ -1,10 +1,10 @@
 SELECT column_name FROM information_schema.columns WHERE table_schema = 'gold' AND table_name = 'readings' ORDER BY ordinal_position;
 SELECT column_name FROM information_schema.columns WHERE table_schema = 'gold' AND table_name = '_lakeforge_loads' ORDER BY ordinal_position;
-SELECT source_table, source_version FROM _lakeforge_loads;
+SELECT source_table, source_version, source_id FROM _lakeforge_loads;
 SELECT c.relkind, obj_description(c.oid, 'pg_class') FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = 'gold' AND c.relname = 'readings_cluster';
 BEGIN;
 CREATE TEMP TABLE _lf_stage_readings (id BIGINT, site TEXT, value DOUBLE PRECISION, ts TIMESTAMPTZ, _lf_batch TEXT, _lf_seq BIGINT) ON COMMIT DROP;
 COPY _lf_stage_readings (id, site, value, ts, _lf_batch, _lf_seq) FROM STDIN (FORMAT csv);
 INSERT INTO readings (id, site, value, ts) SELECT id, site, value, ts FROM (SELECT id, site, value, ts, ROW_NUMBER() OVER (PARTITION BY id ORDER BY _lf_seq DESC) AS _lf_rank FROM _lf_stage_readings WHERE _lf_batch = 'readings:v1-v1') AS _lf_batch_rows WHERE _lf_rank = 1 ON CONFLICT (id) DO UPDATE SET site = EXCLUDED.site, value = EXCLUDED.value, ts = EXCLUDED.ts;
-INSERT INTO _lakeforge_loads (table_name, source_table, source_version, row_count, load_mode, run_id, loaded_at) VALUES ('readings', 'gold.readings', 1, 2, 'incremental', '<run_id>', CURRENT_TIMESTAMP) ON CONFLICT (table_name) DO UPDATE SET source_table = EXCLUDED.source_table, source_version = EXCLUDED.source_version, row_count = EXCLUDED.row_count, load_mode = EXCLUDED.load_mode, run_id = EXCLUDED.run_id, loaded_at = EXCLUDED.loaded_at;
+INSERT INTO _lakeforge_loads (table_name, source_table, source_version, row_count, load_mode, run_id, loaded_at, source_id) VALUES ('readings', 'gold.readings', 1, 2, 'incremental', '<run_id>', CURRENT_TIMESTAMP, '<table_id>') ON CONFLICT (table_name) DO UPDATE SET source_table = EXCLUDED.source_table, source_version = EXCLUDED.source_version, row_count = EXCLUDED.row_count, load_mode = EXCLUDED.load_mode, run_id = EXCLUDED.run_id, loaded_at = EXCLUDED.loaded_at, source_id = EXCLUDED.source_id;
 COMMIT;

@@ -1,6 +1,6 @@
 SELECT column_name FROM information_schema.columns WHERE table_schema = 'GOLD' AND table_name = 'READINGS' ORDER BY ordinal_position;
 SELECT column_name FROM information_schema.columns WHERE table_schema = 'GOLD' AND table_name = '_LAKEFORGE_LOADS' ORDER BY ordinal_position;
-SELECT source_table, source_version FROM _lakeforge_loads;
+SELECT source_table, source_version, source_id FROM _lakeforge_loads;
 SELECT column_name FROM information_schema.columns WHERE table_schema = 'GOLD' AND table_name = '_LF_STAGE_READINGS' ORDER BY ordinal_position;
 DELETE FROM _lf_stage_readings WHERE _lf_batch <> 'readings:v1-v1';
 PUT 'file://<tmp>/readings-v1-v1-incremental-<digest>.parquet' @_lakeforge_stage/readings/ AUTO_COMPRESS = FALSE OVERWRITE = FALSE;
@@ -9,5 +9,5 @@ SELECT count(*) FROM _lf_stage_readings WHERE _lf_batch = 'readings:v1-v1';
 BEGIN;
 MERGE INTO readings AS t USING (SELECT id, site, value, ts FROM (SELECT id, site, value, ts, ROW_NUMBER() OVER (PARTITION BY id ORDER BY _lf_seq DESC) AS _lf_rank FROM _lf_stage_readings WHERE _lf_batch = 'readings:v1-v1') AS _lf_batch_rows WHERE _lf_rank = 1) AS s ON t.id = s.id WHEN MATCHED THEN UPDATE SET site = s.site, value = s.value, ts = s.ts WHEN NOT MATCHED THEN INSERT (id, site, value, ts) VALUES (s.id, s.site, s.value, s.ts);
 DELETE FROM _lf_stage_readings WHERE _lf_batch = 'readings:v1-v1';
-MERGE INTO _lakeforge_loads AS t USING (SELECT 'readings' AS table_name, 'gold.readings' AS source_table, 1 AS source_version, 2 AS row_count, 'incremental' AS load_mode, '<run_id>' AS run_id, CURRENT_TIMESTAMP AS loaded_at) AS s ON t.table_name = s.table_name WHEN MATCHED THEN UPDATE SET source_table = s.source_table, source_version = s.source_version, row_count = s.row_count, load_mode = s.load_mode, run_id = s.run_id, loaded_at = s.loaded_at WHEN NOT MATCHED THEN INSERT (table_name, source_table, source_version, row_count, load_mode, run_id, loaded_at) VALUES (s.table_name, s.source_table, s.source_version, s.row_count, s.load_mode, s.run_id, s.loaded_at);
+MERGE INTO _lakeforge_loads AS t USING (SELECT 'readings' AS table_name, 'gold.readings' AS source_table, 1 AS source_version, 2 AS row_count, 'incremental' AS load_mode, '<run_id>' AS run_id, CURRENT_TIMESTAMP AS loaded_at, '<table_id>' AS source_id) AS s ON t.table_name = s.table_name WHEN MATCHED THEN UPDATE SET source_table = s.source_table, source_version = s.source_version, row_count = s.row_count, load_mode = s.load_mode, run_id = s.run_id, loaded_at = s.loaded_at, source_id = s.source_id WHEN NOT MATCHED THEN INSERT (table_name, source_table, source_version, row_count, load_mode, run_id, loaded_at, source_id) VALUES (s.table_name, s.source_table, s.source_version, s.row_count, s.load_mode, s.run_id, s.loaded_at, s.source_id);
 COMMIT;

@@ -14,10 +14,11 @@ import pyarrow as pa
 from lakeforge.config.models import DuckDBWarehouseConfig
 from lakeforge.errors import WarehouseError
 from lakeforge.lakehouse import Catalog
-from lakeforge.warehouses.base import LEDGER, LoadResult, WarehouseCapabilities
+from lakeforge.warehouses.base import LEDGER, Loaded, LoadResult, WarehouseCapabilities, resume_from
 
 LEDGER_DDL = (f"CREATE TABLE IF NOT EXISTS {LEDGER} (table_name VARCHAR PRIMARY KEY, source_table VARCHAR, "
-              "source_version BIGINT, row_count BIGINT, load_mode VARCHAR, run_id VARCHAR, loaded_at TIMESTAMPTZ)")
+              "source_version BIGINT, row_count BIGINT, load_mode VARCHAR, run_id VARCHAR, loaded_at TIMESTAMPTZ, "
+              "source_id VARCHAR)")
 
 
 def _ident(name: str) -> str:
@@ -59,23 +60,34 @@ class DuckDBWarehouse:
             for old, new in (("rows", "row_count"), ("mode", "load_mode")):  # the names of every target now
                 if old in columns:
                     self.con.execute(f"ALTER TABLE {LEDGER} RENAME COLUMN {old} TO {new}")
+            if "source_id" not in columns:  # a ledger of an older lakeforge: its rows have no id, so load in full
+                self.con.execute(f"ALTER TABLE {LEDGER} ADD COLUMN source_id VARCHAR")
+        try:  # read only, an older ledger has no ids: read as NULL
+            columns = {r[0] for r in self.con.execute(f"DESCRIBE {LEDGER}").fetchall()}
+        except duckdb.CatalogException:
+            columns = set()
+        self._source_id = "source_id" if "source_id" in columns else "NULL"
 
     def close(self) -> None:
         self.con.close()
 
-    def loaded_versions(self) -> dict[str, int]:
+    def ledger(self) -> dict[str, Loaded]:
         try:
-            rows = self.con.execute(f"SELECT source_table, source_version FROM {LEDGER}").fetchall()
+            rows = self.con.execute(f"SELECT source_table, source_version, {self._source_id} FROM {LEDGER}"
+                                    ).fetchall()
         except duckdb.CatalogException:
             return {}
-        return {str(name): int(version) for name, version in rows}
+        return {str(name): Loaded(int(version), None if sid is None else str(sid)) for name, version, sid in rows}
+
+    def loaded_versions(self) -> dict[str, int]:
+        return {name: loaded.version for name, loaded in self.ledger().items()}
 
     def load(self, gold_table: str, *, catalog: Catalog, keys: list[str], run_id: str,
              cluster_by: Sequence[str] = ()) -> LoadResult:
         started = time.perf_counter()
         target = gold_table.split(".", 1)[1]
-        version = catalog.version(gold_table)
-        loaded = self.loaded_versions().get(gold_table, -1)
+        version, source_id = catalog.identity(gold_table)
+        loaded = resume_from(self.ledger().get(gold_table), source_id)
         if version <= loaded:
             return LoadResult(target, "skipped", loaded, version, 0, time.perf_counter() - started)
         exists = self._has_table(target)
@@ -100,8 +112,9 @@ class DuckDBWarehouse:
                 self.con.execute(f"CREATE OR REPLACE TABLE {_ident(target)} AS SELECT * FROM __lf_load")
             rows = int(self.con.execute("SELECT count(*) FROM __lf_load").fetchall()[0][0])
             self.con.execute(
-                f"INSERT OR REPLACE INTO {LEDGER} VALUES (?, ?, ?, ?, ?, ?, now())",
-                [target, gold_table, version, rows, mode, run_id],
+                f"INSERT OR REPLACE INTO {LEDGER} (table_name, source_table, source_version, row_count, load_mode, "
+                "run_id, loaded_at, source_id) VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
+                [target, gold_table, version, rows, mode, run_id, source_id],
             )
             self.con.execute("COMMIT")
         except duckdb.Error as exc:
