@@ -71,7 +71,7 @@ def execute(project: Project, sql: str) -> None:
     """One statement on the project's warehouse, through its own connection (to age its ledger)."""
     warehouse: Any = project.warehouse()
     try:
-        if hasattr(warehouse, "con") and warehouse.capabilities.name == "duckdb":
+        if warehouse.capabilities.name == "duckdb":
             warehouse.con.execute(sql)
         else:
             warehouse.execute(sql)
@@ -113,6 +113,23 @@ def test_a_ledger_without_ids_gains_them_with_one_full_load(project: Project, ta
     assert all(ledger_ids(project).values())
     assert_equal_to_gold(project)
     assert loads(project) == {}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_an_older_ledger_and_tables_new_to_the_warehouse(project: Project, target: str) -> None:
+    """The first load after an upgrade may be of a table the warehouse does not have yet (a new gold model): its
+    ledger row, with the Delta id, goes into a ledger that had no such column."""
+    assert project.run().status == "succeeded"
+    gold = set(ledger_ids(project))
+    execute(project, f"ALTER TABLE {LEDGER} DROP COLUMN source_id")
+    cascade = " CASCADE" if target == "postgres" else ""  # the reports' views go with them (made again)
+    for name in gold:
+        execute(project, f"DROP TABLE {name.split('.', 1)[1]}{cascade}")
+
+    done = loads(project)
+    assert set(done) == {name.split(".", 1)[1] for name in gold} and set(done.values()) == {"full"}, done
+    assert all(ledger_ids(project).values())
+    assert_equal_to_gold(project)
 
 
 def test_verify_names_a_copy_loaded_from_another_table(tmp_path: Path) -> None:

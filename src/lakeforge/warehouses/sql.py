@@ -289,7 +289,8 @@ class SqlWarehouse(ABC):
         target = gold_table.split(".", 1)[1]
         version, source_id = catalog.identity(gold_table)
         current = self.table_columns(target)
-        loaded = resume_from(self.ledger().get(gold_table), source_id) if current is not None else -1
+        ledger = self.ledger()  # read for a new target too: it brings an older ledger's columns up to date
+        loaded = resume_from(ledger.get(gold_table), source_id) if current is not None else -1
         if version <= loaded:
             return None
         gold_columns = [c.lower() for c in catalog.table(gold_table, version=version).schema().to_arrow().names]

@@ -3,6 +3,8 @@ CREATE SCHEMA IF NOT EXISTS gold;
 SET search_path TO gold;
 CREATE TABLE IF NOT EXISTS _lakeforge_loads (table_name TEXT PRIMARY KEY, source_table TEXT, source_version BIGINT, row_count BIGINT, load_mode TEXT, run_id TEXT, loaded_at TIMESTAMPTZ, source_id TEXT);
 SELECT column_name FROM information_schema.columns WHERE table_schema = 'gold' AND table_name = 'readings' ORDER BY ordinal_position;
+SELECT column_name FROM information_schema.columns WHERE table_schema = 'gold' AND table_name = '_lakeforge_loads' ORDER BY ordinal_position;
+SELECT source_table, source_version, source_id FROM _lakeforge_loads;
 BEGIN;
 DROP TABLE IF EXISTS readings CASCADE;
 CREATE TABLE IF NOT EXISTS readings (id BIGINT, site TEXT, value DOUBLE PRECISION, ts TIMESTAMPTZ, PRIMARY KEY (id));

@@ -5,6 +5,8 @@ ALTER SESSION SET QUERY_TAG = '{"app":"lakeforge","project":"test"}';
 CREATE TABLE IF NOT EXISTS _lakeforge_loads (table_name VARCHAR PRIMARY KEY, source_table VARCHAR, source_version BIGINT, row_count BIGINT, load_mode VARCHAR, run_id VARCHAR, loaded_at TIMESTAMPTZ, source_id VARCHAR);
 CREATE STAGE IF NOT EXISTS _lakeforge_stage FILE_FORMAT = (TYPE = PARQUET);
 SELECT column_name FROM information_schema.columns WHERE table_schema = 'GOLD' AND table_name = 'READINGS' ORDER BY ordinal_position;
+SELECT column_name FROM information_schema.columns WHERE table_schema = 'GOLD' AND table_name = '_LAKEFORGE_LOADS' ORDER BY ordinal_position;
+SELECT source_table, source_version, source_id FROM _lakeforge_loads;
 DELETE FROM _lakeforge_loads WHERE table_name = 'readings';
 DROP TABLE IF EXISTS readings;
 CREATE TABLE IF NOT EXISTS readings (id BIGINT, site VARCHAR, value DOUBLE, ts TIMESTAMPTZ, PRIMARY KEY (id)) CLUSTER BY (site);
