@@ -463,10 +463,11 @@ def warehouse_verify(project: ProjectOpt = Path("."), as_json: JsonOpt = False) 
                               for d in check["differing"])
             if not where and check["gold_rows"] != check["warehouse_rows"]:
                 where = "row counts"
-            source = ("loaded from another Delta table (the lakehouse was created again since): `lakeforge run` "
-                      "reloads it in full") if check["stale_source"] else ""
-            out.print(f"[red]{check['table']}: differs[/red] " + "; ".join(x for x in (where and f"in {where}", source)
-                                                                         if x))
+            why = [f"in {where}"] if where else []
+            if check["stale_source"]:
+                why.append("loaded from another Delta table (the lakehouse was created again since): "
+                           "`lakeforge run` reloads it in full")
+            out.print(f"[red]{check['table']}: differs[/red] {'; '.join(why)}")
     if any(not c["ok"] for c in checks):
         raise typer.Exit(1)
 

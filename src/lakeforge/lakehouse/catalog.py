@@ -93,7 +93,7 @@ class Catalog:
         return found
 
     def version(self, name: str) -> int:
-        return self.table(name).version() if self.exists(name) else -1
+        return self.identity(name)[0]
 
     def identity(self, name: str) -> tuple[int, str | None]:
         """The table's version and its Delta id (``metaData.id``: set when the table is created, kept by every

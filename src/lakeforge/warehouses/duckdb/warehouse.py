@@ -56,17 +56,18 @@ class DuckDBWarehouse:
             # run after a full load (measured 2026-11-27; the file is also half the size without them).
             self.con.execute("SET preserve_insertion_order = false")
             self.con.execute(LEDGER_DDL)
+        try:
             columns = {r[0] for r in self.con.execute(f"DESCRIBE {LEDGER}").fetchall()}
+        except duckdb.CatalogException:  # read only, a file never loaded
+            columns = set()
+        if not read_only:  # a ledger of an older lakeforge
             for old, new in (("rows", "row_count"), ("mode", "load_mode")):  # the names of every target now
                 if old in columns:
                     self.con.execute(f"ALTER TABLE {LEDGER} RENAME COLUMN {old} TO {new}")
-            if "source_id" not in columns:  # a ledger of an older lakeforge: its rows have no id, so load in full
+            if "source_id" not in columns:  # its rows keep no id: each table is loaded in full once
                 self.con.execute(f"ALTER TABLE {LEDGER} ADD COLUMN source_id VARCHAR")
-        try:  # read only, an older ledger has no ids: read as NULL
-            columns = {r[0] for r in self.con.execute(f"DESCRIBE {LEDGER}").fetchall()}
-        except duckdb.CatalogException:
-            columns = set()
-        self._source_id = "source_id" if "source_id" in columns else "NULL"
+                columns.add("source_id")
+        self._source_id = "source_id" if "source_id" in columns else "NULL"  # read only, an older ledger: unknown
 
     def close(self) -> None:
         self.con.close()
