@@ -163,8 +163,21 @@ class Project:
         """The pipeline's tasks and what each waits for: what deploy targets turn into jobs and DAGs."""
         return tasks(self)
 
+    def modified(self) -> set[str]:
+        """Stored models whose fingerprint (SQL, output-changing header settings) differs from the one their table
+        was last committed with: what ``--select state:modified`` selects."""
+        from lakeforge.models.execute import edits
+
+        return {m.name for m in self.graph().ordered()
+                if m.config.kind != "view" and self.catalog.exists(m.name) and edits(m, self.catalog)}
+
+    def select(self, patterns: list[str] | None, *, graph: ModelGraph | None = None) -> list[Model]:
+        """The models ``--select`` names, in run order (see :meth:`ModelGraph.select`)."""
+        return (graph or self.graph()).select(patterns, modified=self.modified)
+
     def plan(self, *, full_refresh: bool = False, select: list[str] | None = None) -> dict[str, Any]:
-        """What a run would do, and why, without doing it (``lakeforge plan`` / ``run --dry-run``)."""
+        """What a run would do, and why, without doing it (``lakeforge plan`` / ``run --dry-run``): per model its
+        strategy, the reason, what it would recompute, and the edits that make it rebuild."""
         from lakeforge.models.execute import decide
 
         graph = self.graph()
@@ -177,17 +190,39 @@ class Project:
             if files:
                 changing.add(f"bronze.{name}")
         models = []
-        for model in graph.select(select):
-            decision = decide(model, catalog=self.catalog, full_refresh=full_refresh)
+        rebuilt: set[str] = set()
+        for model in self.select(select, graph=graph):
+            decision = decide(model, catalog=self.catalog, full_refresh=full_refresh, rebuilt=rebuilt)
+            if decision.rebuild:
+                rebuilt.add(model.name)
             run, reason, strategy = decision.run, decision.reason, decision.strategy
+            recompute = decision.recompute
             feeding = [u for u in model.upstream() if u in changing]
             if feeding and (not run or reason.startswith("waiting")):
                 run, reason = True, f"upstream changes in this run: {', '.join(feeding)}"
-                strategy = "incremental" if decision.exists and model.config.kind == "incremental" else "full"
+                shape = decision.shape
+                if shape is None and model.config.kind != "view":
+                    from lakeforge.models.strategy import analyze
+
+                    shape = analyze(model)
+                strategy, recompute = "full", "the whole table"
+                incremental = shape is not None and shape.strategy != "full" and decision.exists and all(
+                    u == shape.driver for u in feeding)
+                if incremental and shape is not None:
+                    strategy, recompute = shape.strategy, shape.recompute()
+                elif shape is not None and decision.exists:
+                    reason += f"; {shape.reason}" if shape.strategy == "full" else (
+                        f"; {', '.join(u for u in feeding if u != shape.driver)} (not the driver) changes: "
+                        "recomputed whole")
             if run:
                 changing.add(model.name)
+            shape = decision.shape
             models.append({"name": model.name, "kind": model.config.kind, "upstream": model.upstream(),
-                           "run": run, "strategy": strategy if run else "", "reason": reason})
+                           "run": run, "strategy": strategy if run else "", "reason": reason,
+                           "recompute": recompute if run else "",
+                           "changed": decision.edits,
+                           "incremental": ({"strategy": shape.strategy, "why": shape.reason}
+                                           if shape is not None else None)})
         return {"sources": sources, "models": models}
 
     def watch(self, *, interval: float = 1.0, max_runs: int | None = None, idle_timeout: float | None = None,

@@ -63,8 +63,9 @@ class Catalog:
 
     def __init__(self, location: Location) -> None:
         self.location = location
-        self._metadata: dict[str, tuple[int, dict[str, int]]] = {}  # table -> (version, recorded transactions)
-        self._changes: dict[tuple[Any, ...], tuple[pa.Table, bool]] = {}  # this run's change feeds read
+        # table -> (version, recorded transactions, fingerprint)
+        self._metadata: dict[str, tuple[int, dict[str, int], dict[str, str] | None]] = {}
+        self._changes: dict[tuple[Any, ...], pa.Table] = {}  # this run's change feeds read
 
     def forget(self) -> None:
         """Drop what was read in the last run (a run starts with it: a table may have been recreated since)."""
@@ -115,50 +116,49 @@ class Catalog:
             return -1
         table = self.table(name)
         found = table.transaction_version(app_id)
-        recorded = self._recorded(name, table).get(app_id, -1)
+        recorded = self._recorded(name, table)[0].get(app_id, -1)
         return max(-1 if found is None else int(found), recorded)
 
-    def _recorded(self, name: str, table: DeltaTable) -> dict[str, int]:
-        """The transactions named in the newest lakeforge commit's metadata (maintenance commits skipped)."""
+    def fingerprint(self, name: str) -> dict[str, str] | None:
+        """The model fingerprint recorded by the newest commit that carries one (None: never recorded, e.g. a
+        table written by an older lakeforge)."""
+        if not self.exists(name):
+            return None
+        return self._recorded(name, self.table(name))[1]
+
+    def _recorded(self, name: str, table: DeltaTable) -> tuple[dict[str, int], dict[str, str] | None]:
+        """The transactions named in the newest lakeforge commit's metadata (maintenance commits skipped), and the
+        newest fingerprint (a backfill's commits carry none)."""
         version = table.version()
         cached = self._metadata.get(name)
         if cached is None or cached[0] != version:  # read once per table version
-            found: dict[str, int] = {}
+            found: dict[str, int] | None = None
+            fingerprint: dict[str, str] | None = None
             for commit in table.history(limit=METADATA_LOOKBACK):
-                recorded = _lakeforge_metadata(commit.get("userMetadata"))
-                if recorded is not None:
+                value = commit.get("userMetadata")
+                recorded = _lakeforge_metadata(value)
+                if recorded is not None and found is None:
                     found = recorded
+                if fingerprint is None:
+                    fingerprint = _fingerprint(value)
+                if found is not None and fingerprint is not None:
                     break
-            cached = self._metadata[name] = (version, found)
-        return cached[1]
+            cached = self._metadata[name] = (version, found or {}, fingerprint)
+        return cached[1], cached[2]
 
     def dataset(self, name: str, *, version: int | None = None) -> pads.Dataset:
         return arrow_dataset(self.table(name, version=version))
 
-    def changes(self, name: str, *, since: int, until: int, keys: list[str] | None = None,
-                updates_as_deletes: bool = False) -> tuple[pa.Table, bool]:
+    def changes(self, name: str, *, since: int, until: int, keys: list[str] | None = None) -> tuple[pa.Table, bool]:
         """Rows inserted or updated in versions ``since+1 .. until`` (change data feed), without the CDF
-        columns, and whether any rows were deleted or rewritten in that range (then consumers recompute).
-        With ``keys``, a row changed in several versions comes once, as it is in the latest. With
-        ``updates_as_deletes``, an updated row counts as deleted too (its old image left where it was)."""
-        if until <= since:
-            schema = pa.schema(self.table(name, version=until).schema().to_arrow())
-            return schema.empty_table(), False
-        key = (name, since, until, tuple(keys or ()), updates_as_deletes)
-        if key not in self._changes:  # versions do not change: two consumers of one range read it once
-            self._changes = {k: v for k, v in self._changes.items() if k[0] != name}
-            self._changes[key] = self._read_changes(name, since=since, until=until, keys=keys,
-                                                    updates_as_deletes=updates_as_deletes)
-        return self._changes[key]
-
-    def _read_changes(self, name: str, *, since: int, until: int, keys: list[str] | None,
-                      updates_as_deletes: bool) -> tuple[pa.Table, bool]:
-        table = _without_views(pa.table(self.table(name).load_cdf(starting_version=since + 1, ending_version=until)))
+        columns, and whether any rows were deleted in that range (then consumers recompute). With ``keys``, a row
+        changed in several versions comes once, as it is in the latest."""
+        table = self._feed(name, since=since, until=until)
+        if table is None:
+            return pa.schema(self.table(name, version=until).schema().to_arrow()).empty_table(), False
         kinds = table["_change_type"].cast(pa.string())
-        keep = pc.is_in(kinds, pa.array(["insert", "update_postimage"]))
-        gone = pa.array(["delete", "update_preimage"] if updates_as_deletes else ["delete"])
-        has_deletes = bool(pc.any(pc.is_in(kinds, gone)).as_py())
-        table = table.filter(keep)
+        deleted = bool(pc.any(pc.equal(kinds, "delete")).as_py())
+        table = table.filter(pc.is_in(kinds, pa.array(["insert", "update_postimage"])))
         versions = table["_commit_version"]
         if keys and table.num_rows and pc.min(versions).as_py() != pc.max(versions).as_py():
             # (within one commit a key comes once, unless the table itself holds it twice: then so does this)
@@ -167,7 +167,29 @@ class Catalog:
             latest = table.group_by(keys, use_threads=False).aggregate([("__lf_row", "max")])
             rows = latest["__lf_row_max"]
             table = table.take(rows.take(pc.sort_indices(rows))).drop_columns(["__lf_row"])
-        return table.drop_columns(list(CHANGE_COLUMNS)), has_deletes
+        return table.drop_columns(list(CHANGE_COLUMNS)), deleted
+
+    def change_images(self, name: str, *, since: int, until: int) -> tuple[pa.Table, bool]:
+        """Every image of every row changed in versions ``since+1 .. until``: inserted, deleted, and both images
+        of an updated row (where it was and where it is), without the CDF columns; and whether any row was
+        updated or deleted. The groups or partitions these rows name are the ones a change touched."""
+        table = self._feed(name, since=since, until=until)
+        if table is None:
+            return pa.schema(self.table(name, version=until).schema().to_arrow()).empty_table(), False
+        rewritten = bool(pc.any(pc.not_equal(table["_change_type"].cast(pa.string()), "insert")).as_py())
+        return table.drop_columns(list(CHANGE_COLUMNS)), rewritten
+
+    def _feed(self, name: str, *, since: int, until: int) -> pa.Table | None:
+        """The change data feed of versions ``since+1 .. until`` (None when empty), read once per run: versions do
+        not change, so two consumers of one range share it."""
+        if until <= since:
+            return None
+        key = (name, since, until)
+        if key not in self._changes:
+            self._changes = {k: v for k, v in self._changes.items() if k[0] != name}
+            self._changes[key] = _without_views(pa.table(self.table(name).load_cdf(
+                starting_version=since + 1, ending_version=until)))
+        return self._changes[key]
 
     def info(self, name: str) -> TableInfo:
         dt = self.table(name)
@@ -186,9 +208,11 @@ class Catalog:
         transactions: Mapping[str, int] | None = None,
         metadata: Mapping[str, str] | None = None,
         partition_by: list[str] | None = None,
+        fingerprint: Mapping[str, str] | None = None,
     ) -> int | None:
         """One atomic Delta commit; new columns are merged into the schema. Returns the rows written when the
-        writer counts them (Spark), else None (an Arrow stream is counted by whoever made it)."""
+        writer counts them (Spark), else None (an Arrow stream is counted by whoever made it). ``fingerprint``:
+        the model's (recorded in the commit's metadata)."""
         write_deltalake(
             self.uri(name),
             data,
@@ -197,14 +221,16 @@ class Catalog:
             partition_by=partition_by,
             configuration=TABLE_CONFIG,
             storage_options=self.location.storage_options,
-            commit_properties=_commit(transactions, metadata),
+            commit_properties=_commit(transactions, metadata, fingerprint),
         )
         return None
 
-    def record(self, name: str, *, transactions: Mapping[str, int]) -> None:
+    def record(self, name: str, *, transactions: Mapping[str, int], fingerprint: Mapping[str, str] | None = None
+               ) -> None:
         """A commit without rows that records progress (an upstream version consumed with nothing to change)."""
         schema = pa.schema(self.table(name).schema().to_arrow())
-        self.write(name, _without_views(schema.empty_table()), mode="append", transactions=transactions)
+        self.write(name, _without_views(schema.empty_table()), mode="append", transactions=transactions,
+                   fingerprint=fingerprint)
 
     def optimize(self, name: str, *, zorder: list[str] | None = None) -> dict[str, Any]:
         """Compact small files (and Z-order by ``zorder``); rows do not change (dataChange=false)."""
@@ -237,28 +263,62 @@ class Catalog:
         keys: list[str],
         update: bool,
         transactions: Mapping[str, int] | None = None,
+        delete: pa.Table | None = None,
+        fingerprint: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Upsert ``data`` on ``keys`` (insert only when ``update`` is false). Returns delta-rs metrics.
+        """Upsert ``data`` on ``keys`` (insert only when ``update`` is false), and delete the rows whose keys
+        ``delete`` lists, in one commit. Returns delta-rs metrics.
 
         Work follows ``data``, not the table: when the file statistics show that no file of the table holds a key
         in the range of ``data``'s (new readings after the old ones), the merge is an append; otherwise a key
         column without nulls in ``data`` is compared with ``=`` (the same as ``<=>`` there), which lets delta-rs
         prune the files outside ``data``'s min..max of it before it joins (``<=>`` disables that pruning)."""
         table = self.table(name)
-        if data.num_rows and _same_types(table, data) and not _may_match(table, data, keys):
-            self.write(name, data, mode="append", transactions=transactions)
+        gone = delete is not None and delete.num_rows > 0
+        if not gone and data.num_rows and _same_types(table, data) and not _may_match(table, data, keys):
+            self.write(name, data, mode="append", transactions=transactions, fingerprint=fingerprint)
             return {"num_source_rows": data.num_rows, "num_target_rows_inserted": data.num_rows,
                     "num_target_rows_updated": 0, "num_target_files_scanned": 0, "appended": True}
+        source = data
+        if gone:
+            assert delete is not None
+            source = _with_deletes(data, delete, keys=keys)
         predicate = " AND ".join(
-            f"t.`{k}` {'=' if k in data.column_names and not data[k].null_count else '<=>'} s.`{k}`" for k in keys)
+            f"t.`{k}` {'=' if k in source.column_names and not source[k].null_count else '<=>'} s.`{k}`"
+            for k in keys)
         merger = table.merge(
-            data, predicate, source_alias="s", target_alias="t", merge_schema=True,
-            commit_properties=_commit(transactions, None),
+            source, predicate, source_alias="s", target_alias="t", merge_schema=True,
+            commit_properties=_commit(transactions, None, fingerprint),
         )
-        if update:
-            merger = merger.when_matched_update_all()
-        metrics: dict[str, Any] = merger.when_not_matched_insert_all().execute()
+        if gone:
+            merger = merger.when_matched_delete(predicate=f"s.`{DELETE_FLAG}`")
+            live = f"NOT s.`{DELETE_FLAG}`"
+            if update:
+                merger = merger.when_matched_update_all(predicate=live, except_cols=[DELETE_FLAG])
+            merger = merger.when_not_matched_insert_all(predicate=live, except_cols=[DELETE_FLAG])
+        else:
+            if update:
+                merger = merger.when_matched_update_all()
+            merger = merger.when_not_matched_insert_all()
+        metrics: dict[str, Any] = merger.execute()
         return metrics
+
+
+DELETE_FLAG = "__lf_delete"
+
+
+def _with_deletes(data: pa.Table, delete: pa.Table, *, keys: list[str]) -> pa.Table:
+    """``data`` and a row per key of ``delete`` (nulls elsewhere) with a flag column that says which to delete."""
+    flagged = data.append_column(DELETE_FLAG, pa.repeat(pa.scalar(False), data.num_rows))
+    columns = {}
+    for f in data.schema:
+        if f.name in keys:
+            columns[f.name] = delete[f.name].cast(f.type)
+        else:
+            columns[f.name] = pa.nulls(delete.num_rows, f.type)
+    columns[DELETE_FLAG] = pa.repeat(pa.scalar(True), delete.num_rows)
+    tombstones = pa.table(columns, schema=flagged.schema)
+    return pa.concat_tables([flagged.combine_chunks(), tombstones])
 
 
 def _plain(type_: pa.DataType) -> pa.DataType:
@@ -364,9 +424,16 @@ def _without_views(table: pa.Table) -> pa.Table:
     return table if schema == table.schema else table.cast(schema)
 
 
-def user_metadata(transactions: Mapping[str, int] | None) -> str | None:
-    """The commit's ``userMetadata``: the transactions again, for readers and writers that handle only one."""
-    return json.dumps({"lakeforge": {k: int(v) for k, v in sorted(transactions.items())}}) if transactions else None
+def user_metadata(transactions: Mapping[str, int] | None, fingerprint: Mapping[str, str] | None = None
+                  ) -> str | None:
+    """The commit's ``userMetadata``: the transactions again, for readers and writers that handle only one, and
+    the model's fingerprint."""
+    if not transactions:
+        return None
+    value: dict[str, Any] = {"lakeforge": {k: int(v) for k, v in sorted(transactions.items())}}
+    if fingerprint:
+        value["fingerprint"] = dict(sorted(fingerprint.items()))
+    return json.dumps(value)
 
 
 def _lakeforge_metadata(value: object) -> dict[str, int] | None:
@@ -379,9 +446,20 @@ def _lakeforge_metadata(value: object) -> dict[str, int] | None:
     return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else None
 
 
-def _commit(transactions: Mapping[str, int] | None, metadata: Mapping[str, str] | None) -> CommitProperties:
+def _fingerprint(value: object) -> dict[str, str] | None:
+    if not isinstance(value, str) or '"fingerprint"' not in value:
+        return None
+    try:
+        found = json.loads(value).get("fingerprint")
+    except (ValueError, AttributeError):
+        return None
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
+
+
+def _commit(transactions: Mapping[str, int] | None, metadata: Mapping[str, str] | None,
+            fingerprint: Mapping[str, str] | None = None) -> CommitProperties:
     custom = dict(metadata or {})
-    recorded = user_metadata(transactions)
+    recorded = user_metadata(transactions, fingerprint)
     if recorded:
         custom["userMetadata"] = recorded
     return CommitProperties(

@@ -1,13 +1,20 @@
 """Running one model: choose the strategy, read only what changed, check in the same pass, commit atomically.
 
 Each model commit carries, per upstream table, the Delta transaction ``(lakeforge:<upstream>, version)`` of the
-upstream version it consumed, so progress moves atomically with the data. Strategies:
+upstream version it consumed, so progress moves atomically with the data, and the model's fingerprint (its
+normalised SQL and output-changing header settings), so an edited model is rebuilt. The strategy comes from the
+SQL (:mod:`lakeforge.models.strategy`); every one equals a recomputation:
 
-- ``full``: the table is new, refreshed, or ``materialized``: recompute over the upstream snapshots, overwrite.
-- ``append``: incremental without key: the driver's new rows, appended.
-- ``merge``: incremental with ``unique_key``: the driver's new rows, merged on the key.
-- ``groups``: incremental aggregate whose GROUP BY covers ``unique_key``: the groups the new rows touch are
-  recomputed from the driver's full snapshot and merged, so late rows correct their groups.
+- ``full``: new, refreshed, edited, or not provably incremental: recompute over the upstream snapshots, overwrite.
+- ``append``: row-wise without key: the driver's new rows' output, appended.
+- ``merge``: row-wise on a key the SELECT preserves: the new rows' output merged on the key (when driver rows were
+  updated or deleted, the keys they name are recomputed from the driver's snapshot instead).
+- ``groups``: GROUP BY determining the key: the groups the changed rows (both images of an update, deletes too)
+  touch are recomputed from every input and replace the stored ones (a group that is gone is deleted).
+- ``partitions``: window functions: the touched PARTITION BY values recomputed whole, likewise.
+- ``scd2``: the history of the keys the new rows touch.
+
+A change to a table other than the driver (a joined dimension) recomputes the whole model.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +33,8 @@ from lakeforge.engines.base import Engine, ModelOutput, Relation
 from lakeforge.errors import ModelError
 from lakeforge.lakehouse import Catalog
 from lakeforge.models import scd
-from lakeforge.models.model import Model, error_line
+from lakeforge.models.model import Model, _databricks_int, error_line
+from lakeforge.models.strategy import Shape, analyze
 from lakeforge.ops.results import StageResult
 from lakeforge.quality import RuleResult
 
@@ -40,14 +49,44 @@ class Decision:
 
     run: bool
     reason: str
-    strategy: str = ""  # "full" or "incremental" when it runs
+    strategy: str = ""  # "full", or the incremental strategy it runs with (append, merge, groups, ...)
     versions: dict[str, int] = field(default_factory=dict)
     consumed: dict[str, int] = field(default_factory=dict)
     exists: bool = False
+    shape: Shape | None = None  # what the SQL allows (None for views and models that wait)
+    edits: list[str] = field(default_factory=list)  # fingerprint parts that differ from the stored table's
+    rebuild: bool = False  # recomputed whole because it, or a model upstream of it, changed
+
+    @property
+    def incremental(self) -> bool:
+        return self.run and self.strategy not in ("", "full")
+
+    @property
+    def recompute(self) -> str:
+        """What a run recomputes: the whole table, or the groups, partitions or rows that changes touch."""
+        if not self.run:
+            return ""
+        if not self.incremental or self.shape is None:
+            return "the whole table"
+        return self.shape.recompute()
 
 
-def decide(model: Model, *, catalog: Catalog, full_refresh: bool, versions: dict[str, int] | None = None) -> Decision:
-    """Whether and how the model runs now, up to the upstream tables' latest versions (or ``versions``)."""
+def edits(model: Model, catalog: Catalog) -> list[str]:
+    """The parts of the model's fingerprint that differ from the one its table was last committed with: ``SQL
+    edited``, or the header settings changed. Nothing for a table whose commits carry no fingerprint (written by
+    an older lakeforge: its next commit records one)."""
+    recorded = catalog.fingerprint(model.name)
+    if recorded is None:
+        return []
+    current = model.fingerprint()
+    return ["SQL edited" if part == "sql" else f"{part} changed"
+            for part in current if recorded.get(part) != current[part]]
+
+
+def decide(model: Model, *, catalog: Catalog, full_refresh: bool, versions: dict[str, int] | None = None,
+           rebuilt: Collection[str] = ()) -> Decision:
+    """Whether and how the model runs now, up to the upstream tables' latest versions (or ``versions``);
+    ``rebuilt``: models this run recomputes whole because they changed (their downstream is rebuilt too)."""
     if model.config.kind == "view":
         return Decision(False, "view: not stored; its query runs inside the models that read it")
     upstream = model.upstream()
@@ -61,35 +100,60 @@ def decide(model: Model, *, catalog: Catalog, full_refresh: bool, versions: dict
     exists = catalog.exists(model.name)
     consumed = {u: catalog.consumed(model.name, app_id(u)) for u in upstream} if exists else {}
     changed = [u for u, v in versions.items() if consumed.get(u, -1) < v]
-    if exists and not full_refresh and not changed:
+    edited = edits(model, catalog) if exists else []
+    rebuilt_upstream = [u for u in upstream if u in rebuilt]
+    if exists and not full_refresh and not changed and not edited and not rebuilt_upstream:
         return Decision(False, "upstream unchanged", versions=versions, consumed=consumed, exists=True)
-    driver = model.driver()
-    # a materialized aggregate whose GROUP BY covers its unique_key refreshes incrementally too: only the
-    # groups new rows touch are recomputed ("incrementally where the query allows")
-    refreshable = model.config.kind == "incremental" or (
-        model.config.kind == "materialized" and model.group_keys() is not None)
-    incremental = (refreshable and exists and not full_refresh
-                   and driver is not None and consumed.get(driver, -1) >= 0)
+    shape = analyze(model, columns=_columns(catalog))
+    decision = Decision(True, "", "full", versions, consumed, exists, shape=shape, edits=edited)
     if not exists:
-        reason = "new table"
+        decision.reason = "new table"
     elif full_refresh:
-        reason = "full refresh asked for"
+        decision.reason = "full refresh asked for"
+    elif edited:
+        decision.reason, decision.rebuild = "changed: " + ", ".join(edited), True
+    elif rebuilt_upstream:
+        decision.reason, decision.rebuild = f"upstream {', '.join(rebuilt_upstream)} rebuilt", True
     else:
-        reason = "upstream changed: " + ", ".join(f"{u} v{consumed.get(u, -1)} -> v{versions[u]}" for u in changed)
-    return Decision(True, reason, "incremental" if incremental else "full", versions, consumed, exists)
+        decision.reason = "upstream changed: " + ", ".join(
+            f"{u} v{consumed.get(u, -1)} -> v{versions[u]}" for u in changed)
+        others = [u for u in changed if u != shape.driver]
+        if shape.strategy == "full":
+            decision.reason += f"; {shape.reason}"
+        elif shape.driver is None or consumed.get(shape.driver, -1) < 0:
+            decision.reason += "; the driver was never consumed: recomputed whole"
+        elif others:
+            decision.reason += f"; {', '.join(others)} (not the driver) changed: recomputed whole"
+        else:
+            decision.strategy = shape.strategy
+    return decision
+
+
+def _columns(catalog: Catalog) -> Callable[[str], list[str] | None]:
+    """Column names of lakehouse tables, for resolving a joined query's unqualified columns."""
+    def columns(name: str) -> list[str] | None:
+        try:
+            return [f.name for f in catalog.table(name).schema().fields] if catalog.exists(name) else None
+        except Exception:  # a table that cannot be read now only leaves its columns unknown (full, not wrong)
+            return None
+    return columns
 
 
 def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, full_refresh: bool,
-              upstream_keys: dict[str, list[str]] | None = None, versions: dict[str, int] | None = None) -> StageResult:
+              upstream_keys: dict[str, list[str]] | None = None, versions: dict[str, int] | None = None,
+              rebuilt: set[str] | None = None) -> StageResult:
     """Run one model; ``upstream_keys`` (model name -> unique_key) lets a row updated several times upstream
-    arrive once, as it is now. ``versions``: read the upstream tables as of these versions, not the latest."""
+    arrive once, as it is now. ``versions``: read the upstream tables as of these versions, not the latest.
+    ``rebuilt``: the models this run rebuilds because they changed; this model is added when it is one."""
     started = time.perf_counter()
     result = StageResult(name=model.name, kind="model")
-    decision = decide(model, catalog=catalog, full_refresh=full_refresh, versions=versions)
+    decision = decide(model, catalog=catalog, full_refresh=full_refresh, versions=versions, rebuilt=rebuilt or ())
     if not decision.run:
         result.status = "skipped"
         result.detail = decision.reason
         return result
+    if decision.rebuild and rebuilt is not None:
+        rebuilt.add(model.name)
     crashed = None if versions is not None or full_refresh else _crashed_range(model, catalog, decision)
     if crashed is not None:
         # a run died between this model's quarantine commit and its table commit, and the upstream moved on since:
@@ -100,48 +164,93 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
         rest = run_model(model, catalog=catalog, engine=engine, run_id=run_id, full_refresh=False,
                          upstream_keys=upstream_keys)
         return _joined(done, rest, seconds=time.perf_counter() - started)
-    upstream = model.upstream()
-    versions, consumed = decision.versions, decision.consumed
+    assert decision.shape is not None
+    work = _Work(model, decision, catalog=catalog, engine=engine)
     result.detail = decision.reason
-    driver = model.driver()
-    transactions = {app_id(u): v for u, v in versions.items()}
-    incremental = decision.strategy == "incremental"
-    relations: dict[str, Relation] = {u: catalog.dataset(u, version=versions[u]) for u in upstream}
-    strategy = "full"
-    if incremental:
-        assert driver is not None
-        keys = model.group_keys()
-        # groups: an updated row may have left a group that its new image does not name, and only the new
-        # images are read; recomputing just the groups they name would leave the old group stale
-        changes, has_deletes = catalog.changes(driver, since=consumed[driver], until=versions[driver],
-                                               keys=(upstream_keys or {}).get(driver),
-                                               updates_as_deletes=keys is not None)
-        if has_deletes:
-            strategy = "full"  # the upstream was rewritten (or, for groups, rows moved): recompute everything
-        elif model.config.scd == 2:
-            strategy = "scd2"
-            relations[driver] = changes
-        elif keys:
-            strategy = "groups"
-            relations[driver] = _touched(engine, driver, relations[driver], changes, keys)
-        else:
-            strategy = "merge" if model.config.unique_key else "append"
-            relations[driver] = changes
-    if strategy == "full" and model.config.scd == 2:
-        strategy = "scd2"  # history is rebuilt from every upstream row
-    result.strategy = strategy
+    if decision.incremental:
+        work.read_changes(upstream_keys=upstream_keys or {})
+    result.strategy = work.strategy
+    result.detail = work.detail
     if engine.capabilities.arrow_native:  # counting a distributed relation costs a job: its rows_in instead
-        result.rows_read = sum(engine.rows(r) for r in relations.values())
+        result.rows_read = sum(engine.rows(r) for r in work.relations.values())
+    output = _run_sql(model, work, engine=engine)
+    try:
+        _commit(model, output, catalog=catalog, strategy=work.strategy, transactions=work.transactions,
+                run_id=run_id, result=result, engine=engine, rebuild=work.strategy in ("full", "scd2-full"),
+                replace=work.replace)
+    finally:
+        output.release()
+    result.rows_out = result.rows_in - result.rows_dropped - result.rows_quarantined
+    result.rows_read = result.rows_read or result.rows_in
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+class _Work:
+    """The relations a model runs over, and how its rows are committed, once the driver's changes are read."""
+
+    def __init__(self, model: Model, decision: Decision, *, catalog: Catalog, engine: Engine) -> None:
+        assert decision.shape is not None
+        self.model, self.decision, self.shape = model, decision, decision.shape
+        self.catalog, self.engine = catalog, engine
+        self.transactions = {app_id(u): v for u, v in decision.versions.items()}
+        self.relations: dict[str, Relation] = {u: catalog.dataset(u, version=decision.versions[u])
+                                               for u in model.upstream()}
+        self.strategy = decision.strategy if decision.incremental else "full"
+        if self.strategy == "full" and self.shape.strategy == "scd2":
+            self.strategy = "scd2-full"  # history is rebuilt from every upstream row
+        self.detail = decision.reason
+        self.replace: _Replace | None = None  # the stored rows a recomputation replaces (groups, partitions)
+
+    def read_changes(self, *, upstream_keys: dict[str, list[str]]) -> None:
+        driver = self.shape.driver
+        assert driver is not None
+        since, until = self.decision.consumed[driver], self.decision.versions[driver]
+        images, rewritten = self.catalog.change_images(driver, since=since, until=until)
+        if rewritten and self.engine.rows(images) >= self.engine.rows(self.relations[driver]):
+            return self._whole(f"most of {driver} was rewritten (v{since} -> v{until})")
+        strategy = self.strategy
+        if strategy in ("append", "merge", "scd2") and not rewritten:
+            changes, _ = self.catalog.changes(driver, since=since, until=until, keys=upstream_keys.get(driver))
+            self.relations[driver] = changes
+            return None
+        if strategy == "append":
+            return self._whole(f"rows of {driver} were updated or deleted, which an append cannot take back")
+        if strategy == "scd2":
+            return self._whole(f"rows of {driver} were updated or deleted: the history is rebuilt")
+        if strategy == "merge":
+            self.detail += f"; rows of {driver} were updated or deleted: their keys are recomputed"
+        by = self.shape.touched_by
+        self.relations[driver] = _touched(self.engine, driver, self.relations[driver], images, by)
+        self.replace = _Replace(images=images, by=by, shape=self.shape)
+        return None
+
+    def _whole(self, why: str) -> None:
+        self.strategy = "scd2-full" if self.shape.strategy == "scd2" else "full"
+        self.detail += f"; {why}: recomputed whole"
+        self.relations[self.shape.driver or ""] = self.catalog.dataset(
+            self.shape.driver or "", version=self.decision.versions[self.shape.driver or ""])
+
+
+@dataclass
+class _Replace:
+    """A recomputation of touched groups or partitions: the driver's changed rows (every image) and what
+    identifies the stored rows they touch (output column -> expression over the driver)."""
+
+    images: Relation
+    by: dict[str, exp.Expr]
+    shape: Shape
+
+
+def _run_sql(model: Model, work: _Work, *, engine: Engine) -> ModelOutput:
     dialect = engine.capabilities.dialect
     expectations = [(e, model.transpile(e.expr, dialect=dialect) if e.expr is not None else e.sql(dialect))
                     for e in model.config.expectations]
+    dedup = work.shape.dedup and model.config.scd != 2
     try:
-        output = engine.run_model(model.sql_for(dialect), model=model.name, relations=relations,
+        output = engine.run_model(model.sql_for(dialect), model=model.name, relations=work.relations,
                                   expectations=expectations,
-                                  # an aggregate's GROUP BY already makes its key unique, and SCD2 keeps
-                                  # every version: no dedup pass
-                                  unique_key=[] if model.group_keys() or model.config.scd == 2
-                                  else model.config.unique_key,
+                                  unique_key=model.config.unique_key if dedup else [],
                                   order_by=model.config.order_by,
                                   keep="first" if model.config.on_conflict == "keep_first" else "last")
     except ModelError as exc:
@@ -153,51 +262,29 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
             output.release()
             raise ModelError(f"model {model.name} breaks its contract: {'; '.join(drift)}; nothing was committed",
                              hint=f"change the SQL or the `contract:` in the header of {model.path}")
-    try:
-        _commit(model, output, catalog=catalog, strategy=strategy, transactions=transactions, run_id=run_id,
-                result=result, engine=engine, rebuild=not decision.exists or decision.strategy == "full")
-    finally:
-        output.release()
-    result.rows_out = result.rows_in - result.rows_dropped - result.rows_quarantined
-    result.rows_read = result.rows_read or result.rows_in
-    result.seconds = time.perf_counter() - started
-    return result
+    return output
 
 
 def _commit(model: Model, output: ModelOutput, *, catalog: Catalog, strategy: str, transactions: dict[str, int],
-            run_id: str, result: StageResult, engine: Engine, rebuild: bool) -> None:
-    """Quarantine first, then the table; both commits carry the consumed upstream versions (idempotent)."""
+            run_id: str, result: StageResult, engine: Engine, rebuild: bool, replace: _Replace | None = None) -> None:
+    """Quarantine first, then the table; both commits carry the consumed upstream versions (idempotent), the
+    table's the model's fingerprint too."""
+    fingerprint = model.fingerprint()
     if output.rows_quarantined:
         _quarantine(catalog, model, engine.to_arrow(output.quarantined()), run_id=run_id, transactions=transactions)
-    if strategy == "scd2":  # dimensions: small, so their history is computed beside the driver, in Arrow
-        cfg = model.config
-        new = engine.to_arrow(output.kept())
-        track = cfg.track or [c for c in new.column_names
-                              if c not in cfg.unique_key and c != cfg.updated_at and not c.startswith("_")]
-        old = None if rebuild else Catalog.dataset(catalog, model.name)
-        versions, written = scd.history(engine.local, new=new, old=old, keys=cfg.unique_key,
-                                        updated_at=cfg.updated_at or "", track=track)
-        if rebuild:
-            catalog.write(model.name, versions, mode="overwrite", transactions=transactions)
-        else:
-            if versions.num_rows:
-                catalog.merge(model.name, versions, keys=[*cfg.unique_key, "valid_from"], update=True,
-                              transactions=transactions)
-            if any(catalog.consumed(model.name, app) < v for app, v in transactions.items()):
-                catalog.record(model.name, transactions=transactions)
-        unchanged = new.num_rows - written
-        if unchanged > 0:  # a version equal to the one before it adds nothing
-            output.dropped_by["unchanged_version"] = unchanged
-            output.rows_dropped += unchanged
-        result.rows_written = written
-    elif strategy in ("merge", "groups"):
+    if strategy.startswith("scd2"):
+        result.rows_written = _commit_history(model, output, catalog=catalog, engine=engine, rebuild=rebuild,
+                                              transactions=transactions, fingerprint=fingerprint)
+    elif strategy in ("merge", "groups", "partitions"):
         kept = engine.materialize(output.kept())
+        gone = _gone(engine, model, kept, replace, catalog=catalog) if replace is not None else None
         written = 0
         n_kept = engine.rows(kept)
-        if n_kept:
-            update = strategy == "groups" or model.config.on_conflict == "update"
+        if n_kept or (gone is not None and engine.rows(gone)):
+            # a recomputation replaces what it recomputed, whatever on_conflict says: it saw every row of the key
+            update = replace is not None or model.config.on_conflict == "update"
             metrics = catalog.merge(model.name, kept, keys=model.config.unique_key, update=update,
-                                    transactions=transactions)
+                                    transactions=transactions, delete=gone, fingerprint=fingerprint)
             written = int(metrics.get("num_target_rows_inserted", 0)) + int(metrics.get("num_target_rows_updated", 0))
             existing = n_kept - written if not update else 0
             if existing:
@@ -205,18 +292,77 @@ def _commit(model: Model, output: ModelOutput, *, catalog: Catalog, strategy: st
                 output.rows_dropped += existing
         if any(catalog.consumed(model.name, app) < v for app, v in transactions.items()):
             # nothing changed in the table (or the engine skipped an empty merge): still record the progress
-            catalog.record(model.name, transactions=transactions)
+            catalog.record(model.name, transactions=transactions, fingerprint=fingerprint)
         result.rows_written = written
     else:
         mode: Any = "overwrite" if strategy == "full" else "append"
         catalog.write(model.name, output.kept(), mode=mode, transactions=transactions,
-                      partition_by=model.config.partition_by or None)
+                      partition_by=model.config.partition_by or None, fingerprint=fingerprint)
         result.rows_written = output.rows_kept
+    result.strategy = "scd2" if strategy.startswith("scd2") else strategy
     result.rows_in = output.rows_in
     result.rows_dropped = output.rows_dropped
     result.rows_quarantined = output.rows_quarantined
     result.dropped_by = dict(output.dropped_by)
     result.rules = output.rules
+
+
+def _commit_history(model: Model, output: ModelOutput, *, catalog: Catalog, engine: Engine, rebuild: bool,
+                    transactions: dict[str, int], fingerprint: dict[str, str]) -> int:
+    """SCD2 dimensions: small, so their history is computed beside the driver, in Arrow. Returns rows written."""
+    cfg = model.config
+    new = engine.to_arrow(output.kept())
+    track = cfg.track or [c for c in new.column_names
+                          if c not in cfg.unique_key and c != cfg.updated_at and not c.startswith("_")]
+    old = None if rebuild else Catalog.dataset(catalog, model.name)
+    versions, written = scd.history(engine.local, new=new, old=old, keys=cfg.unique_key,
+                                    updated_at=cfg.updated_at or "", track=track)
+    if rebuild:
+        catalog.write(model.name, versions, mode="overwrite", transactions=transactions, fingerprint=fingerprint)
+    else:
+        if versions.num_rows:
+            catalog.merge(model.name, versions, keys=[*cfg.unique_key, "valid_from"], update=True,
+                          transactions=transactions, fingerprint=fingerprint)
+        if any(catalog.consumed(model.name, app) < v for app, v in transactions.items()):
+            catalog.record(model.name, transactions=transactions, fingerprint=fingerprint)
+    unchanged = new.num_rows - written
+    if unchanged > 0:  # a version equal to the one before it adds nothing
+        output.dropped_by["unchanged_version"] = unchanged
+        output.rows_dropped += unchanged
+    return written
+
+
+def _gone(engine: Engine, model: Model, kept: Relation, replace: _Replace, *, catalog: Catalog) -> Relation:
+    """The keys of stored rows that a recomputation replaces and that are no longer in its result (a group that a
+    HAVING now filters out, a partition row a QUALIFY no longer keeps, the group a moved row left)."""
+    dialect = engine.capabilities.dialect
+    keys = model.config.unique_key
+    names = ", ".join(_ident(k, dialect) for k in keys)
+    engine.register("__lf_kept", kept)
+    engine.register("__lf_changes", replace.images)
+    touched = ", ".join(f"{_on_driver(e, dialect)} AS {_ident(c, dialect)}" for c, e in replace.by.items())
+    if replace.shape.strategy != "partitions":  # the touched keys themselves
+        sql = f"SELECT DISTINCT {touched} FROM __lf_changes EXCEPT SELECT {names} FROM __lf_kept"
+    else:  # the stored rows of the touched partitions
+        engine.register("__lf_target", catalog.dataset(model.name))
+        same = " AND ".join(exp.NullSafeEQ(this=exp.column(c, table="t", quoted=True),
+                                           expression=exp.column(c, table="c", quoted=True)).sql(dialect=dialect)
+                            for c in replace.by)
+        sql = (f"SELECT {names} FROM __lf_target AS t WHERE EXISTS (SELECT 1 FROM (SELECT DISTINCT {touched} "
+               f"FROM __lf_changes) AS c WHERE {same}) EXCEPT SELECT {names} FROM __lf_kept")
+    return engine.query(sql, relations={})
+
+
+def _on_driver(expression: exp.Expr, dialect: str) -> str:
+    """An expression over the driver's columns, as the model's SQL computes it in the engine's dialect."""
+    bare = _unqualified(expression)
+    if dialect == "duckdb":
+        bare = bare.transform(_databricks_int)
+    return bare.sql(dialect=dialect)
+
+
+def _ident(name: str, dialect: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql(dialect=dialect)
 
 
 def _crashed_range(model: Model, catalog: Catalog, decision: Decision) -> dict[str, int] | None:
@@ -270,16 +416,20 @@ def contract_drift(contract: dict[str, str], schema: pa.Schema, *, engine: Engin
 
 def _touched(engine: Engine, driver: str, full: Relation, changes: Relation,
              keys: dict[str, exp.Expr]) -> Relation:
-    """Rows of ``driver`` in the groups that ``changes`` touch."""
-    exprs = [_unqualified(e).sql(dialect=engine.capabilities.dialect) for e in keys.values()]
-    tuple_sql = "(" + ", ".join(exprs) + ")" if len(exprs) > 1 else exprs[0]
-    # DuckDB compares a row with a row-valued subquery; Spark with a subquery of as many columns
-    listed = tuple_sql if engine.capabilities.dialect == "duckdb" else ", ".join(exprs)
+    """Rows of ``driver`` in the groups (or partitions) that ``changes`` touch: those whose ``keys`` expressions
+    equal, null-safe, those of a changed row (a NULL key is a group too)."""
+    dialect = engine.capabilities.dialect
+    exprs = [_on_driver(e, dialect) for e in keys.values()]
     engine.register("__lf_changes", changes)
     engine.register("__lf_full", full)
     bounds = _bounds(engine, keys)
+    listed = ", ".join(f"{e} AS __lf_k{i}" for i, e in enumerate(exprs))
+    same = " AND ".join(exp.NullSafeEQ(this=exp.maybe_parse(e, dialect=dialect),
+                                       expression=exp.column(f"__lf_k{i}", table="c")).sql(dialect=dialect)
+                        for i, e in enumerate(exprs))
     return engine.query(
-        f"SELECT * FROM __lf_full WHERE {bounds}{tuple_sql} IN (SELECT DISTINCT {listed} FROM __lf_changes)",
+        f"SELECT * FROM __lf_full WHERE {bounds}EXISTS (SELECT 1 FROM (SELECT DISTINCT {listed} FROM __lf_changes) "
+        f"AS c WHERE {same})",
         relations={},
     )
 

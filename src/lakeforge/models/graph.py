@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from graphlib import CycleError, TopologicalSorter
 
 from lakeforge.errors import ModelError
@@ -36,19 +37,33 @@ class ModelGraph:
     def ordered(self) -> list[Model]:
         return [self.models[n] for n in self.order]
 
-    def select(self, patterns: list[str] | None) -> list[Model]:
+    def select(self, patterns: list[str] | None, *, modified: Callable[[], set[str]] | None = None) -> list[Model]:
         """Models matching ``patterns`` in run order: ``name`` (globs allowed, e.g. ``gold.*``), ``name+`` with
-        everything downstream, ``+name`` with everything upstream. None selects every model."""
+        everything downstream, ``+name`` with everything upstream, ``state:modified`` the models whose SQL or
+        output-changing settings differ from what their tables were built with (``modified`` says which; as in
+        dbt). None selects every model."""
         if not patterns:
             return self.ordered()
         chosen: set[str] = set()
         for raw in (p for pattern in patterns for p in pattern.replace(",", " ").split()):
             up, down = raw.startswith("+"), raw.endswith("+")
             base = raw.strip("+")
-            matched = [n for n in self.order if fnmatch.fnmatch(n, base)]
+            if base == "state:modified":
+                if modified is None:
+                    raise ModelError("--select state:modified needs the lakehouse to compare with",
+                                     hint="select by name here")
+                matched = [n for n in self.order if n in modified()]
+            else:
+                matched = [n for n in self.order if fnmatch.fnmatch(n, base)]
+            if not matched and base.startswith("state:"):
+                if base != "state:modified":
+                    raise ModelError(f"--select {raw!r}: the only state selector is state:modified",
+                                     hint="use state:modified or state:modified+")
+                continue  # nothing is modified: selects nothing
             if not matched:
                 raise ModelError(f"--select {raw!r} matches no model",
-                                 hint=f"models: {', '.join(self.order)}; use name, name+, +name or globs like gold.*")
+                                 hint=f"models: {', '.join(self.order)}; use name, name+, +name, globs like gold.* "
+                                      "or state:modified")
             for name in matched:
                 chosen.add(name)
                 if down:

@@ -20,6 +20,8 @@ Kinds:
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +38,9 @@ from lakeforge.lakehouse.catalog import LAYERS
 from lakeforge.quality import Expectation
 
 MODEL_LAYERS = ("silver", "gold")
+# header settings that change a model's rows (its fingerprint's parts besides the SQL)
+FINGERPRINTED = ("kind", "unique_key", "on_conflict", "scd", "updated_at", "track", "order_by", "partition_by",
+                 "expectations", "contract")
 
 
 class ModelConfig(BaseModel):
@@ -43,6 +48,9 @@ class ModelConfig(BaseModel):
 
     kind: Literal["incremental", "materialized", "view"] = Field(
         default="materialized", description="also `append` (incremental without key) and `merge` (with one)")
+    strategy: Literal["auto", "append", "merge", "groups", "partitions", "full"] = Field(
+        default="auto", description="auto: the cheapest strategy that provably equals a recomputation (else "
+        "the whole table); naming one makes `plan` and `run` refuse SQL it would be wrong for")
     unique_key: list[str] = Field(default_factory=list)
     on_conflict: Literal["update", "keep_first"] = "update"
     scd: Literal[1, 2] = Field(default=1, description="2: keep every version with valid_from/valid_to")
@@ -70,7 +78,9 @@ class ModelConfig(BaseModel):
                 raise ValueError("kind: append takes no unique_key; use kind: merge to upsert on a key")
             if data["kind"] == "merge" and not data.get("unique_key"):
                 raise ValueError("kind: merge needs unique_key: [column, ...]")
-            data = {**data, "kind": "incremental"}
+            if data.get("strategy", "auto") not in ("auto", data["kind"]):
+                raise ValueError(f"kind: {data['kind']} is strategy: {data['kind']}; remove one of them")
+            data = {**data, "kind": "incremental", "strategy": data["kind"]}
         return data
 
     @model_validator(mode="after")
@@ -125,19 +135,30 @@ class Model:
         return None
 
     def group_keys(self) -> dict[str, exp.Expr] | None:
-        """For an aggregate whose GROUP BY covers ``unique_key``: key column -> expression over the driver."""
-        select = self.tree
-        if not isinstance(select, exp.Select) or not select.args.get("group") or not self.config.unique_key:
-            return None
-        if select.args.get("joins"):
-            return None
-        projections = {p.alias_or_name: (p.this if isinstance(p, exp.Alias) else p) for p in select.expressions}
-        keys = {}
-        for key in self.config.unique_key:
-            if key not in projections:
-                return None
-            keys[key] = projections[key]
-        return keys
+        """For an aggregate whose GROUP BY is exactly ``unique_key`` (so its output has one row per key, and needs
+        no dedup pass): key column -> expression over the driver."""
+        from lakeforge.models.strategy import provable
+
+        shape = provable(self)
+        return shape.keys if shape.strategy == "groups" and not shape.dedup else None
+
+    @property
+    def dedups(self) -> bool:
+        """Whether the output goes through the unique_key dedup pass (not for an aggregate whose GROUP BY is the
+        key, which makes it unique already, nor for SCD2 history, which keeps every version)."""
+        return bool(self.config.unique_key) and self.config.scd != 2 and self.group_keys() is None
+
+    def fingerprint(self) -> dict[str, str]:
+        """What determines the model's rows, hashed per part: its SQL normalised by sqlglot (whitespace, comments
+        and the case of keywords do not count; views it reads are inlined, so their edits count) and each header
+        setting that changes the output. ``description``, ``owner``, ``cluster_by`` and ``strategy`` do not (every
+        strategy equals a recomputation)."""
+        parts: dict[str, object] = {"sql": self.tree.sql(dialect=self.dialect, comments=False)}
+        config = self.config.model_dump(mode="json")
+        for name in FINGERPRINTED:
+            parts[name] = config[name]
+        return {name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+                for name, value in parts.items()}
 
     def duckdb_sql(self) -> str:
         return self.tree.sql(dialect="duckdb")

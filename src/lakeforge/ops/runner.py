@@ -63,7 +63,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
     error: LakeforgeError | None = None
     failed: str | None = None
     graph = project.graph()
-    models = graph.select(select)
+    models = project.select(select, graph=graph)
     project.catalog.forget()  # the change feeds a run reads (a Spark catalog reads its own, uncached)
     sources, load = list(project.config.sources), True
     scorers = scoring.enabled(project) if select is None else []
@@ -77,6 +77,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
     observers = Observers(project.observers())
     crashed: list[str] = []
     attempts: dict[str, int] = {}
+    rebuilt: set[str] = set()  # models edited (or downstream of one) that this run recomputes whole
 
     def stage(name: str, kind: str, work: Callable[[], StageResult]) -> None:
         nonlocal failed
@@ -123,7 +124,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
                     stage(model.name, "model",
                           lambda model=model: run_model(  # type: ignore[misc]
                               model, catalog=project.run_catalog, engine=project.engine, run_id=run_id,
-                              full_refresh=full_refresh, upstream_keys=keys))
+                              full_refresh=full_refresh, upstream_keys=keys, rebuilt=rebuilt))
                 for name in scorers:
                     stage(name, "ml", lambda name=name: scoring.run_stage(  # type: ignore[misc]
                         project, name, run_id=run_id, full_refresh=full_refresh, force=score_only))

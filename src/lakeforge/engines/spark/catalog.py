@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from lakeforge.lakehouse.catalog import CHANGE_COLUMNS, Catalog, user_metadata
+from lakeforge.lakehouse.catalog import CHANGE_COLUMNS, DELETE_FLAG, Catalog, user_metadata
 from lakeforge.storage import Location
 
 _TXN_CONF = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
@@ -22,6 +22,12 @@ _USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 def _arrow(data: Any) -> bool:
     return isinstance(data, pa.Table | pa.RecordBatchReader | pads.Dataset)
+
+
+def _arrow_table(data: Any) -> pa.Table:
+    if isinstance(data, pa.RecordBatchReader):
+        return data.read_all()
+    return data.to_table() if isinstance(data, pads.Dataset) else data
 
 
 class SparkCatalog(Catalog):
@@ -38,29 +44,39 @@ class SparkCatalog(Catalog):
             reader = reader.option("versionAsOf", int(version))
         return reader.load(self._path(name))
 
-    def changes(self, name: str, *, since: int, until: int, keys: list[str] | None = None,
-                updates_as_deletes: bool = False) -> tuple[Any, bool]:
+    def _feed(self, name: str, *, since: int, until: int) -> Any:
+        return (self.spark.read.format("delta").option("readChangeFeed", "true")
+                .option("startingVersion", since + 1).option("endingVersion", until).load(self._path(name)))
+
+    def changes(self, name: str, *, since: int, until: int, keys: list[str] | None = None) -> tuple[Any, bool]:
         from pyspark.sql import Window
         from pyspark.sql import functions as F
 
         if until <= since:
             return self.dataset(name, version=until).limit(0), False
-        feed = (self.spark.read.format("delta").option("readChangeFeed", "true")
-                .option("startingVersion", since + 1).option("endingVersion", until).load(self._path(name)))
-        gone = ["delete", "update_preimage"] if updates_as_deletes else ["delete"]
-        has_deletes = bool(feed.filter(F.col("_change_type").isin(gone)).limit(1).count())
+        feed = self._feed(name, since=since, until=until)
+        deleted = bool(feed.filter(F.col("_change_type") == "delete").limit(1).count())
         rows = feed.filter(F.col("_change_type").isin("insert", "update_postimage"))
         if keys:
             latest = Window.partitionBy(*[F.col(k) for k in keys]).orderBy(F.col("_commit_version").desc())
             rows = rows.withColumn("__lf_rn", F.row_number().over(latest)).filter("__lf_rn = 1").drop("__lf_rn")
-        return rows.drop(*CHANGE_COLUMNS), has_deletes
+        return rows.drop(*CHANGE_COLUMNS), deleted
+
+    def change_images(self, name: str, *, since: int, until: int) -> tuple[Any, bool]:
+        from pyspark.sql import functions as F
+
+        if until <= since:
+            return self.dataset(name, version=until).limit(0), False
+        feed = self._feed(name, since=since, until=until).cache()
+        rewritten = bool(feed.filter(F.col("_change_type") != "insert").limit(1).count())
+        return feed.drop(*CHANGE_COLUMNS), rewritten
 
     def write(self, name: str, data: Any, *, mode: Literal["append", "overwrite"],
               transactions: Mapping[str, int] | None = None, metadata: Mapping[str, str] | None = None,
-              partition_by: list[str] | None = None) -> int | None:
+              partition_by: list[str] | None = None, fingerprint: Mapping[str, str] | None = None) -> int | None:
         if _arrow(data):  # small, driver-side results (empty progress commits, quarantine, SCD2 history)
             return super().write(name, data, mode=mode, transactions=transactions, metadata=metadata,
-                                 partition_by=partition_by)
+                                 partition_by=partition_by, fingerprint=fingerprint)
         writer = data.write.format("delta").mode(mode)
         writer = writer.option("mergeSchema", "true") if mode == "append" else writer.option("overwriteSchema",
                                                                                             "true")
@@ -69,28 +85,47 @@ class SparkCatalog(Catalog):
         if transactions:
             app, version = next(iter(transactions.items()))
             writer = writer.option("txnAppId", app).option("txnVersion", int(version))
-            writer = writer.option("userMetadata", user_metadata(transactions))
+            writer = writer.option("userMetadata", user_metadata(transactions, fingerprint))
         writer.save(self._path(name))
-        return self._rows_written(name, transactions)
+        return self._rows_written(name, transactions, fingerprint)
 
     def merge(self, name: str, data: Any, *, keys: list[str], update: bool,
-              transactions: Mapping[str, int] | None = None) -> dict[str, Any]:
-        if _arrow(data):
-            return super().merge(name, data, keys=keys, update=update, transactions=transactions)
+              transactions: Mapping[str, int] | None = None, delete: Any = None,
+              fingerprint: Mapping[str, str] | None = None) -> dict[str, Any]:
+        if _arrow(data) and (delete is None or _arrow(delete)):
+            return super().merge(name, data, keys=keys, update=update, transactions=transactions,
+                                 delete=None if delete is None else _arrow_table(delete), fingerprint=fingerprint)
         from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
 
+        if _arrow(data):
+            data = self.spark.createDataFrame(_arrow_table(data))
         condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-        merger = DeltaTable.forPath(self.spark, self._path(name)).alias("t").merge(data.alias("s"), condition)
-        if update:
-            merger = merger.whenMatchedUpdateAll()
-        merger = merger.whenNotMatchedInsertAll()
+        gone = delete is not None and bool(delete.limit(1).count())
+        source = data
+        if gone:
+            tombstones = delete.select(*[F.col(f"`{k}`").cast(data.schema[k].dataType).alias(k) for k in keys])
+            source = (data.withColumn(DELETE_FLAG, F.lit(False))
+                      .unionByName(tombstones.withColumn(DELETE_FLAG, F.lit(True)), allowMissingColumns=True))
+        merger = DeltaTable.forPath(self.spark, self._path(name)).alias("t").merge(source.alias("s"), condition)
+        columns: dict[str, Any] = {f"`{c}`": f"s.`{c}`" for c in data.columns}
+        live = f"NOT s.`{DELETE_FLAG}`"
+        if gone:
+            merger = merger.whenMatchedDelete(condition=f"s.`{DELETE_FLAG}`")
+            if update:
+                merger = merger.whenMatchedUpdate(condition=live, set=columns)
+            merger = merger.whenNotMatchedInsert(condition=live, values=columns)
+        else:
+            if update:
+                merger = merger.whenMatchedUpdateAll()
+            merger = merger.whenNotMatchedInsertAll()
         conf = self.spark.conf
         try:
             if transactions:
                 app, version = next(iter(transactions.items()))
                 conf.set(_TXN_CONF[0], app)
                 conf.set(_TXN_CONF[1], str(int(version)))
-                conf.set(_USER_METADATA_CONF, user_metadata(transactions) or "")
+                conf.set(_USER_METADATA_CONF, user_metadata(transactions, fingerprint) or "")
             merger.execute()
         finally:
             for key in (*_TXN_CONF, _USER_METADATA_CONF):
@@ -103,12 +138,13 @@ class SparkCatalog(Catalog):
         history = self.table(name).history(limit=1)
         return dict(history[0].get("operationMetrics") or {}) if history else {}
 
-    def _rows_written(self, name: str, transactions: Mapping[str, int] | None) -> int | None:
+    def _rows_written(self, name: str, transactions: Mapping[str, int] | None,
+                      fingerprint: Mapping[str, str] | None = None) -> int | None:
         """Rows of the commit just made (a rerun Delta skipped as already done wrote none)."""
         history = self.table(name).history(limit=1)
         if not history:
             return None
         commit = history[0]
-        if transactions and commit.get("userMetadata") != user_metadata(transactions):
+        if transactions and commit.get("userMetadata") != user_metadata(transactions, fingerprint):
             return 0  # Delta skipped the write: this transaction was committed before
         return int((commit.get("operationMetrics") or {}).get("numOutputRows", 0))
