@@ -166,6 +166,22 @@ def _land_day(work: Path, landing: Path, *, machines: int, day: int, seed: int, 
     return rows
 
 
+LATE_SHARE = 0.01  # the late file's hours: 1% of the lake's, spread over all of it
+
+
+def _land_late(landing: Path, *, machines: int, days: int) -> tuple[int, int]:
+    """A late file: one more reading (at :05, which no generated reading has) of every machine in 1% of the lake's
+    hours, spread evenly over its whole history; its rows and hours."""
+    hours = days * 24
+    step = max(1, round(1 / LATE_SHARE))
+    chosen = [dt.datetime(2024, 1, 1) + dt.timedelta(hours=h, minutes=5) for h in range(step // 2, hours, step)]
+    lines = [json.dumps({"ts": at.strftime("%Y-%m-%d %H:%M:%S"), "machine_id": str(m), "volt": "170.5",
+                         "rotate": "450.25", "pressure": "100.5", "vibration": "40.25", "temperature": "70.5",
+                         "humidity": "40.5"}) for at in chosen for m in range(1, machines + 1)]
+    (landing / "telemetry" / "late-readings.jsonl").write_text("\n".join(lines) + "\n")
+    return len(lines), len(chosen)
+
+
 def incremental(work: Path, *, project: Path, landing: Path, machines: int, days: int, timed: Timed,
                 make_project: Callable[[Path, Path], Path]) -> dict[str, Any]:
     """One more day of the fleet lands on the lake: the run that takes it, a no-op run, the same file alone; then
@@ -185,9 +201,13 @@ def incremental(work: Path, *, project: Path, landing: Path, machines: int, days
     shutil.rmtree(alone, ignore_errors=True)
     _land_day(work, landing, machines=machines, day=days + 1, seed=5, prefix="next")
     next_seconds, _, next_record = _run(project, timed)
+    late_rows, late_hours = _land_late(landing, machines=machines, days=days)
+    late_seconds, _, late_record = _run(project, timed)
     found: dict[str, Any] = {"new_rows": new_rows, "noop_seconds": round(noop_seconds, 3),
-                             "fresh_lake_of_the_file_seconds": round(alone_seconds, 3)}
-    for key, took, rec in (("", seconds, record), ("next_", next_seconds, next_record)):
+                             "fresh_lake_of_the_file_seconds": round(alone_seconds, 3),
+                             "late_rows": late_rows, "late_hours": late_hours, "lake_hours": days * 24}
+    for key, took, rec in (("", seconds, record), ("next_", next_seconds, next_record),
+                           ("late_", late_seconds, late_record)):
         found |= {f"{key}seconds": round(took, 3), f"{key}run_seconds": round(float(rec["seconds"]), 3),
                   f"{key}stages": {k: round(v, 3) for k, v in _stages(rec).items()},
                   f"{key}ratio_to_fresh_lake_of_the_file": round(took / alone_seconds, 3)}
@@ -286,7 +306,7 @@ def section(result: dict[str, Any], *, image: str) -> str:
            "|---|---|---|---|---|---|---|---|---|---|"]
     for s in result["sizes"]:
         i = s["incremental"]
-        for which, key in (("first", ""), ("next", "next_")):
+        for which, key in (("first", ""), ("next", "next_"), ("late (1% of hours)", "late_")):
             if f"{key}seconds" not in i:
                 continue
             st = i[f"{key}stages"]
@@ -311,6 +331,14 @@ def section(result: dict[str, Any], *, image: str) -> str:
                    f"{i['seconds']} s and {i.get('next_seconds', '-')} s, of which a run with nothing to do takes "
                    f"{i['noop_seconds']} s: the interpreter's start and imports).")
         incremental_table += verdict
+    late = [s for s in result["sizes"] if "late_seconds" in s["incremental"]]
+    if late:
+        incremental_table += "\n\nLate data: " + "; ".join(
+            f"on the {s['telemetry_rows']:,}-row lake a late file of {s['incremental']['late_rows']:,} rows in "
+            f"{s['incremental']['late_hours']} of its {s['incremental']['lake_hours']} hours took "
+            f"{s['incremental']['late_run_seconds']} s (gold {s['incremental']['late_stages']['gold']} s), against "
+            f"{s['incremental']['next_run_seconds']} s for a new day (24 new hours) and "
+            f"{s['stages']['end_to_end']['lakeforge_seconds']} s for the cold run of the whole lake" for s in late) + "."
     return f"""
 ## Cost at scale ({result['date']}, `bench/run.py --only scale`, mode {result['mode']})
 

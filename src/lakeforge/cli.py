@@ -128,13 +128,16 @@ def plan(project: ProjectOpt = Path("."),
     if as_json:
         _emit(data)
         return
-    table = Table("step", "reads", "would", "why")
+    table = Table("step", "would", "recomputes", "why")
     for s in data["sources"]:
-        table.add_row(f"ingest {s['name']}", "landing", "run" if s["run"] else "skip",
+        table.add_row(f"ingest {s['name']}", "run" if s["run"] else "skip", "new files" if s["run"] else "",
                       f"{s['files']} new files ({s['bytes']:,} bytes)" if s["run"] else "no new files")
     for m in data["models"]:
-        table.add_row(f"{m['name']} ({m['kind']})", ", ".join(m["upstream"]),
-                      f"run ({m['strategy']})" if m["run"] else "skip", m["reason"])
+        why = m["reason"]
+        if m["incremental"] and m["run"] and m["strategy"] == "full" and m["incremental"]["strategy"] != "full":
+            why += f" (incrementally: {m['incremental']['strategy']})"
+        table.add_row(escape(f"{m['name']} ({m['kind']})"), f"run ({m['strategy']})" if m["run"] else "skip",
+                      escape(m["recompute"]), escape(why))
     out.print(table)
 
 

@@ -171,6 +171,15 @@ class Project:
         return {m.name for m in self.graph().ordered()
                 if m.config.kind != "view" and self.catalog.exists(m.name) and edits(m, self.catalog)}
 
+    def check_strategies(self, models: list[Model]) -> None:
+        """Raise the error of the first model whose header demands a strategy its SQL does not allow."""
+        from lakeforge.models.execute import table_columns
+        from lakeforge.models.strategy import analyze
+
+        for model in models:
+            if model.config.kind != "view":
+                analyze(model, columns=table_columns(self.catalog))
+
     def select(self, patterns: list[str] | None, *, graph: ModelGraph | None = None) -> list[Model]:
         """The models ``--select`` names, in run order (see :meth:`ModelGraph.select`)."""
         return (graph or self.graph()).select(patterns, modified=self.modified)
@@ -191,7 +200,9 @@ class Project:
                 changing.add(f"bronze.{name}")
         models = []
         rebuilt: set[str] = set()
-        for model in self.select(select, graph=graph):
+        chosen = self.select(select, graph=graph)
+        self.check_strategies(chosen)
+        for model in chosen:
             decision = decide(model, catalog=self.catalog, full_refresh=full_refresh, rebuilt=rebuilt)
             if decision.rebuild:
                 rebuilt.add(model.name)

@@ -85,11 +85,23 @@ def test_the_range_an_aggregate_reads_is_the_one_its_new_rows_can_touch() -> Non
         return {f"k{i}": parse_one(s, read="databricks") for i, s in enumerate(sql)}
 
     hourly = _bounds(engine, keys("machine_id", "date_trunc('HOUR', ts)"))
+
+    def at(text: str) -> str:
+        return f"CAST('{text}+00:00' AS TIMESTAMPTZ)"
+
+    # the touched hours themselves: a late reading does not make the run read everything after it
     assert hourly == ("machine_id >= 3 AND machine_id <= 5 AND "
-                      "ts >= CAST('2024-03-02 07:00:00+00:00' AS TIMESTAMPTZ) AND ")
+                      f"((ts >= {at('2024-03-02 07:00:00')} AND ts < {at('2024-03-02 08:00:00')}) OR "
+                      f"(ts >= {at('2024-03-04 01:00:00')} AND ts < {at('2024-03-04 02:00:00')})) AND ")
     daily = _bounds(engine, keys("CAST(ts AS DATE)"))
-    assert daily == "ts >= CAST('2024-03-02 00:00:00+00:00' AS TIMESTAMPTZ) AND "
+    assert daily == (f"((ts >= {at('2024-03-02 00:00:00')} AND ts < {at('2024-03-03 00:00:00')}) OR "
+                     f"(ts >= {at('2024-03-04 00:00:00')} AND ts < {at('2024-03-05 00:00:00')})) AND ")
     assert _bounds(engine, keys("to_date(ts)")) == daily
+    # the weeks of Monday 2024-02-26 and of Monday 2024-03-04: adjacent, read as one range
+    weekly = _bounds(engine, keys("date_trunc('WEEK', ts)"))
+    assert weekly == f"((ts >= {at('2024-02-26 00:00:00')} AND ts < {at('2024-03-11 00:00:00')})) AND "
+    # months have no fixed width: from the lowest touched month on
+    assert _bounds(engine, keys("date_trunc('MONTH', ts)")) == f"ts >= {at('2024-03-01 00:00:00')} AND "
     assert _bounds(engine, keys("site")) == "site >= 'a' AND site <= 'b' AND "
     assert _bounds(engine, keys("machine_id % 10")) == ""  # not a truncation: no range, the groups still found
 

@@ -104,7 +104,7 @@ def decide(model: Model, *, catalog: Catalog, full_refresh: bool, versions: dict
     rebuilt_upstream = [u for u in upstream if u in rebuilt]
     if exists and not full_refresh and not changed and not edited and not rebuilt_upstream:
         return Decision(False, "upstream unchanged", versions=versions, consumed=consumed, exists=True)
-    shape = analyze(model, columns=_columns(catalog))
+    shape = analyze(model, columns=table_columns(catalog))
     decision = Decision(True, "", "full", versions, consumed, exists, shape=shape, edits=edited)
     if not exists:
         decision.reason = "new table"
@@ -129,7 +129,7 @@ def decide(model: Model, *, catalog: Catalog, full_refresh: bool, versions: dict
     return decision
 
 
-def _columns(catalog: Catalog) -> Callable[[str], list[str] | None]:
+def table_columns(catalog: Catalog) -> Callable[[str], list[str] | None]:
     """Column names of lakehouse tables, for resolving a joined query's unqualified columns."""
     def columns(name: str) -> list[str] | None:
         try:
@@ -207,7 +207,7 @@ class _Work:
         assert driver is not None
         since, until = self.decision.consumed[driver], self.decision.versions[driver]
         images, rewritten = self.catalog.change_images(driver, since=since, until=until)
-        if rewritten and self.engine.rows(images) >= self.engine.rows(self.relations[driver]):
+        if rewritten and self.engine.rows(images) > self.engine.rows(self.relations[driver]):  # an overwrite
             return self._whole(f"most of {driver} was rewritten (v{since} -> v{until})")
         strategy = self.strategy
         if strategy in ("append", "merge", "scd2") and not rewritten:
@@ -435,6 +435,9 @@ def _touched(engine: Engine, driver: str, full: Relation, changes: Relation,
 
 
 _TRUNCATIONS = (exp.TimestampTrunc, exp.DateTrunc, exp.TsOrDsToDate, exp.Date)
+_WIDTHS = {"SECOND": dt.timedelta(seconds=1), "MINUTE": dt.timedelta(minutes=1), "HOUR": dt.timedelta(hours=1),
+           "DAY": dt.timedelta(days=1), "WEEK": dt.timedelta(days=7)}
+MAX_BUCKETS = 256  # touched time buckets read as ranges of their own; beyond, from the lowest one on
 
 
 def _bounds(engine: Engine, keys: dict[str, exp.Expr]) -> str:
@@ -443,10 +446,14 @@ def _bounds(engine: Engine, keys: dict[str, exp.Expr]) -> str:
     (row groups) outside the range are skipped and the work follows the new rows, not the table's size.
 
     A key that is a column ``c``: ``c BETWEEN min AND max`` of the changes. A key that truncates a timestamp or date
-    column (``date_trunc('HOUR', ts)``, ``CAST(ts AS DATE)``, ``to_date(ts)``): ``ts >= min(key)``, since a
-    truncation is never above its input. Other keys add nothing (the groups are still found, by a full read)."""
+    column to a fixed width (``date_trunc('HOUR', ts)``, ``CAST(ts AS DATE)``, ``to_date(ts)``): the touched buckets
+    themselves, ``(ts >= b AND ts < b + width) OR ...``, when there are at most ``MAX_BUCKETS`` of them (a late file
+    spread over the history reads only its hours); else, or for a truncation of another width, ``ts >= min(key)``,
+    since a truncation is never above its input. Other keys add nothing (the groups are still found, by a full
+    read)."""
     dialect = engine.capabilities.dialect
     wanted: list[tuple[str, str, str]] = []  # (column, bound kind, aggregate SQL over the changes)
+    buckets: dict[str, tuple[str, dt.timedelta]] = {}  # column -> (bucket SQL, width)
     for expression in keys.values():
         bare = _unqualified(expression)
         if isinstance(bare, exp.Column):
@@ -459,6 +466,11 @@ def _bounds(engine: Engine, keys: dict[str, exp.Expr]) -> str:
             name = columns[0].sql(dialect=dialect)
             wanted.append((name, ">=", f"min({bare.sql(dialect=dialect)})"))
             wanted.append((name, "type", f"min({name})"))  # the column's type, to cast the bound to it
+            unit = bare.args.get("unit")
+            width = _WIDTHS.get(unit.name.upper()) if isinstance(unit, exp.Expr) else (
+                None if isinstance(bare, exp.TimestampTrunc | exp.DateTrunc) else _WIDTHS["DAY"])
+            if width is not None:
+                buckets[name] = (bare.sql(dialect=dialect), width)
     if not wanted:
         return ""
     select = ", ".join(f"{agg} AS b{i}" for i, (_, _, agg) in enumerate(wanted))
@@ -471,13 +483,45 @@ def _bounds(engine: Engine, keys: dict[str, exp.Expr]) -> str:
         if kind == "type" or value is None or not (pa.types.is_integer(type_) or pa.types.is_temporal(type_)
                                                    or pa.types.is_string(type_)):
             continue
-        if pa.types.is_timestamp(type_) and type(value) is dt.date:  # CAST(ts AS DATE): compare as a timestamp
-            # (both engines' sessions are in UTC, so a date starts at UTC midnight)
-            value = dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC if type_.tz else None)
-        if isinstance(value, dt.datetime) and pa.types.is_timestamp(type_) and bool(type_.tz) != bool(value.tzinfo):
-            continue  # a bound of another kind than the column: no range rather than a wrong one
-        conditions.append(f"{column} {kind} {exp.convert(value).sql(dialect=dialect)}")
+        value = _as_column_value(value, type_)
+        if value is None:
+            continue
+        exact = _bucket_ranges(engine, column, type_, *buckets[column]) if column in buckets and kind == ">=" else None
+        conditions.append(exact or f"{column} {kind} {exp.convert(value).sql(dialect=dialect)}")
     return "".join(f"{c} AND " for c in conditions)
+
+
+def _as_column_value(value: Any, type_: pa.DataType) -> Any:
+    """A bound computed over the changes, as a value of the column's type (None when it cannot be: no range rather
+    than a wrong one). A date bound of a timestamp column starts at midnight (both engines' sessions are in UTC)."""
+    if pa.types.is_timestamp(type_) and type(value) is dt.date:
+        value = dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC if type_.tz else None)
+    if isinstance(value, dt.datetime) and pa.types.is_timestamp(type_) and bool(type_.tz) != bool(value.tzinfo):
+        return None
+    return value
+
+
+def _bucket_ranges(engine: Engine, column: str, type_: pa.DataType, bucket: str, width: dt.timedelta) -> str | None:
+    """``(col >= b AND col < b + width) OR ...`` over the distinct buckets the changes touch (adjacent ones joined),
+    or None when there are more than ``MAX_BUCKETS`` or a bucket is not a value of the column's type."""
+    dialect = engine.capabilities.dialect
+    found = engine.to_arrow(engine.query(
+        f"SELECT DISTINCT {bucket} AS b FROM __lf_changes WHERE {bucket} IS NOT NULL LIMIT {MAX_BUCKETS + 1}",
+        relations={}))
+    if not found.num_rows or found.num_rows > MAX_BUCKETS:
+        return None
+    starts = sorted(_as_column_value(v, type_) for v in found.column("b").to_pylist())
+    if any(v is None or not isinstance(v, dt.datetime | dt.date) for v in starts):
+        return None
+    ranges: list[list[Any]] = []
+    for start in starts:
+        if ranges and ranges[-1][1] >= start:
+            ranges[-1][1] = start + width
+        else:
+            ranges.append([start, start + width])
+    parts = [f"({column} >= {exp.convert(low).sql(dialect=dialect)} AND {column} < "
+             f"{exp.convert(high).sql(dialect=dialect)})" for low, high in ranges]
+    return "(" + " OR ".join(parts) + ")"
 
 
 def _unqualified(expression: exp.Expr) -> exp.Expr:

@@ -64,6 +64,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
     failed: str | None = None
     graph = project.graph()
     models = project.select(select, graph=graph)
+    project.check_strategies(models)  # a header that demands a wrong strategy fails before anything runs
     project.catalog.forget()  # the change feeds a run reads (a Spark catalog reads its own, uncached)
     sources, load = list(project.config.sources), True
     scorers = scoring.enabled(project) if select is None else []

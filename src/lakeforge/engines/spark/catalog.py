@@ -30,6 +30,13 @@ def _arrow_table(data: Any) -> pa.Table:
     return data.to_table() if isinstance(data, pads.Dataset) else data
 
 
+# Spark's idempotent writes (txnAppId/txnVersion) skip a commit whose one transaction is not newer than the table's:
+# right for an ingestion batch (a replayed micro-batch), wrong for a model commit, which records every upstream it
+# read and is made whenever lakeforge decides to make it: an edited model rebuilt from the same upstream versions,
+# or one whose joined table (not the first upstream) moved on, would be skipped. A model commit (it carries a
+# fingerprint) records its transactions in ``userMetadata`` only, which :meth:`Catalog.consumed` reads.
+
+
 class SparkCatalog(Catalog):
     def __init__(self, location: Location, *, spark: Any) -> None:
         super().__init__(location)
@@ -83,8 +90,9 @@ class SparkCatalog(Catalog):
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         if transactions:
-            app, version = next(iter(transactions.items()))
-            writer = writer.option("txnAppId", app).option("txnVersion", int(version))
+            if fingerprint is None:  # an ingestion batch (see above SparkCatalog)
+                app, version = next(iter(transactions.items()))
+                writer = writer.option("txnAppId", app).option("txnVersion", int(version))
             writer = writer.option("userMetadata", user_metadata(transactions, fingerprint))
         writer.save(self._path(name))
         return self._rows_written(name, transactions, fingerprint)
@@ -122,9 +130,10 @@ class SparkCatalog(Catalog):
         conf = self.spark.conf
         try:
             if transactions:
-                app, version = next(iter(transactions.items()))
-                conf.set(_TXN_CONF[0], app)
-                conf.set(_TXN_CONF[1], str(int(version)))
+                if fingerprint is None:  # an ingestion batch (see above SparkCatalog)
+                    app, version = next(iter(transactions.items()))
+                    conf.set(_TXN_CONF[0], app)
+                    conf.set(_TXN_CONF[1], str(int(version)))
                 conf.set(_USER_METADATA_CONF, user_metadata(transactions, fingerprint) or "")
             merger.execute()
         finally:

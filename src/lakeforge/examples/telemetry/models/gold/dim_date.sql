@@ -1,4 +1,5 @@
--- kind: materialized
+-- kind: incremental
+-- unique_key: [date]
 -- description: Calendar dimension over the days that have telemetry.
 SELECT DISTINCT
   date,
