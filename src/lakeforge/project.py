@@ -32,7 +32,9 @@ from lakeforge.ingest import Ingestor
 from lakeforge.lakehouse import LAYERS, Catalog
 from lakeforge.lakehouse.catalog import arrow_dataset
 from lakeforge.models import Model, ModelGraph, load_models
+from lakeforge.models.execute import Decision, decide, edits, table_columns
 from lakeforge.models.model import replace_views
+from lakeforge.models.strategy import analyze
 from lakeforge.ops.hooks import Observer
 from lakeforge.ops.progress import Reporter
 from lakeforge.ops.results import RunResult, StageResult
@@ -166,16 +168,11 @@ class Project:
     def modified(self) -> set[str]:
         """Stored models whose fingerprint (SQL, output-changing header settings) differs from the one their table
         was last committed with: what ``--select state:modified`` selects."""
-        from lakeforge.models.execute import edits
-
         return {m.name for m in self.graph().ordered()
                 if m.config.kind != "view" and self.catalog.exists(m.name) and edits(m, self.catalog)}
 
     def check_strategies(self, models: list[Model]) -> None:
         """Raise the error of the first model whose header demands a strategy its SQL does not allow."""
-        from lakeforge.models.execute import table_columns
-        from lakeforge.models.strategy import analyze
-
         for model in models:
             if model.config.kind != "view":
                 analyze(model, columns=table_columns(self.catalog))
@@ -187,8 +184,6 @@ class Project:
     def plan(self, *, full_refresh: bool = False, select: list[str] | None = None) -> dict[str, Any]:
         """What a run would do, and why, without doing it (``lakeforge plan`` / ``run --dry-run``): per model its
         strategy, the reason, what it would recompute, and the edits that make it rebuild."""
-        from lakeforge.models.execute import decide
-
         graph = self.graph()
         sources = []
         changing: set[str] = set()
@@ -206,34 +201,10 @@ class Project:
             decision = decide(model, catalog=self.catalog, full_refresh=full_refresh, rebuilt=rebuilt)
             if decision.rebuild:
                 rebuilt.add(model.name)
-            run, reason, strategy = decision.run, decision.reason, decision.strategy
-            recompute = decision.recompute
-            feeding = [u for u in model.upstream() if u in changing]
-            if feeding and (not run or reason.startswith("waiting")):
-                run, reason = True, f"upstream changes in this run: {', '.join(feeding)}"
-                shape = decision.shape
-                if shape is None and model.config.kind != "view":
-                    from lakeforge.models.strategy import analyze
-
-                    shape = analyze(model)
-                strategy, recompute = "full", "the whole table"
-                incremental = shape is not None and shape.strategy != "full" and decision.exists and all(
-                    u == shape.driver for u in feeding)
-                if incremental and shape is not None:
-                    strategy, recompute = shape.strategy, shape.recompute()
-                elif shape is not None and decision.exists:
-                    reason += f"; {shape.reason}" if shape.strategy == "full" else (
-                        f"; {', '.join(u for u in feeding if u != shape.driver)} (not the driver) changes: "
-                        "recomputed whole")
-            if run:
+            planned = _planned(model, decision, feeding=[u for u in model.upstream() if u in changing])
+            if planned["run"]:
                 changing.add(model.name)
-            shape = decision.shape
-            models.append({"name": model.name, "kind": model.config.kind, "upstream": model.upstream(),
-                           "run": run, "strategy": strategy if run else "", "reason": reason,
-                           "recompute": recompute if run else "",
-                           "changed": decision.edits,
-                           "incremental": ({"strategy": shape.strategy, "why": shape.reason}
-                                           if shape is not None else None)})
+            models.append(planned)
         return {"sources": sources, "models": models}
 
     def watch(self, *, interval: float = 1.0, max_runs: int | None = None, idle_timeout: float | None = None,
@@ -532,6 +503,29 @@ class Project:
     def table(self, name: str) -> pa.Table:
         """A lakehouse table as Arrow."""
         return self.catalog.dataset(name).to_table()
+
+
+def _planned(model: Model, decision: Decision, *, feeding: list[str]) -> dict[str, Any]:
+    """A model's line of the plan; ``feeding``: its upstream tables that this run changes before it runs (the
+    decision, made on the lakehouse as it is, cannot see those)."""
+    run, reason, strategy, recompute = decision.run, decision.reason, decision.strategy, decision.recompute
+    shape = decision.shape
+    if feeding and (not run or reason.startswith("waiting")):
+        run, reason = True, f"upstream changes in this run: {', '.join(feeding)}"
+        if shape is None and model.config.kind != "view":
+            shape = analyze(model)
+        strategy, recompute = "full", "the whole table"
+        if shape is not None and decision.exists:
+            others = [u for u in feeding if u != shape.driver]
+            if shape.strategy != "full" and not others:
+                strategy, recompute = shape.strategy, shape.recompute()
+            else:
+                reason += f"; {shape.reason}" if shape.strategy == "full" else (
+                    f"; {', '.join(others)} (not the driver) changes: recomputed whole")
+    return {"name": model.name, "kind": model.config.kind, "upstream": model.upstream(), "run": run,
+            "strategy": strategy if run else "", "reason": reason, "recompute": recompute if run else "",
+            "changed": decision.edits,
+            "incremental": {"strategy": shape.strategy, "why": shape.reason} if shape is not None else None}
 
 
 def _engine_config(name: str) -> EngineConfig:
