@@ -78,6 +78,12 @@ SHAPES = [
     ("", "WITH r AS (SELECT * FROM silver.readings) SELECT machine_id FROM r", "full", "CTE or subquery"),
     ("unique_key: [machine_id]\n-- scd: 2\n-- updated_at: ts", "SELECT machine_id, ts, model FROM silver.machines",
      "scd2", "version"),
+    ("expectations: [{name: once, unique: [machine_id, ts], action: quarantine}]",
+     "SELECT machine_id, ts FROM silver.readings", "full", "judges a run's rows together"),
+    ("expectations: [{name: typical, expr: 'v < 3 * avg(v) OVER ()', action: drop}]",
+     "SELECT machine_id, ts, v FROM silver.readings", "full", "expectation typical"),
+    ("expectations: [{name: once, unique: [machine_id, ts], action: warn}, {name: v, expr: v > 0, action: drop}]",
+     "SELECT machine_id, ts, v FROM silver.readings", "append", "row-wise"),
 ]
 
 
@@ -102,7 +108,8 @@ def test_unknown_columns_of_a_join_are_never_taken_for_the_drivers(tmp_path: Pat
            "ON m.machine_id = r.machine_id GROUP BY machine_id, CAST(ts AS DATE)")
     model = parse_model(_model(tmp_path, "unique_key: [machine_id, day]", sql), name="gold.m", dialect="databricks")
     assert analyze(model).strategy == "full"
-    qualified = sql.replace("machine_id, CAST(ts", "r.machine_id, CAST(r.ts").replace("BY machine_id", "BY r.machine_id")
+    qualified = sql.replace("machine_id, CAST(ts", "r.machine_id, CAST(r.ts").replace("BY machine_id",
+                                                                                     "BY r.machine_id")
     model = parse_model(_model(tmp_path, "unique_key: [machine_id, day]", qualified), name="gold.m",
                         dialect="databricks")
     assert analyze(model).strategy == "groups"

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+import sqlglot
 from sqlglot import exp
 
 from lakeforge.errors import ModelError
@@ -112,6 +113,10 @@ def provable(model: Model, *, columns: Columns | None = None) -> Shape:
     if random is not None:
         return Shape("full", f"{random}() gives another value on every run: recomputed whole", driver=driver,
                      line=_line(model, random))
+    batch = _batch_rule(model)
+    if batch is not None:
+        return Shape("full", f"expectation {batch} judges a run's rows together and drops or quarantines them: "
+                     "recomputed whole", driver=driver)
     for arg, what in (("limit", "LIMIT"), ("offset", "OFFSET")):
         if tree.args.get(arg) is not None:
             return Shape("full", f"{what} picks rows from the whole result: recomputed whole", driver=driver,
@@ -325,6 +330,25 @@ def _has_aggregate(expression: exp.Expr) -> bool:
         if isinstance(node, exp.AggFunc) and not isinstance(node.parent, exp.Window):
             return True
     return False
+
+
+def _batch_rule(model: Model) -> str | None:
+    """A dropping or quarantining rule whose verdict on a row depends on the other rows of the run (``unique``,
+    ``row_count``, ``freshness``; a predicate with an aggregate, window, subquery or non-deterministic function):
+    on new rows alone it would decide otherwise than on all of them."""
+    for rule in model.config.expectations:
+        if rule.action not in ("drop", "quarantine"):
+            continue
+        if rule.kind in ("unique", "row_count", "freshness"):
+            return rule.name
+        if rule.expr is not None:
+            try:
+                tree = sqlglot.parse_one(rule.expr, read=model.dialect)
+            except sqlglot.errors.ParseError:
+                return rule.name
+            if any(tree.find_all(exp.AggFunc, exp.Window, exp.Subquery, exp.Select)) or _random(tree):
+                return rule.name
+    return None
 
 
 def _random(tree: exp.Expr) -> str | None:
