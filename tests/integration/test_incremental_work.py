@@ -14,7 +14,7 @@ from sqlglot import exp, parse_one
 
 from lakeforge.config.models import DuckDBEngineConfig
 from lakeforge.engines.duckdb import DuckDBEngine
-from lakeforge.models.execute import _bounds
+from lakeforge.models.touched import bounds
 from lakeforge.project import Project
 
 UTC = dt.UTC
@@ -84,7 +84,7 @@ def test_the_range_an_aggregate_reads_is_the_one_its_new_rows_can_touch() -> Non
     def keys(*sql: str) -> dict[str, exp.Expr]:
         return {f"k{i}": parse_one(s, read="databricks") for i, s in enumerate(sql)}
 
-    hourly = _bounds(engine, keys("machine_id", "date_trunc('HOUR', ts)"))
+    hourly = bounds(engine, keys("machine_id", "date_trunc('HOUR', ts)"))
 
     def at(text: str) -> str:
         return f"CAST('{text}+00:00' AS TIMESTAMPTZ)"
@@ -93,17 +93,17 @@ def test_the_range_an_aggregate_reads_is_the_one_its_new_rows_can_touch() -> Non
     assert hourly == ("machine_id >= 3 AND machine_id <= 5 AND "
                       f"((ts >= {at('2024-03-02 07:00:00')} AND ts < {at('2024-03-02 08:00:00')}) OR "
                       f"(ts >= {at('2024-03-04 01:00:00')} AND ts < {at('2024-03-04 02:00:00')})) AND ")
-    daily = _bounds(engine, keys("CAST(ts AS DATE)"))
+    daily = bounds(engine, keys("CAST(ts AS DATE)"))
     assert daily == (f"((ts >= {at('2024-03-02 00:00:00')} AND ts < {at('2024-03-03 00:00:00')}) OR "
                      f"(ts >= {at('2024-03-04 00:00:00')} AND ts < {at('2024-03-05 00:00:00')})) AND ")
-    assert _bounds(engine, keys("to_date(ts)")) == daily
+    assert bounds(engine, keys("to_date(ts)")) == daily
     # the weeks of Monday 2024-02-26 and of Monday 2024-03-04: adjacent, read as one range
-    weekly = _bounds(engine, keys("date_trunc('WEEK', ts)"))
+    weekly = bounds(engine, keys("date_trunc('WEEK', ts)"))
     assert weekly == f"((ts >= {at('2024-02-26 00:00:00')} AND ts < {at('2024-03-11 00:00:00')})) AND "
     # months have no fixed width: from the lowest touched month on
-    assert _bounds(engine, keys("date_trunc('MONTH', ts)")) == f"ts >= {at('2024-03-01 00:00:00')} AND "
-    assert _bounds(engine, keys("site")) == "site >= 'a' AND site <= 'b' AND "
-    assert _bounds(engine, keys("machine_id % 10")) == ""  # not a truncation: no range, the groups still found
+    assert bounds(engine, keys("date_trunc('MONTH', ts)")) == f"ts >= {at('2024-03-01 00:00:00')} AND "
+    assert bounds(engine, keys("site")) == "site >= 'a' AND site <= 'b' AND "
+    assert bounds(engine, keys("machine_id % 10")) == ""  # not a truncation: no range, the groups still found
 
 
 def test_late_and_new_rows_recompute_their_groups_as_a_full_refresh_would(
