@@ -135,7 +135,8 @@ def test_full_then_incremental_loads_equal_gold(telemetry: Project) -> None:
     assert second.status == "succeeded"
     loaded = ledger()
     modes = {t: r["load_mode"] for t, r in loaded.items()}
-    assert {t for t, mode in modes.items() if mode == "incremental"} == FACTS | {"anomalies"}, modes
+    # dim_date is keyed by date: the new days merged in
+    assert {t for t, mode in modes.items() if mode == "incremental"} == FACTS | {"anomalies", "dim_date"}, modes
     assert all(r["run_id"] == second.run_id and r["source_version"] == telemetry.catalog.version(f"gold.{t}")
                for t, r in loaded.items())
     detail = next(s for s in second.stages if s.name == "warehouse").detail
