@@ -362,11 +362,18 @@ def _compare(project: Project, scratch: Path, scenario: Scenario, *, number: int
     shutil.copytree(project.path, scratch)
     try:
         with Project(scratch, engine=engine) as refresh:
+            before = {m.name: refresh.catalog.version(m.name) for m in scenario.models}
             try:
                 refresh.run(full_refresh=True)
             except LakeforgeError as exc:
                 raise _mismatch("full refresh failed", f"the full refresh after step {number} failed: {exc}\n"
                                 f"{scenario.describe(upto=number)}") from exc
+            # the oracle must have recomputed: a refresh that commits nothing would compare the tables with
+            # themselves (Spark's idempotent writes skip an overwrite whose transaction version was seen)
+            stale = [n for n, v in before.items() if v >= 0 and refresh.catalog.version(n) <= v]
+            if stale:
+                raise _mismatch("full refresh committed nothing", f"the full refresh after step {number} left "
+                                f"{', '.join(stale)} at the version it had\n{scenario.describe(upto=number)}")
             differing = [(m, problem) for m in scenario.models
                          if (problem := difference(_snapshot(project, m.name), _snapshot(refresh, m.name)))]
     finally:
