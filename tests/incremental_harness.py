@@ -147,7 +147,7 @@ SHAPES: tuple[Shape, ...] = (
           "FROM {src} WHERE v > {c} GROUP BY machine_id, date_trunc('HOUR', ts)",
           _kinds("incremental machine_id,hour", "materialized machine_id,hour")),
     Shape("having", "rows", "SELECT machine_id, CAST(ts AS DATE) AS day, count(*) AS n, sum(v) AS v FROM {src} "
-          "GROUP BY machine_id, CAST(ts AS DATE) HAVING sum(v) > {c}",
+          "GROUP BY machine_id, CAST(ts AS DATE) HAVING count(*) < {c} + 4",
           _kinds("incremental machine_id,day", "materialized machine_id,day", "incremental"), output="daily"),
     Shape("site_aggregate", "rows", "SELECT m.site, count(*) AS n, sum(t.v) AS v " + _JOIN + " WHERE t.v > {c} "
           "GROUP BY m.site", _kinds("incremental site", "materialized site", "incremental")),
