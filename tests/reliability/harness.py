@@ -55,15 +55,17 @@ class Settings:
     pg_runs: int  # runs whose warehouse backends are terminated
     pg_terminations_per_run: int  # at most (drawn per run); more than the retry attempts (4) fails a run
     disk_levels: tuple[int, ...]  # bytes left free on the lakehouse volume before a run
+    incremental_examples: int  # generated scenarios whose incremental runs must equal a full refresh (issue 19)
 
 
 SETTINGS = {
     "quick": Settings("quick", kills_per_stage=3, complete_every=4, fuzz_mutations=12, concurrent_processes=4,
                       concurrent_rounds=1, s3_rounds=2, s3_fault_rate=0.08, s3_timeouts=2, pg_runs=3,
-                      pg_terminations_per_run=2, disk_levels=(0, 48 * 1024)),
+                      pg_terminations_per_run=2, disk_levels=(0, 48 * 1024), incremental_examples=10),
     "full": Settings("full", kills_per_stage=18, complete_every=5, fuzz_mutations=80, concurrent_processes=6,
                      concurrent_rounds=3, s3_rounds=6, s3_fault_rate=0.1, s3_timeouts=8, pg_runs=12,
-                     pg_terminations_per_run=5, disk_levels=(0, 4 * 1024, 48 * 1024, 160 * 1024, 512 * 1024)),
+                     pg_terminations_per_run=5, disk_levels=(0, 4 * 1024, 48 * 1024, 160 * 1024, 512 * 1024),
+                     incremental_examples=1000),
 }
 
 
