@@ -67,11 +67,14 @@ class RulePlan:
 
 
 def rule_plan(expectations: list[tuple[Expectation, str]], *, unique_key: list[str], order_by: list[str],
-              keep: Literal["first", "last"], ident: Callable[[str], str], dup: str | None = None) -> RulePlan:
+              keep: Literal["first", "last"], ident: Callable[[str], str], dup: str | None = None,
+              tiebreak: list[str] | None = None) -> RulePlan:
     """The SQL of the rules (predicates already in the engine's dialect) and of the dedup on ``unique_key``:
-    a row that no quarantine or drop rule stops wins over one that is, then ``order_by`` decides. ``dup``: the
-    engine ranks the rows apart (with :attr:`RulePlan.window`) and this tells a duplicate; else ``__lf_rn``
-    is computed beside every row."""
+    a row that no quarantine or drop rule stops wins over one that is, then ``order_by`` decides, then the row's
+    values (``tiebreak``: the model's columns, in order), so that the same rows always keep the same one: a full
+    refresh and an incremental run then agree even where ``order_by`` does not decide. ``dup``: the engine ranks
+    the rows apart (with :attr:`RulePlan.window`) and this tells a duplicate; else ``__lf_rn`` is computed beside
+    every row."""
     bits = {e.name: 1 << i for i, (e, _) in enumerate(expectations)}
     mask = " | ".join(f"(CASE WHEN coalesce(({pred}), false) THEN 0 ELSE {bits[e.name]} END)"
                       for e, pred in expectations) or "0"
@@ -83,6 +86,7 @@ def rule_plan(expectations: list[tuple[Expectation, str]], *, unique_key: list[s
         order = [f"((__lf_mask & {q_bits | d_bits}) = 0) DESC"] if q_bits | d_bits else []
         direction = "ASC" if keep == "first" else "DESC"
         order += [f"{ident(col)} {direction} NULLS LAST" for col in order_by]
+        order += [f"{ident(col)} ASC NULLS LAST" for col in tiebreak or [] if col not in order_by]
         clause = f" ORDER BY {', '.join(order)}" if order else " ORDER BY 1"
         window = f"PARTITION BY {', '.join(ident(k) for k in unique_key)}{clause}"
         if dup is None:

@@ -344,7 +344,8 @@ class DuckDBEngine:
         # one bit per failed rule, in one integer column: far cheaper to carry through the dedup sort than a
         # boolean column per rule
         plan = rule_plan(expectations, unique_key=unique_key, order_by=order_by, keep=keep, ident=_ident,
-                         dup=f"(rowid IN (SELECT __lf_r FROM {DUPS}))")
+                         dup=f"(rowid IN (SELECT __lf_r FROM {DUPS}))",
+                         tiebreak=self._columns_of(sql) if unique_key else None)
         width = "USMALLINT" if len(expectations) <= 16 else "UINTEGER" if len(expectations) <= 32 else "UBIGINT"
         try:
             stage = self._stage_on(self._stage_estimate(sql, relations))
@@ -411,6 +412,14 @@ class DuckDBEngine:
             f"SELECT s.rowid AS __lf_r, row_number() OVER ({plan.window}) AS __lf_rn FROM {self._stage} AS s "
             f"SEMI JOIN (SELECT {keys} FROM {self._stage} GROUP BY ALL HAVING count(*) > 1) AS d ON {same}"
             f") WHERE __lf_rn > 1")
+
+    def _columns_of(self, sql: str) -> list[str]:
+        """The model's columns, without running it (bound, not executed); a model that does not bind fails later,
+        with its own error."""
+        try:
+            return [str(c) for c in self.con.sql(sql).columns]
+        except duckdb.Error:
+            return []
 
     def _stage_estimate(self, sql: str, relations: Mapping[str, Relation]) -> int:
         """Bytes the staged rows would take in memory: the input's rows (from table metadata) times the width of

@@ -84,6 +84,7 @@ class SparkCatalog(Catalog):
         if _arrow(data):  # small, driver-side results (empty progress commits, quarantine, SCD2 history)
             return super().write(name, data, mode=mode, transactions=transactions, metadata=metadata,
                                  partition_by=partition_by, fingerprint=fingerprint)
+        before = self.version(name)
         writer = data.write.format("delta").mode(mode)
         writer = writer.option("mergeSchema", "true") if mode == "append" else writer.option("overwriteSchema",
                                                                                             "true")
@@ -95,6 +96,10 @@ class SparkCatalog(Catalog):
                 writer = writer.option("txnAppId", app).option("txnVersion", int(version))
             writer = writer.option("userMetadata", user_metadata(transactions, fingerprint))
         writer.save(self._path(name))
+        if fingerprint is not None and before >= 0 and self.version(name) == before:
+            # Delta commits nothing for no rows over a table without files: the progress is still recorded
+            self.record(name, transactions=transactions or {}, fingerprint=fingerprint)
+            return 0
         return self._rows_written(name, transactions, fingerprint)
 
     def merge(self, name: str, data: Any, *, keys: list[str], update: bool,

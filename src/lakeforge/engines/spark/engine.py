@@ -292,7 +292,8 @@ class SparkEngine:
                              hint="split the checks across models")
         self.bind(relations)
         bound = [(e, _bound(pred)) for e, pred in expectations]
-        plan = rule_plan(bound, unique_key=unique_key, order_by=order_by, keep=keep, ident=_ident)
+        plan = rule_plan(bound, unique_key=unique_key, order_by=order_by, keep=keep, ident=_ident,
+                         tiebreak=self._orderable(_bound(sql)) if unique_key else None)
         inner = f"SELECT *, CAST({plan.mask} AS BIGINT) AS __lf_mask FROM ({_bound(sql)}) AS __lf_model"
         try:
             stage = self.spark.sql(f"SELECT {', '.join(plan.outer)} FROM ({inner}) AS q")
@@ -325,6 +326,16 @@ class SparkEngine:
             quarantined=lambda: quarantined,
             release=self._release_stage,
         )
+
+    def _orderable(self, sql: str) -> list[str]:
+        """The model's columns that Spark can sort by (maps cannot be), without running it."""
+        from pyspark.sql.types import MapType
+
+        try:
+            schema = self.spark.sql(sql).schema
+        except Exception:  # a model that does not analyse fails in the pass itself, with its own error
+            return []
+        return [f.name for f in schema.fields if not isinstance(f.dataType, MapType)]
 
     def _release_stage(self) -> None:
         for stage in self._staged:
