@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -62,6 +64,7 @@ class Catalog:
     """Names ↔ Delta tables under one lakehouse location."""
 
     def __init__(self, location: Location) -> None:
+        self._opened: dict[str, tuple[DeltaTable, tuple[int, ...]]] = {}  # local tables, opened (see _open)
         self.location = location
         self._metadata: dict[str, tuple[int, dict[str, int]]] = {}  # table -> (version, recorded transactions)
         self._changes: dict[tuple[Any, ...], tuple[pa.Table, bool]] = {}  # this run's change feeds read
@@ -75,14 +78,57 @@ class Catalog:
         return self.location.join(layer, table)
 
     def exists(self, name: str) -> bool:
+        if self._open(name) is not None:
+            return True
         return DeltaTable.is_deltatable(self.uri(name), storage_options=self.location.storage_options)
 
     def table(self, name: str, *, version: int | None = None) -> DeltaTable:
+        opened = self._open(name)
+        if opened is not None and (version is None or opened.version() == version):
+            return opened
         try:
-            return DeltaTable(self.uri(name), version=version, storage_options=self.location.storage_options)
+            table = DeltaTable(self.uri(name), version=version, storage_options=self.location.storage_options)
         except TableNotFoundError:
             raise ConfigError(f"table {name} does not exist in the lakehouse at {self.location.uri}",
                               hint="run `lakeforge run` first, or check the name with `lakeforge status`") from None
+        if version is None and self.location.is_local:
+            stamp = self._stamp(name, table.version())
+            if stamp is not None:
+                self._opened[name] = (table, stamp)
+        return table
+
+    def _open(self, name: str) -> DeltaTable | None:
+        """The local table opened before, if it is still the latest version; else None (and forgotten).
+
+        Opening a table reads its Delta log (1-2 ms locally), and a run asks for each table's version, id or rows
+        several times (its stages, the event log, the warehouse load): about 170 opens in a run of the example. A
+        table opened before is the latest while its log has no next commit; its current commit is the same file
+        (inode, mtime, size) unless the table was deleted and written again. Two stat calls check both. (A table
+        that committed itself -- a merge, an optimize -- moved to that commit, its own.)"""
+        entry = self._opened.get(name)
+        if entry is None:
+            return None
+        table, stamp = entry
+        version = table.version()
+        current = self._stamp(name, version)
+        if (current is None or (version == stamp[0] and current != stamp)
+                or self._log(name, version + 1).exists()):
+            self._opened.pop(name, None)
+            return None
+        if version != stamp[0]:
+            self._opened[name] = (table, current)
+        return table
+
+    def _log(self, name: str, version: int) -> Path:
+        layer, table = split_name(name)
+        return self.location.local_path(f"{layer}/{table}/_delta_log/{version:020d}.json")
+
+    def _stamp(self, name: str, version: int) -> tuple[int, ...] | None:
+        try:
+            st = os.stat(self._log(name, version))
+        except OSError:
+            return None
+        return version, st.st_ino, st.st_mtime_ns, st.st_size
 
     def names(self) -> list[str]:
         found = []
