@@ -264,7 +264,7 @@ class Project:
                 sql = view.duckdb_sql() if dialect == "duckdb" else view.sql_for(dialect)
                 warehouse.create_view(view.table, _unqualified_gold(sql, dialect=dialect))
             self._keep_reports(warehouse, loaded=set(gold) | {v.name for v in views},
-                               refresh=bool(done))
+                               refresh=bool(done), models=models)
         finally:
             warehouse.close()
         stage.rows_in = stage.rows_out = stage.rows_read = stage.rows_written = sum(ld.rows for ld in done)
@@ -299,12 +299,13 @@ class Project:
         return create_warehouse(self.config.warehouse, base_dir=self.path, read_only=read_only,
                                 project=self.config.name)
 
-    def reports(self) -> list[Report]:
-        """The project's reports (``reports/*.sql``), in the project's dialect."""
+    def reports(self, *, models: list[Model] | None = None) -> list[Report]:
+        """The project's reports (``reports/*.sql``), in the project's dialect (``models``: the project's models,
+        when the caller has them: parsing them again costs a run 30 ms)."""
         from lakeforge.warehouses.reports import load_reports
 
         reports = load_reports(self.path / self.config.reports_path, dialect=self.config.dialect)
-        tables = {m.table for m in self.models() if m.layer == "gold"}
+        tables = {m.table for m in (self.models() if models is None else models) if m.layer == "gold"}
         for report in reports:
             if report.name == "slo":
                 raise ConfigError(f"report {report.path}: the name slo is lakeforge's own (`lakeforge report slo`)",
@@ -315,12 +316,13 @@ class Project:
                                   hint="rename the report file")
         return reports
 
-    def _keep_reports(self, warehouse: Warehouse, *, loaded: set[str], refresh: bool) -> None:
+    def _keep_reports(self, warehouse: Warehouse, *, loaded: set[str], refresh: bool,
+                      models: list[Model] | None = None) -> None:
         """Create (or replace: a backend keeps an unchanged one) every report whose tables the warehouse holds;
         after a load, refresh the materialized ones."""
         dialect = warehouse.capabilities.dialect
         kept = []
-        for report in self.reports():
+        for report in self.reports(models=models):
             if not report.tables() <= loaded:
                 continue
             if report.materialize:

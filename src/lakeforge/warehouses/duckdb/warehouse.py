@@ -68,6 +68,7 @@ class DuckDBWarehouse:
                 self.con.execute(f"ALTER TABLE {LEDGER} ADD COLUMN source_id VARCHAR")
                 columns.add("source_id")
         self._source_id = "source_id" if "source_id" in columns else "NULL"  # read only, an older ledger: unknown
+        self._ledger: dict[str, Loaded] | None = None  # read once, then kept by this connection's loads
 
     def close(self) -> None:
         self.con.close()
@@ -88,7 +89,9 @@ class DuckDBWarehouse:
         started = time.perf_counter()
         target = gold_table.split(".", 1)[1]
         version, source_id = catalog.identity(gold_table)
-        loaded = resume_from(self.ledger().get(gold_table), source_id)
+        if self._ledger is None:  # a run loads every gold table: the ledger is read once, not once per table
+            self._ledger = self.ledger()
+        loaded = resume_from(self._ledger.get(gold_table), source_id)
         if version <= loaded:
             return LoadResult(target, "skipped", loaded, version, 0, time.perf_counter() - started)
         exists = self._has_table(target)
@@ -118,6 +121,7 @@ class DuckDBWarehouse:
                 [target, gold_table, version, rows, mode, run_id, source_id],
             )
             self.con.execute("COMMIT")
+            self._ledger[gold_table] = Loaded(version, source_id)
         except duckdb.Error as exc:
             self.con.execute("ROLLBACK")
             raise WarehouseError(f"loading {gold_table} (version {version}) into {self.path}:{target} failed: {exc}",
