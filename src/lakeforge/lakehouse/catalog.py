@@ -234,9 +234,10 @@ class Catalog:
         partition_by: list[str] | None = None,
     ) -> int | None:
         """One atomic Delta commit; new columns are merged into the schema. Returns the rows written when the
-        writer counts them (Spark), else None (an Arrow stream is counted by whoever made it)."""
+        writer counts them (Spark), else None (an Arrow stream is counted by whoever made it). (A table opened
+        before and still the latest is written through: delta-rs would open it again.)"""
         write_deltalake(
-            self.uri(name),
+            self._open(name) or self.uri(name),
             data,
             mode=mode,
             schema_mode="merge" if mode == "append" else "overwrite",
