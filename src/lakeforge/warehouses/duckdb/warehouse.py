@@ -69,6 +69,7 @@ class DuckDBWarehouse:
                 columns.add("source_id")
         self._source_id = "source_id" if "source_id" in columns else "NULL"  # read only, an older ledger: unknown
         self._ledger: dict[str, Loaded] | None = None  # read once, then kept by this connection's loads
+        self._names: set[str] | None = None  # tables and views (_has_table)
 
     def close(self) -> None:
         self.con.close()
@@ -122,6 +123,8 @@ class DuckDBWarehouse:
             )
             self.con.execute("COMMIT")
             self._ledger[gold_table] = Loaded(version, source_id)
+            if self._names is not None:
+                self._names.add(target)
         except duckdb.Error as exc:
             self.con.execute("ROLLBACK")
             raise WarehouseError(f"loading {gold_table} (version {version}) into {self.path}:{target} failed: {exc}",
@@ -145,6 +148,8 @@ class DuckDBWarehouse:
         except duckdb.Error as exc:
             raise WarehouseError(f"creating the view {name} in {self.path} failed: {exc}",
                                  hint="a warehouse view may read only gold tables") from None
+        if self._names is not None:
+            self._names.add(name)
 
     def create_report(self, name: str, sql: str) -> None:
         """DuckDB has no materialized views: a report is a view, fast enough over the star schema (see
@@ -155,10 +160,13 @@ class DuckDBWarehouse:
         """Views are always current."""
 
     def _has_table(self, name: str) -> bool:
-        rows = self.con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?", [name]
-        ).fetchall()
-        return bool(rows[0][0])
+        """Whether the warehouse has a table (or view) ``name``. information_schema takes 2-3 ms a query, and a run
+        asks for every gold table it loads: the names are read once and kept as this connection adds more."""
+        if self._names is None:
+            rows = self.con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+                                    ).fetchall()
+            self._names = {str(r[0]) for r in rows}
+        return name in self._names
 
     def query(self, sql: str) -> pa.Table:
         return self.con.sql(sql).to_arrow_table()
