@@ -112,10 +112,10 @@ class DuckDBWarehouse:
                 key_list = ", ".join(_ident(k) for k in keys)
                 self.con.execute(f"DELETE FROM {_ident(target)} WHERE ({key_list}) IN "
                                  f"(SELECT {key_list} FROM __lf_load)")
-                self.con.execute(f"INSERT INTO {_ident(target)} BY NAME SELECT * FROM __lf_load")
+                written = self.con.execute(f"INSERT INTO {_ident(target)} BY NAME SELECT * FROM __lf_load")
             else:
-                self.con.execute(f"CREATE OR REPLACE TABLE {_ident(target)} AS SELECT * FROM __lf_load")
-            rows = int(self.con.execute("SELECT count(*) FROM __lf_load").fetchall()[0][0])
+                written = self.con.execute(f"CREATE OR REPLACE TABLE {_ident(target)} AS SELECT * FROM __lf_load")
+            rows = int(written.fetchall()[0][0])  # the rows it wrote: all of __lf_load (not read a second time)
             self.con.execute(
                 f"INSERT OR REPLACE INTO {LEDGER} (table_name, source_table, source_version, row_count, load_mode, "
                 "run_id, loaded_at, source_id) VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
