@@ -83,6 +83,9 @@ class Catalog:
         return DeltaTable.is_deltatable(self.uri(name), storage_options=self.location.storage_options)
 
     def table(self, name: str, *, version: int | None = None) -> DeltaTable:
+        """The table at its latest version (or ``version``). A local table's latest is opened once and shared while
+        it stays the latest (see :meth:`_open`): a write through this catalog (``write``, ``merge``) moves that
+        object to its commit, so keep a version number, not the object, across writes."""
         opened = self._open(name)
         if opened is not None and (version is None or opened.version() == version):
             return opened
