@@ -296,8 +296,9 @@ class Project:
     # WAREHOUSE_STAMP after each load: the file (inode, mtime, size: any write changes them, a run that changes
     # nothing does not), each gold table's version and Delta id, and a digest of the reports' and views' text.
     def _warehouse_unchanged(self, gold: dict[str, Any], views: list[Model]) -> dict[str, Any] | None:
-        """What the warehouse stage depends on, if the warehouse is a DuckDB file (None otherwise)."""
-        if not isinstance(self.config.warehouse, DuckDBWarehouseConfig):
+        """What the warehouse stage depends on, if the warehouse is a DuckDB file and the lakehouse a local folder
+        (None otherwise: on object storage the stamp would cost a request each way)."""
+        if not isinstance(self.config.warehouse, DuckDBWarehouseConfig) or not self.lakehouse.is_local:
             return None
         folder = self.path / self.config.reports_path
         texts = sorted((p.name, p.read_text(encoding="utf-8")) for p in folder.glob("*.sql")) if folder.is_dir() else []
@@ -323,7 +324,7 @@ class Project:
         """What the last load saw, if the warehouse file is still the one it left."""
         try:
             stamp: dict[str, Any] = dict(self.lakehouse.read_json(WAREHOUSE_STAMP))
-        except (OSError, ValueError):
+        except (OSError, ValueError, LakeforgeError):  # none yet, or cut short
             return None
         current = self._warehouse_file()
         if current is None or stamp.pop("file", None) != current:
