@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -332,9 +333,11 @@ class Project:
         return stamp
 
     def _keep_loaded_stamp(self, gold: dict[str, Any], views: list[Model]) -> None:
+        """Best effort: a stamp not written (a full disk) leaves the last one, whose file no longer matches."""
         unchanged, current = self._warehouse_unchanged(gold, views), self._warehouse_file()
         if unchanged is not None and current is not None and self._loaded_stamp() != unchanged:
-            self.lakehouse.write_json_atomic(WAREHOUSE_STAMP, {**unchanged, "file": current})
+            with contextlib.suppress(OSError, LakeforgeError):
+                self.lakehouse.write_json_atomic(WAREHOUSE_STAMP, {**unchanged, "file": current})
 
     def observers(self) -> list[Observer]:
         """What watches each run, as configured: OpenLineage events, alert rules."""
