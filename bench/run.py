@@ -25,6 +25,7 @@ from typing import Any
 
 import dashboards  # type: ignore[import-not-found]  # bench/dashboards.py, beside this file
 import dq  # type: ignore[import-not-found]  # bench/dq.py, beside this file
+import fixed  # type: ignore[import-not-found]  # bench/fixed.py, beside this file
 import ingestion  # type: ignore[import-not-found]  # bench/ingestion.py, beside this file
 import plots  # type: ignore[import-not-found]  # bench/plots.py, beside this file
 import reports  # type: ignore[import-not-found]  # bench/reports.py, beside this file
@@ -113,24 +114,39 @@ def main() -> None:
     parser.add_argument("--report-days", type=int, default=365,
                         help="days of hourly telemetry for the standard reports benchmark")
     parser.add_argument("--only", choices=["end-to-end", "ingestion", "freshness", "dq", "spark", "reports",
-                                           "dashboards", "scale"], default=None)
+                                           "dashboards", "scale", "fixed"], default=None)
     parser.add_argument("--quick", action="store_true",
-                        help="the quick mode CI runs: cost at scale and the incremental run at small sizes; writes "
-                             "bench/.work/quick.json, leaves docs/benchmarks.md alone")
+                        help="the quick mode CI runs: cost at scale and the incremental run at small sizes, and the "
+                             "fixed cost of a run (3 rounds); writes bench/.work/quick.json, leaves "
+                             "docs/benchmarks.md alone")
     parser.add_argument("--reuse", action="store_true",
                         help="dashboards: reuse bench/.work/dashboards-project if it was built before")
     parser.add_argument("--no-spark-silver", action="store_true",
                         help="Spark section: time ingestion only, not also ingestion + the silver telemetry model")
     args = parser.parse_args()
+    if args.only == "fixed":
+        found = fixed.measure(WORK, mode="full")
+        (WORK / "fixed.json").write_text(json.dumps(found, indent=1))
+        print(json.dumps(found, indent=1))
+        if not args.no_write:
+            replace_section(DOC, "## Fixed cost of a run", fixed.section(found))
+        return
     if args.quick or args.only == "scale":
         mode = "quick" if args.quick else "full"
         result = scale.measure(WORK, mode=mode, timed=timed, make_project=bench_project)
+        if args.quick:
+            result["fixed"] = fixed.measure(WORK, mode="quick")
         (WORK / f"{mode}.json").write_text(json.dumps(result, indent=1))
         print(json.dumps(result, indent=1))
         for size in result["sizes"]:
             e2e, inc = size["stages"]["end_to_end"], size["incremental"]
             print(f"bench {mode}: {size['telemetry_rows']:,} rows end to end {e2e['lakeforge_seconds']} s (reference "
                   f"{e2e['reference_seconds']} s); one new file: {inc['seconds']} s", file=sys.stderr)
+        if "fixed" in result:
+            fx = result["fixed"]
+            print(f"bench {mode}: fixed cost of a run: one new {fx['new_rows']}-row file {fx['run_seconds']} s whole "
+                  f"process ({fx['run_over_python']}x python -c pass), its stages {fx['stages_seconds']} s; nothing "
+                  f"to do {fx['noop_seconds']} s", file=sys.stderr)
         if mode == "full" and not args.no_write:
             scale.plot(result, ROOT / "docs" / "img" / SCALE_IMAGE)
             replace_section(DOC, "## Cost at scale", scale.section(result, image=SCALE_IMAGE))
@@ -216,6 +232,7 @@ def main() -> None:
                                         repeat=max(5, args.repeat), memory_limit=MEMORY_LIMIT)
     result["dashboards"] = dashboards.timings(WORK, machines=args.machines, days=args.report_days,
                                               repeat=max(30, args.repeat), memory_limit=MEMORY_LIMIT)
+    result["fixed"] = fixed.measure(WORK, mode="full")
     result["scale"] = scale.measure(WORK, mode="full", timed=timed, make_project=bench_project)
     scale.plot(result["scale"], ROOT / "docs" / "img" / SCALE_IMAGE)
     print(json.dumps(result, indent=1, default=str))
@@ -239,8 +256,8 @@ def write_doc(r: dict[str, Any], *, ok: bool) -> None:
 
 Measured by `make bench` (`bench/run.py`, the full mode: every section below, 100M rows included; long) and
 `bench/run.py --only <section>` for one section; rewrite this page by running it again. `make bench-quick` is the
-quick mode `make test` runs in CI: the cost-at-scale and incremental measurements at 50k and 200k rows, results in
-`bench/.work/quick.json` (this page is left alone). Every figure is from one run on one machine; compare ratios,
+quick mode `make test` runs in CI: the cost-at-scale and incremental measurements at 50k and 200k rows and the fixed
+cost of a run (3 rounds), results in `bench/.work/quick.json` (this page is left alone). Every figure is from one run on one machine; compare ratios,
 not seconds, across machines. The full run's figures, as JSON: [`benchmarks.json`](benchmarks.json).
 
 ![every figure against its reference](img/{plots.RATIOS_IMAGE})
@@ -317,7 +334,7 @@ and 1.35-1.67 s with it (about +0.25 s); the mask written three other ways (bit 
 fast path for rows that pass everything) was no faster; ranking duplicates by pass/fail and counting by mask cost
 nothing measurable; reading the quarantined rows out adds 0.05-0.1 s. So the rules cost about 0.3-0.35 s, 7-9%
 of the step.
-{_gx_section(r.get('gx'), r['dq'])}{_spark_section(r.get('spark'))}{_reports_section(r.get('reports'))}{_dashboards_section(r.get('dashboards'))}{scale.section(r['scale'], image=SCALE_IMAGE) if r.get('scale') else ''}
+{_gx_section(r.get('gx'), r['dq'])}{_spark_section(r.get('spark'))}{_reports_section(r.get('reports'))}{_dashboards_section(r.get('dashboards'))}{fixed.section(r['fixed']) if r.get('fixed') else ''}{scale.section(r['scale'], image=SCALE_IMAGE) if r.get('scale') else ''}
 Machine: {machine}; {versions}. Harness peak memory {peak_mem:.2f} GB.
 """)
 

@@ -591,6 +591,8 @@ def demo(path: Annotated[Path, typer.Argument(help="project folder")] = Path("la
 
 
 def main() -> None:
+    """The ``lakeforge`` command (the console script; ``python -m lakeforge.cli``)."""
+    _freeze_imports()
     try:
         app()
     except LakeforgeError as exc:
@@ -602,6 +604,18 @@ def main() -> None:
         if exc.hint:  # plain text: a hint like pip install 'lakeforge[serve]' is not markup
             err.print(f"fix: {exc.hint}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(1)
+
+
+def _freeze_imports() -> None:
+    """Move what the imports made (about 100,000 objects: the modules of pandas, NumPy, sqlglot, pydantic, rich ...,
+    alive as long as the process) out of the garbage collector's reach. Otherwise every full collection during the
+    command, and those Python runs while it shuts down, traverse them all again: 0.1-0.2 s of a `lakeforge run`
+    process, measured. Objects made later are collected as before. Not once DuckDB is loaded (the commands load it
+    when they need it): its extension reports, at exit, objects of its own that a frozen cycle keeps alive."""
+    import gc
+
+    if "duckdb" not in sys.modules:
+        gc.freeze()
 
 
 if __name__ == "__main__":

@@ -158,3 +158,42 @@ def test_verify_names_a_copy_loaded_from_another_table(tmp_path: Path) -> None:
     with Project(root) as project:  # the fix it names
         assert project.run().status == "succeeded"
         assert_equal_to_gold(project)
+
+
+def test_a_warehouse_nothing_touched_is_not_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a load, a run with nothing new for the DuckDB warehouse skips its stage without opening the file;
+    a new report, a write to the file by anything else, or a new gold version each open it again (a load of new
+    versions leaves the reports' views standing, as the last load made them)."""
+    root = tmp_path / "demo"
+    Project.init(root).generate(machines=6, days=2, seed=7, files=3)
+    with Project(root) as project:
+        assert project.run().status == "succeeded"
+        opened: list[bool] = []
+        real = Project.warehouse
+        monkeypatch.setattr(Project, "warehouse", lambda self, **k: opened.append(True) or real(self, **k))
+
+        def stage() -> tuple[str, str]:
+            found = next(s for s in project.run().stages if s.name == "warehouse")
+            return found.status, found.detail
+
+        assert stage() == ("skipped", "gold unchanged") and not opened
+        (root / "reports" / "hours.sql").write_text("SELECT count(*) AS hours FROM gold.fact_telemetry_hourly\n")
+        assert stage() == ("skipped", "gold unchanged") and opened  # the new report is made
+        assert project.report("hours").to_pylist()[0]["hours"] > 0
+        opened.clear()
+        assert stage() == ("skipped", "gold unchanged") and not opened
+
+        execute(project, "DROP VIEW hours")  # another writer: the file is not the one the last load left
+        opened.clear()
+        assert stage() == ("skipped", "gold unchanged") and opened
+        assert project.report("hours").to_pylist()[0]["hours"] > 0
+
+        hours = project.report("hours").to_pylist()[0]["hours"]
+        project.generate(machines=6, days=1, seed=8, files=1, start="2024-01-03")
+        opened.clear()
+        status, detail = stage()
+        assert status == "ok" and "fact_telemetry_hourly" in detail and opened
+        assert_equal_to_gold(project)
+        assert project.report("hours").to_pylist()[0]["hours"] > hours  # the views stood over the reloaded tables
+        opened.clear()
+        assert stage() == ("skipped", "gold unchanged") and not opened

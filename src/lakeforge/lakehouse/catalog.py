@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -62,6 +64,7 @@ class Catalog:
     """Names ↔ Delta tables under one lakehouse location."""
 
     def __init__(self, location: Location) -> None:
+        self._opened: dict[str, tuple[DeltaTable, tuple[int, ...]]] = {}  # local tables, opened (see _open)
         self.location = location
         # table -> (version, recorded transactions, fingerprint)
         self._metadata: dict[str, tuple[int, dict[str, int], dict[str, str] | None]] = {}
@@ -76,14 +79,60 @@ class Catalog:
         return self.location.join(layer, table)
 
     def exists(self, name: str) -> bool:
+        if self._open(name) is not None:
+            return True
         return DeltaTable.is_deltatable(self.uri(name), storage_options=self.location.storage_options)
 
     def table(self, name: str, *, version: int | None = None) -> DeltaTable:
+        """The table at its latest version (or ``version``). A local table's latest is opened once and shared while
+        it stays the latest (see :meth:`_open`): a write through this catalog (``write``, ``merge``) moves that
+        object to its commit, so keep a version number, not the object, across writes."""
+        opened = self._open(name)
+        if opened is not None and (version is None or opened.version() == version):
+            return opened
         try:
-            return DeltaTable(self.uri(name), version=version, storage_options=self.location.storage_options)
+            table = DeltaTable(self.uri(name), version=version, storage_options=self.location.storage_options)
         except TableNotFoundError:
             raise ConfigError(f"table {name} does not exist in the lakehouse at {self.location.uri}",
                               hint="run `lakeforge run` first, or check the name with `lakeforge status`") from None
+        if version is None and self.location.is_local:
+            stamp = self._stamp(name, table.version())
+            if stamp is not None:
+                self._opened[name] = (table, stamp)
+        return table
+
+    def _open(self, name: str) -> DeltaTable | None:
+        """The local table opened before, if it is still the latest version; else None (and forgotten).
+
+        Opening a table reads its Delta log (1-2 ms locally), and a run asks for each table's version, id or rows
+        several times (its stages, the event log, the warehouse load): about 170 opens in a run of the example. A
+        table opened before is the latest while its log has no next commit; its current commit is the same file
+        (inode, mtime, size) unless the table was deleted and written again. Two stat calls check both. (A table
+        that committed itself -- a merge, an optimize -- moved to that commit, its own.)"""
+        entry = self._opened.get(name)
+        if entry is None:
+            return None
+        table, stamp = entry
+        version = table.version()
+        current = self._stamp(name, version)
+        if (current is None or (version == stamp[0] and current != stamp)
+                or self._log(name, version + 1).exists()):
+            self._opened.pop(name, None)
+            return None
+        if version != stamp[0]:
+            self._opened[name] = (table, current)
+        return table
+
+    def _log(self, name: str, version: int) -> Path:
+        layer, table = split_name(name)
+        return self.location.local_path(f"{layer}/{table}/_delta_log/{version:020d}.json")
+
+    def _stamp(self, name: str, version: int) -> tuple[int, ...] | None:
+        try:
+            st = os.stat(self._log(name, version))
+        except OSError:
+            return None
+        return version, st.st_ino, st.st_mtime_ns, st.st_size
 
     def names(self) -> list[str]:
         found = []
@@ -212,9 +261,10 @@ class Catalog:
     ) -> int | None:
         """One atomic Delta commit; new columns are merged into the schema. Returns the rows written when the
         writer counts them (Spark), else None (an Arrow stream is counted by whoever made it). ``fingerprint``:
-        the model's (recorded in the commit's metadata)."""
+        the model's (recorded in the commit's metadata). (A table opened before and still the latest is written
+        through: delta-rs would open it again.)"""
         write_deltalake(
-            self.uri(name),
+            self._open(name) or self.uri(name),
             data,
             mode=mode,
             schema_mode="merge" if mode == "append" else "overwrite",
