@@ -20,7 +20,7 @@ import math
 import struct
 from dataclasses import dataclass
 from functools import reduce
-from operator import add, sub
+from operator import add, mul, sub
 
 import numpy as np
 
@@ -120,9 +120,6 @@ def _grow(columns: list[list[float]], y: list[float], bag: list[int], state: int
     increasing order, each of weight 1)."""
     samples = list(bag)  # Splitter.samples: reordered in place by the partitions
     n_features = len(columns)
-    value_of = [column.__getitem__ for column in columns]
-    y_of = y.__getitem__
-    y2_of = [v * v for v in y].__getitem__  # w * y * y, w = 1: the criterion's squares
     features = list(range(n_features))
     constants = [0] * n_features
     total_weight = float(len(samples))
@@ -153,9 +150,9 @@ def _grow(columns: list[list[float]], y: list[float], bag: list[int], state: int
         n_total = n_known
         impurity_left = impurity_right = improvement = 0.0
         if first or not is_leaf:  # Criterion.init: the node's sums, in the order of its samples
-            node_samples = samples[start:end]
-            sum_total = reduce(add, map(y_of, node_samples), 0.0)
-            sq_total = reduce(add, map(y2_of, node_samples), 0.0)
+            ys = [y[s] for s in samples[start:end]]
+            sum_total = reduce(add, ys, 0.0)
+            sq_total = reduce(add, map(mul, ys, ys), 0.0)
             weight = float(n_node)
             if first:
                 mean = sum_total / weight
@@ -177,7 +174,8 @@ def _grow(columns: list[list[float]], y: list[float], bag: list[int], state: int
                     continue
                 f_j += n_found
                 current = features[f_j]
-                node_values = list(map(value_of[current], node_samples))  # Partitioner.find_min_max
+                column = columns[current]
+                node_values = [column[s] for s in samples[start:end]]  # Partitioner.find_min_max
                 low, high = min(node_values), max(node_values)
                 if high - low <= 1e-6 * (abs(low) + 1.0) and high <= _f32(low + _FEATURE_THRESHOLD):
                     features[f_j], features[n_total] = features[n_total], current  # constant in this node
@@ -189,25 +187,26 @@ def _grow(columns: list[list[float]], y: list[float], bag: list[int], state: int
                 cut = (high - low) * float(draw()) / float(_RAND_R_MAX) + low
                 if cut == high:
                     cut = low
+                node_samples = samples[start:end]
                 order, n_left = _partition([v <= cut for v in node_values])
-                node_samples = list(map(node_samples.__getitem__, order))
-                samples[start:end] = node_samples
+                samples[start:end] = [node_samples[i] for i in order]
                 if n_left < 1 or n_node - n_left < 1:
                     continue
                 split_pos, split_feature, split_threshold = start + n_left, current, cut
             if split_pos < end:
                 if current != split_feature:  # not reached with max_features=1: the last split drawn is the best
                     raise AssertionError("isolation forest: a split other than the last one drawn")
-                n_left = split_pos - start
-                left_samples = node_samples[:n_left]
-                if n_left <= end - split_pos:  # Criterion.update(pos): sum_left from whichever end is nearer
-                    sum_left = reduce(add, map(y_of, left_samples), 0.0)
+                pos = split_pos
+                n_left = pos - start
+                y_left = [y[s] for s in samples[start:pos]]
+                if n_left <= end - pos:  # Criterion.update(pos): sum_left from whichever end is nearer
+                    sum_left = reduce(add, y_left, 0.0)
                 else:
-                    sum_left = reduce(sub, map(y_of, reversed(node_samples[n_left:])), sum_total)
+                    sum_left = reduce(sub, [y[s] for s in reversed(samples[pos:end])], sum_total)
                 w_left = float(n_left)
                 w_right = weight - w_left
                 sum_right = sum_total - sum_left
-                sq_left = reduce(add, map(y2_of, left_samples), 0.0)  # MSE.children_impurity
+                sq_left = reduce(add, map(mul, y_left, y_left), 0.0)  # MSE.children_impurity
                 sq_right = sq_total - sq_left
                 m_left, m_right = sum_left / w_left, sum_right / w_right
                 impurity_left = sq_left / w_left - m_left * m_left
