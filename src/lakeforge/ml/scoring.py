@@ -204,10 +204,8 @@ def _robust(block: np.ndarray, fit: np.ndarray) -> np.ndarray:
 
 def _forest(frame: pd.DataFrame, cfg: AnomalyDetectionConfig, spans: list[tuple[int, int]]) -> list[dict[str, Any]]:
     """An isolation forest over all sensors (robust z-scores per entity), fitted on the history only: an
-    entity's readings before its watermark, or, the first time, the first half of what it has. The forest is
-    scikit-learn's, grown by :mod:`lakeforge.ml.iforest` (the same trees and scores, without importing
-    scikit-learn: 0.5-0.8 s, more than the rest of a small run)."""
-    from lakeforge.ml.iforest import IsolationForest
+    entity's readings before its watermark, or, the first time, the first half of what it has."""
+    from sklearn.ensemble import IsolationForest
 
     values = frame[list(cfg.sensors)].to_numpy(dtype="float64", na_value=np.nan)
     new = frame["_new"].to_numpy()
@@ -232,7 +230,7 @@ def _forest(frame: pd.DataFrame, cfg: AnomalyDetectionConfig, spans: list[tuple[
         sample = np.sort(np.random.default_rng(cfg.seed).choice(sample, _MAX_FIT_ROWS, replace=False))
     forest = IsolationForest(n_estimators=100, max_samples=256, random_state=cfg.seed).fit(z[sample])
     index = np.flatnonzero(scored)
-    s = forest.score(z[index])  # Liu et al.'s anomaly score: ~0.5 ordinary, near 1 isolated at once
+    s = -forest.score_samples(z[index])  # Liu et al.'s anomaly score: ~0.5 ordinary, near 1 isolated at once
     rows: list[dict[str, Any]] = []
     last: dict[Any, Any] = {}
     ts = _times(frame)
