@@ -338,7 +338,8 @@ def section(result: dict[str, Any], *, image: str) -> str:
             f"{s['incremental']['late_hours']} of its {s['incremental']['lake_hours']} hours took "
             f"{s['incremental']['late_run_seconds']} s (gold {s['incremental']['late_stages']['gold']} s), against "
             f"{s['incremental']['next_run_seconds']} s for a new day (24 new hours) and "
-            f"{s['stages']['end_to_end']['lakeforge_seconds']} s for the cold run of the whole lake" for s in late) + "."
+            f"{s['stages']['end_to_end']['lakeforge_seconds']} s for the cold run of the whole lake"
+            for s in late) + "."
     return f"""
 ## Cost at scale ({result['date']}, `bench/run.py --only scale`, mode {result['mode']})
 
