@@ -29,15 +29,19 @@ NEW_ROWS = 20
 TARGET_SECONDS = 1.0
 ROUNDS = {"quick": 3, "full": 7}
 
-# the measured command runs as this launcher's child: wall seconds from fork to exit, CPU of the child alone
-_LAUNCHER = """
+# The measured command runs as this launcher's child: wall seconds from fork to exit, the child's peak RSS and CPU.
+# Not measured from the harness: on Linux a child's ru_maxrss starts from the RSS of the process it was forked from
+# (the high-water mark survives exec), so once a harness has grown every child would report at least that. This
+# launcher is small (~10 MB) when it forks. bench/run.py uses it too.
+LAUNCHER = """
 import os, sys, time
 started = time.perf_counter()
 pid = os.fork()
 if pid == 0:
     os.execvp(sys.argv[1], sys.argv[1:])
 _, status, usage = os.wait4(pid, 0)
-sys.stderr.write(f"\\n__lf_child seconds={time.perf_counter() - started} cpu={usage.ru_utime + usage.ru_stime}\\n")
+sys.stderr.write(f"\\n__lf_child seconds={time.perf_counter() - started} peak_kb={usage.ru_maxrss} "
+                 f"cpu={usage.ru_utime + usage.ru_stime}\\n")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -54,7 +58,7 @@ print(time.perf_counter() - wall, time.process_time() - cpu)
 
 def _timed(cmd: list[str], *, cwd: Path | None = None) -> tuple[float, float, str]:
     """Wall and CPU seconds of ``cmd`` as a process, and its stdout."""
-    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], cwd=cwd, capture_output=True, text=True)
     last = proc.stderr.rstrip("\n").rpartition("\n")[2]
     if proc.returncode or not last.startswith("__lf_child"):
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")

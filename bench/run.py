@@ -44,27 +44,11 @@ TARGET_PEAK_GB = 3.0
 MEMORY_LIMIT = "1750MB"
 
 
-# Runs the measured command as its child, times it and reports its peak RSS. Not measured from this process: on
-# Linux a child's ru_maxrss starts from the RSS of the process it was forked from (the high-water mark survives
-# exec), so once this harness has grown (generating data, pandas for GX) every child would report at least that.
-# This launcher is small (~10 MB) when it forks.
-_LAUNCHER = """
-import os, sys, time
-started = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-sys.stderr.write(f"\\n__lf_child seconds={time.perf_counter() - started} peak_kb={usage.ru_maxrss}\\n")
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def timed(cmd: list[str], *, cwd: Path | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (GB) of the command's process, and its stderr."""
-    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", fixed.LAUNCHER, *cmd], cwd=cwd, capture_output=True, text=True)
     stderr, _, last = proc.stderr.rstrip("\n").rpartition("\n")
-    found = re.fullmatch(r"__lf_child seconds=([0-9.e-]+) peak_kb=(\d+)", last.strip())
+    found = re.fullmatch(r"__lf_child seconds=([0-9.e-]+) peak_kb=(\d+) cpu=\S+", last.strip())
     if found is None:
         raise SystemExit(f"{' '.join(cmd)} gave no figures (killed?):\n{proc.stderr[-2000:]}")
     if "error" in stderr.lower() and "Traceback" in stderr:

@@ -486,24 +486,25 @@ def user_metadata(transactions: Mapping[str, int] | None, fingerprint: Mapping[s
     return json.dumps(value)
 
 
-def _lakeforge_metadata(value: object) -> dict[str, int] | None:
-    if not isinstance(value, str) or '"lakeforge"' not in value:
+def _part(value: object, key: str) -> dict[str, Any] | None:
+    """One part (``lakeforge``: the transactions, ``fingerprint``) of a commit's ``userMetadata``, if it has it."""
+    if not isinstance(value, str) or f'"{key}"' not in value:
         return None
     try:
-        found = json.loads(value).get("lakeforge")
+        found = json.loads(value).get(key)
     except (ValueError, AttributeError):
         return None
-    return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else None
+    return found if isinstance(found, dict) else None
+
+
+def _lakeforge_metadata(value: object) -> dict[str, int] | None:
+    found = _part(value, "lakeforge")
+    return None if found is None else {str(k): int(v) for k, v in found.items()}
 
 
 def _fingerprint(value: object) -> dict[str, str] | None:
-    if not isinstance(value, str) or '"fingerprint"' not in value:
-        return None
-    try:
-        found = json.loads(value).get("fingerprint")
-    except (ValueError, AttributeError):
-        return None
-    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
+    found = _part(value, "fingerprint")
+    return None if found is None else {str(k): str(v) for k, v in found.items()}
 
 
 def _commit(transactions: Mapping[str, int] | None, metadata: Mapping[str, str] | None,
