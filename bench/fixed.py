@@ -205,9 +205,8 @@ left out: it re-implemented a library lakeforge depends on.
 
 Target, the whole process under {TARGET_SECONDS:g} s (one new file on a small lake, ML stages and warehouse
 included): **{met}** (median {r['run_seconds']} s, worst of the rounds {r['run_seconds_max']} s; load average
-{r['load_average']} at the end). Until 2026-12-07 the same measurement gave 3.08 s for the run with the new file
-(1.98 s by its record, `ml:anomalies` 1.0 s, the warehouse 0.35 s) and 2.26 s for the run with nothing to do
-(1.17 s by its record, 0.96 s of it in stages that had nothing to do: `ml:risk` imported LightGBM and
-scikit-learn to learn there was no champion): measured the same way, 7 rounds at a load average of about 1,
-that commit and this one alternately.
+{r['load_average']} at the end). Before 2026-12-07 the same measurement gave
+3.08 s for the run with the new file and 2.26 s for the run with nothing to do (`ml:risk` imported LightGBM and
+scikit-learn to learn there was no champion; it no longer does); the run with the new file is no cheaper, as
+`ml:anomalies` still imports scikit-learn and the `groups` models now recompute their touched groups.
 """
