@@ -66,6 +66,16 @@ def _timed(cmd: list[str], *, cwd: Path | None = None) -> tuple[float, float, st
     return float(fields["seconds"]), float(fields["cpu"]), proc.stdout
 
 
+def _run(lakeforge: list[str], project: Path, *, expect: str) -> tuple[float, float, dict[str, Any]]:
+    """``lakeforge run --json`` timed as a process: wall and CPU seconds and its run record, whose status must be
+    ``expect``."""
+    wall, cpu, out = _timed([*lakeforge, "run", "--json", "--project", str(project)])
+    record: dict[str, Any] = json.loads(out)
+    if record["status"] != expect:
+        raise SystemExit(f"the fixed-cost run ended {record['status']}, not {expect}: {record.get('error')}")
+    return wall, cpu, record
+
+
 def _lakeforge() -> list[str]:
     """The ``lakeforge`` command of this interpreter's environment (what a user types), else ``python -m``."""
     script = Path(sys.executable).parent / "lakeforge"
@@ -119,10 +129,7 @@ def measure(work: Path, *, mode: str = "full") -> dict[str, Any]:
         wall, cpu = (float(x) for x in out.split())
         samples["import_seconds"].append(wall)
         samples["import_cpu"].append(cpu)
-        wall, cpu, out = _timed([*lakeforge, "run", "--json", "--project", str(project)])
-        record = json.loads(out)
-        if record["status"] != "succeeded":
-            raise SystemExit(f"the fixed-cost run failed: {record.get('error')}")
+        wall, cpu, record = _run(lakeforge, project, expect="succeeded")
         samples["run_seconds"].append(wall)
         samples["run_cpu"].append(cpu)
         samples["record_seconds"].append(float(record["seconds"]))
@@ -130,10 +137,7 @@ def measure(work: Path, *, mode: str = "full") -> dict[str, Any]:
         for s in record["stages"]:
             stage_samples.setdefault(s["name"], []).append(float(s["seconds"]))
         idle.append(sum(1 for s in record["stages"] if s["status"] == "skipped"))
-        wall, cpu, out = _timed([*lakeforge, "run", "--json", "--project", str(project)])
-        noop = json.loads(out)
-        if noop["status"] != "nothing_to_do":
-            raise SystemExit(f"the run after it had work to do: {noop['status']}")
+        wall, cpu, noop = _run(lakeforge, project, expect="nothing_to_do")
         samples["noop_seconds"].append(wall)
         samples["noop_cpu"].append(cpu)
         samples["noop_record_seconds"].append(float(noop["seconds"]))

@@ -167,7 +167,6 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
         return _joined(done, rest, seconds=time.perf_counter() - started)
     assert decision.shape is not None
     work = _Work(model, decision, catalog=catalog, engine=engine)
-    result.detail = decision.reason
     if decision.incremental:
         work.read_changes(upstream_keys=upstream_keys or {})
     result.strategy = work.strategy
@@ -209,28 +208,27 @@ class _Work:
         since, until = self.decision.consumed[driver], self.decision.versions[driver]
         images, rewritten = self.catalog.change_images(driver, since=since, until=until)
         if rewritten and self.engine.rows(images) > self.engine.rows(self.relations[driver]):  # an overwrite
-            return self._whole(f"most of {driver} was rewritten (v{since} -> v{until})")
+            return self._whole(driver, f"most of {driver} was rewritten (v{since} -> v{until})")
         strategy = self.strategy
         if strategy in ("append", "merge", "scd2") and not rewritten:
             changes, _ = self.catalog.changes(driver, since=since, until=until, keys=upstream_keys.get(driver))
             self.relations[driver] = changes
             return None
         if strategy == "append":
-            return self._whole(f"rows of {driver} were updated or deleted, which an append cannot take back")
+            return self._whole(driver, f"rows of {driver} were updated or deleted, which an append cannot take back")
         if strategy == "scd2":
-            return self._whole(f"rows of {driver} were updated or deleted: the history is rebuilt")
+            return self._whole(driver, f"rows of {driver} were updated or deleted: the history is rebuilt")
         if strategy == "merge":
             self.detail += f"; rows of {driver} were updated or deleted: their keys are recomputed"
         by = self.shape.touched_by
         self.relations[driver] = touching.touched(self.engine, driver, self.relations[driver], images, by)
-        self.replace = _Replace(images=images, by=by, shape=self.shape)
+        self.replace = _Replace(images=images, by=by, partitions=self.shape.strategy == "partitions")
         return None
 
-    def _whole(self, why: str) -> None:
+    def _whole(self, driver: str, why: str) -> None:
+        """Recompute the whole model after all (the driver's snapshot, already bound, stays its relation)."""
         self.strategy = "scd2-full" if self.shape.strategy == "scd2" else "full"
         self.detail += f"; {why}: recomputed whole"
-        self.relations[self.shape.driver or ""] = self.catalog.dataset(
-            self.shape.driver or "", version=self.decision.versions[self.shape.driver or ""])
 
 
 @dataclass
@@ -240,7 +238,7 @@ class _Replace:
 
     images: Relation
     by: dict[str, exp.Expr]
-    shape: Shape
+    partitions: bool  # the stored rows of touched partitions (else: of touched keys)
 
 
 def _run_sql(model: Model, work: _Work, *, engine: Engine) -> ModelOutput:
@@ -279,8 +277,7 @@ def _commit(model: Model, output: ModelOutput, *, catalog: Catalog, strategy: st
     elif strategy in ("merge", "groups", "partitions"):
         kept = engine.materialize(output.kept())
         gone = None if replace is None else touching.gone(
-            engine, model, kept, images=replace.images, by=replace.by,
-            partitions=replace.shape.strategy == "partitions", catalog=catalog)
+            engine, model, kept, images=replace.images, by=replace.by, partitions=replace.partitions, catalog=catalog)
         written = 0
         n_kept = engine.rows(kept)
         if n_kept or (gone is not None and engine.rows(gone)):

@@ -99,6 +99,7 @@ class Model:
     dialect: str
     tree: exp.Expr = field(repr=False)
     line_offset: int = 0  # lines of header before the SQL
+    _fingerprint: tuple[exp.Expr, dict[str, str]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def layer(self) -> str:
@@ -152,13 +153,16 @@ class Model:
         """What determines the model's rows, hashed per part: its SQL normalised by sqlglot (whitespace, comments
         and the case of keywords do not count; views it reads are inlined, so their edits count) and each header
         setting that changes the output. ``description``, ``owner``, ``cluster_by`` and ``strategy`` do not (every
-        strategy equals a recomputation)."""
-        parts: dict[str, object] = {"sql": self.tree.sql(dialect=self.dialect, comments=False)}
-        config = self.config.model_dump(mode="json")
-        for name in FINGERPRINTED:
-            parts[name] = config[name]
-        return {name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-                for name, value in parts.items()}
+        strategy equals a recomputation). Computed once per tree (views are inlined by replacing it)."""
+        if self._fingerprint is None or self._fingerprint[0] is not self.tree:
+            parts: dict[str, object] = {"sql": self.tree.sql(dialect=self.dialect, comments=False)}
+            config = self.config.model_dump(mode="json")
+            for name in FINGERPRINTED:
+                parts[name] = config[name]
+            self._fingerprint = (self.tree, {
+                name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+                for name, value in parts.items()})
+        return dict(self._fingerprint[1])
 
     def duckdb_sql(self) -> str:
         return self.tree.sql(dialect="duckdb")

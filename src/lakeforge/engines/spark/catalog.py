@@ -41,6 +41,13 @@ class SparkCatalog(Catalog):
     def __init__(self, location: Location, *, spark: Any) -> None:
         super().__init__(location)
         self.spark = spark
+        self._cached: list[Any] = []  # change feeds cached in this run
+
+    def forget(self) -> None:
+        super().forget()
+        for frame in self._cached:
+            frame.unpersist()
+        self._cached.clear()
 
     def _path(self, name: str) -> str:
         return self.uri(name)
@@ -74,7 +81,8 @@ class SparkCatalog(Catalog):
 
         if until <= since:
             return self.dataset(name, version=until).limit(0), False
-        feed = self._feed(name, since=since, until=until).cache()
+        feed = self._feed(name, since=since, until=until).cache()  # read twice: the check below, the recompute
+        self._cached.append(feed)
         rewritten = bool(feed.filter(F.col("_change_type") != "insert").limit(1).count())
         return feed.drop(*CHANGE_COLUMNS), rewritten
 
