@@ -15,6 +15,7 @@ import yaml
 
 from lakeforge.errors import ConfigError, NotFound
 from lakeforge.ml import registry, scoring
+from lakeforge.ops.results import RunResult, StageResult
 from lakeforge.project import Project
 
 # the tests follow one project through its life, in order: `make test` runs a module on one worker (--dist loadscope)
@@ -185,3 +186,50 @@ def test_ml_settings_are_checked(tmp_path: Path) -> None:
     (project.path / "lakeforge.yml").write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match="sensors"):
         Project(project.path)
+
+
+def _anomaly_stage(result: RunResult) -> StageResult:
+    return next(s for s in result.stages if s.name == scoring.ANOMALY_STAGE)
+
+
+def test_the_isolation_forest_is_kept_between_runs_and_fitted_again_as_configured(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "kept"
+    Project.init(root).generate(machines=6, days=4, seed=SEED, files=1)
+    project = Project(root)
+    first = _anomaly_stage(project.run())
+    assert first.strategy == scoring.REFIT and "isolation forest fitted" in first.detail
+    kept = project.lakehouse.read_bytes(scoring.FOREST)
+    fitted = _state(project, "anomalies")["forest"]
+    assert isinstance(fitted, dict) and fitted["rows"] >= 100
+    project.close()
+
+    # a day of new readings: scored with the kept forest, in a process that never imports scikit-learn
+    Project(root).generate(machines=6, days=1, seed=SEED + 1, files=1, start="2024-01-05")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "lakeforge.cli", "run", "--json",
+                           "--project", str(root)], capture_output=True, text=True, check=True)
+    record = json.loads(proc.stdout)
+    stage = next(s for s in record["stages"] if s["name"] == scoring.ANOMALY_STAGE)
+    assert stage["status"] == "ok" and stage["rows_in"] > 0 and stage["strategy"] == "stream"
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
+    assert "numpy" in imported and not {m for m in imported if m.split(".")[0] == "sklearn"}
+    project = Project(root)
+    assert project.lakehouse.read_bytes(scoring.FOREST) == kept
+    assert _state(project, "anomalies")["forest"] == fitted
+
+    # once the history has grown by forest_refit_hours, the next run fits it again on the history it has
+    config = yaml.safe_load((root / "lakeforge.yml").read_text())
+    config["ml"]["anomalies"]["forest_refit_hours"] = 12
+    (root / "lakeforge.yml").write_text(yaml.safe_dump(config))
+    project.close()
+    project = Project(root)
+    project.generate(machines=6, days=1, seed=SEED + 2, files=1, start="2024-01-06")
+    again = _anomaly_stage(project.run())
+    refitted = _state(project, "anomalies")["forest"]
+    assert again.strategy == scoring.REFIT and isinstance(refitted, dict)
+    assert refitted["fitted_through"] > fitted["fitted_through"] and refitted["rows"] > fitted["rows"]
+    # and a full refresh fits anew, whatever is kept
+    assert _anomaly_stage(project.run(full_refresh=True)).strategy == scoring.REFIT
+    project.close()

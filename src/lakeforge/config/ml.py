@@ -27,6 +27,9 @@ class AnomalyDetectionConfig(_Strict):
     multivariate: bool = Field(default=True, description="also an isolation forest over all sensors")
     multivariate_threshold: float = Field(default=0.70, gt=0.5, lt=1.0, description="isolation-forest score "
                                           "(Liu et al.'s s, 0.5 = ordinary) at or above which a reading is flagged")
+    forest_refit_hours: float = Field(default=168.0, gt=0, description="the isolation forest is kept between runs "
+                                      "and fitted again on the history once it has grown by this many hours "
+                                      "(a run that only scores does not fit; --full-refresh fits anew)")
     seed: int = 0
 
     @model_validator(mode="after")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from lakeforge.config.ml import AnomalyDetectionConfig
+    from lakeforge.ml.forest import Forest
     from lakeforge.ml.registry import Champion
     from lakeforge.project import Project
 
@@ -44,8 +45,10 @@ ANOMALY_STAGE = "ml:anomalies"
 RISK_STAGE = "ml:risk"
 STAGES = (ANOMALY_STAGE, RISK_STAGE)
 STATE = "_lakeforge/ml/{}.json"
+FOREST = "_lakeforge/ml/anomalies-forest.npz"  # the isolation forest between runs (lakeforge.ml.forest)
 STREAM_DETECTOR = "streaming (tail + level + change)"
 FOREST_DETECTOR = "isolation forest"
+REFIT = "stream+refit"  # the anomaly stage's strategy in a run that fitted its isolation forest anew
 MULTIVARIATE = "multivariate"
 EPISODE_HOURS = 24.0  # one multivariate anomaly per entity and episode
 _MAX_FIT_ROWS = 50_000
@@ -162,32 +165,48 @@ def _groups(entities: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
-def _streams(frame: pd.DataFrame, cfg: AnomalyDetectionConfig, spans: list[tuple[int, int]]) -> list[dict[str, Any]]:
+class _Readings:
+    """The readings as NumPy arrays, sorted by entity and time: ``ts`` naive UTC ``datetime64[ns]`` (what the
+    detector's arithmetic wants), each sensor float64 with NaN for a missing value, and the run's flags."""
+
+    def __init__(self, table: pa.Table, sensors: list[str]) -> None:
+        self.entity = table["entity"].to_numpy(zero_copy_only=False)
+        self.ts = table["ts"].cast(pa.timestamp("ns")).to_numpy(zero_copy_only=False).astype("datetime64[ns]")
+        self.values = np.column_stack([table[s].cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+                                       for s in sensors]) if table.num_rows else np.zeros((0, len(sensors)))
+        self.new = table["_new"].fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+        self.context = table["_context"].fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+        self.spans = _groups(self.entity)
+
+    def watermarks(self) -> dict[str, str]:
+        """The latest new reading of each entity that has one, as ISO time (the next run's watermark)."""
+        marks: dict[str, str] = {}
+        for lo, hi in self.spans:
+            new = self.ts[lo:hi][self.new[lo:hi]]
+            if new.size:
+                marks[str(self.entity[lo])] = _utc(new.max()).isoformat()
+        return marks
+
+
+def _streams(r: _Readings, cfg: AnomalyDetectionConfig) -> list[dict[str, Any]]:
     from lakeforge.ml import anomaly
 
     params = anomaly.DetectorParams(**cfg.detector)
     rows: list[dict[str, Any]] = []
-    ts = _times(frame)
-    new = frame["_new"].to_numpy()
-    for lo, hi in spans:
-        stamps = ts[lo:hi]
+    for lo, hi in r.spans:
+        stamps = r.ts[lo:hi]
         if hi - lo < 2:
             continue
-        for sensor in cfg.sensors:
-            values = frame[sensor].to_numpy(dtype="float64", na_value=np.nan)[lo:hi]
+        for j, sensor in enumerate(cfg.sensors):
+            values = r.values[lo:hi, j]
             if np.isnan(values).all():
                 continue
             out = anomaly.detect_details(values, stamps, params=params, name=sensor, reasons_for="alerts")
-            for i in np.flatnonzero(out["alert"] & new[lo:hi]):
-                rows.append({"entity": frame["entity"].iat[lo + i], "sensor": sensor, "ts": _utc(stamps[i]),
+            for i in np.flatnonzero(out["alert"] & r.new[lo:hi]):
+                rows.append({"entity": r.entity[lo + i], "sensor": sensor, "ts": _utc(stamps[i]),
                              "value": float(values[i]), "score": float(out["score"][i]), "reason": out["reason"][i],
                              "detector": STREAM_DETECTOR})
     return rows
-
-
-def _times(frame: pd.DataFrame) -> np.ndarray:
-    """The ``ts`` column as naive UTC ``datetime64[ns]`` (what the detector's arithmetic wants)."""
-    return frame["ts"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
 def _utc(value: np.datetime64) -> dt.datetime:
@@ -202,51 +221,73 @@ def _robust(block: np.ndarray, fit: np.ndarray) -> np.ndarray:
     return np.nan_to_num((block - med) / scale, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _forest(frame: pd.DataFrame, cfg: AnomalyDetectionConfig, spans: list[tuple[int, int]]) -> list[dict[str, Any]]:
-    """An isolation forest over all sensors (robust z-scores per entity), fitted on the history only: an
-    entity's readings before its watermark, or, the first time, the first half of what it has."""
-    from sklearn.ensemble import IsolationForest
-
-    values = frame[list(cfg.sensors)].to_numpy(dtype="float64", na_value=np.nan)
-    new = frame["_new"].to_numpy()
-    context = frame["_context"].to_numpy()
-    z = np.zeros_like(values)
-    fit = np.zeros(len(frame), dtype=bool)
-    scored = np.zeros(len(frame), dtype=bool)
-    for lo, hi in spans:
-        history = context[lo:hi].copy()
+def _zscores(r: _Readings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All sensors as robust z-scores against each entity's own history (its readings before the watermark, or,
+    the first time, the first half of what it has), the history rows, and the new rows to score."""
+    z = np.zeros_like(r.values)
+    fit = np.zeros(r.values.shape[0], dtype=bool)
+    scored = np.zeros(r.values.shape[0], dtype=bool)
+    for lo, hi in r.spans:
+        history = r.context[lo:hi].copy()
         if not history.any():  # first time: learn on the first half
             history = np.arange(hi - lo) < (hi - lo) // 2
         if history.sum() < 30:
             continue
         with np.errstate(all="ignore"):
-            z[lo:hi] = _robust(values[lo:hi], history)
+            z[lo:hi] = _robust(r.values[lo:hi], history)
         fit[lo:hi] = history
-        scored[lo:hi] = ~history & new[lo:hi]
-    if fit.sum() < 100 or not scored.any():
-        return []
+        scored[lo:hi] = ~history & r.new[lo:hi]
+    return z, fit, scored
+
+
+def _fitted(project: Project, cfg: AnomalyDetectionConfig, z: np.ndarray, fit: np.ndarray, through: np.datetime64,
+            kept: dict[str, Any]) -> tuple[Forest, dict[str, Any] | None]:
+    """The isolation forest to score with: the one kept in the lakehouse, unless there is none, it was fitted
+    for other sensors or seed, or the history has grown by ``forest_refit_hours`` since its fit; then a new one
+    fitted (scikit-learn, seeded) on the history rows and kept, with what the state keeps of it (None: the kept
+    forest)."""
+    from lakeforge.ml import forest
+
+    setting = {"sensors": list(cfg.sensors), "seed": cfg.seed}
+    fitted_through = kept.get("fitted_through")
+    due = (fitted_through is None or {k: kept.get(k) for k in setting} != setting
+           or _utc(through) - dt.datetime.fromisoformat(fitted_through) >= dt.timedelta(hours=cfg.forest_refit_hours))
+    if not due and project.lakehouse.exists(FOREST):
+        return forest.Forest.from_bytes(project.lakehouse.read_bytes(FOREST)), None
+    pdm.require()
     sample = np.flatnonzero(fit)
     if sample.size > _MAX_FIT_ROWS:
         sample = np.sort(np.random.default_rng(cfg.seed).choice(sample, _MAX_FIT_ROWS, replace=False))
-    forest = IsolationForest(n_estimators=100, max_samples=256, random_state=cfg.seed).fit(z[sample])
+    model = forest.fit(z[sample], seed=cfg.seed)
+    project.lakehouse.write_bytes_atomic(FOREST, model.to_bytes())
+    return model, {**setting, "fitted_through": _utc(through).isoformat(), "rows": int(sample.size)}
+
+
+def _forest(project: Project, r: _Readings, cfg: AnomalyDetectionConfig,
+            kept: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The multivariate anomalies among the new readings, and what the state keeps of a forest fitted now (None:
+    none was)."""
+    z, fit, scored = _zscores(r)
+    if fit.sum() < 100 or not scored.any():
+        return [], None
+    model, refit = _fitted(project, cfg, z, fit, r.ts[fit].max(), kept)
     index = np.flatnonzero(scored)
-    s = -forest.score_samples(z[index])  # Liu et al.'s anomaly score: ~0.5 ordinary, near 1 isolated at once
+    s = model.score(z[index])  # Liu et al.'s anomaly score: ~0.5 ordinary, near 1 isolated at once
     rows: list[dict[str, Any]] = []
     last: dict[Any, Any] = {}
-    ts = _times(frame)
     episode = np.timedelta64(int(EPISODE_HOURS * 3600), "s")
     for i, score in zip(index[s >= cfg.multivariate_threshold], s[s >= cfg.multivariate_threshold], strict=True):
-        entity = frame["entity"].iat[i]
-        if entity in last and ts[i] - last[entity] <= episode:
+        entity = r.entity[i]
+        if entity in last and r.ts[i] - last[entity] <= episode:
             continue
-        last[entity] = ts[i]
+        last[entity] = r.ts[i]
         top = np.argsort(-np.abs(z[i]))[:2]
         parts = ", ".join(f"{cfg.sensors[j]} {z[i, j]:+.1f} robust sd" for j in top)
         reason = (f"{len(cfg.sensors)} sensors together unusual (isolation forest score {score:.2f} >= "
                   f"{cfg.multivariate_threshold:.2f}): {parts} from its median over the history")
-        rows.append({"entity": entity, "sensor": MULTIVARIATE, "ts": _utc(ts[i]), "value": None, "score": float(score),
-                     "reason": reason, "detector": FOREST_DETECTOR})
-    return rows
+        rows.append({"entity": entity, "sensor": MULTIVARIATE, "ts": _utc(r.ts[i]), "value": None,
+                     "score": float(score), "reason": reason, "detector": FOREST_DETECTOR})
+    return rows, refit
 
 
 def score_anomalies(project: Project, *, run_id: str, full_refresh: bool = False) -> StageResult:
@@ -260,29 +301,30 @@ def score_anomalies(project: Project, *, run_id: str, full_refresh: bool = False
     if state.get("source_version") == version:
         return _skipped(stage, f"no new readings in {cfg.source} (v{version})", started)
     marks: dict[str, str] = dict(state.get("watermarks", {}))
-    readings = _readings(project, cfg, marks)
-    frame = readings.to_pandas()
-    spans = _groups(readings["entity"].to_numpy(zero_copy_only=False)) if readings.num_rows else []
-    rows = _streams(frame, cfg, spans)
-    if cfg.multivariate and spans:
-        pdm.require()
-        rows += _forest(frame, cfg, spans)
+    readings = _Readings(_readings(project, cfg, marks), list(cfg.sensors))
+    rows = _streams(readings, cfg)
+    kept: dict[str, Any] = dict(state.get("forest", {}))
+    refit = None
+    if cfg.multivariate and readings.spans:
+        found, refit = _forest(project, readings, cfg, kept)
+        rows += found
     entity_type = project.catalog.dataset(cfg.source).schema.field(cfg.entity).type
     schema = _anomaly_schema(cfg.entity, entity_type)
     table = pa.Table.from_pylist([{cfg.entity: r.pop("entity"), **r, "run_id": run_id} for r in rows],
                                  schema=schema)
     table = table.sort_by([(cfg.entity, "ascending"), ("sensor", "ascending"), ("ts", "ascending")])
     _commit(project, ANOMALIES, table, key=keys(project)[ANOMALIES], replace=full_refresh or not state)
-    new = int(pc.sum(readings["_new"]).as_py() or 0) if readings.num_rows else 0
-    scored = frame[frame["_new"]]
-    for entity, last in scored.groupby("entity")["ts"].max().items():
-        marks[str(entity)] = last.isoformat()
-    _save_state(project, "anomalies", {"source_version": version, "watermarks": marks})
-    multivariate = sum(1 for r in table["sensor"].to_pylist() if r == MULTIVARIATE)
+    new = int(readings.new.sum())
+    marks.update(readings.watermarks())
+    _save_state(project, "anomalies", {"source_version": version, "watermarks": marks, "forest": refit or kept})
+    multivariate = sum(1 for r in rows if r["sensor"] == MULTIVARIATE)
+    if refit:
+        stage.strategy = REFIT
     stage.rows_in = stage.rows_out = new
-    stage.rows_read, stage.rows_written = readings.num_rows, table.num_rows
-    stage.detail = (f"{new:,} new readings of {len(spans)} {cfg.entity} values scored; {table.num_rows} anomalies "
-                    f"({multivariate} multivariate)")
+    stage.rows_read, stage.rows_written = readings.values.shape[0], table.num_rows
+    stage.detail = (f"{new:,} new readings of {len(readings.spans)} {cfg.entity} values scored; {table.num_rows} "
+                    f"anomalies ({multivariate} multivariate)"
+                    + (f"; isolation forest fitted on {refit['rows']:,} history rows" if refit else ""))
     stage.seconds = time.perf_counter() - started
     return stage
 
