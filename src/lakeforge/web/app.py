@@ -70,12 +70,13 @@ LIMITS = (100, 1000, 10_000, 100_000)
 
 @dataclass(frozen=True)
 class WebSettings:
-    """The explorer's row limit (default and most) and timeout; the web app's DuckDB memory limit; whether a
+    """The explorer's row limit (default and most), byte limit and timeout; the web app's DuckDB memory limit; whether a
     stale snapshot is rebuilt in the background (the previous one shown meanwhile) or before answering."""
 
     row_limit: int = explorer.DEFAULT_LIMIT
     max_rows: int = explorer.MAX_LIMIT
     timeout_seconds: float = explorer.DEFAULT_TIMEOUT
+    max_bytes: int = explorer.MAX_BYTES
     memory_limit: str = MEMORY_LIMIT
     background_refresh: bool = True
 
@@ -192,6 +193,7 @@ def router(project: Project, store: Store, settings: WebSettings) -> APIRouter:
             try:
                 chosen = limit_of(limit)
                 result = explorer.run(store, sql, limit=chosen, timeout=settings.timeout_seconds,
+                                      max_bytes=settings.max_bytes,
                                       params=explore_params(filters))
                 answer = result.to_dict(rows=pages.SHOWN_ROWS)
                 query = [("sql", sql), ("limit", str(chosen))] + [(k, v) for k, v in request.query_params.multi_items()
@@ -214,6 +216,7 @@ def router(project: Project, store: Store, settings: WebSettings) -> APIRouter:
         try:
             filters = filters_or_error(request)
             result = explorer.run(store, sql, limit=limit_of(limit), timeout=settings.timeout_seconds,
+                                  max_bytes=settings.max_bytes,
                                   params=explore_params(filters))
         except LakeforgeError as exc:
             text = f"{exc.message}\n" + (f"fix: {exc.hint}\n" if exc.hint else "")
@@ -255,6 +258,7 @@ def router(project: Project, store: Store, settings: WebSettings) -> APIRouter:
         try:
             filters = filters_or_error(request)
             result = explorer.run(store, sql, limit=limit_of(limit), timeout=settings.timeout_seconds,
+                                  max_bytes=settings.max_bytes,
                                   params=explore_params(filters))
         except LakeforgeError as exc:
             return _json(_problem(exc), _status(exc))

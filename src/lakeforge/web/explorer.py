@@ -15,17 +15,19 @@ Two guards, either of which is enough on its own:
    itself refuses to write, to touch any other file, to attach, to install or load extensions, or to change a
    setting.
 
-The query is wrapped as ``SELECT * FROM (query) LIMIT limit + 1`` (so the page can say more rows exist) and
-interrupted (``connection.interrupt()``) from a timer thread after ``timeout`` seconds. On Snowflake and
+The query is wrapped as ``SELECT * FROM (query) LIMIT limit + 1`` (so the page can say more rows exist). On
+DuckDB it runs in a child process (:mod:`lakeforge.web.sandbox`) with a data-segment limit, fetched in small
+batches up to the row limit or ``max_bytes`` of Arrow data, and killed at the timeout (running, fetching and
+sending alike): the server's memory and time stay bounded whatever the query builds. On Snowflake and
 PostgreSQL the same guard applies and the query, written in DuckDB's SQL, is transpiled by sqlglot and run
-through ``Warehouse.query`` with the row limit; the timeout there is the login's own statement timeout.
+through ``Warehouse.query`` with the row limit, then cut to ``max_bytes``; the timeout there is the login's own
+statement timeout.
 """
 
 from __future__ import annotations
 
 import io
 import re
-import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,8 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import TokenType
 
 from lakeforge.errors import LakeforgeError
+from lakeforge.web import sandbox
+from lakeforge.web.readonly import Unavailable
 
 if TYPE_CHECKING:
     from lakeforge.web.store import Store
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 100_000
 DEFAULT_TIMEOUT = 10.0
+MAX_BYTES = 16 * 2**20  # of Arrow data in an answer: a page or a CSV export, not a data extract
 READ_ONLY = "the explorer runs one read-only SELECT, WITH ... SELECT or VALUES query"
 
 _FIRST_WORDS = {"SELECT", "WITH", "VALUES", "FROM", "("}
@@ -75,11 +80,13 @@ class QueryFailed(LakeforgeError):
 
 @dataclass
 class Answer:
-    table: pa.Table  # at most ``limit`` rows
-    truncated: bool  # the query had more rows than the limit
+    table: pa.Table  # at most ``limit`` rows, at most ``max_bytes`` of Arrow data
+    truncated: bool  # the query had more rows than shown
     seconds: float
     sql: str  # what ran (sqlglot's rendering of the checked query, wrapped with the limit)
     limit: int
+    truncated_by: str | None = None  # "rows" (the row limit) or "bytes" (the byte limit)
+    max_bytes: int = 0
 
     def to_dict(self, *, rows: int | None = None) -> dict[str, Any]:
         from lakeforge.web.queries import clean
@@ -87,7 +94,8 @@ class Answer:
         shown = self.table if rows is None else self.table.slice(0, rows)
         return {"columns": self.table.column_names, "types": [str(t) for t in self.table.schema.types],
                 "rows": [[clean(v) for v in r.values()] for r in shown.to_pylist()], "row_count": self.table.num_rows,
-                "truncated": self.truncated, "limit": self.limit, "seconds": round(self.seconds, 4)}
+                "truncated": self.truncated, "truncated_by": self.truncated_by, "limit": self.limit,
+                "max_bytes": self.max_bytes, "seconds": round(self.seconds, 4)}
 
 
 def _name(function: exp.Func) -> str:
@@ -187,9 +195,10 @@ def wrap(tree: exp.Expr, *, limit: int) -> str:
 
 
 def run(store: Store, sql: str, *, limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT,
-        params: dict[str, Any] | None = None) -> Answer:
-    """Check ``sql`` (:func:`guard`) and run it on the warehouse, read-only, with the limit and the timeout.
-    ``params``: values of ``$site``, ``$model``, ``$start``, ``$end`` (the filters), bound when named."""
+        params: dict[str, Any] | None = None, max_bytes: int = MAX_BYTES) -> Answer:
+    """Check ``sql`` (:func:`guard`) and run it on the warehouse, read-only, with the limits: ``limit`` rows,
+    ``max_bytes`` of Arrow data, ``timeout`` seconds. ``params``: values of ``$site``, ``$model``, ``$start``,
+    ``$end`` (the filters), bound when named."""
     source = store.source
     with store.warehouse() as handle:
         duck = isinstance(handle, duckdb.DuckDBPyConnection)
@@ -200,29 +209,50 @@ def run(store: Store, sql: str, *, limit: int = DEFAULT_LIMIT, timeout: float = 
         bound = {k: v for k, v in (params or {}).items() if k in named}
         started = time.perf_counter()
         if duck:
-            timer = threading.Timer(timeout, handle.interrupt)
-            timer.daemon = True
-            timer.start()
-            try:
-                table = handle.sql(wrapped, params=bound or None).to_arrow_table()
-            except duckdb.InterruptException:
-                raise QueryFailed(f"the query ran longer than {timeout:g} s and was stopped",
-                                  hint="filter on fewer rows or aggregate, e.g. GROUP BY date") from None
-            except duckdb.Error as exc:
-                raise QueryFailed(f"the query failed: {_one_line(exc)}", hint="check table and column names "
-                                  "(the list of tables is beside the editor)") from None
-            finally:
-                timer.cancel()
+            assert source.duckdb_path is not None
+            table, capped = _sandboxed(sandbox.Request(
+                path=str(source.duckdb_path), sql=wrapped, params=bound, rows=limit + 1, max_bytes=max_bytes,
+                memory_limit=source.memory_limit), timeout=timeout)
         else:
             try:
                 table = source.query(handle, wrapped, bound)
             except Exception as exc:
                 raise QueryFailed(f"the query failed: {_one_line(exc)}",
                                   hint="the query is written in DuckDB's SQL and transpiled") from None
+            table, capped = _head(table, max_bytes)
         seconds = time.perf_counter() - started
-    truncated = table.num_rows > limit
-    return Answer(table=table.slice(0, limit) if truncated else table, truncated=truncated, seconds=seconds,
-                  sql=wrapped, limit=limit)
+    truncated = "bytes" if capped else "rows" if table.num_rows > limit else None
+    return Answer(table=table.slice(0, limit) if table.num_rows > limit else table, truncated=truncated is not None,
+                  truncated_by=truncated, seconds=seconds, sql=wrapped, limit=limit, max_bytes=max_bytes)
+
+
+def _sandboxed(request: sandbox.Request, *, timeout: float) -> tuple[pa.Table, bool]:
+    """The query's rows from the sandbox process, and whether the byte limit cut them."""
+    outcome = sandbox.run(request, timeout=timeout)
+    if outcome.ok:
+        return pa.ipc.open_stream(outcome.ipc).read_all(), outcome.bytes_capped
+    if outcome.kind == "timeout":
+        raise QueryFailed(f"the query ran longer than {timeout:g} s and was stopped",
+                          hint="filter on fewer rows or aggregate, e.g. GROUP BY date")
+    if outcome.kind == "memory":
+        raise QueryFailed(f"the query needed more memory than the explorer allows ({request.memory_limit} and "
+                          f"{sandbox.HEADROOM >> 20} MB for its results) and was stopped",
+                          hint="select fewer or shorter values, or aggregate")
+    if outcome.kind == "unavailable":
+        raise Unavailable(outcome.message, hint="a run is probably loading it; try again when it is done")
+    raise QueryFailed(f"the query failed: {outcome.message}", hint="check table and column names "
+                      "(the list of tables is beside the editor)")
+
+
+def _head(table: pa.Table, max_bytes: int) -> tuple[pa.Table, bool]:
+    """The longest head of ``table`` within ``max_bytes`` of Arrow data, and whether it is shorter."""
+    if table.nbytes <= max_bytes:
+        return table, False
+    lo, hi = 0, table.num_rows
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if table.slice(0, mid).nbytes <= max_bytes else (lo, mid - 1)
+    return table.slice(0, lo), True
 
 
 def _one_line(exc: BaseException) -> str:

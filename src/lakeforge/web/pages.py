@@ -497,7 +497,9 @@ def explorer(ctx: Context, *, sql: str, limit: int, chart: str, answer: dict[str
                   + (f'<p class="hint">{esc(hint)}</p>' if hint else ""))
     elif answer is not None:
         count = answer["row_count"]
-        more = f" (the first {count:,}: the query has more rows; raise the limit)" if answer["truncated"] else ""
+        more = (f" (the first {count:,}: the query has more rows; raise the limit)" if answer["truncated_by"] == "rows"
+                else f" (the first {count:,}: the result is larger than the explorer's {answer['max_bytes'] >> 20} MB; "
+                "select fewer or shorter columns)" if answer["truncated_by"] == "bytes" else "")
         shown = answer["rows"][:SHOWN_ROWS]
         note = f"; {len(shown):,} shown here, all in the CSV" if count > len(shown) else ""
         summary = (f'<p class="summary" data-testid="result-summary">{count:,} rows{more} in '

@@ -46,6 +46,7 @@ import sqlglot
 from lakeforge.config import DuckDBWarehouseConfig
 from lakeforge.errors import LakeforgeError
 from lakeforge.web.eventlog import EventLog
+from lakeforge.web.readonly import MEMORY_LIMIT, Unavailable, connect_duckdb
 
 if TYPE_CHECKING:
     from lakeforge.project import Project
@@ -53,50 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lakeforge.web")
 
-MEMORY_LIMIT = "2GB"  # of the web app's read-only warehouse connections (the explorer's queries)
 REMOTE_POLL_SECONDS = 60.0  # how often the load ledger of a Snowflake/PostgreSQL warehouse is looked at
 LEDGER = "_lakeforge_loads"
-
-
-class Unavailable(LakeforgeError):
-    """The warehouse cannot be read right now (a run is loading it, or it does not exist yet)."""
-
-
-# -- the warehouse, read-only ------------------------------------------------------------------------------------
-
-_CONNECT = threading.Lock()
-_DUCKDB_SETTINGS = ("SET TimeZone='UTC'", "SET memory_limit='{memory_limit}'", "SET python_enable_replacements=false",
-                    "SET enable_external_access=false", "SET lock_configuration=true")
-
-
-def connect_duckdb(path: Path, *, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to the DuckDB warehouse that cannot read or write any other file, attach a
-    database, install or load an extension, change a setting, or read Python objects by name (DuckDB's
-    replacement scans of the caller's variables).
-
-    DuckDB shares one database instance between the connections of a process to the same file: the first web
-    connection configures it (UTC, memory limit, ``enable_external_access=false``, then
-    ``lock_configuration=true``); later ones find it locked and check it is so."""
-    with _CONNECT:
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-        except (duckdb.IOException, duckdb.ConnectionException) as exc:
-            raise Unavailable(f"the warehouse {path.name} cannot be opened now: {str(exc).splitlines()[0]}",
-                              hint="a run is probably loading it; try again when it is done") from None
-        try:
-            locked, external, python = con.execute(
-                "SELECT current_setting('lock_configuration'), current_setting('enable_external_access'), "
-                "current_setting('python_enable_replacements')").fetchall()[0]
-            if not locked:
-                for statement in _DUCKDB_SETTINGS:
-                    con.execute(statement.format(memory_limit=memory_limit))
-            elif external or python:  # locked by someone else with files allowed: not ours to use
-                raise Unavailable(f"the warehouse {path.name} is open in this process with external access on",
-                                  hint="restart lakeforge serve")
-        except BaseException:
-            con.close()
-            raise
-    return con
 
 
 def _signature(path: Path) -> tuple[int, ...]:
