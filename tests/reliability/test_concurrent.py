@@ -33,7 +33,7 @@ from tests.reliability.harness import (
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 SEED = 777
-LOCKED = r"error: another lakeforge run holds the lock .*run\.lock"
+LOCKED = r"error: another lakeforge run holds the lock on .*_lakeforge"
 WAIT = r"fix: wait for it to finish; runs of one lakehouse are one at a time"
 
 

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import socket
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -176,20 +177,56 @@ def record(project: Project, result: RunResult, *, before: dict[str, int] | None
 
 
 def mark_started(project: Project, run_id: str, started_at: str) -> None:
-    """A marker that says a run is under way: if the process dies, the next run logs it as crashed."""
+    """A marker that says a run is under way: if the process dies, the next run logs it as crashed. It names the
+    process (host, pid, and the process's start as the kernel counts it, so a reused pid is another process)."""
     project.lakehouse.write_json_atomic(f"{MARKERS}/{run_id}.started", {
-        "run_id": run_id, "started_at": started_at, "pid": os.getpid(), "host": socket.gethostname()})
+        "run_id": run_id, "started_at": started_at, "pid": os.getpid(), "host": socket.gethostname(),
+        "process_start": process_start(os.getpid())})
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as this boot's id and the kernel's start time in clock ticks (Linux's
+    ``/proc``); None where there is no ``/proc`` or no such process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{boot}:{stat.rpartition(')')[2].split()[19]}"  # field 22; the command name may hold spaces
+
+
+def alive(marker: dict[str, Any]) -> bool:
+    """Whether the process a run marker names is still running: on this host, the same pid with the same start
+    (where the start cannot be read, a process with that pid). A marker of another host cannot be checked here;
+    it counts as gone (the run lock, held by the caller, says no run of this lakehouse is under way)."""
+    pid = marker.get("pid")
+    if marker.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    started = marker.get("process_start")
+    if started is not None:
+        return process_start(pid) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process with that pid
+        return True
+    return True
 
 
 def log_crashed(project: Project) -> list[str]:
-    """Markers of runs that never ended (the caller holds the run lock, so none is alive): logged as crashed."""
+    """Markers of runs that never ended and whose process is gone: logged as crashed (a marker of a process
+    still running, which the run lock should make impossible, is left alone)."""
     found = project.lakehouse.list_files(MARKERS, pattern="*.started")
-    rows, ids = [], []
+    rows, ids, gone = [], [], []
     for info in found:
         try:
             marker = project.lakehouse.read_json(info.path)
         except Exception:  # a marker cut short by the crash itself
             marker = {"run_id": info.path.rsplit("/", 1)[-1].removesuffix(".started"), "started_at": None}
+        if alive(marker):
+            continue
+        gone.append(info)
         started = _ts(marker.get("started_at"))
         ended = dt.datetime.fromtimestamp(info.mtime_ms / 1000, tz=dt.UTC) if info.mtime_ms else started
         rows.append({"run_id": marker["run_id"], "event": "run", "name": project.config.name, "kind": "run",
@@ -200,7 +237,7 @@ def log_crashed(project: Project) -> list[str]:
         ids.append(str(marker["run_id"]))
     if rows:
         append(project, rows)
-        for info in found:
+        for info in gone:
             project.lakehouse.delete(info.path)
     return ids
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import fcntl
+import os
 import re
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakeforge.errors import LakeforgeError, RunLocked
@@ -32,20 +34,34 @@ RUNS = "_lakeforge/runs"
 
 @contextmanager
 def run_lock(project: Project) -> Iterator[None]:
-    # beside a local lakehouse; for one on object storage, in the project folder
+    """One run at a time per lakehouse: an exclusive ``flock`` on the ``_lakeforge`` folder of a local lakehouse
+    (for one on object storage, the project's ``.lakeforge`` folder). A folder, not a file: deleting
+    ``run.lock`` during a run once let a second run start beside it (the second locked a new file); the folder
+    holds the lakehouse's state and is not replaced. After locking, the folder the path names must still be the
+    one locked. ``run.lock`` in it is locked too, as older versions of lakeforge lock only that."""
     base = project.lakehouse.local_path() if project.lakehouse.is_local else project.path / ".lakeforge"
-    path = base / "_lakeforge" / "run.lock" if project.lakehouse.is_local else base / "run.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLocked(f"another lakeforge run holds the lock {path}",
-                                 hint="wait for it to finish; runs of one lakehouse are one at a time") from None
-        try:
+    folder = base / "_lakeforge" if project.lakehouse.is_local else base
+    folder.mkdir(parents=True, exist_ok=True)
+    held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _lock(held, folder)
+        mine, named = os.fstat(held), os.stat(folder)
+        if (mine.st_dev, mine.st_ino) != (named.st_dev, named.st_ino):
+            raise RunLocked(f"the folder {folder} was replaced while this run locked it",
+                            hint="run again; do not move or delete the lakehouse's _lakeforge folder")
+        with open(folder / "run.lock", "w") as fh:
+            _lock(fh.fileno(), folder)
             yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        os.close(held)  # (closing releases the locks)
+
+
+def _lock(fd: int, folder: Path) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunLocked(f"another lakeforge run holds the lock on {folder}",
+                        hint="wait for it to finish; runs of one lakehouse are one at a time") from None
 
 
 def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
