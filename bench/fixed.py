@@ -201,7 +201,10 @@ machine).
 |---|---|---|---|
 {table}
 
-The run with the new file, by its run record: {r['record_seconds']} s, of which its {len(r['stages'])} stages
+The run before it in each round (untimed as part of the table: a first new file, in which the anomaly stage fitted
+its isolation forest, as it does again after `forest_refit_hours` of new history) took {r['fit_seconds']} s whole
+(the forest fitted in every round: {r['warmup_fitted']}). The run with the new file, by its run record:
+{r['record_seconds']} s, of which its {len(r['stages'])} stages
 {r['stages_seconds']} s ({r['stages_with_nothing_to_do']} of them with nothing to do; {len(rest)} stages under
 0.02 s took {round(sum(rest), 3)} s together). Stages of 0.02 s or more: {per_stage}. The run with nothing to
 do: {r['noop_record_seconds']} s by its record.
