@@ -109,3 +109,20 @@ def test_append_and_merge_are_the_incremental_kind(tmp_path: Path) -> None:
     path = model_file(tmp_path, "silver.bad", "-- kind: merge\nSELECT * FROM bronze.t\n")
     with pytest.raises(ConfigError, match="merge needs unique_key"):
         parse_model(path, name="silver.bad", dialect="duckdb")
+
+
+def test_a_header_that_is_not_yaml_is_one_line_with_the_file_and_line(tmp_path: Path) -> None:
+    path = model_file(tmp_path, "silver.y", "-- kind: incremental\n-- unique_key: [id\n-- description: x\n"
+                                            "SELECT * FROM bronze.t\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_model(path, name="silver.y", dialect="duckdb")
+    message = caught.value.message
+    assert "\n" not in message and message.startswith(f"{path}, line ") and "not valid YAML" in message
+    assert int(message.split(", line ")[1].split(":")[0]) in (2, 3)  # where the list opened or the parser noticed
+    assert caught.value.hint and "quote a value" in caught.value.hint
+
+
+def test_a_models_folder_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="models_path: the folder .* does not exist") as caught:
+        load_models(tmp_path / "modles", dialect="duckdb")
+    assert caught.value.hint and "models_path" in caught.value.hint

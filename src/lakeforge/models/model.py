@@ -223,8 +223,12 @@ def parse_model(path: Path, *, name: str, dialect: str) -> Model:
     try:
         header = yaml.safe_load("\n".join(header_lines)) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: the model header (the leading `--` lines) is not valid YAML: {exc}",
-                          hint="write `-- key: value` lines, e.g. `-- kind: incremental`") from None
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or "not valid YAML"
+        raise ConfigError(f"{path}{where}: the model header (the leading `--` lines) is not valid YAML: {problem}",
+                          hint="write `-- key: value` lines, e.g. `-- kind: incremental`; quote a value that holds "
+                               "`: ` or starts with `[`, `{`, `*`, `&` or `#`") from None
     if not isinstance(header, dict):
         header = {}
     try:
@@ -253,7 +257,9 @@ def load_models(models_dir: Path, *, dialect: str) -> list[Model]:
     """Every ``models/<layer>/<name>.sql``; layer is silver or gold."""
     models: list[Model] = []
     if not models_dir.is_dir():
-        return models
+        raise ConfigError(f"models_path: the folder {models_dir} does not exist, so there would be no models to run",
+                          hint="create it with models/silver and models/gold in it, or set `models_path:` in "
+                               "lakeforge.yml to the folder that holds them")
     for path in sorted(models_dir.rglob("*.sql")):
         rel = path.relative_to(models_dir)
         if len(rel.parts) != 2 or rel.parts[0] not in MODEL_LAYERS:
