@@ -35,18 +35,18 @@ from lakeforge.libraries import version_of
 from lakeforge.models import Model, ModelGraph, load_models
 from lakeforge.models.execute import Decision, decide, edits, table_columns
 from lakeforge.models.model import replace_views
-from lakeforge.models.strategy import analyze
 from lakeforge.ops.hooks import Observer
 from lakeforge.ops.progress import Reporter
 from lakeforge.ops.results import RunResult, StageResult
 from lakeforge.ops.runner import execute, last_run, tasks
 from lakeforge.storage import open_location
 from lakeforge.warehouses.base import Warehouse
-from lakeforge.warehouses.reports import Report
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from sqlglot import exp
+
+    from lakeforge.warehouses.reports import Report
 
 EXAMPLE = "telemetry"
 WAREHOUSE_STAMP = "_lakeforge/warehouse.json"  # what the last warehouse load saw (Project._warehouse_unchanged)
@@ -127,7 +127,9 @@ class Project:
                         catalog=self.catalog if engine is None else self.run_catalog, engine=engine)
 
     def models(self) -> list[Model]:
-        return load_models(self.path / self.config.models_path, dialect=self.config.dialect)
+        """The project's models; what the last load of the same files learned is reused (see
+        :mod:`lakeforge.models.analysis`), so their SQL is parsed only when needed."""
+        return load_models(self.path / self.config.models_path, dialect=self.config.dialect, cache=self.lakehouse)
 
     def graph(self) -> ModelGraph:
         return ModelGraph(self.models(), sources=list(self.config.sources))
@@ -178,9 +180,12 @@ class Project:
                 if m.config.kind != "view" and self.catalog.exists(m.name) and edits(m, self.catalog)}
 
     def check_strategies(self, models: list[Model]) -> None:
-        """Raise the error of the first model whose header demands a strategy its SQL does not allow."""
+        """Raise the error of the first model whose header demands a strategy its SQL does not allow (only those
+        can: a model that asks for none, or for ``full``, is not parsed here)."""
         for model in models:
-            if model.config.kind != "view":
+            if model.config.kind != "view" and model.config.demands_strategy:
+                from lakeforge.models.strategy import analyze
+
                 analyze(model, columns=table_columns(self.catalog))
 
     def select(self, patterns: list[str] | None, *, graph: ModelGraph | None = None) -> list[Model]:
@@ -589,6 +594,8 @@ def _planned(model: Model, decision: Decision, *, feeding: list[str]) -> dict[st
     if feeding and (not run or reason.startswith("waiting")):
         run, reason = True, f"upstream changes in this run: {', '.join(feeding)}"
         if shape is None and model.config.kind != "view":
+            from lakeforge.models.strategy import analyze
+
             shape = analyze(model)
         strategy, recompute = "full", "the whole table"
         if shape is not None and decision.exists:
