@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,7 +14,9 @@ from rich.table import Table
 
 from lakeforge.errors import LakeforgeError
 from lakeforge.ops.progress import reporter_for
-from lakeforge.project import Project
+
+if TYPE_CHECKING:
+    from lakeforge.project import Project
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="lakeforge: equipment telemetry from a landing zone to Delta Lake and a warehouse.")
@@ -31,6 +33,15 @@ def main_options(debug: Annotated[bool, typer.Option("--debug", help="show trace
     STATE["debug"] = debug
 
 
+def _project(path: Path, *, engine: str | None = None) -> Project:
+    """The project at ``path``. Imported here, not at the top: what it imports (DuckDB, Delta, Arrow, sqlglot ...)
+    is for the commands that open a project, not for ``--help`` or a mistyped option."""
+    from lakeforge.project import Project
+
+    _freeze_imports()  # what that import made too
+    return Project(path, engine=engine)
+
+
 def _emit(data: Any) -> None:
     sys.stdout.write(json.dumps(data, default=str) + "\n")
 
@@ -40,6 +51,8 @@ def init(path: Annotated[Path, typer.Argument(help="folder for the new project")
          name: Annotated[str | None, typer.Option(help="the project's name (default: from the folder's name)")] = None,
          force: Annotated[bool, typer.Option(help="overwrite an existing project's example files")] = False) -> None:
     """Scaffold the equipment-telemetry example project."""
+    from lakeforge.project import Project
+
     project = Project.init(path, force=force, name=name or Project.name_for(path))
     out.print(f"created project [bold]{project.config.name}[/] in {project.path}")
 
@@ -56,7 +69,7 @@ def generate(project: ProjectOpt = Path("."),
     """Write realistic synthetic telemetry into the project's landing zone."""
     if format not in ("jsonl", "csv", "parquet"):
         raise LakeforgeError(f"--format {format!r} is not supported", hint="use jsonl, csv or parquet")
-    result = Project(project).generate(machines=machines, days=days, seed=seed, fmt=format, files=files,
+    result = _project(project).generate(machines=machines, days=days, seed=seed, fmt=format, files=files,
                                        start=start)
     if as_json:
         _emit(result)
@@ -84,7 +97,7 @@ def run(project: ProjectOpt = Path("."),
     if watch:
         _watch(project, interval=interval, as_json=as_json)
         return
-    with Project(project, engine=engine) as proj:
+    with _project(project, engine=engine) as proj:
         try:
             result = proj.run(full_refresh=full_refresh, select=select, task=task,
                               reporter=reporter_for(err, quiet=as_json))
@@ -114,7 +127,7 @@ def _watch(project: Path, *, interval: float, as_json: bool) -> None:
 
     if not as_json:
         err.print(f"watching the landing zone every {interval}s; Ctrl-C stops")
-    with Project(project) as proj:
+    with _project(project) as proj:
         proj.watch(interval=interval, reporter=reporter_for(err, quiet=as_json), on_run=report)
 
 
@@ -124,7 +137,7 @@ def plan(project: ProjectOpt = Path("."),
          full_refresh: Annotated[bool, typer.Option("--full-refresh")] = False,
          as_json: JsonOpt = False) -> None:
     """The model graph and what a run would do, and why, without running anything."""
-    data = Project(project).plan(select=select, full_refresh=full_refresh)
+    data = _project(project).plan(select=select, full_refresh=full_refresh)
     if as_json:
         _emit(data)
         return
@@ -147,7 +160,7 @@ def profile(table: Annotated[str, typer.Argument(help="e.g. silver.telemetry")],
             version: Annotated[int | None, typer.Option(help="a Delta version (default: the latest)")] = None,
             as_json: JsonOpt = False) -> None:
     """Column profile of a lakehouse table: null rate, distinct, min, max, quantiles, histogram."""
-    with Project(project) as proj:
+    with _project(project) as proj:
         data = proj.profile(table, version=version)
     if as_json:
         _emit(data)
@@ -164,7 +177,7 @@ def profile(table: Annotated[str, typer.Argument(help="e.g. silver.telemetry")],
 def optimize(tables: Annotated[list[str] | None, typer.Argument(help="tables (default: all)")] = None,
              project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Compact small files of lakehouse tables; Z-order models that declare cluster_by."""
-    done = Project(project).optimize(tables)
+    done = _project(project).optimize(tables)
     if as_json:
         _emit(done)
         return
@@ -180,7 +193,7 @@ def vacuum(tables: Annotated[list[str] | None, typer.Argument(help="tables (defa
            apply: Annotated[bool, typer.Option("--apply", help="delete (default: only list)")] = False,
            as_json: JsonOpt = False) -> None:
     """Remove files no version within the retention needs. A dry run unless --apply."""
-    done = Project(project).vacuum(tables, retention_hours=retention_hours, apply=apply)
+    done = _project(project).vacuum(tables, retention_hours=retention_hours, apply=apply)
     if as_json:
         _emit(done)
         return
@@ -194,7 +207,7 @@ def vacuum(tables: Annotated[list[str] | None, typer.Argument(help="tables (defa
 @app.command()
 def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Tables with rows, versions and freshness; quarantine; backlog; the last run."""
-    data = Project(project).status()
+    data = _project(project).status()
     if as_json:
         _emit(data)
         return
@@ -214,7 +227,7 @@ def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
 def runs(project: ProjectOpt = Path("."), as_json: JsonOpt = False,
          limit: Annotated[int, typer.Option(help="how many runs, newest first")] = 20) -> None:
     """Run history from the event log: status, time, rows, bytes, cost, errors (crashed runs included)."""
-    with Project(project) as proj:
+    with _project(project) as proj:
         history = proj.runs(limit=limit)
     if as_json:
         _emit(history)
@@ -232,7 +245,7 @@ def runs(project: ProjectOpt = Path("."), as_json: JsonOpt = False,
 def query(sql: Annotated[str, typer.Argument(help="read-only SQL")],
           project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Query the warehouse (and lakehouse tables as bronze.x, silver.x, gold.x), read-only."""
-    _print_rows(Project(project).query(sql), as_json=as_json)
+    _print_rows(_project(project).query(sql), as_json=as_json)
 
 
 def _print_rows(result: Any, *, as_json: bool) -> None:
@@ -256,7 +269,7 @@ def serve(project: ProjectOpt = Path("."),
     until stopped. Prints the URL to open, with the access token (LAKEFORGE_TOKEN, else a random one)."""
     from lakeforge.ops.serve import serve as run_server
 
-    run_server(Project(project), host=host, port=port, scheduler=scheduler)
+    run_server(_project(project), host=host, port=port, scheduler=scheduler)
 
 
 @app.command()
@@ -266,7 +279,7 @@ def backfill(project: ProjectOpt = Path("."),
              select: Annotated[list[str] | None, typer.Option("--select", "-s", help="models (default: all)")] = None,
              as_json: JsonOpt = False) -> None:
     """Recompute the selected models' rows of a date range from their upstream, idempotently, then load."""
-    with Project(project) as proj:
+    with _project(project) as proj:
         result = proj.backfill(start=start, end=end, select=select)
     if as_json:
         _emit(result)
@@ -288,7 +301,7 @@ def alerts_status(ctx: typer.Context, project: ProjectOpt = Path("."), as_json: 
         return
     from lakeforge.ops.alerts import status as alert_status
 
-    with Project(project) as proj:
+    with _project(project) as proj:
         active = alert_status(proj)
     if as_json:
         _emit(active)
@@ -304,7 +317,7 @@ def alerts_check(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> N
     """Evaluate every rule now and notify (what `lakeforge serve` does every few minutes)."""
     from lakeforge.ops.alerts import evaluate
 
-    with Project(project) as proj:
+    with _project(project) as proj:
         sent = evaluate(proj)
     if as_json:
         _emit(sent)
@@ -353,7 +366,7 @@ def ml_train(project: ProjectOpt = Path("."), seed: Annotated[int, typer.Option(
     """Train the failure-within-24 h model on gold.machine_features, log it to MLflow, register it (challenger)."""
     from lakeforge.ml.registry import train
 
-    with Project(project) as proj:
+    with _project(project) as proj:
         result = train(proj, seed=seed, tracking_uri=tracking_uri,
                        **({} if num_boost_round is None else {"num_boost_round": num_boost_round}))
     if as_json:
@@ -370,7 +383,7 @@ def ml_promote(project: ProjectOpt = Path("."), tracking_uri: TrackingOpt = None
     """Make the challenger the champion if it beats the champion's macro F1 on the current holdout."""
     from lakeforge.ml.registry import promote
 
-    with Project(project) as proj:
+    with _project(project) as proj:
         result = promote(proj, tracking_uri=tracking_uri)
     if as_json:
         _emit(result)
@@ -385,7 +398,7 @@ def ml_score(project: ProjectOpt = Path("."),
              full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rescore everything")] = False,
              as_json: JsonOpt = False) -> None:
     """Score now (as every run does): gold.anomalies and gold.machine_risk with the champion, then the warehouse."""
-    with Project(project) as proj:
+    with _project(project) as proj:
         result = proj.score(full_refresh=full_refresh, reporter=reporter_for(err, quiet=as_json))
     if as_json:
         _emit(result.to_dict())
@@ -399,7 +412,7 @@ def ml_models(project: ProjectOpt = Path("."), tracking_uri: TrackingOpt = None,
     """The registered versions of the project's model, with aliases and holdout metrics."""
     from lakeforge.ml.registry import models
 
-    with Project(project) as proj:
+    with _project(project) as proj:
         versions = models(proj, tracking_uri=tracking_uri)
     if as_json:
         _emit(versions)
@@ -422,7 +435,7 @@ def report(name: Annotated[str | None, typer.Argument(help="the report; without 
     if name == "slo":
         from lakeforge.ops.slo import compute, render
 
-        with Project(project) as proj:
+        with _project(project) as proj:
             slo = compute(proj, window_days=window_days)
         if as_json:
             _emit(slo)
@@ -431,7 +444,7 @@ def report(name: Annotated[str | None, typer.Argument(help="the report; without 
         if not slo["met"]:
             raise typer.Exit(1)
         return
-    with Project(project) as proj:
+    with _project(project) as proj:
         if name is None:
             listing = [{"name": r.name, "materialize": r.materialize, "description": r.description}
                        for r in proj.reports()]
@@ -454,7 +467,7 @@ app.add_typer(warehouse_app, name="warehouse")
 def warehouse_verify(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Compare every loaded warehouse table with gold: rows, and per partition rows and a checksum (exit 1 when
     they differ)."""
-    with Project(project) as proj:
+    with _project(project) as proj:
         checks = proj.verify_warehouse()
     if as_json:
         _emit(checks)
@@ -482,7 +495,7 @@ def deploy_iam(project: ProjectOpt = Path("."),
     """The least-privilege AWS IAM policy for the project's buckets and prefixes."""
     from lakeforge.deploy import write_policy
 
-    policy = Project(project).iam_policy()
+    policy = _project(project).iam_policy()
     if output is None:
         _emit(policy)
     else:
@@ -502,7 +515,7 @@ def deploy_airflow(project: ProjectOpt = Path("."),
     """An Airflow 3 DAG file: one task per stage (`lakeforge run --task`), scheduled and retried as `deploy:` says."""
     from lakeforge.deploy.airflow import dag_id, write_dag
 
-    proj = Project(project)
+    proj = _project(project)
     path = write_dag(proj, out=output or proj.path / "deploy" / "airflow", lakeforge_bin=lakeforge_bin)
     out.print(f"wrote the Airflow DAG {dag_id(proj)} ({len(proj.tasks())} tasks) to {path}", soft_wrap=True)
 
@@ -527,7 +540,7 @@ def deploy_databricks(project: ProjectOpt = Path("."),
     if kind not in ("job", "pipeline") or target not in TARGETS:
         raise ConfigError(f"--as {kind} --target {target} is not a known combination",
                           hint="use --as job, --as pipeline, or --as pipeline --target spark")
-    proj = Project(project)
+    proj = _project(project)
     if kind == "job":
         if target != "databricks":
             raise ConfigError("--target is for --as pipeline", hint="a job bundle always targets Databricks")
@@ -553,7 +566,7 @@ def import_gx(suite: Annotated[Path, typer.Argument(help="a GX expectation suite
     from lakeforge.errors import ConfigError
     from lakeforge.quality.gx import import_suite, merge_into_header
 
-    proj = Project(project)
+    proj = _project(project)
     target = None
     if model is not None:
         target = next((m for m in proj.models() if m.name == model), None)
@@ -607,8 +620,9 @@ def main() -> None:
 
 
 def _freeze_imports() -> None:
-    """Move what the imports made (about 100,000 objects: the modules of pandas, NumPy, sqlglot, pydantic, rich ...,
-    alive as long as the process) out of the garbage collector's reach. Otherwise every full collection during the
+    """Move what the imports made (the command line's at start, a project's modules when a command opens one: up to
+    100,000 objects of Arrow, NumPy, pydantic, rich ..., alive as long as the process) out of the garbage
+    collector's reach. Otherwise every full collection during the
     command, and those Python runs while it shuts down, traverse them all again: 0.1-0.2 s of a `lakeforge run`
     process, measured. Objects made later are collected as before. Not once DuckDB is loaded (the commands load it
     when they need it): its extension reports, at exit, objects of its own that a frozen cycle keeps alive."""

@@ -13,11 +13,7 @@ from collections.abc import Callable
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import sqlglot
-from sqlglot import exp
+from typing import TYPE_CHECKING, Any
 
 from lakeforge import __version__
 from lakeforge.config import (
@@ -35,17 +31,22 @@ from lakeforge.errors import ConfigError, LakeforgeError
 from lakeforge.ingest import Ingestor
 from lakeforge.lakehouse import LAYERS, Catalog
 from lakeforge.lakehouse.catalog import arrow_dataset
+from lakeforge.libraries import version_of
 from lakeforge.models import Model, ModelGraph, load_models
 from lakeforge.models.execute import Decision, decide, edits, table_columns
 from lakeforge.models.model import replace_views
-from lakeforge.models.strategy import analyze
 from lakeforge.ops.hooks import Observer
 from lakeforge.ops.progress import Reporter
 from lakeforge.ops.results import RunResult, StageResult
 from lakeforge.ops.runner import execute, last_run, tasks
 from lakeforge.storage import open_location
 from lakeforge.warehouses.base import Warehouse
-from lakeforge.warehouses.reports import Report
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from sqlglot import exp
+
+    from lakeforge.warehouses.reports import Report
 
 EXAMPLE = "telemetry"
 WAREHOUSE_STAMP = "_lakeforge/warehouse.json"  # what the last warehouse load saw (Project._warehouse_unchanged)
@@ -126,7 +127,9 @@ class Project:
                         catalog=self.catalog if engine is None else self.run_catalog, engine=engine)
 
     def models(self) -> list[Model]:
-        return load_models(self.path / self.config.models_path, dialect=self.config.dialect)
+        """The project's models; what the last load of the same files learned is reused (see
+        :mod:`lakeforge.models.analysis`), so their SQL is parsed only when needed."""
+        return load_models(self.path / self.config.models_path, dialect=self.config.dialect, cache=self.lakehouse)
 
     def graph(self) -> ModelGraph:
         return ModelGraph(self.models(), sources=list(self.config.sources))
@@ -177,9 +180,12 @@ class Project:
                 if m.config.kind != "view" and self.catalog.exists(m.name) and edits(m, self.catalog)}
 
     def check_strategies(self, models: list[Model]) -> None:
-        """Raise the error of the first model whose header demands a strategy its SQL does not allow."""
+        """Raise the error of the first model whose header demands a strategy its SQL does not allow (only those
+        can: a model that asks for none, or for ``full``, is not parsed here)."""
         for model in models:
-            if model.config.kind != "view":
+            if model.config.kind != "view" and model.config.demands_strategy:
+                from lakeforge.models.strategy import analyze
+
                 analyze(model, columns=table_columns(self.catalog))
 
     def select(self, patterns: list[str] | None, *, graph: ModelGraph | None = None) -> list[Model]:
@@ -322,7 +328,7 @@ class Project:
         texts = sorted((p.name, p.read_text(encoding="utf-8")) for p in folder.glob("*.sql")) if folder.is_dir() else []
         digest = hashlib.sha256(json.dumps({
             "reports": texts, "views": sorted((m.name, m.sql) for m in views), "dialect": self.config.dialect,
-            "versions": [__version__, sqlglot.__version__],
+            "versions": [__version__, version_of("sqlglot")],
         }).encode()).hexdigest()
         return {"tables": {name: list(self.catalog.identity(name)) for name in sorted(gold)}, "sources": digest}
 
@@ -419,6 +425,8 @@ class Project:
     def report(self, name: str) -> pa.Table:
         """A report's rows, read from the warehouse: in the report's own ORDER BY, or else by its columns from
         left to right (a view without one has no order, and the same report should print the same way twice)."""
+        import pyarrow as pa
+
         reports = {r.name: r for r in self.reports()}
         if name not in reports:
             raise ConfigError(f"no report named {name!r} in {self.path / self.config.reports_path}",
@@ -504,13 +512,15 @@ class Project:
                  "deleted": apply} for name in tables or self.catalog.names()]
 
     def status(self) -> dict[str, Any]:
+        import pyarrow.compute as pc
+
         tables = [self.catalog.info(name).to_dict() for name in self.catalog.names()]
         quarantine = 0
         for table in tables:
             if table["layer"] == "quarantine":
                 if table["name"].startswith("quarantine.bronze_"):
                     ds = self.catalog.dataset(table["name"])
-                    quarantine += int(pa.compute.sum(ds.to_table(columns=["_rows"])["_rows"]).as_py() or 0)
+                    quarantine += int(pc.sum(ds.to_table(columns=["_rows"])["_rows"]).as_py() or 0)
                 else:
                     quarantine += int(table["rows"])
         backlog = {}
@@ -522,6 +532,9 @@ class Project:
 
     def query(self, sql: str) -> pa.Table:
         """Read-only SQL over the warehouse; lakehouse tables are addressable as ``bronze.x``, ``gold.x`` ..."""
+        import sqlglot
+        from sqlglot import exp
+
         statements = _parse_read_only(sql)
         views = {m.name: m for m in self.models() if m.config.kind == "view"}
         if views:  # a view is its query, in DuckDB SQL here
@@ -581,6 +594,8 @@ def _planned(model: Model, decision: Decision, *, feeding: list[str]) -> dict[st
     if feeding and (not run or reason.startswith("waiting")):
         run, reason = True, f"upstream changes in this run: {', '.join(feeding)}"
         if shape is None and model.config.kind != "view":
+            from lakeforge.models.strategy import analyze
+
             shape = analyze(model)
         strategy, recompute = "full", "the whole table"
         if shape is not None and decision.exists:
@@ -605,6 +620,9 @@ def _engine_config(name: str) -> EngineConfig:
 
 def _unqualified_gold(sql: str, *, dialect: str = "duckdb") -> str:
     """``gold.fact_x`` -> ``fact_x``: the warehouse holds gold tables under their own names."""
+    import sqlglot
+    from sqlglot import exp
+
     tree = sqlglot.parse_one(sql, read=dialect)
     for table in tree.find_all(exp.Table):
         if table.db == "gold":
@@ -613,6 +631,9 @@ def _unqualified_gold(sql: str, *, dialect: str = "duckdb") -> str:
 
 
 def _parse_read_only(sql: str) -> list[exp.Expr]:
+    import sqlglot
+    from sqlglot import exp
+
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except sqlglot.errors.ParseError as exc:

@@ -123,6 +123,6 @@ def test_a_header_that_is_not_yaml_is_one_line_with_the_file_and_line(tmp_path: 
 
 
 def test_a_models_folder_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="models_path: the folder .* does not exist") as caught:
+    with pytest.raises(ConfigError, match=r"models_path: the folder .* does not exist") as caught:
         load_models(tmp_path / "modles", dialect="duckdb")
     assert caught.value.hint and "models_path" in caught.value.hint

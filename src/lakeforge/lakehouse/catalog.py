@@ -14,16 +14,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from lakeforge.errors import ConfigError
 from lakeforge.storage import Location
+
+if TYPE_CHECKING:  # pyarrow.dataset imports pandas, pyarrow.compute its kernels: imported where they are used
+    import pyarrow.dataset as pads
 
 LAYERS = ("bronze", "silver", "gold", "quarantine")
 TABLE_CONFIG = {"delta.enableChangeDataFeed": "true"}
@@ -202,6 +203,8 @@ class Catalog:
         """Rows inserted or updated in versions ``since+1 .. until`` (change data feed), without the CDF
         columns, and whether any rows were deleted in that range (then consumers recompute). With ``keys``, a row
         changed in several versions comes once, as it is in the latest."""
+        import pyarrow.compute as pc
+
         table = self._feed(name, since=since, until=until)
         if table is None:
             return pa.schema(self.table(name, version=until).schema().to_arrow()).empty_table(), False
@@ -222,6 +225,8 @@ class Catalog:
         """Every image of every row changed in versions ``since+1 .. until``: inserted, deleted, and both images
         of an updated row (where it was and where it is), without the CDF columns; and whether any row was
         updated or deleted. The groups or partitions these rows name are the ones a change touched."""
+        import pyarrow.compute as pc
+
         table = self._feed(name, since=since, until=until)
         if table is None:
             return pa.schema(self.table(name, version=until).schema().to_arrow()).empty_table(), False
@@ -241,6 +246,8 @@ class Catalog:
         return self._changes[key]
 
     def info(self, name: str) -> TableInfo:
+        import pyarrow.compute as pc
+
         dt = self.table(name)
         actions = pa.table(dt.get_add_actions(flatten=True))
         rows = int(pc.sum(actions["num_records"]).as_py() or 0) if actions.num_rows else 0
@@ -390,6 +397,8 @@ def _may_match(table: DeltaTable, data: pa.Table, keys: list[str]) -> bool:
     """Whether some file of ``table`` may hold a row whose ``keys`` equal a row's of ``data``, by the files'
     min/max statistics of the key columns that are integers, dates or timestamps and have no nulls in ``data``.
     A file without statistics may always match."""
+    import pyarrow.compute as pc
+
     actions = pa.table(table.get_add_actions(flatten=True))
     if not actions.num_rows:
         return False
@@ -424,6 +433,10 @@ def arrow_dataset(table: DeltaTable) -> pads.Dataset:
     on an Arrow IO thread when the interpreter exits: that thread then needs the GIL to free a Python buffer,
     and the process aborts ("terminate called without an active exception"; measured here: 7 of 240
     `lakeforge status` runs under CPU load, the stack in pyarrow's ``PyBuffer::~PyBuffer``)."""
+    import pyarrow.dataset as pads
+
+    from lakeforge.lakehouse.readahead import ReadAheadBounded
+
     uri = table.table_uri
     if uri.startswith("file://"):
         from urllib.parse import unquote, urlparse
@@ -436,29 +449,8 @@ def arrow_dataset(table: DeltaTable) -> pads.Dataset:
         dataset = table.to_pyarrow_dataset()
     if type(dataset) is not pads.FileSystemDataset:
         return dataset
-    return _ReadAheadBounded(list(dataset.get_fragments()), dataset.schema, dataset.format, dataset.filesystem,
+    return ReadAheadBounded(list(dataset.get_fragments()), dataset.schema, dataset.format, dataset.filesystem,
                              root_partition=dataset.partition_expression)
-
-
-class _ReadAheadBounded(pads.FileSystemDataset):
-    """A Delta table's files, whose scans read ahead one file and four batches (Arrow's defaults: four files and
-    sixteen batches each). DuckDB scans a dataset with Arrow's defaults, and those held 1.1-1.2 GB of decoded rows
-    beside DuckDB's own memory (its ``memory_limit`` does not see them) while silver read 10M bronze rows; bounded,
-    0.43 GB and no slower (measured 2026-11-27: peak of the step 3.0 -> 2.3-2.5 GB)."""
-
-    def scanner(self, *args: Any, **kwargs: Any) -> pads.Scanner:
-        kwargs.setdefault("fragment_readahead", 1)
-        kwargs.setdefault("batch_readahead", 4)
-        return super().scanner(*args, **kwargs)
-
-    def count_rows(self, *args: Any, **kwargs: Any) -> int:
-        """Counted once (the files' Parquet footers; a GET each on object storage): a model run asks twice, for
-        its rows read and for the DuckDB engine's stage estimate, and a dataset is one fixed table version."""
-        if args or kwargs:
-            return int(super().count_rows(*args, **kwargs))
-        if getattr(self, "_rows", None) is None:
-            self._rows = int(super().count_rows())
-        return int(self._rows)
 
 
 def _without_views(table: pa.Table) -> pa.Table:

@@ -24,7 +24,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -90,6 +89,8 @@ def labelled(features: pa.Table, failures: pa.Table, *, horizon_hours: int = HOR
         if missing:
             raise LakeforgeError(f"the {name} table has no column {', '.join(missing)}",
                                  hint="train on gold.machine_features and gold.fact_failures of the example project")
+    import duckdb
+
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone='UTC'")

@@ -22,16 +22,15 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lakeforge.errors import LakeforgeError
 from lakeforge.ml import pdm
 from lakeforge.ops.results import StageResult
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas as pd
 
     from lakeforge.config.ml import AnomalyDetectionConfig
@@ -149,6 +148,8 @@ def _connection(project: Project) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection of its own (its registrations and results are its own) on the embedded engine's
     database when the run has one (a new database costs 10-20 ms to open, a connection to an open one microseconds;
     the engine's threads and memory limit apply)."""
+    import duckdb
+
     from lakeforge.engines.duckdb import DuckDBEngine
 
     engine = project.local_engine
@@ -371,6 +372,8 @@ def score_risk(project: Project, *, run_id: str, full_refresh: bool = False, for
     if champion is None:
         return _skipped(stage, f"no champion of {registry.model_name(project)} yet: `lakeforge ml train` then "
                                "`lakeforge ml promote`", started)
+    import pyarrow.compute as pc
+
     rescore = full_refresh or not state or state.get("model_version") != champion.version
     mark = None if rescore or not state.get("watermark") else dt.datetime.fromisoformat(state["watermark"])
     dataset = project.catalog.dataset(pdm.FEATURES_TABLE)
@@ -417,6 +420,8 @@ class OnlineScorer:
             return self._loaded
 
     def predict(self, machine_id: int) -> dict[str, Any]:
+        import pyarrow.compute as pc
+
         from lakeforge.errors import NotFound
 
         if not self.project.catalog.exists(pdm.FEATURES_TABLE):

@@ -24,20 +24,22 @@ import datetime as dt
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from sqlglot import exp
 
 from lakeforge.engines.base import Engine, ModelOutput, Relation
 from lakeforge.errors import ModelError
 from lakeforge.lakehouse import Catalog
 from lakeforge.models import scd
-from lakeforge.models import touched as touching
 from lakeforge.models.model import Model, error_line
-from lakeforge.models.strategy import Shape, analyze
 from lakeforge.ops.results import StageResult
 from lakeforge.quality import RuleResult
+
+if TYPE_CHECKING:  # sqlglot, for the models that run (a run with nothing to do parses no SQL)
+    from sqlglot import exp
+
+    from lakeforge.models.strategy import Shape
 
 
 def app_id(upstream: str) -> str:
@@ -105,6 +107,8 @@ def decide(model: Model, *, catalog: Catalog, full_refresh: bool, versions: dict
     rebuilt_upstream = [u for u in upstream if u in rebuilt]
     if exists and not full_refresh and not changed and not edited and not rebuilt_upstream:
         return Decision(False, "upstream unchanged", versions=versions, consumed=consumed, exists=True)
+    from lakeforge.models.strategy import analyze
+
     shape = analyze(model, columns=table_columns(catalog))
     decision = Decision(True, "", "full", versions, consumed, exists, shape=shape, edits=edited)
     if not exists:
@@ -221,6 +225,8 @@ class _Work:
         if strategy == "merge":
             self.detail += f"; rows of {driver} were updated or deleted: their keys are recomputed"
         by = self.shape.touched_by
+        from lakeforge.models import touched as touching
+
         self.relations[driver] = touching.touched(self.engine, driver, self.relations[driver], images, by)
         self.replace = _Replace(images=images, by=by, partitions=self.shape.strategy == "partitions")
         return None
@@ -276,6 +282,8 @@ def _commit(model: Model, output: ModelOutput, *, catalog: Catalog, strategy: st
                                               transactions=transactions, fingerprint=fingerprint)
     elif strategy in ("merge", "groups", "partitions"):
         kept = engine.materialize(output.kept())
+        from lakeforge.models import touched as touching
+
         gone = None if replace is None else touching.gone(
             engine, model, kept, images=replace.images, by=replace.by, partitions=replace.partitions, catalog=catalog)
         written = 0

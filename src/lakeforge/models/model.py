@@ -26,16 +26,20 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import sqlglot
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlglot import exp
 
 from lakeforge.errors import ConfigError, ModelError
 from lakeforge.lakehouse.catalog import LAYERS
 from lakeforge.quality import Expectation
+
+if TYPE_CHECKING:  # sqlglot (~0.1 s to import) where a query is parsed: a model known from the cache is not
+    from sqlglot import exp
+
+    from lakeforge.models.analysis import Facts
+    from lakeforge.storage import Location
 
 MODEL_LAYERS = ("silver", "gold")
 # header settings that change a model's rows (its fingerprint's parts besides the SQL)
@@ -89,6 +93,11 @@ class ModelConfig(BaseModel):
             raise ValueError("scd: 2 needs unique_key and updated_at (the column that says when a version began)")
         return self
 
+    @property
+    def demands_strategy(self) -> bool:
+        """Whether the header demands a strategy its SQL might not allow (what ``strategy.analyze`` refuses)."""
+        return self.scd != 2 and self.strategy not in ("auto", "full")
+
 
 @dataclass
 class Model:
@@ -97,9 +106,26 @@ class Model:
     config: ModelConfig
     sql: str  # as written, in the project's dialect
     dialect: str
-    tree: exp.Expr = field(repr=False)
+    _tree: exp.Expr | None = field(default=None, repr=False)  # None: not parsed yet (see load_models)
     line_offset: int = 0  # lines of header before the SQL
     _fingerprint: tuple[exp.Expr, dict[str, str]] | None = field(default=None, repr=False, compare=False)
+    # what the analysis cache knows of the model (its upstream, fingerprint) while it is not parsed, and how to
+    # parse it (with every model of its project: views are inlined into their readers)
+    _facts: Facts | None = field(default=None, repr=False, compare=False)
+    _parse: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def tree(self) -> exp.Expr:
+        """The query (views it reads inlined), parsed on first use."""
+        if self._tree is None and self._parse is not None:
+            self._parse()
+        if self._tree is None:
+            raise AssertionError(f"model {self.name} has no parsed query")  # pragma: no cover
+        return self._tree
+
+    @tree.setter
+    def tree(self, value: exp.Expr) -> None:
+        self._tree = value
 
     @property
     def layer(self) -> str:
@@ -115,6 +141,10 @@ class Model:
 
     def upstream(self) -> list[str]:
         """Lakehouse tables the SQL reads, in order of first appearance (CTE names excluded)."""
+        if self._tree is None and self._facts is not None:
+            return list(self._facts.upstream)
+        from sqlglot import exp
+
         ctes = {c.alias_or_name for c in self.tree.find_all(exp.CTE)}
         seen: list[str] = []
         for expectation in self.config.expectations:  # tables a rule reads (references) come first
@@ -129,6 +159,8 @@ class Model:
 
     def driver(self) -> str | None:
         """The table in the outermost FROM clause (the one incremental runs read changes of)."""
+        from sqlglot import exp
+
         select = self.tree if isinstance(self.tree, exp.Select) else None
         from_ = select.args.get("from_") if select is not None else None
         if from_ is not None and isinstance(from_.this, exp.Table) and from_.this.db:
@@ -154,6 +186,8 @@ class Model:
         and the case of keywords do not count; views it reads are inlined, so their edits count) and each header
         setting that changes the output. ``description``, ``owner``, ``cluster_by`` and ``strategy`` do not (every
         strategy equals a recomputation). Computed once per tree (views are inlined by replacing it)."""
+        if self._tree is None and self._facts is not None:
+            return dict(self._facts.fingerprint)
         if self._fingerprint is None or self._fingerprint[0] is not self.tree:
             parts: dict[str, object] = {"sql": self.tree.sql(dialect=self.dialect, comments=False)}
             config = self.config.model_dump(mode="json")
@@ -177,6 +211,8 @@ class Model:
 
     def transpile(self, expression: str, *, dialect: str = "duckdb") -> str:
         """A predicate or expression in the project's dialect, in an engine's dialect (DuckDB by default)."""
+        import sqlglot
+
         try:
             return sqlglot.parse_one(expression, read=self.dialect).sql(dialect=dialect)
         except sqlglot.errors.ParseError as exc:
@@ -184,15 +220,23 @@ class Model:
                              hint="write it as a SQL boolean predicate, e.g. `volt BETWEEN 0 AND 400`") from None
 
 
-# functions that return INT on Databricks/Spark and BIGINT on DuckDB
-_INT_FUNCTIONS = tuple(getattr(exp, name) for name in (
-    "Year", "Month", "Day", "DayOfMonth", "DayOfWeek", "DayOfYear", "WeekOfYear", "Quarter", "Hour", "Minute",
-    "Second", "Extract", "Length", "DateDiff") if hasattr(exp, name))
-_INT_WINDOWS = tuple(getattr(exp, name) for name in ("RowNumber", "Rank", "DenseRank", "Ntile") if hasattr(exp, name))
+@functools.cache
+def _int_types() -> tuple[tuple[type[exp.Expr], ...], tuple[type[exp.Expr], ...]]:
+    """The functions and window functions that return INT on Databricks/Spark and BIGINT on DuckDB."""
+    from sqlglot import exp
+
+    functions = tuple(getattr(exp, name) for name in (
+        "Year", "Month", "Day", "DayOfMonth", "DayOfWeek", "DayOfYear", "WeekOfYear", "Quarter", "Hour", "Minute",
+        "Second", "Extract", "Length", "DateDiff") if hasattr(exp, name))
+    windows = tuple(getattr(exp, name) for name in ("RowNumber", "Rank", "DenseRank", "Ntile") if hasattr(exp, name))
+    return functions, windows
 
 
 def _databricks_int(node: exp.Expr) -> exp.Expr:
     """Databricks semantics for DuckDB: INT results, and Sunday = 1 .. Saturday = 7 (DuckDB counts from 0)."""
+    from sqlglot import exp
+
+    functions, windows = _int_types()
     sunday_first = isinstance(node, exp.DayOfWeek) or (
         isinstance(node, exp.Extract) and node.name.upper() in ("DOW", "DAYOFWEEK"))
     if sunday_first and not node.meta.get("lakeforge_dow"):
@@ -200,14 +244,14 @@ def _databricks_int(node: exp.Expr) -> exp.Expr:
         inner.meta["lakeforge_dow"] = True
         return exp.Cast(this=exp.Paren(this=exp.Add(this=inner, expression=exp.Literal.number(1))),
                         to=exp.DataType.build("INT"))
-    ints = isinstance(node, _INT_FUNCTIONS) or (isinstance(node, exp.Window) and isinstance(node.this, _INT_WINDOWS))
+    ints = isinstance(node, functions) or (isinstance(node, exp.Window) and isinstance(node.this, windows))
     if ints and not isinstance(node.parent, exp.Cast):
         return exp.Cast(this=node.copy(), to=exp.DataType.build("INT"))
     return node
 
 
-def parse_model(path: Path, *, name: str, dialect: str) -> Model:
-    text = path.read_text(encoding="utf-8")
+def _split(text: str) -> tuple[list[str], str]:
+    """A model file's header lines (``-- `` taken off; blank lines kept) and its SQL."""
     header_lines: list[str] = []
     lines = text.splitlines()
     for line in lines:
@@ -218,8 +262,10 @@ def parse_model(path: Path, *, name: str, dialect: str) -> Model:
             break
         else:
             header_lines.append("")
-    offset = len(header_lines)
-    body = "\n".join(lines[offset:]).strip().rstrip(";")
+    return header_lines, "\n".join(lines[len(header_lines):]).strip().rstrip(";")
+
+
+def _header(path: Path, header_lines: list[str]) -> dict[str, Any]:
     try:
         header = yaml.safe_load("\n".join(header_lines)) or {}
     except yaml.YAMLError as exc:
@@ -229,18 +275,26 @@ def parse_model(path: Path, *, name: str, dialect: str) -> Model:
         raise ConfigError(f"{path}{where}: the model header (the leading `--` lines) is not valid YAML: {problem}",
                           hint="write `-- key: value` lines, e.g. `-- kind: incremental`; quote a value that holds "
                                "`: ` or starts with `[`, `{`, `*`, `&` or `#`") from None
-    if not isinstance(header, dict):
-        header = {}
+    return header if isinstance(header, dict) else {}
+
+
+def _config(path: Path, header: dict[str, Any]) -> ModelConfig:
     try:
-        config = ModelConfig.model_validate(header)
+        return ModelConfig.model_validate(header)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{path}: invalid model header: {problems}",
                           hint="see docs/transforms.md for the header keys") from None
-    if not body:
-        raise ModelError(f"{path}: the model has no SQL", hint="write a SELECT statement after the header")
+
+
+def _parsed(model: Model) -> exp.Expr:
+    """The model's SQL as a tree (its views not inlined yet)."""
+    import sqlglot
+    from sqlglot import exp
+
+    name, path, offset, dialect = model.name, model.path, model.line_offset, model.dialect
     try:
-        statements = sqlglot.parse(body, read=dialect)
+        statements = sqlglot.parse(model.sql, read=dialect)
     except sqlglot.errors.ParseError as exc:
         err: dict[str, object] = exc.errors[0] if exc.errors else {}
         line = int(err.get("line") or 0) + offset  # type: ignore[call-overload]
@@ -250,12 +304,24 @@ def parse_model(path: Path, *, name: str, dialect: str) -> Model:
         raise ModelError(f"model {name} ({path}): a model is exactly one SELECT (or WITH ... SELECT) statement",
                          hint="remove other statements; DDL and DML are run by lakeforge itself")
     tree: exp.Expr = statements[0]
-    return Model(name=name, path=path, config=config, sql=body, dialect=dialect, tree=tree, line_offset=offset)
+    return tree
 
 
-def load_models(models_dir: Path, *, dialect: str) -> list[Model]:
-    """Every ``models/<layer>/<name>.sql``; layer is silver or gold."""
-    models: list[Model] = []
+def parse_model(path: Path, *, name: str, dialect: str, text: str | None = None) -> Model:
+    header_lines, body = _split(path.read_text(encoding="utf-8") if text is None else text)
+    config = _config(path, _header(path, header_lines))
+    if not body:
+        raise ModelError(f"{path}: the model has no SQL", hint="write a SELECT statement after the header")
+    model = Model(name=name, path=path, config=config, sql=body, dialect=dialect, line_offset=len(header_lines))
+    model.tree = _parsed(model)
+    return model
+
+
+def load_models(models_dir: Path, *, dialect: str, cache: Location | None = None) -> list[Model]:
+    """Every ``models/<layer>/<name>.sql``; layer is silver or gold. With ``cache`` (the lakehouse), what the
+    last load of the same files learned (each model's header, upstream tables and fingerprint) is reused and the
+    SQL is parsed only when a model's query is needed (:mod:`lakeforge.models.analysis`)."""
+    files: dict[str, Path] = {}
     if not models_dir.is_dir():
         raise ConfigError(f"models_path: the folder {models_dir} does not exist, so there would be no models to run",
                           hint="create it with models/silver and models/gold in it, or set `models_path:` in "
@@ -265,10 +331,39 @@ def load_models(models_dir: Path, *, dialect: str) -> list[Model]:
         if len(rel.parts) != 2 or rel.parts[0] not in MODEL_LAYERS:
             raise ConfigError(f"{path}: models live in models/<layer>/<name>.sql with layer one of "
                               f"{', '.join(MODEL_LAYERS)}", hint=f"move the file, e.g. to models/silver/{path.name}")
-        name = f"{rel.parts[0]}.{path.stem}"
-        models.append(parse_model(path, name=name, dialect=dialect))
+        files[f"{rel.parts[0]}.{path.stem}"] = path
+    texts = {name: path.read_text(encoding="utf-8") for name, path in files.items()}
+    if cache is not None:
+        from lakeforge.models import analysis
+
+        key = analysis.key(texts, dialect=dialect)
+        known = analysis.read(cache, key)
+        if known is not None and set(known) == set(texts):
+            return _deferred(files, texts, known, dialect=dialect)
+    models = [parse_model(path, name=name, dialect=dialect, text=texts[name]) for name, path in files.items()]
     assert all(m.layer in LAYERS for m in models)
     inline_views(models)
+    if cache is not None:
+        analysis.write(cache, key, models, headers={n: _header(files[n], _split(t)[0]) for n, t in texts.items()})
+    return models
+
+
+def _deferred(files: dict[str, Path], texts: dict[str, str], known: dict[str, tuple[dict[str, Any], Facts]],
+              *, dialect: str) -> list[Model]:
+    """The models from the analysis cache, parsed together (views inlined) when a query is first needed."""
+    models: list[Model] = []
+
+    def parse_all() -> None:
+        for model in models:
+            model._parse = None
+            model.tree = _parsed(model)
+        inline_views(models)
+
+    for name, path in files.items():
+        header, facts = known[name]
+        header_lines, body = _split(texts[name])
+        models.append(Model(name=name, path=path, config=_config(path, header), sql=body, dialect=dialect,
+                            line_offset=len(header_lines), _facts=facts, _parse=parse_all))
     return models
 
 
@@ -297,6 +392,8 @@ def _expand_for(expanded: Callable[[str, tuple[str, ...]], exp.Expr], reader: st
 
 
 def replace_views(tree: exp.Expr, view_of: Callable[[str], exp.Expr], views: set[str]) -> exp.Expr:
+    from sqlglot import exp
+
     def swap(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Table) and node.db and f"{node.db}.{node.name}" in views:
             alias = node.alias or node.name

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,9 +167,36 @@ def _freshness(tables: dict[str, DeltaTable], base: dict[str, Any], now: dt.date
 
 def append(project: Project, rows: list[dict[str, Any]]) -> None:
     """One commit of event rows (the schema is fixed: missing fields are null)."""
-    columns = {f.name: [r.get(f.name) for r in rows] for f in SCHEMA}
-    table = pa.table(columns, schema=SCHEMA)
-    write_deltalake(_uri(project), table, mode="append", storage_options=project.lakehouse.storage_options)
+    write_deltalake(_uri(project), table_of(rows), mode="append", storage_options=project.lakehouse.storage_options)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def table_of(rows: list[dict[str, Any]]) -> pa.Table:
+    """Event rows as an Arrow table of ``SCHEMA``, what ``pa.table(columns, schema=SCHEMA)`` makes of them. Built
+    through arro3 (delta-rs' Arrow library): pyarrow's conversion of Python lists imports pandas (~0.3 s, to ask
+    whether the list is a pandas object), and every run, one with nothing to do too, writes the event log."""
+    from arro3.core import Array, DataType
+
+    plain: dict[pa.DataType, tuple[DataType, Callable[[Any], Any]]] = {
+        pa.string(): (DataType.string(), _same), pa.float64(): (DataType.float64(), float),
+             pa.int64(): (DataType.int64(), operator.index), pa.int32(): (DataType.int32(), operator.index)}
+    arrays = []
+    for f in SCHEMA:
+        values = [r.get(f.name) for r in rows]
+        if f.type == TS:  # as microseconds since the epoch (a naive time is UTC, as pyarrow takes it)
+            micros = [None if v is None else ((v if v.tzinfo else v.replace(tzinfo=dt.UTC)) - _EPOCH)
+                      // dt.timedelta(microseconds=1) for v in values]
+            arrays.append(pa.array(Array(micros, DataType.int64())).cast(TS))
+        else:
+            arro3_type, convert = plain[f.type]
+            arrays.append(pa.array(Array([None if v is None else convert(v) for v in values], arro3_type)))
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
 def record(project: Project, result: RunResult, *, before: dict[str, int] | None = None) -> None:

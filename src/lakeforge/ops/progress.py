@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from lakeforge.ops.results import StageResult
+if TYPE_CHECKING:
+    from lakeforge.ops.results import StageResult
 
 
 class Reporter:

@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Action = Literal["warn", "drop", "quarantine", "fail"]
@@ -127,6 +126,8 @@ class Expectation(BaseModel):
             ref = self.references
             return (f"`{ref.column}` IS NULL OR array_contains((SELECT collect_set(`{ref.key}`) FROM {ref.table}), "
                     f"`{ref.column}`)")
+        import sqlglot
+
         return sqlglot.transpile(self.duckdb_sql(), read="duckdb", write=dialect)[0]
 
     def duckdb_sql(self) -> str:

@@ -13,11 +13,10 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
-import duckdb
 import pyarrow as pa
-from sqlglot import exp
 
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
 from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Relation
@@ -26,6 +25,9 @@ from lakeforge.errors import ModelError
 from lakeforge.lakehouse.catalog import LAYERS, Catalog
 from lakeforge.quality import Expectation
 from lakeforge.storage import FileInfo, Location
+
+if TYPE_CHECKING:
+    import duckdb
 
 CAPABILITIES = EngineCapabilities(
     name="duckdb", formats=("jsonl", "csv", "parquet"), arrow_native=True, distributed=False, dialect="duckdb"
@@ -43,12 +45,12 @@ _UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "K
           "GB": 10**9, "TB": 10**12}
 STREAM_BATCH_ROWS = 256 * 1024
 SAMPLE_ROWS = 4096  # rows of each file that schema inference looks at
-# Errors that mean "this input cannot be parsed" (the file is quarantined); anything else is a bug and raises.
-_BAD_INPUT = (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException, pa.ArrowInvalid)
 
 
 def sql_type(type_name: str) -> str:
     """A type as written in the project (Databricks names welcome) → DuckDB type."""
+    from sqlglot import exp
+
     return exp.DataType.build(type_name, dialect="databricks").sql(dialect="duckdb")
 
 
@@ -91,18 +93,27 @@ class DuckDBEngine:
 
     def __init__(self, config: DuckDBEngineConfig) -> None:
         self.config = config
-        self.con = duckdb.connect(config={"threads": config.threads or os.cpu_count() or 1})
-        self.con.execute("SET TimeZone='UTC'")
-        self.con.execute("SET enable_progress_bar=false")  # lakeforge reports progress itself
-        if config.memory_limit:
-            self.con.execute(f"SET memory_limit={_lit(config.memory_limit)}")
-        for layer in (*LAYERS, "_lakeforge"):  # _lakeforge: lakeforge's own tables (the event log)
-            self.con.execute(f"ATTACH ':memory:' AS {layer}")
         self._open: list[pa.RecordBatchReader] = []
         self._stage = STAGE
         self._stage_dir: str | None = None
 
+    @cached_property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The database, opened on first use: a run with nothing to do never imports DuckDB (~0.1 s)."""
+        import duckdb
+
+        con = duckdb.connect(config={"threads": self.config.threads or os.cpu_count() or 1})
+        con.execute("SET TimeZone='UTC'")
+        con.execute("SET enable_progress_bar=false")  # lakeforge reports progress itself
+        if self.config.memory_limit:
+            con.execute(f"SET memory_limit={_lit(self.config.memory_limit)}")
+        for layer in (*LAYERS, "_lakeforge"):  # _lakeforge: lakeforge's own tables (the event log)
+            con.execute(f"ATTACH ':memory:' AS {layer}")
+        return con
+
     def close(self) -> None:
+        if "con" not in self.__dict__:  # never opened
+            return
         self.release()
         self.con.close()  # drops the in-memory tables and detaches a disk stage; its folder goes next
         if self._stage_dir is not None:
@@ -200,6 +211,8 @@ class DuckDBEngine:
     def check_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig,
                     plan: ReadPlan) -> dict[str, str]:
         """Parse each file on its own; the ones that fail, with the reason (the error path of ingestion)."""
+        import duckdb
+
         self.release()
         bad: dict[str, str] = {}
         for info in files:
@@ -230,7 +243,12 @@ class DuckDBEngine:
 
     @staticmethod
     def is_bad_input(exc: BaseException) -> bool:
-        if isinstance(exc, _BAD_INPUT):
+        """Whether ``exc`` means "this input cannot be parsed" (the file is quarantined); else it is a bug and
+        raises."""
+        import duckdb
+
+        if isinstance(exc, duckdb.InvalidInputException | duckdb.ConversionException | duckdb.IOException
+                      | pa.ArrowInvalid):
             return True
         text = str(exc)
         return any(marker in text for marker in ("Invalid Input Error", "Conversion Error", "IO Error",
@@ -335,6 +353,8 @@ class DuckDBEngine:
     ) -> ModelOutput:
         """Run the model's SELECT once with a bit per failed rule (and the dedup rank) beside each row, stage the
         result, count every rule from it, then hand out the kept and the quarantined rows as streams."""
+        import duckdb
+
         self.bind(relations)
         if not expectations and not unique_key:
             return self._streamed(sql, model=model)
@@ -380,6 +400,8 @@ class DuckDBEngine:
 
     def _streamed(self, sql: str, *, model: str) -> ModelOutput:
         """No rule and no dedup: nothing to stage; rows stream straight to the writer and are counted on the way."""
+        import duckdb
+
         try:
             reader = self._reader(sql)
         except duckdb.Error as exc:
@@ -416,6 +438,8 @@ class DuckDBEngine:
     def _columns_of(self, sql: str) -> list[str]:
         """The model's columns, without running it (bound, not executed); a model that does not bind fails later,
         with its own error."""
+        import duckdb
+
         try:
             return [str(c) for c in self.con.sql(sql).columns]
         except duckdb.Error:
