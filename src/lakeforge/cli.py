@@ -613,10 +613,32 @@ def main() -> None:
             if exc.__cause__ is not None:
                 raise exc.__cause__ from None
             raise
-        err.print(f"[red]error: {escape(exc.message)}[/]", highlight=False, soft_wrap=True)
-        if exc.hint:  # plain text: a hint like pip install 'lakeforge[serve]' is not markup
-            err.print(f"fix: {exc.hint}", highlight=False, soft_wrap=True, markup=False)
-        sys.exit(1)
+        _fail(exc.message, exc.hint)
+    except KeyboardInterrupt:
+        _fail("interrupted", "a run stopped part way is resumed by the next `lakeforge run`", status=130)
+    except Exception as exc:  # not one of ours: one line, and how to see and report the rest
+        if STATE["debug"]:
+            raise
+        _fail(*_unexpected(exc))
+
+
+def _fail(message: str, hint: str | None, *, status: int = 1) -> None:
+    err.print(f"[red]error: {escape(message)}[/]", highlight=False, soft_wrap=True)
+    if hint:  # plain text: a hint like pip install 'lakeforge[serve]' is not markup
+        err.print(f"fix: {hint}", highlight=False, soft_wrap=True, markup=False)
+    sys.exit(status)
+
+
+def _unexpected(exc: Exception) -> tuple[str, str]:
+    """One line for an error lakeforge did not expect, and the fix: a file the system refused, or a bug to report."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return (f"{exc.strerror}{where}", "check that the path exists and this user may read and write it; "
+                "`lakeforge --debug ...` shows where it happened")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (f"unexpected {type(exc).__name__}: {lines[0] if lines else 'no message'}",
+            "this is a bug in lakeforge: run the command again with --debug and report what it prints "
+            "(the traceback), with the command and `pip show lakeforge`")
 
 
 def _freeze_imports() -> None:

@@ -36,6 +36,10 @@ class WarehouseError(LakeforgeError):
     """Loading or querying the warehouse failed."""
 
 
+class StorageError(LakeforgeError):
+    """A file or folder lakeforge must write or read is not available (read-only, no permission, disk full)."""
+
+
 class RunLocked(LakeforgeError):
     """Another run of the same lakehouse holds the run lock: nothing was done."""
 

@@ -554,7 +554,15 @@ class Project:
         try:
             wh = self.path / self.config.warehouse.path
             if wh.exists():
-                engine.execute(f"ATTACH '{wh}' AS warehouse (READ_ONLY)")
+                import duckdb
+
+                from lakeforge.warehouses.duckdb.warehouse import busy
+                from lakeforge.warehouses.sql import literal
+
+                try:
+                    engine.execute(f"ATTACH {literal(str(wh), 'duckdb')} AS warehouse (READ_ONLY)")
+                except duckdb.IOException as exc:
+                    raise busy(wh, exc) from None
                 engine.execute("USE warehouse")
             relations: dict[str, Any] = {name: self.catalog.dataset(name) for name in sorted(wanted)}
             if logs:  # lakeforge's own tables: _lakeforge.event_log

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakeforge.errors import LakeforgeError, RunLocked
+from lakeforge.errors import LakeforgeError, RunLocked, StorageError
 from lakeforge.models.execute import run_model
 from lakeforge.ops import events, retry
 from lakeforge.ops.hooks import Observers
@@ -41,19 +41,33 @@ def run_lock(project: Project) -> Iterator[None]:
     one locked. ``run.lock`` in it is locked too, as older versions of lakeforge lock only that."""
     base = project.lakehouse.local_path() if project.lakehouse.is_local else project.path / ".lakeforge"
     folder = base / "_lakeforge" if project.lakehouse.is_local else base
-    folder.mkdir(parents=True, exist_ok=True)
-    held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise unwritable(folder, exc) from None
     try:
         _lock(held, folder)
         mine, named = os.fstat(held), os.stat(folder)
         if (mine.st_dev, mine.st_ino) != (named.st_dev, named.st_ino):
             raise RunLocked(f"the folder {folder} was replaced while this run locked it",
                             hint="run again; do not move or delete the lakehouse's _lakeforge folder")
-        with open(folder / "run.lock", "w") as fh:
+        try:
+            fh = open(folder / "run.lock", "w")  # noqa: SIM115 (closed below; the error is this function's)
+        except OSError as exc:
+            raise unwritable(folder, exc) from None
+        with fh:
             _lock(fh.fileno(), folder)
             yield
     finally:
         os.close(held)  # (closing releases the locks)
+
+
+def unwritable(folder: Path, exc: OSError) -> StorageError:
+    """The error for a lakehouse a run cannot write (read-only file system, permissions, a full disk)."""
+    return StorageError(f"cannot write the lakehouse at {folder}: {exc.strerror or exc}",
+                        hint="a run writes the lakehouse: run as a user who can write it, or point `lakehouse:` in "
+                             "lakeforge.yml at a writable folder (status, query, runs and report only read it)")
 
 
 def _lock(fd: int, folder: Path) -> None:

@@ -44,10 +44,7 @@ class DuckDBWarehouse:
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
-            raise WarehouseError(f"cannot open the warehouse {self.path}: {exc}",
-                                 hint="another lakeforge process may be writing it, or a BI tool or another program "
-                                      "has it open; retry when it is done (BI tools: read-only, docs/bi-tools.md)"
-                                 ) from None
+            raise busy(self.path, exc) from None
         self.con.execute("SET TimeZone='UTC'")
         if not read_only:
             # Rows of a table carry no order (a report sorts what it shows). Kept in order, DuckDB's parallel
@@ -170,6 +167,14 @@ class DuckDBWarehouse:
 
     def query(self, sql: str) -> pa.Table:
         return self.con.sql(sql).to_arrow_table()
+
+
+def busy(path: Path, exc: Exception) -> WarehouseError:
+    """The error for a warehouse file DuckDB cannot open (another process holds its lock, or it is not readable)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return WarehouseError(f"cannot open the warehouse {path}: {first}",
+                          hint="another lakeforge process may be writing it, or a BI tool or another program has it "
+                               "open; retry when it is done (BI tools: read-only, docs/bi-tools.md)")
 
 
 def _create_atomically(path: Path) -> None:
