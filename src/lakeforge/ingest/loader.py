@@ -156,7 +156,7 @@ class Ingestor(BadInput):
         stream = getattr(self.engine, "stream_ingest", None)  # engines that ingest as a stream (Spark)
         if self.source.growing:  # ranges of files: lakeforge's own batches
             stream = None
-        backlog = self.backlog() if stream is not None else []
+        backlog = self.discover().new if stream is not None else []  # (not the files waiting to settle)
         if stream is not None and backlog:
             try:
                 stream(self, backlog=backlog, result=result)
