@@ -218,6 +218,9 @@ def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     out.print(f"quarantine rows: {data['quarantine_rows']:,}")
     for name, backlog in data["backlog"].items():
         out.print(f"backlog {name}: {backlog['files']} files, {backlog['bytes']:,} bytes")
+        if backlog.get("changed_after_ingest"):
+            out.print(f"[yellow]changed after ingest {name}: {backlog['changed_after_ingest']} files[/yellow] (their "
+                      "new content is not ingested; `lakeforge runs` and the event log name them)")
     last = data["last_run"]
     if last:
         out.print(f"last run: {last['run_id']} {last['status']} ({last['seconds']}s)")

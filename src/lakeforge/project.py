@@ -525,8 +525,12 @@ class Project:
                     quarantine += int(table["rows"])
         backlog = {}
         for name in self.config.sources:
-            files = self.ingestor(name).backlog()
-            backlog[name] = {"files": len(files), "bytes": sum(f.size for f in files)}
+            ingestor = self.ingestor(name)
+            found = ingestor.discover()
+            files = found.backlog()
+            changed = [] if ingestor.source.allow_overwrites else found.changed
+            backlog[name] = {"files": len(files), "bytes": sum(f.size for f in files),
+                             "changed_after_ingest": len(changed)}
         return {"project": self.config.name, "tables": tables, "quarantine_rows": quarantine,
                 "backlog": backlog, "last_run": last_run(self)}
 

@@ -332,7 +332,7 @@ def test_status_reports_tables_versions_freshness_and_backlog(example: Project) 
     assert by_name["silver.telemetry"]["rows"] == rows(example, "silver.telemetry")
     assert by_name["silver.telemetry"]["layer"] == "silver"
     assert by_name["gold.fact_telemetry_hourly"]["freshness_seconds"] >= 0
-    assert status["backlog"]["telemetry"] == {"files": 0, "bytes": 0}
+    assert status["backlog"]["telemetry"] == {"files": 0, "bytes": 0, "changed_after_ingest": 0}
     assert status["last_run"]["status"] == "succeeded"
 
 

@@ -17,8 +17,10 @@ exact state against the landing files, and every killed run that had started in 
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -207,3 +209,137 @@ def test_a_kill_between_a_models_quarantine_and_table_commits_then_new_files_qua
     quarantine = lake.table("quarantine.silver_events")
     assert quarantine is not None and quarantine.num_rows == 1, quarantine
     record.update({"window": "after silver's quarantine commit, before its table commit", **counts})
+
+
+class Appender:
+    """A gateway that appends to two files all day (JSON lines; CSV with a header), a line at a time in one to
+    three writes, so that a run often finds a partial last line. Seeded; pauses anywhere, even mid-line."""
+
+    def __init__(self, folder: Path, rng: random.Random) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.files = {"jsonl": folder / "day.jsonl", "csv": folder / "day.csv"}
+        self.files["csv"].write_bytes(b"id,v\n")
+        self.files["jsonl"].write_bytes(b"")
+        self.rng = rng
+        self.next_id = 0
+        self.running, self.paused, self.idle = threading.Event(), threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._write, daemon=True)
+
+    def start(self) -> None:
+        self.running.set()
+        self.thread.start()
+
+    def pause(self) -> None:
+        self.idle.clear()
+        self.paused.set()
+        assert self.idle.wait(30)
+
+    def resume(self) -> None:
+        self.paused.clear()
+
+    def stop(self) -> None:
+        """Stopped at a line's end: every line written is complete."""
+        self.running.clear()
+        self.paused.clear()
+        self.thread.join(30)
+
+    def _line(self) -> tuple[str, bytes]:
+        i, self.next_id = self.next_id, self.next_id + 1
+        if i % 2:
+            return "csv", f"{i},{i / 4}\n".encode()
+        return "jsonl", json.dumps({"id": i, "v": i / 4}).encode() + b"\n"
+
+    def _write(self) -> None:
+        while self.running.is_set():
+            kind, line = self._line()
+            cuts = sorted(self.rng.sample(range(1, len(line)), self.rng.randint(0, 2)))
+            for piece in (line[a:b] for a, b in zip([0, *cuts], [*cuts, len(line)], strict=True)):
+                while self.paused.is_set():
+                    self.idle.set()
+                    time.sleep(0.001)
+                with self.files[kind].open("ab") as fh:
+                    fh.write(piece)
+                time.sleep(self.rng.uniform(0, 0.004))
+
+    def complete_ids(self) -> Counter[int]:
+        """The ids of the complete lines written so far (a partial last line is not one yet)."""
+        ids: Counter[int] = Counter()
+        for kind, path in self.files.items():
+            data = path.read_bytes()
+            body = data[:data.rfind(b"\n") + 1].decode().splitlines()
+            for text in body[1:] if kind == "csv" else body:
+                ids[int(json.loads(text)["id"]) if kind == "jsonl" else int(text.split(",")[0])] += 1
+        return ids
+
+
+def assert_ranges_tile(lake: Lake) -> None:
+    """Each growing file's committed ranges follow one another from byte 0: no byte twice, none skipped."""
+    ends: dict[str, int] = {}
+    for manifest in sorted(lake.manifests(), key=lambda m: int(m["batch_id"])):
+        for info in manifest["files"]:
+            start = manifest.get("starts", {}).get(info["path"], 0)
+            assert start == ends.get(info["path"], 0), (manifest["batch_id"], info, ends)
+            ends[info["path"]] = info["size"]
+
+
+@pytest.mark.timeout(1800)
+def test_sigkill_while_a_gateway_appends_to_growing_files_takes_every_line_exactly_once(
+        tmp_path: Path, mode: Settings, record: dict[str, Any]) -> None:
+    """growing: true under kills: a writer appends lines (often caught half written) to a JSON-lines and a CSV file
+    while runs are SIGKILLed at random moments of ingestion (right after a new batch manifest, or anywhere from
+    the run's start); every few runs one is left to finish with the writer paused (anywhere, mid-line too) and
+    bronze must then hold exactly the complete lines written, each once. At the end every line, once."""
+    rng = random.Random(seed(SEED + 20))
+    record["seed"] = seed(SEED + 20)
+    source = {"format": "auto", "growing": True, "max_line_bytes": 1024,
+              "schema_hints": {"id": "bigint", "v": "double"}}
+    project = make_project(tmp_path / "growing", sources={"events": source})
+    lake = Lake(str(project / "lakehouse"), LocalStore(project / "lakehouse"))
+    runs_dir = project / "lakehouse" / "_lakeforge" / "runs"
+    checkpoints = project / "lakehouse" / "_lakeforge" / "checkpoints" / "events"
+    writer = Appender(project / "landing" / "events", random.Random(rng.random()))
+    writer.start()
+    time.sleep(0.2)
+    first = run_ok(project)
+    ingest_seconds = max(first.finished.get("ingest:events", 0.5), 0.2)
+    kills = exact_checks = in_ingest = 0
+    iteration = 0
+    while kills < 3 * mode.kills_per_stage or in_ingest < mode.kills_per_stage:
+        iteration += 1
+        assert iteration <= 12 * mode.kills_per_stage + 10, f"{kills} kills after {iteration} runs"
+        if iteration % mode.complete_every == 0:
+            writer.pause()
+            run_ok(project)
+            assert Counter(lake.table("bronze.events")["id"].to_pylist()) == writer.complete_ids()
+            assert_ranges_tile(lake)
+            exact_checks += 1
+            writer.resume()
+            continue
+        markers = {p.name for p in runs_dir.glob("*.started")}
+        manifests = len(list(checkpoints.glob("batch-*.json")))
+        run = Run(project)
+        if rng.random() < 0.5:
+            run.wait_for(lambda n=manifests + 1: len(list(checkpoints.glob("batch-*.json"))) >= n)
+            time.sleep(rng.uniform(0, 0.03))
+        else:
+            run.wait_for(lambda m=markers: bool({p.name for p in runs_dir.glob("*.started")} - m))
+            time.sleep(rng.uniform(0, 1.5 * ingest_seconds))
+        was_killed = run.kill()
+        assert was_killed or run.proc.returncode == 0, run.stderr[-3000:]
+        kills += was_killed
+        in_ingest += was_killed and "ingest:events" not in run.finished
+        assert_consistent_now(lake, DuckDBWarehouse(project / "warehouse.duckdb"))
+    writer.stop()
+    run_ok(project)
+    idle = run_ok(project, "--json")
+    assert idle.json()["status"] == "nothing_to_do", idle.stdout
+    written = writer.complete_ids()
+    assert written == Counter(range(writer.next_id)) and max(written.values()) == 1
+    assert Counter(lake.table("bronze.events")["id"].to_pylist()) == written
+    assert_ranges_tile(lake)
+    batches = len(lake.manifests())
+    assert in_ingest >= mode.kills_per_stage
+    record.update({"kills": kills, "kills_in_ingest": in_ingest, "runs": iteration + 3,
+                   "exact_checks": exact_checks + 1, "lines": writer.next_id, "batches": batches})
+    print(f"\n{kills} kills ({in_ingest} in ingestion) in {iteration} runs; {writer.next_id} lines appended, each "
+          f"once in bronze ({batches} batches)")

@@ -151,7 +151,14 @@ class SourceConfig(_Strict):
     )
     infer_column_types: bool = Field(default=False, description="cloudFiles.inferColumnTypes")
     max_line_bytes: int | None = Field(default=None, ge=1, description="lines longer than this are quarantined")
-    allow_overwrites: bool = Field(default=False, description="cloudFiles.allowOverwrites")
+    allow_overwrites: bool = Field(default=False, description="cloudFiles.allowOverwrites: ingest a file again "
+                                   "when its size or modification time changed after it was ingested")
+    settle_seconds: float = Field(
+        default=10.0, ge=0, description="a file seen changing between its listing and its read is left out of the "
+        "batch and taken once its modification time is this many seconds old")
+    growing: bool = Field(
+        default=False, description="files are appended to (a gateway's file of the day): each run takes the "
+        "complete lines appended since the last batch, exactly once; uncompressed JSON lines or CSV only")
     clean_source: Literal["off", "move", "delete"] = Field(default="off", description="cloudFiles.cleanSource")
     move_to: str = Field(default="processed", description="cloudFiles.cleanSource.moveDestination (under landing)")
     retention_hours: float = Field(default=0.0, ge=0, description="cloudFiles.cleanSource.retentionDuration")
@@ -171,6 +178,12 @@ class SourceConfig(_Strict):
     def _csv_columns(self) -> SourceConfig:
         if self.format == "csv" and not self.header and not self.columns:
             raise ValueError("a CSV source without header needs 'columns: [name, ...]'")
+        if self.growing and self.clean_source != "off":
+            raise ValueError("growing: true and clean_source cannot go together: a file still appended to would be "
+                             "moved or deleted under its writer; clean the landing folder of finished files yourself")
+        if self.growing and self.format == "parquet":
+            raise ValueError("growing: true reads files line by line as they are appended to, which a Parquet file "
+                             "cannot be; take growing off this source, or land JSON lines or CSV")
         return self
 
     def check_move_to(self, name: str) -> None:

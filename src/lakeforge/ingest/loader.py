@@ -5,7 +5,10 @@ How (the way Spark's streaming sinks do it), for batch N of a source:
 1. write a manifest of its files to ``<lakehouse>/_lakeforge/checkpoints/<source>/batch-<N>.json``;
 2. write the rows of files that cannot be parsed to ``quarantine.bronze_<source>`` and the rows of the rest to
    ``bronze.<source>``, each commit carrying the Delta transaction ``(lakeforge:ingest:<source>, N)``;
-3. a later discovery skips every file named in a manifest.
+3. a later discovery skips every file named in a manifest (a growing file: every byte a manifest's range covers).
+
+A batch reads exactly the bytes its manifest records (see :mod:`lakeforge.ingest.listing`): an immutable file
+that is not as listed when the batch reads it is left out of the batch before anything commits.
 
 After a crash, a manifest whose N the bronze table does not yet show as committed is redone with exactly its
 files; a commit that the table already shows is not repeated. Nothing is counted twice, nothing skipped.
@@ -13,31 +16,26 @@ files; a commit that the table already shows is not repeated. Nothing is counted
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-import gzip
-import tempfile
+import sys
 import time
-import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from lakeforge.config.models import SourceConfig
 from lakeforge.engines.base import Engine, ReadPlan
 from lakeforge.errors import SourceError
-from lakeforge.ingest.records import BadLine, Split, split_lines
+from lakeforge.ingest import listing
+from lakeforge.ingest.listing import Changed, Discovery, exact_copies
+from lakeforge.ingest.manifest import Manifest
 from lakeforge.ingest.sniff import WIDENING, sniff_jsonl
+from lakeforge.ingest.triage import BadInput, precheck
 from lakeforge.lakehouse import Catalog
 from lakeforge.ops.results import StageResult
 from lakeforge.storage import FileInfo, Location
-from lakeforge.storage.local import LocalLocation
 
 CHECKPOINTS = "_lakeforge/checkpoints"
 SCHEMAS = "_lakeforge/schemas"
@@ -48,7 +46,7 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Ingestor:
+class Ingestor(BadInput):
     def __init__(self, *, name: str, source: SourceConfig, landing: Location, lakehouse: Location,
                  catalog: Catalog, engine: Engine | None) -> None:
         self.name = name
@@ -61,6 +59,8 @@ class Ingestor:
         self.quarantine = f"quarantine.bronze_{name}"
         self.app_id = f"lakeforge:ingest:{name}"
         self.checkpoint_dir = f"{CHECKPOINTS}/{name}"
+        self._result: StageResult | None = None  # the stage being run (its warnings)
+        self._changed_while_read: list[str] = []
 
     # -- manifests -----------------------------------------------------------------------------
     def _manifest_path(self, batch_id: int) -> str:
@@ -69,43 +69,49 @@ class Ingestor:
     def _manifests(self) -> dict[int, Manifest]:
         found: dict[int, Manifest] = {}
         for info in self.lakehouse.list_files(self.checkpoint_dir, pattern="batch-*.json"):
-            data = self.lakehouse.read_json(info.path)
-            manifest = Manifest(
-                batch_id=int(data["batch_id"]),
-                files=[FileInfo(f["path"], f["size"], f["mtime_ms"]) for f in data["files"]],
-                bad={k: (str(v[0]), int(v[1])) for k, v in (data.get("bad") or {}).items()},
-                bad_lines={k: [BadLine(int(b[0]), str(b[1]), str(b[2])) for b in v]
-                           for k, v in (data.get("bad_lines") or {}).items()},
-                cleaned=bool(data.get("cleaned")),
-                created_at=float(data.get("created_at") or 0.0),
-            )
+            manifest = Manifest.from_dict(self.lakehouse.read_json(info.path))
             found[manifest.batch_id] = manifest
         return found
 
     def _save(self, manifest: Manifest) -> None:
-        self.lakehouse.write_json_atomic(self._manifest_path(manifest.batch_id), {
-            "batch_id": manifest.batch_id, "source": self.name,
-            "files": [f.to_dict() for f in manifest.files],
-            "bad": {k: list(v) for k, v in sorted(manifest.bad.items())},
-            "bad_lines": {k: [b.to_list() for b in v] for k, v in sorted(manifest.bad_lines.items())},
-            "cleaned": manifest.cleaned, "created_at": manifest.created_at,
-        })
+        self.lakehouse.write_json_atomic(self._manifest_path(manifest.batch_id), manifest.to_dict(self.name))
 
     def backlog(self) -> list[FileInfo]:
-        """Landing files not yet ingested (nor recorded in a pending batch)."""
-        return self._new_files(self._manifests())
+        """Landing files (a growing file: its complete new lines) not yet ingested nor recorded in a pending batch,
+        and files that wait to settle."""
+        return self.discover().backlog()
 
-    def _new_files(self, manifests: dict[int, Manifest]) -> list[FileInfo]:
-        """Files no manifest names; with ``allow_overwrites``, also files whose size or time changed since."""
+    def changed_after_ingest(self) -> list[Changed]:
+        """Files that changed after their batch was committed and that no run takes again."""
+        return [] if self.source.allow_overwrites else self.discover().changed
+
+    def discover(self, manifests: dict[int, Manifest] | None = None) -> Discovery:
+        """The listing against the manifests (the last range each names per path) and the files seen changing."""
         recorded: dict[str, FileInfo] = {}
-        for batch_id in sorted(manifests):
-            recorded.update({f.path: f for f in manifests[batch_id].files})
-        if self.source.allow_overwrites:
-            return [f for f in self._listing() if recorded.get(f.path) != f]
-        return [f for f in self._listing() if f.path not in recorded]
+        for manifest in sorted((manifests if manifests is not None else self._manifests()).values(),
+                               key=lambda m: m.batch_id):
+            recorded.update({f.path: f for f in manifest.files})
+        return listing.discover(name=self.name, source=self.source, landing=self.landing, listing=self._listing(),
+                                recorded=recorded, unsettled=self._unsettled())
 
     def _listing(self) -> list[FileInfo]:
         return self.landing.list_files(self.source.folder(self.name), pattern=self.source.pattern)
+
+    def _unsettled(self) -> dict[str, int]:
+        path = f"{self.checkpoint_dir}/{listing.UNSETTLED}"
+        return {k: int(v) for k, v in self.lakehouse.read_json(path).items()} if self.lakehouse.exists(path) else {}
+
+    def _defer(self, manifest: Manifest, paths: list[str]) -> bool:
+        """Leave files that are not as listed out of a batch not yet committed: they wait to settle (recorded
+        first, so a crash in between only defers them again). False when the batch is left with no file."""
+        unsettled = {**self._unsettled(), **{p: int(time.time() * 1000) for p in paths}}
+        self.lakehouse.write_json_atomic(f"{self.checkpoint_dir}/{listing.UNSETTLED}", unsettled)
+        manifest.drop(paths)
+        if manifest.files:
+            self._save(manifest)
+            return True
+        self.lakehouse.delete(self._manifest_path(manifest.batch_id))
+        return False
 
     def _batches(self, *, pending_only: bool = False) -> Iterator[tuple[Manifest, bool]]:
         """Pending batches first (a crash left them half done), then new files, one format per batch."""
@@ -118,23 +124,39 @@ class Ingestor:
                 yield manifest, True
         if pending_only:
             return
+        found = self.discover(manifests)
+        self._warn(found.changed)
         by_format: dict[str, list[FileInfo]] = {}
-        for info in sorted(self._new_files(manifests), key=lambda f: (f.mtime_ms, f.path)):
+        for info in sorted(found.new, key=lambda f: (f.mtime_ms, f.path)):
             by_format.setdefault(self.source.format_of(info.path) or "unknown", []).append(info)
         next_id = max([*manifests, committed]) + 1
         for fmt in sorted(by_format):
-            for files in _chunks(by_format[fmt], files=self.source.max_files_per_batch,
-                                 size=self.source.max_bytes_per_batch):
-                yield Manifest(batch_id=next_id, files=files, created_at=time.time()), False
+            for files in listing.chunks(by_format[fmt], files=self.source.max_files_per_batch,
+                                        size=self.source.max_bytes_per_batch):
+                starts = {f.path: found.starts[f.path] for f in files if f.path in found.starts}
+                yield Manifest(batch_id=next_id, files=files, created_at=time.time(), starts=starts), False
                 next_id += 1
+
+    def _warn(self, changed: list[Changed]) -> None:
+        """Files changed after ingest: said on stderr and kept in the stage's result (the event log)."""
+        taken = self.source.allow_overwrites
+        for change in changed:
+            message = change.describe(source=self.name, taken=taken)
+            print(f"warning: {message}", file=sys.stderr)
+            if self._result is not None:
+                self._result.changed.append({"path": change.current.path, "message": message,
+                                             "action": "ingested again" if taken else "ignored"})
 
     # -- the stage ------------------------------------------------------------------------------
     def run(self) -> StageResult:
         result = StageResult(name=f"ingest:{self.name}", kind="ingest", status="skipped", strategy="files")
         started = time.perf_counter()
+        self._result = result
         self._run_batches(result, pending_only=True)
         stream = getattr(self.engine, "stream_ingest", None)  # engines that ingest as a stream (Spark)
-        backlog = self.backlog() if stream is not None else []
+        if self.source.growing:  # ranges of files: lakeforge's own batches
+            stream = None
+        backlog = self.discover().new if stream is not None else []  # (not the files waiting to settle)
         if stream is not None and backlog:
             try:
                 stream(self, backlog=backlog, result=result)
@@ -154,40 +176,26 @@ class Ingestor:
         for manifest, redo in self._batches(pending_only=pending_only):
             if not redo:
                 self._save(manifest)
-            self._ingest(manifest, result)
-            result.status = "ok"
+            if self._ingest(manifest, result):
+                result.status = "ok"
 
-    def _ingest(self, manifest: Manifest, result: StageResult) -> None:
+    def _ingest(self, manifest: Manifest, result: StageResult) -> bool:
         """Bronze first, then the quarantine of the files that could not be parsed; each commit carries the
-        batch id, and the manifest names the bad files before either commit, so a rerun finishes the job."""
+        batch id, and the manifest names the bad files before either commit, so a rerun finishes the job. Files
+        not as listed (before or while the batch reads them) are left out first; False when none is left."""
         batch_id = manifest.batch_id
         ingested_at = now()
         written = 0
-        if self.catalog.consumed(self.table, self.app_id) < batch_id:
-            precheck = {f.path: r for f, r in ((f, _precheck(f, self.source)) for f in manifest.files) if r}
-            if any(p not in manifest.bad for p in precheck):
-                manifest.bad.update({p: (r, self._count_rows(p)) for p, r in precheck.items()})
-                self._save(manifest)
-            good = [f for f in manifest.files if f.path not in manifest.bad]
-            with self.landing.local_copies(good) as local:  # object storage: the batch's files, downloaded
-                long_lines = self._long_lines(good, local)
-                if any(p not in manifest.bad_lines for p in long_lines):
-                    self._triage(manifest, local, long_lines)
-                try:
-                    with self._sanitized(manifest, local) as readable:
-                        written = self._write_typed_or_text(manifest, readable, ingested_at)
-                except Exception as exc:
-                    if self.engine is None or not self.engine.is_bad_input(exc):
-                        raise
-                    good = [f for f in manifest.files if f.path not in manifest.bad]
-                    plan = ReadPlan(types=self._types(self._schema()))  # each file is described on its own
-                    found = self.engine.check_files(good, location=local, source=self.source, plan=plan)
-                    if not found:
-                        raise
-                    self._triage(manifest, local, found)
-                    self._recheck(manifest, local, [p for p in found if p in manifest.bad_lines], plan)
-                    with self._sanitized(manifest, local) as readable:
-                        written = self._write_typed_or_text(manifest, readable, ingested_at)
+        while self.catalog.consumed(self.table, self.app_id) < batch_id:
+            moved = self._moved(manifest.files)
+            if moved and not self._defer(manifest, moved):
+                return False
+            try:
+                written = self._read_batch(manifest, ingested_at)
+                break
+            except FilesChanged as exc:  # an immutable file changed while it was read: nothing was committed
+                if not self._defer(manifest, exc.paths):
+                    return False
         bad_rows = sum(rows for _, rows in manifest.bad.values()) + sum(len(v) for v in manifest.bad_lines.values())
         if manifest.has_bad and self.catalog.consumed(self.quarantine, self.app_id) < batch_id:
             self._write_quarantine(manifest, ingested_at)
@@ -197,93 +205,68 @@ class Ingestor:
         result.files_quarantined += len(manifest.bad)
         result.rows_read += written + bad_rows
         result.rows_written += written
-        result.bytes += sum(f.size for f in manifest.files)
+        result.bytes += sum(f.size - manifest.starts.get(f.path, 0) for f in manifest.files)
+        return True
+
+    def _moved(self, files: list[FileInfo]) -> list[str]:
+        return listing.moved(self.landing, files, growing=self.source.growing, listed=self._listing)
+
+    def _read_batch(self, manifest: Manifest, ingested_at: dt.datetime) -> int:
+        """The batch's good rows into bronze, in one commit: exactly the bytes its manifest records."""
+        unreadable = {f.path: r for f, r in ((f, precheck(f, self.source)) for f in manifest.files) if r}
+        if any(p not in manifest.bad for p in unreadable):
+            manifest.bad.update({p: (r, self._count_rows(p, manifest)) for p, r in unreadable.items()})
+            self._save(manifest)
+        good = [f for f in manifest.files if f.path not in manifest.bad]
+        # object storage: the batch's files, downloaded; growing files: their ranges
+        with exact_copies(self.landing, good, starts=manifest.starts, source=self.source) as local:
+            long_lines = self._long_lines(good, local)
+            if any(p not in manifest.bad_lines for p in long_lines):
+                self._triage(manifest, local, long_lines)
+            try:
+                with self._sanitized(manifest, local) as readable:
+                    return self._write_typed_or_text(manifest, readable, ingested_at)
+            except FilesChanged:
+                raise
+            except Exception as exc:
+                if self.engine is None or not self.engine.is_bad_input(exc):
+                    raise
+                good = [f for f in manifest.files if f.path not in manifest.bad]
+                plan = ReadPlan(types=self._types(self._schema()))  # each file is described on its own
+                found = self.engine.check_files(good, location=local, source=self.source, plan=plan)
+                if not found:
+                    raise
+                self._triage(manifest, local, found)
+                self._recheck(manifest, local, [p for p in found if p in manifest.bad_lines], plan)
+                with self._sanitized(manifest, local) as readable:
+                    return self._write_typed_or_text(manifest, readable, ingested_at)
 
     def _write_typed_or_text(self, manifest: Manifest, readable: Location, ingested_at: dt.datetime) -> int:
+        self._changed_while_read = []
         try:
             return self._write_bronze(manifest, readable, ingested_at)
         except Exception as exc:  # the optimistic typed read met a misfit: read as text
+            self._raise_if_changed(exc)
             if self.engine is None or not self.engine.is_bad_input(exc):
                 raise
-            return self._write_bronze(manifest, readable, ingested_at, typed_read=False)
-
-    def _recheck(self, manifest: Manifest, local: Location, paths: list[str], plan: ReadPlan) -> None:
-        """Files whose good lines (as the line triage kept them) the engine still cannot read — Python's parsers
-        and the engine's differ on some bytes, e.g. a lone CR in a CSV line — are quarantined whole, with the
-        engine's reason: else the batch would fail on every run."""
-        if not paths or self.engine is None:
-            return
-        with self._sanitized(manifest, local) as readable:
-            files = [f for f in manifest.files if f.path in paths]
-            still = self.engine.check_files(files, location=readable, source=self.source, plan=plan)
-            root = str(readable.local_path())
-        for path, reason in still.items():
-            del manifest.bad_lines[path]
-            manifest.bad[path] = (reason.replace(root, self.landing.uri), self._count_rows(path))
-        if still:
-            self._save(manifest)
-
-    def _long_lines(self, files: list[FileInfo], local: Location) -> dict[str, str]:
-        """Text files with a line over ``max_line_bytes`` (only files larger than the limit are looked at)."""
-        limit = self.source.max_line_bytes
-        found = {}
-        for info in files if limit else []:
-            if info.size > limit and self.source.format_of(info.path) in ("jsonl", "csv"):  # type: ignore[operator]
-                try:
-                    data = np.frombuffer(_decompress(local.read_bytes(info.path), info.path), dtype=np.uint8)
-                except CorruptCompression as exc:  # no line can be read: the whole file goes to quarantine
-                    found[info.path] = str(exc)
-                    continue
-                ends = np.concatenate(([-1], np.flatnonzero(data == 10), [len(data)]))
-                if int(np.diff(ends).max()) - 1 > limit:  # type: ignore[operator]
-                    found[info.path] = f"a line is over max_line_bytes ({limit:,})"
-        return found
-
-    def _triage(self, manifest: Manifest, local: Location, found: dict[str, str]) -> None:
-        """Files that cannot be read whole: keep their good lines, quarantine the rest (lines, or the file)."""
-        for path, reason in found.items():
-            fmt = self.source.format_of(path)
             try:
-                split = self._split(path, local) if fmt in ("jsonl", "csv") else None
-            except CorruptCompression as exc:  # a truncated or corrupt .gz / .zst: not one line can be read
-                manifest.bad[path] = (str(exc), self._count_rows(path))
-                continue
-            if split is None or not split.bad:
-                if split is not None and split.good_rows == 0:  # (the engine's words for it would mislead)
-                    reason = split.header_error or (
-                        "no rows: the file holds only blank lines" + (" or a header" if fmt == "csv" else ""))
-                manifest.bad[path] = (reason, self._count_rows(path))
-            elif split.good_rows == 0:
-                manifest.bad[path] = (f"no line could be read; line {split.bad[0].line}: {split.bad[0].reason}",
-                                      len(split.bad))
-            else:
-                manifest.bad_lines[path] = split.bad
-        self._save(manifest)
+                return self._write_bronze(manifest, readable, ingested_at, typed_read=False)
+            except Exception as again:
+                self._raise_if_changed(again)
+                raise
 
-    def _split(self, path: str, local: Location) -> Split:
-        data = _decompress(local.read_bytes(path), path)
-        return split_lines(data, fmt=self.source.format_of(path) or "jsonl", header=self.source.header,
-                           delimiter=self.source.delimiter, max_line_bytes=self.source.max_line_bytes or 2**62,
-                           width=len(self.source.columns) if self.source.columns else None, quote=self.source.quote)
+    def _raise_if_changed(self, exc: Exception) -> None:
+        """The write failed because a file changed while it was read (the writer wraps the reader's error)."""
+        if self._changed_while_read:
+            raise FilesChanged(self._changed_while_read) from exc
 
-    @contextmanager
-    def _sanitized(self, manifest: Manifest, local: Location) -> Iterator[Location]:
-        """The batch's files as the engine should read them: files with bad lines replaced by their good lines."""
-        if not manifest.bad_lines:
-            yield local
-            return
-        with tempfile.TemporaryDirectory(prefix="lakeforge-triage-") as tmp:
-            root = Path(tmp)
-            for info in manifest.files:
-                if info.path in manifest.bad:
-                    continue
-                target = root / info.path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if info.path in manifest.bad_lines:
-                    target.write_bytes(_compress(self._split(info.path, local).good, info.path))
-                else:
-                    target.symlink_to(local.local_path(info.path))
-            yield LocalLocation(root)
+    def _check_read(self, files: list[FileInfo]) -> None:
+        """After the read, before the commit: immutable files must still be as listed (else the rows read may
+        not be the recorded bytes); the write then fails and the batch is redone without them."""
+        moved = [] if self.source.growing else self._moved(files)
+        if moved:
+            self._changed_while_read = moved
+            raise FilesChanged(moved)
 
     def _write_bronze(self, manifest: Manifest, local: Location, ingested_at: dt.datetime, *,
                       typed_read: bool = True) -> int:
@@ -301,6 +284,7 @@ class Ingestor:
                 for batch in reader:
                     count[0] += batch.num_rows
                     yield batch
+                self._check_read(good)
 
             # Arrow streams are counted on the way; a distributed engine's writer reports its own count
             data: Any = (pa.RecordBatchReader.from_batches(reader.schema, counted())
@@ -384,7 +368,7 @@ class Ingestor:
     # -- source lifecycle ---------------------------------------------------------------------------
     def clean_source(self) -> int:
         """Move or delete the files of committed batches (once past the retention), never before."""
-        if self.source.clean_source == "off":
+        if self.source.clean_source == "off" or self.source.growing:
             return 0
         committed = self.catalog.consumed(self.table, self.app_id)
         horizon = time.time() - self.source.retention_hours * 3600
@@ -404,90 +388,12 @@ class Ingestor:
             self._save(manifest)
         return done
 
-    def _write_quarantine(self, manifest: Manifest, ingested_at: dt.datetime) -> None:
-        """One row per bad file (``_line`` null, ``_rows`` its lines) and one per bad line."""
-        by_path = {f.path: f for f in manifest.files}
-        entries: list[tuple[FileInfo, str, int, int | None, str | None]] = [
-            (by_path[p], reason, rows, None, None) for p, (reason, rows) in sorted(manifest.bad.items())]
-        entries += [(by_path[p], b.reason, 1, b.line, b.content)
-                    for p, lines in sorted(manifest.bad_lines.items()) for b in lines]
-        table = pa.table({
-            "_source_file": [e[0].path for e in entries],
-            "_reason": [e[1] for e in entries],
-            "_rows": pa.array([e[2] for e in entries], pa.int64()),
-            "_line": pa.array([e[3] for e in entries], pa.int64()),
-            "_content": pa.array([e[4] for e in entries], pa.string()),
-            "_file_size": pa.array([e[0].size for e in entries], pa.int64()),
-            "_file_modification_time": pa.array([e[0].mtime_ms * 1000 for e in entries], pa.timestamp("us", "UTC")),
-            "_ingested_at": pa.array([ingested_at] * len(entries), pa.timestamp("us", "UTC")),
-            "_batch_id": pa.array([manifest.batch_id] * len(entries), pa.int64()),
-        })
-        self.catalog.write(self.quarantine, table, mode="append", transactions={self.app_id: manifest.batch_id})
+class FilesChanged(Exception):
+    """Immutable files that changed while a batch read them (before its commit)."""
 
-    def _count_rows(self, path: str) -> int:
-        """Rows a file that could not be parsed stands for: its non-empty lines (decompressed when it can be), less a
-        CSV header."""
-        data = self.landing.read_bytes(path)
-        with contextlib.suppress(CorruptCompression):  # (else its compressed bytes' lines: no better count exists)
-            data = _decompress(data, path)
-        lines = sum(1 for line in data.split(b"\n") if line.strip())  # lines as the line triage counts them
-        if lines and self.source.header and self.source.format_of(path) == "csv":
-            lines -= 1
-        return lines if data else 0
-
-
-@dataclass
-class Manifest:
-    batch_id: int
-    files: list[FileInfo]
-    bad: dict[str, tuple[str, int]] = field(default_factory=dict)  # whole files: path -> (reason, rows)
-    bad_lines: dict[str, list[BadLine]] = field(default_factory=dict)  # files read but for these lines
-    cleaned: bool = False
-    created_at: float = 0.0
-
-    @property
-    def has_bad(self) -> bool:
-        return bool(self.bad or self.bad_lines)
-
-
-class CorruptCompression(Exception):
-    """A ``.gz`` or ``.zst`` landing file that cannot be decompressed (truncated, or not compressed at all)."""
-
-
-def _decompress(data: bytes, path: str) -> bytes:
-    """The file's bytes, decompressed by its extension; :class:`CorruptCompression` when that fails."""
-    suffix = PurePosixPath(path).suffix.lower()
-    try:
-        if suffix == ".gz":
-            return gzip.decompress(data)
-        if suffix == ".zst":
-            return bytes(pa.input_stream(pa.py_buffer(data), compression="zstd").read())
-    except (EOFError, OSError, zlib.error) as exc:  # (gzip.BadGzipFile and Arrow's IO errors are OSErrors)
-        raise CorruptCompression(f"cannot decompress the {suffix} file (truncated or corrupt): {exc}; "
-                                 "land it again, whole") from exc
-    return data
-
-
-def _compress(data: bytes, path: str) -> bytes:
-    if path.lower().endswith(".gz"):
-        return gzip.compress(data)
-    if path.lower().endswith(".zst"):
-        return bytes(pa.compress(data, codec="zstd", asbytes=True))
-    return data
-
-
-def _chunks(infos: list[FileInfo], *, files: int, size: int | None) -> Iterator[list[FileInfo]]:
-    """Batches of at most ``files`` files and (if set) ``size`` bytes; a larger file makes a batch of its own."""
-    batch: list[FileInfo] = []
-    total = 0
-    for info in infos:
-        if batch and (len(batch) >= files or (size is not None and total + info.size > size)):
-            yield batch
-            batch, total = [], 0
-        batch.append(info)
-        total += info.size
-    if batch:
-        yield batch
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(f"changed while read: {', '.join(paths)}")
+        self.paths = paths
 
 
 _ARROW = {"double": pa.float64(), "bigint": pa.int64()}
@@ -506,15 +412,6 @@ def _fits(detected: str | None, declared: str) -> bool:
 def _wider(new: str, old: str) -> bool:
     """Safe widening only: bigint -> double (and boolean -> bigint)."""
     return new in WIDENING and old in WIDENING and WIDENING[new] > WIDENING[old]
-
-
-def _precheck(info: FileInfo, source: SourceConfig) -> str | None:
-    if info.size == 0:
-        return "empty file (0 bytes)"
-    if source.format_of(info.path) is None:
-        return (f"unknown file type {PurePosixPath(info.path).suffix!r}; set the source's format "
-                "or use .jsonl, .csv or .parquet")
-    return None
 
 
 METADATA_SCHEMA = pa.schema([

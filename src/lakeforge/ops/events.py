@@ -2,7 +2,8 @@
 
 One append per run (one commit), written when the run ends, failed or not: a row for the run, one per stage
 (rows and bytes in and out, seconds, attempts, the error), one per expectation result, one per table
-(freshness at the end of the run). A run that died (killed, crashed, power cut) leaves a marker
+(freshness at the end of the run), one per landing file that changed after it was ingested (``event = 'file'``,
+``kind = 'changed_after_ingest'``). A run that died (killed, crashed, power cut) leaves a marker
 (``_lakeforge/runs/<run_id>.started``) that the next run turns into a ``crashed`` run row: nothing is missing
 from the history. Cost is compute seconds times the rate of ``monitoring.cost``; a run's cost per GB divides
 by the bytes it ingested. ``lakeforge query "SELECT * FROM _lakeforge.event_log"`` reads it; ``lakeforge
@@ -33,7 +34,7 @@ EVENT_LOG = "_lakeforge.event_log"
 MARKERS = "_lakeforge/runs"
 TS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("event", pa.string()),  # run | stage | expectation | table
+    ("run_id", pa.string()), ("event", pa.string()),  # run | stage | expectation | table | file
     ("name", pa.string()), ("kind", pa.string()), ("status", pa.string()),
     ("started_at", TS), ("ended_at", TS), ("seconds", pa.float64()),
     ("rows_in", pa.int64()), ("rows_out", pa.int64()), ("rows_dropped", pa.int64()),
@@ -114,6 +115,10 @@ def rows_of(project: Project, result: RunResult, *, ended: dt.datetime,
                      "dq_failed": sum(r.failed for r in stage.rules) if stage.rules else None,
                      "compute_seconds": stage.seconds, "cost": stage.seconds / 3600 * rate,
                      "detail": stage.detail or None})
+        for change in stage.changed:  # a landing file changed after it was ingested: never ignored in silence
+            rows.append({**base, "event": "file", "name": change["path"], "kind": "changed_after_ingest",
+                         "status": change["action"], "started_at": clock, "ended_at": end,
+                         "detail": change["message"]})
         for rule in stage.rules:
             rows.append({**base, "event": "expectation", "name": f"{rule.model}:{rule.rule}", "kind": rule.action,
                          "status": "passed" if rule.failed == 0 else "failed", "started_at": clock,

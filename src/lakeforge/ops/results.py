@@ -34,6 +34,7 @@ class StageResult:
     rules: list[RuleResult] = field(default_factory=list)
     attempts: int = 1  # tries it took (transient errors are retried)
     files_quarantined: int = 0  # an ingestion's files quarantined whole (empty, unknown type, unreadable)
+    changed: list[dict[str, str]] = field(default_factory=list)  # files changed after ingest: path, action, message
 
     @property
     def did_work(self) -> bool:

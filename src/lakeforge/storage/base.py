@@ -60,6 +60,14 @@ class Location(ABC):
     def exists(self, rel: str) -> bool: ...
 
     @abstractmethod
+    def stat(self, rel: str) -> FileInfo | None:
+        """The file's size and modification time now, as a listing would give them; None when it is gone."""
+
+    def read_range(self, rel: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of the file (fewer if it is shorter)."""
+        return self.read_bytes(rel)[start:end]
+
+    @abstractmethod
     def read_bytes(self, rel: str) -> bytes: ...
 
     @abstractmethod

@@ -41,8 +41,20 @@ class LocalLocation(Location):
     def exists(self, rel: str) -> bool:
         return (self.root / rel).exists()
 
+    def stat(self, rel: str) -> FileInfo | None:
+        try:
+            st = (self.root / rel).stat()
+        except FileNotFoundError:
+            return None
+        return FileInfo(rel, st.st_size, st.st_mtime_ns // 1_000_000)
+
     def read_bytes(self, rel: str) -> bytes:
         return (self.root / rel).read_bytes()
+
+    def read_range(self, rel: str, start: int, end: int) -> bytes:
+        with (self.root / rel).open("rb") as fh:
+            fh.seek(start)
+            return fh.read(max(end - start, 0))
 
     def write_bytes_atomic(self, rel: str, data: bytes) -> None:
         target = self.root / rel

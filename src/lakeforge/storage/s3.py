@@ -106,6 +106,19 @@ class S3Location(Location):
         info = self._call(lambda: self.fs.get_file_info(self._path(rel)), what=f"stat {self.join(rel)}")
         return bool(info.type != pafs.FileType.NotFound)
 
+    def stat(self, rel: str) -> FileInfo | None:
+        info = self._call(lambda: self.fs.get_file_info(self._path(rel)), what=f"stat {self.join(rel)}")
+        if info.type != pafs.FileType.File:
+            return None
+        return FileInfo(rel, int(info.size or 0), int(info.mtime.timestamp() * 1000) if info.mtime else 0)
+
+    def read_range(self, rel: str, start: int, end: int) -> bytes:
+        def read() -> bytes:
+            with self.fs.open_input_file(self._path(rel)) as handle:
+                size = handle.size()
+                return bytes(handle.read_at(max(min(end, size) - start, 0), start)) if start < size else b""
+        return self._call(read, what=f"read {self.join(rel)}")
+
     def read_bytes(self, rel: str) -> bytes:
         def read() -> bytes:
             with self.fs.open_input_stream(self._path(rel)) as stream:
