@@ -129,7 +129,8 @@ class Project:
     def models(self) -> list[Model]:
         """The project's models; what the last load of the same files learned is reused (see
         :mod:`lakeforge.models.analysis`), so their SQL is parsed only when needed."""
-        return load_models(self.path / self.config.models_path, dialect=self.config.dialect, cache=self.lakehouse)
+        return load_models(self.path / self.config.models_path, dialect=self.config.dialect, cache=self.lakehouse,
+                           required="models_path" in self.config.model_fields_set)
 
     def graph(self) -> ModelGraph:
         return ModelGraph(self.models(), sources=list(self.config.sources))

@@ -126,3 +126,14 @@ def test_a_models_folder_that_does_not_exist_is_an_error(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=r"models_path: the folder .* does not exist") as caught:
         load_models(tmp_path / "modles", dialect="duckdb")
     assert caught.value.hint and "models_path" in caught.value.hint
+    assert load_models(tmp_path / "models", dialect="duckdb", required=False) == []  # the default, unset: none
+
+
+def test_a_models_path_set_to_a_folder_that_does_not_exist_fails_the_run(tmp_path: Path) -> None:
+    from lakeforge.project import Project
+
+    Project.init(tmp_path / "p")
+    config = tmp_path / "p" / "lakeforge.yml"
+    config.write_text(config.read_text() + "\nmodels_path: modles\n")
+    with Project(tmp_path / "p") as project, pytest.raises(ConfigError, match="models_path: the folder"):
+        project.run()

@@ -317,12 +317,17 @@ def parse_model(path: Path, *, name: str, dialect: str, text: str | None = None)
     return model
 
 
-def load_models(models_dir: Path, *, dialect: str, cache: Location | None = None) -> list[Model]:
+def load_models(models_dir: Path, *, dialect: str, cache: Location | None = None,
+                required: bool = True) -> list[Model]:
     """Every ``models/<layer>/<name>.sql``; layer is silver or gold. With ``cache`` (the lakehouse), what the
     last load of the same files learned (each model's header, upstream tables and fingerprint) is reused and the
-    SQL is parsed only when a model's query is needed (:mod:`lakeforge.models.analysis`)."""
+    SQL is parsed only when a model's query is needed (:mod:`lakeforge.models.analysis`). A folder that does not
+    exist is an error when ``required`` (a ``models_path`` set in lakeforge.yml), else no models (a project that
+    only ingests, with the default ``models``)."""
     files: dict[str, Path] = {}
     if not models_dir.is_dir():
+        if not required:
+            return []
         raise ConfigError(f"models_path: the folder {models_dir} does not exist, so there would be no models to run",
                           hint="create it with models/silver and models/gold in it, or set `models_path:` in "
                                "lakeforge.yml to the folder that holds them")
