@@ -608,6 +608,11 @@ def demo(path: Annotated[Path, typer.Argument(help="project folder")] = Path("la
 
 def main() -> None:
     """The ``lakeforge`` command (the console script; ``python -m lakeforge.cli``)."""
+    from lakeforge.redaction import RedactingStream
+
+    # everything the process prints (the consoles, --json, warnings, logs) goes through the redaction of secrets
+    sys.stdout = RedactingStream(sys.stdout)
+    sys.stderr = RedactingStream(sys.stderr)
     _freeze_imports()
     try:
         app()

@@ -384,8 +384,10 @@ class Project:
 
     def warehouse(self, *, read_only: bool = False) -> Warehouse:
         """The configured warehouse, connected (close it when done)."""
+        from lakeforge.config.loader import require_set
         from lakeforge.warehouses import create_warehouse
 
+        require_set(self.config.warehouse, at="warehouse", use=f"the {self.config.warehouse.type} warehouse")
         return create_warehouse(self.config.warehouse, base_dir=self.path, read_only=read_only,
                                 project=self.config.name)
 

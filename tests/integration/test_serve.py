@@ -55,7 +55,7 @@ class Server:
         self.health()  # answered at once: no retry, the URL line is printed once the port listens
 
     def health(self) -> dict[str, Any]:
-        response = requests.get(f"{self.url}/health", timeout=20)
+        response = requests.get(f"{self.url}/health", headers=self.auth, timeout=20)
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data
@@ -296,7 +296,8 @@ def test_serve_needs_its_token(tmp_path: Path, served: Callable[..., Server]) ->
         response = requests.get(f"{server.url}{url}", timeout=10)
         assert response.status_code == 401, url
         assert response.json()["error"] == "unauthorized: this server needs its access token"
-    assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
+    anonymous = requests.get(f"{server.url}/health", timeout=10)
+    assert anonymous.status_code == 200 and set(anonymous.json()) == {"status"}  # no errors, no schedules
     page = requests.get(f"{server.url}/?site=1", headers=server.auth, timeout=30)
     assert page.status_code == 200 and 'data-testid="kpi-availability"' in page.text
     browser = requests.Session()

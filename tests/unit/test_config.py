@@ -89,3 +89,32 @@ def test_unset_variable_without_default_is_an_error(tmp_path: Path) -> None:
 def test_missing_file_says_how_to_create_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="lakeforge init"):
         load_config(tmp_path)
+
+
+def test_unset_warehouse_and_channel_variables_wait_until_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """A command that neither connects nor sends (plan, status, a local run's stages) needs no credentials: the
+    variables of the warehouse's connection and of the alert channels are checked when they are used, and the error
+    names the variable and the setting (issue 20, point 8)."""
+    from lakeforge.config.loader import require_set
+    from lakeforge.ops.channels import Notification, send
+    from lakeforge.project import Project
+
+    for name in ("PG_PASSWORD_NOT_SET", "HOOK_TOKEN_NOT_SET"):
+        monkeypatch.delenv(name, raising=False)
+    write(tmp_path, "name: plant\n"
+                    "warehouse: {type: postgres, host: 127.0.0.1, password: '${PG_PASSWORD_NOT_SET}'}\n"
+                    "alerts:\n  channels:\n    hook: {type: webhook, url: 'http://127.0.0.1:9/h?t=${HOOK_TOKEN_NOT_SET}'}\n")
+    project = Project(tmp_path)
+    assert project.plan()["models"] == [] and "backlog" in project.status()  # read-only commands work
+    with pytest.raises(ConfigError, match=r"PG_PASSWORD_NOT_SET, which is not set \(warehouse.password"):
+        project.warehouse()
+    channel = project.config.alerts.channels["hook"]
+    with pytest.raises(ConfigError, match=r"HOOK_TOKEN_NOT_SET, which is not set \(alerts.channels.url"):
+        send(channel, Notification(alert="a", state="firing", severity="critical", subject="run", message="m",
+                                   project="plant", value=None, threshold=None, at="2026-01-01T00:00:00Z"))
+    monkeypatch.setenv("PG_PASSWORD_NOT_SET", "s3cret-value")
+    require_set(Project(tmp_path).config.warehouse, at="warehouse", use="the warehouse")  # set: no error
+    write(tmp_path, "name: plant\nstorage: {delta_options: {aws_secret_access_key: '${AWS_NOT_SET_HERE}'}}\n")
+    with pytest.raises(ConfigError, match="AWS_NOT_SET_HERE is not set"):  # elsewhere: an error when read
+        load_config(tmp_path, environ={})

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
+from lakeforge import redaction
 from lakeforge.config.models import ProjectConfig
 from lakeforge.errors import ConfigError
 
@@ -29,6 +30,8 @@ ENV_PREFIX = "LAKEFORGE__"
 BACKEND_KEYS = ("engine", "warehouse")
 BACKEND_TYPES = frozenset({"duckdb", "spark", "snowflake", "postgres"})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+UNSET = "${{{}}}"  # a variable left for later (see _deferred): the text as written, which require_set finds
+_UNSET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def load_config(project_dir: Path, *, environ: Mapping[str, str] | None = None) -> ProjectConfig:
@@ -42,13 +45,71 @@ def load_config(project_dir: Path, *, environ: Mapping[str, str] | None = None) 
     raw = _read_yaml(path)
     secrets = project_dir / SECRETS_FILE
     if secrets.is_file():
-        raw = _deep_merge(raw, _read_yaml(secrets))
+        hidden = _read_yaml(secrets)
+        redaction.register(_strings(hidden))
+        raw = _deep_merge(raw, hidden)
     raw = _deep_merge(raw, _env_overlay(env))
     raw = _expand(raw, env, path)
     try:
-        return ProjectConfig.model_validate(raw)
+        config = ProjectConfig.model_validate(raw)
     except ValidationError as exc:
         raise _config_error(exc, path) from None
+    redaction.register(_secret_values(config))
+    return config
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a parsed YAML document (its leaves)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _secret_values(model: BaseModel) -> list[str]:
+    """The values of every ``SecretStr`` setting (a password written in lakeforge.yml itself)."""
+    found: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        for item in value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]:
+            if isinstance(item, SecretStr):
+                found.append(item.get_secret_value())
+            elif isinstance(item, BaseModel):
+                found += _secret_values(item)
+    return found
+
+
+def unset(model: BaseModel, *, at: str) -> list[str]:
+    """``at.path: ${VAR}`` for every setting under ``model`` that names an environment variable that was not set
+    (only the warehouse's connection and the alert channels may: they are resolved when used)."""
+    found: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else \
+            [(None, value)]
+        for key, item in items:
+            where = f"{at}.{name}" + (f".{key}" if key is not None else "")
+            text = item.get_secret_value() if isinstance(item, SecretStr) else item
+            if isinstance(text, str):
+                found += [f"{where}: ${{{m}}}" for m in _UNSET.findall(text)]
+            elif isinstance(item, BaseModel):
+                found += unset(item, at=where)
+    return found
+
+
+def require_set(model: BaseModel, *, at: str, use: str) -> None:
+    """Fail, naming the settings and variables, when ``model`` (the section ``at``) needs an environment variable
+    that is not set; ``use`` says what needs it."""
+    missing = unset(model, at=at)
+    if missing:
+        names = sorted({m.rsplit("${", 1)[1].rstrip("}") for m in missing})
+        raise ConfigError(f"{use} needs the environment variable{'s' if len(names) > 1 else ''} "
+                          f"{', '.join(names)}, which {'are' if len(names) > 1 else 'is'} not set "
+                          f"({'; '.join(missing)})",
+                          hint=f"export {names[0]}=... (or put the value in secrets.yml)")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -94,22 +155,35 @@ def _env_overlay(env: Mapping[str, str]) -> dict[str, Any]:
     return overlay
 
 
-def _expand(value: Any, env: Mapping[str, str], path: Path) -> Any:
+def _expand(value: Any, env: Mapping[str, str], path: Path, at: tuple[str, ...] = ()) -> Any:
+    """``${VAR}`` and ``${VAR:-default}`` replaced from the environment; each value taken from it is a secret
+    (:mod:`lakeforge.redaction`). A variable that is not set is an error, except in the warehouse's connection
+    settings and the alert channels, which only the commands that connect or send need: there it stays as a
+    marker (:func:`require_set` fails when the setting is used)."""
     if isinstance(value, str):
         def repl(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in env:
+                redaction.register([env[name]])
                 return env[name]
             if default is not None:
                 return default
+            if _deferred(at):
+                return UNSET.format(name)
             raise ConfigError(f"{path}: ${{{name}}} is used but the environment variable {name} is not set",
                               hint=f"export {name}=... or write ${{{name}:-default}}")
         return _VAR.sub(repl, value)
     if isinstance(value, dict):
-        return {k: _expand(v, env, path) for k, v in value.items()}
+        return {k: _expand(v, env, path, (*at, str(k))) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, env, path) for v in value]
+        return [_expand(v, env, path, at) for v in value]
     return value
+
+
+def _deferred(at: tuple[str, ...]) -> bool:
+    """Settings resolved when used: the warehouse's connection (not its type or a DuckDB file's path), the alert
+    channels."""
+    return (len(at) >= 2 and at[0] == "warehouse" and at[1] not in ("type", "path")) or at[:2] == ("alerts", "channels")
 
 
 def _config_error(exc: ValidationError, path: Path) -> ConfigError:
@@ -130,7 +204,13 @@ def _config_error(exc: ValidationError, path: Path) -> ConfigError:
             hints.append(f"add `{err['loc'][-1]}:` to {path.name}")
         else:
             got = err.get("input")
-            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            unset_vars = _UNSET.findall(got) if isinstance(got, str) else []
+            if unset_vars:
+                lines.append(f"{loc}: ${{{unset_vars[0]}}} is used but the environment variable {unset_vars[0]} is "
+                             "not set")
+                hints.append(f"export {unset_vars[0]}=... or write ${{{unset_vars[0]}:-default}}")
+                continue
+            shown = "" if isinstance(got, dict | list) else f" (got {redaction.redact(repr(got))})"
             lines.append(f"{loc}: {err['msg']}{shown}")
             hints.append(f"change `{loc}` in {path.name}")
     return ConfigError(f"{path}: invalid configuration: " + "; ".join(lines), hint="; ".join(hints))

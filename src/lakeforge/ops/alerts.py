@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from lakeforge.config.operations import AlertRule
 from lakeforge.ops.channels import Notification, send
 from lakeforge.ops.hooks import Observer
+from lakeforge.redaction import redact, redact_data
 
 if TYPE_CHECKING:
     from lakeforge.ops.results import RunResult
@@ -104,8 +105,8 @@ def evaluate(project: Project, *, result: RunResult | None = None, now: dt.datet
                 done.append(name)
             except Exception as exc:
                 failed.append(name)
-                print(f"warning: alert {entry['name']!r} ({kind}) not delivered to channel {name!r} "
-                      f"({channel.type}): {exc}; it is tried again at the next check", file=sys.stderr)
+                print(redact(f"warning: alert {entry['name']!r} ({kind}) not delivered to channel {name!r} "
+                             f"({channel.type}): {exc}; it is tried again at the next check"), file=sys.stderr)
         sent.append({"state": kind, "name": entry["name"], "subject": entry["subject"],
                      "severity": entry["severity"], "message": entry["message"], "value": entry.get("value"),
                      "threshold": entry.get("threshold"), "channels": done, "failed": failed})
@@ -384,4 +385,4 @@ def _load(project: Project) -> dict[str, Any]:
 
 
 def _save(project: Project, state: dict[str, Any]) -> None:
-    project.lakehouse.write_json_atomic(STATE, {"version": 1, **state})
+    project.lakehouse.write_json_atomic(STATE, redact_data({"version": 1, **state}))

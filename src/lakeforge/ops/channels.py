@@ -47,6 +47,9 @@ class Notification:
 
 def send(channel: ChannelConfig, note: Notification) -> None:
     """Deliver ``note`` to ``channel``; :class:`ChannelError` when it was not delivered."""
+    from lakeforge.config.loader import require_set
+
+    require_set(channel, at="alerts.channels", use=f"the {channel.type} alert channel")
     if channel.type == "email":
         _email(channel, note)
     elif channel.type == "slack":

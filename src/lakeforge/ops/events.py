@@ -25,6 +25,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
 from lakeforge.lakehouse.catalog import LAYERS, arrow_dataset
+from lakeforge.redaction import redact_data
 
 if TYPE_CHECKING:
     from lakeforge.ops.results import RunResult, StageResult
@@ -171,8 +172,9 @@ def _freshness(tables: dict[str, DeltaTable], base: dict[str, Any], now: dt.date
 
 
 def append(project: Project, rows: list[dict[str, Any]]) -> None:
-    """One commit of event rows (the schema is fixed: missing fields are null)."""
-    write_deltalake(_uri(project), table_of(rows), mode="append", storage_options=project.lakehouse.storage_options)
+    """One commit of event rows (the schema is fixed: missing fields are null); secrets in their texts masked."""
+    write_deltalake(_uri(project), table_of([redact_data(row) for row in rows]), mode="append",
+                    storage_options=project.lakehouse.storage_options)
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

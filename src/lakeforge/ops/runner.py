@@ -24,6 +24,7 @@ from lakeforge.ops import events, retry
 from lakeforge.ops.hooks import Observers
 from lakeforge.ops.progress import Reporter
 from lakeforge.ops.results import RunResult, StageResult
+from lakeforge.redaction import redact_data
 
 if TYPE_CHECKING:
     from lakeforge.models import Model
@@ -185,7 +186,7 @@ def execute(project: Project, *, full_refresh: bool, reporter: Reporter,
     except RunLocked as exc:  # the lock was busy: no run happened
         error = exc
         result = result_of(error)
-        project.lakehouse.write_json_atomic(f"{RUNS}/{run_id}.json", result.to_dict())
+        project.lakehouse.write_json_atomic(f"{RUNS}/{run_id}.json", redact_data(result.to_dict()))
     except OSError as exc:  # the run's own records (marker, run record) could not be written
         if not no_space_left(exc):
             raise
@@ -238,7 +239,7 @@ def _finish(project: Project, result: RunResult, *, before: dict[str, int]) -> N
     failed already, a record that cannot be written (the store still down, the disk full) is said too, so that
     the run's own error is the one reported; its marker stays and the next run logs it as crashed."""
     try:
-        project.lakehouse.write_json_atomic(f"{RUNS}/{result.run_id}.json", result.to_dict())
+        project.lakehouse.write_json_atomic(f"{RUNS}/{result.run_id}.json", redact_data(result.to_dict()))
     except Exception as exc:
         if result.error is None:
             raise

@@ -92,12 +92,14 @@ def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRAC
     from fastapi import FastAPI, Response
     from fastapi.responses import JSONResponse
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from starlette.routing import Route
 
     from lakeforge.ml.scoring import OnlineScorer
     from lakeforge.ops.metrics import registry
     from lakeforge.ops.scheduler import Scheduler
     from lakeforge.web.app import mount
-    from lakeforge.web.auth import TokenMiddleware, resolve_token
+    from lakeforge.web.auth import TokenMiddleware, presented, resolve_token
+    from lakeforge.web.redacting import RedactingMiddleware
 
     secret, secret_source = resolve_token(token)
 
@@ -131,6 +133,7 @@ def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRAC
     app.state.abandoned = False
     app.state.token, app.state.token_source = secret, secret_source
     app.add_middleware(TokenMiddleware, token=secret)
+    app.add_middleware(RedactingMiddleware)  # the outermost: every text answer, refusals included
     # while this process's scheduler runs the pipeline, the web app leaves the warehouse alone (one writer)
     app.state.web_store = mount(app, project, settings=web,
                                 busy=lambda: sched is not None and sched.running is not None)
@@ -139,9 +142,13 @@ def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRAC
     def get_metrics() -> Response:
         return Response(content=generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/health")
-    def get_health() -> dict[str, Any]:
-        return health(project, sched, wanted=scheduler)
+    def get_health(request: Any) -> JSONResponse:  # a Starlette route: FastAPI would not see the request's type
+        found = health(project, sched, wanted=scheduler)
+        if presented(request.scope, secret):
+            return JSONResponse(found)
+        return JSONResponse({"status": found["status"]})  # a liveness probe's answer: the rest takes the token
+
+    app.router.routes.append(Route("/health", get_health, methods=["GET"]))
 
     scorer = OnlineScorer(project)
 
@@ -208,7 +215,10 @@ def serve(project: Project, *, host: str = "127.0.0.1", port: int = 8642, schedu
         root.setLevel(logging.INFO)
     app = create_app(project, scheduler=scheduler, grace_seconds=grace_seconds)
     sock = _listen(host, port)
-    print(url_line(app, host, sock.getsockname()[1], scheduler=scheduler), flush=True)
+    from lakeforge.redaction import raw
+
+    # the one place the generated token is shown (masked everywhere else): the URL for whoever started the server
+    print(url_line(app, host, sock.getsockname()[1], scheduler=scheduler), flush=True, file=raw(sys.stdout))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully: with these handlers in
     # place, that is a no-op and the process exits 0 (the default handlers would kill it, or raise

@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lakeforge import redaction
 from lakeforge.errors import ConfigError
 
 log = logging.getLogger("lakeforge.serve")
@@ -56,8 +57,11 @@ def resolve_token(token: str | None = None) -> tuple[str, str]:
     elif os.environ.get(TOKEN_ENV):
         source, value = "env", os.environ[TOKEN_ENV]
     else:
-        return secrets.token_urlsafe(32), "generated"
+        generated = secrets.token_urlsafe(32)
+        redaction.register([generated, session_value(generated)])
+        return generated, "generated"
     value = value.strip()
+    redaction.register([value, session_value(value)])
     if len(value) < MIN_LENGTH:
         raise ConfigError(f"the access token ({TOKEN_ENV if source == 'env' else 'token'}) is too short: "
                           f"{len(value)} characters, at least {MIN_LENGTH} are needed",
@@ -91,6 +95,21 @@ def _cookies(header: str) -> dict[str, str]:
 
 def _same(given: str, expected: str) -> bool:
     return secrets.compare_digest(given.encode(), expected.encode())
+
+
+def presented(scope: Scope, token: str) -> bool:
+    """Whether a request carries ``token`` (the bearer header, ``?token=`` or the session cookie): for the open
+    paths, which answer anyone but tell more to those who have it."""
+    headers = _headers(scope)
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return _same(value.strip(), token)
+    query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    given = [v for k, v in query if k == "token"]
+    if given:
+        return _same(given[-1], token)
+    cookie = _cookies(headers.get("cookie", "")).get(cookie_name(scope))
+    return cookie is not None and _same(cookie, session_value(token))
 
 
 class TokenMiddleware:

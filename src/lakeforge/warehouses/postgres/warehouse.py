@@ -36,6 +36,7 @@ import pyarrow.csv as pacsv
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.string import TextLoader
 
+from lakeforge import redaction
 from lakeforge.config.models import PostgresWarehouseConfig
 from lakeforge.errors import WarehouseError
 from lakeforge.lakehouse import Catalog
@@ -68,7 +69,8 @@ class PostgresWarehouse(SqlWarehouse):
         self._rowcount = -1
         self.commit_failed = False
         self.failed_at: str | None = None  # the last statement sent when a transaction failed
-        conninfo, self._secret = _conninfo(config)
+        conninfo, secret = _conninfo(config)
+        redaction.register([secret])  # a DSN's password (the settings' was registered when read)
         self.where, user = _describe(conninfo)  # host:port/dbname, as libpq will resolve them
         try:
             self.con: psycopg.Connection[Any] = psycopg.connect(conninfo, autocommit=True)
@@ -331,8 +333,7 @@ class PostgresWarehouse(SqlWarehouse):
 
     def _scrub(self, exc: BaseException) -> str:
         """The error text, one line, without the password (libpq never prints it; a DSN in a message might)."""
-        text = " ".join(str(exc).split())
-        return text.replace(self._secret, "***") if self._secret else text
+        return redaction.redact(" ".join(str(exc).split()))
 
 
 # -- connection settings --------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import snowflake.connector
 
+from lakeforge import redaction
 from lakeforge.config.models import SnowflakeWarehouseConfig
 from lakeforge.errors import WarehouseError
 from lakeforge.warehouses.base import LEDGER, WarehouseCapabilities
@@ -83,9 +84,8 @@ class SnowflakeWarehouse(SqlWarehouse):
         try:
             self.con = snowflake.connector.connect(**kwargs)
         except Exception as exc:  # the driver raises many kinds; none may carry the secret on
-            message = _one_line(exc)
-            if secret := kwargs.get("password"):
-                message = message.replace(str(secret), "***")
+            redaction.register([str(kwargs.get("password") or "")])
+            message = redaction.redact(_one_line(exc))
             raise WarehouseError(f"cannot connect to Snowflake {self.where.describe()}: {message}",
                                  hint="check the account identifier, the user and the credentials "
                                       "(SNOWFLAKE_* variables or warehouse: in lakeforge.yml)") from None
