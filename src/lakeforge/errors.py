@@ -32,6 +32,11 @@ class ExpectationFailed(LakeforgeError):
     """An expectation with action ``fail`` was violated; nothing was committed."""
 
 
+class LimitExceeded(LakeforgeError):
+    """A stage would quarantine or drop more of a batch than its limit (``max_quarantined``, ``max_dropped``)
+    allows; nothing of that batch was committed."""
+
+
 class WarehouseError(LakeforgeError):
     """Loading or querying the warehouse failed."""
 

@@ -225,10 +225,11 @@ def test_expectation_actions_and_counts(make_project) -> None:  # type: ignore[n
     assert (s.rows_in, s.rows_out, s.rows_dropped, s.rows_quarantined) == (5, 2, 2, 1)
     assert s.dropped_by == {"expectation:positive": 1, "duplicate_key": 1}
     counts = {r.rule: (r.passed, r.failed) for r in s.rules}
-    assert counts == {"id_present": (4, 1), "positive": (4, 1), "small": (4, 1)}
+    # (a NULL id also fails the built-in null_key rule of a model with a unique_key)
+    assert counts == {"id_present": (4, 1), "positive": (4, 1), "small": (4, 1), "null_key": (4, 1)}
     assert sorted(r["id"] for r in project.table("silver.events").to_pylist()) == [1, 3]
     quarantined = project.table("quarantine.silver_events").to_pylist()
-    assert quarantined[0]["_failed_rules"] == ["id_present"] and quarantined[0]["_run_id"] == result.run_id
+    assert quarantined[0]["_failed_rules"] == ["id_present", "null_key"] and quarantined[0]["_run_id"] == result.run_id
 
 
 @on_every_engine

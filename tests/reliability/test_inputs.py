@@ -32,9 +32,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+import yaml
 
 from tests.reliability.harness import (
     MAX_LINE_BYTES,
+    SOURCE,
     DuckDBWarehouse,
     Expected,
     Lake,
@@ -239,6 +241,9 @@ def test_corrupt_and_adversarial_files_are_quarantined_with_a_reason_and_good_ro
     rng = random.Random(seed(SEED))
     record["seed"] = seed(SEED)
     project = make_project(tmp_path / "fuzz", max_files_per_batch=6)
+    config = yaml.safe_load((project / "lakeforge.yml").read_text())  # batches of nothing but garbage, by design:
+    config["sources"][SOURCE]["max_quarantined"] = 1.0  # every one must land what it can (test_limits: the limit)
+    (project / "lakeforge.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     landing = Landing(LocalStore(project / "landing"))
     lake = Lake(str(project / "lakehouse"), LocalStore(project / "lakehouse"))
     warehouse = DuckDBWarehouse(project / "warehouse.duckdb")

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from lakeforge.config.ml import MLConfig
 from lakeforge.config.operations import AlertsConfig, MonitoringConfig, OrchestrationConfig
+from lakeforge.quality.limits import LIMIT_HELP, LimitSetting
 
 EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "csv",
               ".parquet": "parquet", ".pq": "parquet"}
@@ -150,7 +151,13 @@ class SourceConfig(_Strict):
         default="addNewColumns", description="cloudFiles.schemaEvolutionMode"
     )
     infer_column_types: bool = Field(default=False, description="cloudFiles.inferColumnTypes")
-    max_line_bytes: int | None = Field(default=None, ge=1, description="lines longer than this are quarantined")
+    max_line_bytes: int | None = Field(
+        default=None, ge=1, description="lines longer than this are quarantined; default: the reader's limit "
+        "(16 MiB a JSON line, 2 MiB a CSV line): a longer line is quarantined alone, with its length, and the rest "
+        "of its file lands")
+    max_quarantined: LimitSetting = Field(
+        default=None, description="rows of a batch that may be quarantined before ingestion fails (nothing of "
+        f"the batch committed): {LIMIT_HELP}")
     allow_overwrites: bool = Field(default=False, description="cloudFiles.allowOverwrites: ingest a file again "
                                    "when its size or modification time changed after it was ingested")
     settle_seconds: float = Field(

@@ -27,12 +27,12 @@ import pyarrow as pa
 
 from lakeforge.config.models import SourceConfig
 from lakeforge.engines.base import Engine, ReadPlan
-from lakeforge.errors import SourceError
+from lakeforge.errors import LimitExceeded, SourceError
 from lakeforge.ingest import listing
 from lakeforge.ingest.listing import Changed, Discovery, exact_copies
 from lakeforge.ingest.manifest import Manifest
 from lakeforge.ingest.sniff import WIDENING, sniff_jsonl
-from lakeforge.ingest.triage import BadInput, precheck
+from lakeforge.ingest.triage import BadInput, Misfits, precheck
 from lakeforge.lakehouse import Catalog
 from lakeforge.ops.results import StageResult
 from lakeforge.storage import FileInfo, Location
@@ -61,6 +61,7 @@ class Ingestor(BadInput):
         self.checkpoint_dir = f"{CHECKPOINTS}/{name}"
         self._result: StageResult | None = None  # the stage being run (its warnings)
         self._changed_while_read: list[str] = []
+        self._over_limit: LimitExceeded | None = None  # the batch's limit, found while its rows streamed
 
     # -- manifests -----------------------------------------------------------------------------
     def _manifest_path(self, batch_id: int) -> str:
@@ -243,6 +244,7 @@ class Ingestor(BadInput):
 
     def _write_typed_or_text(self, manifest: Manifest, readable: Location, ingested_at: dt.datetime) -> int:
         self._changed_while_read = []
+        self._over_limit = None
         try:
             return self._write_bronze(manifest, readable, ingested_at)
         except Exception as exc:  # the optimistic typed read met a misfit: read as text
@@ -256,9 +258,21 @@ class Ingestor(BadInput):
                 raise
 
     def _raise_if_changed(self, exc: Exception) -> None:
-        """The write failed because a file changed while it was read (the writer wraps the reader's error)."""
+        """The write failed because a file changed while it was read, or the batch was over its limit (the writer
+        wraps the reader's error)."""
+        if self._over_limit is not None:
+            raise self._over_limit from None
         if self._changed_while_read:
             raise FilesChanged(self._changed_while_read) from exc
+
+    def _limit_before_commit(self, manifest: Manifest, written: int, misfits: Misfits | None) -> None:
+        """The batch's rows are all read and not committed yet: over its limit, the write fails (the error is kept,
+        as the writer may wrap it)."""
+        try:
+            self.check_limit(manifest, written=written, misfits=misfits)
+        except LimitExceeded as exc:
+            self._over_limit = exc
+            raise
 
     def _check_read(self, files: list[FileInfo]) -> None:
         """After the read, before the commit: immutable files must still be as listed (else the rows read may
@@ -280,18 +294,26 @@ class Ingestor(BadInput):
             reader = self.engine.scan_files(good, location=local, source=self.source, plan=plan,
                                             batch_id=manifest.batch_id, ingested_at=ingested_at)
 
+            misfits = Misfits() if not plan.rescue else None  # (rescued columns are no misfits)
+
             def counted() -> Iterator[pa.RecordBatch]:
                 for batch in reader:
                     count[0] += batch.num_rows
+                    if misfits is not None:
+                        misfits.add(batch)
                     yield batch
                 self._check_read(good)
+                self._limit_before_commit(manifest, count[0], misfits)
 
             # Arrow streams are counted on the way; a distributed engine's writer reports its own count
             data: Any = (pa.RecordBatchReader.from_batches(reader.schema, counted())
                          if isinstance(reader, pa.RecordBatchReader) else reader)
+            if data is reader and manifest.has_bad:  # a distributed engine writes on its own: count first
+                self.check_limit(manifest, written=self.engine.rows(reader))
         else:  # every file was bad: commit no rows, but the batch id, and the columns the hints promise
             typed = self.engine.typed_schema(self._types(self._schema()))
             data = pa.schema([*typed, *METADATA_SCHEMA]).empty_table()
+            self.check_limit(manifest, written=0)
         written = self.catalog.write(self.table, data, mode="append", transactions={self.app_id: manifest.batch_id})
         return count[0] if written is None else written
 

@@ -9,6 +9,9 @@ import json
 from dataclasses import dataclass
 
 CONTENT_LIMIT = 1000  # characters of a bad line kept in quarantine
+# The longest line the readers take (DuckDB's maximum_object_size and max_line_size defaults): without
+# max_line_bytes, a file the reader refused is split with these, so a longer line goes to quarantine alone.
+READER_LINE_BYTES = {"jsonl": 16 * 2**20, "csv": 2 * 2**20}
 
 
 @dataclass(frozen=True)

@@ -10,21 +10,26 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gzip
+import re
 import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakeforge.config.models import SourceConfig
 from lakeforge.engines.base import Engine, ReadPlan
 from lakeforge.ingest import listing
 from lakeforge.ingest.manifest import Manifest
-from lakeforge.ingest.records import Split, split_lines
+from lakeforge.ingest.records import READER_LINE_BYTES, Split, split_lines
 from lakeforge.lakehouse import Catalog
+from lakeforge.quality.diagnose import fixes
+from lakeforge.quality.limits import Reason, check
 from lakeforge.storage import FileInfo, Location
 from lakeforge.storage.local import LocalLocation
 
@@ -39,6 +44,9 @@ class BadInput:
     engine: Engine | None
     quarantine: str
     app_id: str
+
+    def _schema(self) -> dict[str, str]:
+        raise NotImplementedError  # the source's known columns
 
     def _save(self, manifest: Manifest) -> None:
         raise NotImplementedError
@@ -98,8 +106,10 @@ class BadInput:
 
     def _split(self, path: str, local: Location) -> Split:
         data = _decompress(local.read_bytes(path), path)
-        return split_lines(data, fmt=self.source.format_of(path) or "jsonl", header=self.source.header,
-                           delimiter=self.source.delimiter, max_line_bytes=self.source.max_line_bytes or 2**62,
+        fmt = self.source.format_of(path) or "jsonl"
+        limit = self.source.max_line_bytes or READER_LINE_BYTES.get(fmt, 2**62)  # (the reader refused the file)
+        return split_lines(data, fmt=fmt, header=self.source.header,
+                           delimiter=self.source.delimiter, max_line_bytes=limit,
                            width=len(self.source.columns) if self.source.columns else None, quote=self.source.quote)
 
     @contextmanager
@@ -140,6 +150,34 @@ class BadInput:
             "_batch_id": pa.array([manifest.batch_id] * len(entries), pa.int64()),
         })
         self.catalog.write(self.quarantine, table, mode="append", transactions={self.app_id: manifest.batch_id})
+
+    def check_limit(self, manifest: Manifest, *, written: int, misfits: Misfits | None = None) -> None:
+        """Before the batch commits: its quarantined rows (files and lines), and its rows with values that do not
+        fit their type (``_rescued_data``: downstream quarantines them), against ``max_quarantined``."""
+        reasons: dict[str, Reason] = {}
+
+        def add(reason: str, rows: int, sample: str) -> None:
+            seen = reasons.setdefault(re.sub(r"\d[\d,]*", "N", reason), Reason(reason, 0))
+            seen.rows += rows
+            seen.samples.append(sample)
+
+        for path, (reason, rows) in sorted(manifest.bad.items()):
+            add(reason, rows, f"file {path}")
+        for path, lines in sorted(manifest.bad_lines.items()):
+            for bad in lines:
+                add(bad.reason, 1, f"{path} line {bad.line}: {bad.content[:60]}")
+        quarantined = sum(r.rows for r in reasons.values())
+        misfit_rows = misfits.rows if misfits is not None else 0
+        if misfit_rows:
+            reasons["misfits"] = Reason("values that do not fit their column's type (kept in _rescued_data)",
+                                        misfit_rows, list(misfits.samples if misfits is not None else []))
+        csv_header = self.source.header and any(self.source.format_of(f.path) == "csv" for f in manifest.files)
+        columns = list(self._schema()) if csv_header else []
+        rescued = [{"_rescued_data": s} for s in (misfits.samples if misfits is not None else [])]
+        check(stage=f"ingest:{self.name}", rows=quarantined + misfit_rows, total=written + quarantined,
+              what="quarantined or with values that do not fit their type" if misfit_rows else "quarantined",
+              limit=self.source.max_quarantined, setting=f"max_quarantined of source {self.name}",
+              reasons=list(reasons.values()), fixes=fixes(source=self.name, columns=columns, rows=rescued))
 
     def _count_rows(self, path: str, manifest: Manifest) -> int:
         """Rows a file that could not be parsed stands for: its non-empty lines (decompressed when it can be), less a
@@ -190,3 +228,23 @@ def precheck(info: FileInfo, source: SourceConfig) -> str | None:
         return (f"unknown file type {PurePosixPath(info.path).suffix!r}; set the source's format "
                 "or use .jsonl, .csv or .parquet")
     return None
+
+
+@dataclass
+class Misfits:
+    """A batch's rows whose values did not fit their column's type (``_rescued_data`` set), counted as it
+    streams to bronze, with a few of them."""
+
+    rows: int = 0
+    samples: list[str] = field(default_factory=list)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        index = batch.schema.get_field_index("_rescued_data")
+        if index < 0:
+            return
+        column = batch.column(index)
+        found = len(column) - column.null_count
+        if found:
+            self.rows += found
+            if len(self.samples) < 20:
+                self.samples += [str(v) for v in pc.drop_null(column).slice(0, 20 - len(self.samples)).to_pylist()]

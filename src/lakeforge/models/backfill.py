@@ -51,6 +51,7 @@ from lakeforge.engines.base import Engine, Relation
 from lakeforge.errors import ConfigError, LakeforgeError, ModelError
 from lakeforge.lakehouse.catalog import Catalog, user_metadata
 from lakeforge.models.execute import app_id, contract_drift, run_model
+from lakeforge.models.limits import check_limits, null_key_rule
 from lakeforge.models.model import Model, error_line
 from lakeforge.ops.results import RunResult, StageResult
 
@@ -290,10 +291,12 @@ def backfill_model(model: Model, *, project: Project, window: Window, run_id: st
     dialect = engine.capabilities.dialect
     expectations = [(e, model.transpile(e.expr, dialect=dialect) if e.expr is not None else e.sql(dialect))
                     for e in model.config.expectations]
+    unique_key = [] if model.group_keys() or model.config.scd == 2 else model.config.unique_key
+    if unique_key:  # as a run does: a row whose key is NULL is quarantined, no duplicate
+        expectations.append(null_key_rule(model, unique_key, dialect=dialect))
     try:
         output = engine.run_model(model.sql_for(dialect), model=name, relations=relations, expectations=expectations,
-                                  unique_key=[] if model.group_keys() or model.config.scd == 2
-                                  else model.config.unique_key,
+                                  unique_key=unique_key,
                                   order_by=model.config.order_by,
                                   keep="first" if model.config.on_conflict == "keep_first" else "last")
     except ModelError as exc:
@@ -305,6 +308,7 @@ def backfill_model(model: Model, *, project: Project, window: Window, run_id: st
             if drift:
                 raise ModelError(f"model {name} breaks its contract: {'; '.join(drift)}; nothing was backfilled",
                                  hint=f"change the SQL or the `contract:` in the header of {model.path}")
+        check_limits(model, output, engine=engine, catalog=catalog)
         kept = output.kept()
         source = kept if isinstance(kept, pa.RecordBatchReader) else engine.to_arrow(kept).to_batches()
         chunks = []

@@ -32,6 +32,7 @@ from lakeforge.engines.base import Engine, ModelOutput, Relation
 from lakeforge.errors import ModelError
 from lakeforge.lakehouse import Catalog
 from lakeforge.models import scd
+from lakeforge.models.limits import check_limits, null_key_rule
 from lakeforge.models.model import Model, error_line
 from lakeforge.ops.results import StageResult
 from lakeforge.quality import RuleResult
@@ -179,6 +180,7 @@ def run_model(model: Model, *, catalog: Catalog, engine: Engine, run_id: str, fu
         result.rows_read = sum(engine.rows(r) for r in work.relations.values())
     output = _run_sql(model, work, engine=engine)
     try:
+        check_limits(model, output, engine=engine, catalog=catalog)
         _commit(model, output, catalog=catalog, strategy=work.strategy, transactions=work.transactions,
                 run_id=run_id, result=result, engine=engine, rebuild=work.strategy in ("full", "scd2-full"),
                 replace=work.replace)
@@ -252,6 +254,10 @@ def _run_sql(model: Model, work: _Work, *, engine: Engine) -> ModelOutput:
     expectations = [(e, model.transpile(e.expr, dialect=dialect) if e.expr is not None else e.sql(dialect))
                     for e in model.config.expectations]
     dedup = work.shape.dedup and model.config.scd != 2
+    null_key = None
+    if dedup and model.config.unique_key:  # a NULL key is no duplicate of another: its row is quarantined
+        null_key, predicate = null_key_rule(model, model.config.unique_key, dialect=dialect)
+        expectations.append((null_key, predicate))
     try:
         output = engine.run_model(model.sql_for(dialect), model=model.name, relations=work.relations,
                                   expectations=expectations,
@@ -261,6 +267,8 @@ def _run_sql(model: Model, work: _Work, *, engine: Engine) -> ModelOutput:
     except ModelError as exc:
         line = error_line(model, exc.message)
         raise ModelError(f"{exc.message} (in {model.path}, line {line})", hint=exc.hint) from None
+    if null_key is not None:  # reported when a row failed it (like duplicate_key among the drops)
+        output.rules = [r for r in output.rules if r.rule != null_key.name or r.failed]
     if model.config.contract is not None and output.schema is not None:
         drift = contract_drift(model.config.contract, output.schema, engine=engine)
         if drift:

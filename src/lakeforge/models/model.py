@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lakeforge.errors import ConfigError, ModelError
 from lakeforge.lakehouse.catalog import LAYERS
 from lakeforge.quality import Expectation
+from lakeforge.quality.limits import LIMIT_HELP, LimitSetting
 
 if TYPE_CHECKING:  # sqlglot (~0.1 s to import) where a query is parsed: a model known from the cache is not
     from sqlglot import exp
@@ -72,6 +73,11 @@ class ModelConfig(BaseModel):
     expectations: list[Expectation] = Field(default_factory=list)
     contract: dict[str, str] | None = Field(
         default=None, description="the columns and types the model promises; any drift fails the model")
+    # limits judge a run, they do not change its rows: not fingerprinted
+    max_quarantined: LimitSetting = Field(
+        default=None, description=f"rows of a run its expectations may quarantine before it fails: {LIMIT_HELP}")
+    max_dropped: LimitSetting = Field(
+        default=None, description=f"rows of a run its expectations and dedup may drop before it fails: {LIMIT_HELP}")
 
     @model_validator(mode="before")
     @classmethod

@@ -17,10 +17,17 @@ from typing import TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from lakeforge.config.operations import RetryConfig
-from lakeforge.errors import ConfigError, ExpectationFailed, MissingDependency, ModelError, Transient
+from lakeforge.errors import (
+    ConfigError,
+    ExpectationFailed,
+    LimitExceeded,
+    MissingDependency,
+    ModelError,
+    Transient,
+)
 
 T = TypeVar("T")
-USER_ERRORS = (ConfigError, ModelError, ExpectationFailed, MissingDependency)
+USER_ERRORS = (ConfigError, ModelError, ExpectationFailed, LimitExceeded, MissingDependency)
 _TRANSIENT = re.compile(
     r"\b(50[0-4]|429)\b|slow[ _]?down|throttl|too many requests|request ?limit|service[ _]unavailable|"
     # (pyarrow's S3 names the AWS errors SLOW_DOWN, SERVICE_UNAVAILABLE, INTERNAL_FAILURE, NETWORK_CONNECTION)
