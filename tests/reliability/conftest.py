@@ -50,9 +50,10 @@ def mode() -> Settings:
     return settings()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def record(request: pytest.FixtureRequest, mode: Settings) -> Iterator[dict[str, Any]]:
-    """A dict the case fills with what it tried and saw; written with the outcome when the case ends."""
+    """A dict the case fills with what it tried and saw; written with the outcome when the case ends (every case
+    of the suite has its entry, those that record nothing with their outcome and time)."""
     data: dict[str, Any] = {}
     started = time.monotonic()
     yield data

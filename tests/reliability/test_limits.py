@@ -31,7 +31,7 @@ from tests.reliability.harness import (
     seed,
 )
 
-pytestmark = [pytest.mark.reliability]
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 SEED = 2020
 
 

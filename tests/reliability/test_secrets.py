@@ -34,6 +34,8 @@ FILE = {  # planted through secrets.yml
 }
 SECRETS = [*ENV.values(), *FILE.values()]
 
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
 
 def _configure(root: Path) -> None:
     config = yaml.safe_load((root / "lakeforge.yml").read_text())
@@ -92,7 +94,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def test_no_secret_in_any_output_file_or_page(project: Path) -> None:
+def test_no_secret_in_any_output_file_or_page(project: Path, record: dict[str, Any]) -> None:
     outputs: dict[str, str] = {}
     run = _lakeforge(project, "run", "--json")
     assert run.returncode == 1 and json.loads(run.stdout)["failed_stage"] == "warehouse"
@@ -103,7 +105,8 @@ def test_no_secret_in_any_output_file_or_page(project: Path) -> None:
         done = _lakeforge(project, *command)
         outputs[" ".join(command)] = done.stdout + done.stderr
     assert "127.0.0.1:9/hook?***" in outputs["alerts check --json"] or "127.0.0.1:9" in outputs["run"]
-    for name, text in {**outputs, **_stored(project)}.items():
+    stored = _stored(project)
+    for name, text in {**outputs, **stored}.items():
         assert not _leaks(text), f"{name} holds {_leaks(text)}"
 
     from lakeforge.ops.serve import create_app
@@ -118,3 +121,4 @@ def test_no_secret_in_any_output_file_or_page(project: Path) -> None:
         pages = [client.get(url, headers=auth).text for url in ("/", "/ops", "/api/ops", "/metrics")]
         for text in [json.dumps(detail), *pages]:
             assert not _leaks(text), _leaks(text)
+    record.update(secrets=len(SECRETS), commands=len(outputs), files_and_tables=len(stored), pages=len(pages) + 2)

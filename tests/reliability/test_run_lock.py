@@ -26,6 +26,8 @@ with run_lock(Project(sys.argv[1])):
     time.sleep(120)
 """
 
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
 
 @pytest.fixture()
 def project(tmp_path: Path) -> Iterator[Project]:

@@ -14,6 +14,8 @@ import pytest
 from lakeforge import cli
 from lakeforge.project import Project
 
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
 
 def _lakeforge(*args: str, wrap: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*(wrap or []), sys.executable, "-m", "lakeforge.cli", *args], capture_output=True,
