@@ -7,7 +7,6 @@ the same atomic commit as the rows, which is what makes reruns after a crash exa
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import time
@@ -265,17 +264,20 @@ class Catalog:
         metadata: Mapping[str, str] | None = None,
         partition_by: list[str] | None = None,
         fingerprint: Mapping[str, str] | None = None,
+        target_file_size: int | None = None,
     ) -> int | None:
         """One atomic Delta commit; new columns are merged into the schema. Returns the rows written when the
         writer counts them (Spark), else None (an Arrow stream is counted by whoever made it). ``fingerprint``:
-        the model's (recorded in the commit's metadata). (A table opened before and still the latest is written
-        through: delta-rs would open it again.)"""
+        the model's (recorded in the commit's metadata); ``target_file_size``: bytes per file (delta-rs' default
+        otherwise). (A table opened before and still the latest is written through: delta-rs would open it
+        again.)"""
         write_deltalake(
             self._open(name) or self.uri(name),
             data,
             mode=mode,
             schema_mode="merge" if mode == "append" else "overwrite",
             partition_by=partition_by,
+            target_file_size=target_file_size,
             configuration=TABLE_CONFIG,
             storage_options=self.location.storage_options,
             commit_properties=_commit(transactions, metadata, fingerprint),
@@ -327,15 +329,26 @@ class Catalog:
         ``delete`` lists, in one commit. Returns delta-rs metrics.
 
         Work follows ``data``, not the table: when the file statistics show that no file of the table holds a key
-        in the range of ``data``'s (new readings after the old ones), the merge is an append; otherwise a key
-        column without nulls in ``data`` is compared with ``=`` (the same as ``<=>`` there), which lets delta-rs
-        prune the files outside ``data``'s min..max of it before it joins (``<=>`` disables that pruning)."""
+        in the range of ``data``'s (new readings after the old ones), the merge is an append; an insert-only merge
+        (``update`` false, nothing to delete) reads only the key columns of the files and row groups that may hold
+        ``data``'s keys and appends the rows whose keys are new (:func:`~lakeforge.lakehouse.pruning.absent`: a
+        MERGE would read every column of those files); otherwise the
+        condition carries the ranges ``data``'s key values lie in (:func:`~lakeforge.lakehouse.pruning.key_ranges`),
+        by which delta-rs skips, neither reading nor rewriting, the files outside them (a late file over a few
+        hours of the history touches those hours' files), and a key column without nulls in ``data`` is compared
+        with ``=`` (the same as ``<=>`` there)."""
+        from lakeforge.lakehouse.pruning import absent, key_ranges, may_match, same_types  # pyarrow.compute
+
         table = self.table(name)
         gone = delete is not None and delete.num_rows > 0
-        if not gone and data.num_rows and _same_types(table, data) and not _may_match(table, data, keys):
-            self.write(name, data, mode="append", transactions=transactions, fingerprint=fingerprint)
-            return {"num_source_rows": data.num_rows, "num_target_rows_inserted": data.num_rows,
-                    "num_target_rows_updated": 0, "num_target_files_scanned": 0, "appended": True}
+        if not gone and data.num_rows and same_types(table, data):
+            fresh = (data, 0) if not may_match(table, data, keys) else None if update else absent(
+                arrow_dataset(table), data, keys)
+            if fresh is not None:  # no stored row to update: the rows whose keys are new, appended
+                if fresh[0].num_rows:
+                    self.write(name, fresh[0], mode="append", transactions=transactions, fingerprint=fingerprint)
+                return {"num_source_rows": data.num_rows, "num_target_rows_inserted": fresh[0].num_rows,
+                        "num_target_rows_updated": 0, "num_target_files_scanned": fresh[1], "appended": True}
         source = data
         if gone:
             assert delete is not None
@@ -343,6 +356,9 @@ class Catalog:
         predicate = " AND ".join(
             f"t.`{k}` {'=' if k in source.column_names and not source[k].null_count else '<=>'} s.`{k}`"
             for k in keys)
+        ranges = key_ranges(source, keys, schema=pa.schema(table.schema().to_arrow()))
+        if ranges:
+            predicate = f"{predicate} AND {ranges}"
         merger = table.merge(
             source, predicate, source_alias="s", target_alias="t", merge_schema=True,
             commit_properties=_commit(transactions, None, fingerprint),
@@ -376,54 +392,6 @@ def _with_deletes(data: pa.Table, delete: pa.Table, *, keys: list[str]) -> pa.Ta
     columns[DELETE_FLAG] = pa.repeat(pa.scalar(True), delete.num_rows)
     tombstones = pa.table(columns, schema=flagged.schema)
     return pa.concat_tables([flagged.combine_chunks(), tombstones])
-
-
-def _plain(type_: pa.DataType) -> pa.DataType:
-    if type_ in (pa.string_view(), pa.large_string()):
-        return pa.string()
-    if type_ in (pa.binary_view(), pa.large_binary()):
-        return pa.binary()
-    return type_
-
-
-def _same_types(table: DeltaTable, data: pa.Table) -> bool:
-    """Whether ``data``'s columns have the table's types (an append then writes what a merge would)."""
-    schema = pa.schema(table.schema().to_arrow())
-    return all(_plain(schema.field(f.name).type) == _plain(f.type) for f in data.schema
-               if schema.get_field_index(f.name) >= 0)
-
-
-def _may_match(table: DeltaTable, data: pa.Table, keys: list[str]) -> bool:
-    """Whether some file of ``table`` may hold a row whose ``keys`` equal a row's of ``data``, by the files'
-    min/max statistics of the key columns that are integers, dates or timestamps and have no nulls in ``data``.
-    A file without statistics may always match."""
-    import pyarrow.compute as pc
-
-    actions = pa.table(table.get_add_actions(flatten=True))
-    if not actions.num_rows:
-        return False
-    possible = pa.array([True] * actions.num_rows)
-    for key in keys:
-        if key not in data.column_names or f"min.{key}" not in actions.column_names:
-            continue
-        column = data[key]
-        type_ = actions[f"min.{key}"].type
-        if column.null_count or not (pa.types.is_integer(type_) or pa.types.is_temporal(type_)):
-            continue
-        try:
-            bounds = pc.min_max(column.cast(type_))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue
-        low, high = bounds["min"], bounds["max"]
-        mins, maxs = actions[f"min.{key}"], actions[f"max.{key}"]
-        if pa.types.is_timestamp(type_):  # Delta keeps timestamp statistics in milliseconds: a max is floored
-            maxs = pc.add(maxs, pa.scalar(dt.timedelta(milliseconds=1), pa.duration(type_.unit)))
-        overlaps = pc.and_(pc.less_equal(mins, high), pc.greater_equal(maxs, low)).fill_null(True)
-        if f"null_count.{key}" in actions.column_names:  # a file of nulls only never equals a value
-            only_nulls = pc.equal(actions[f"null_count.{key}"], actions["num_records"]).fill_null(False)
-            overlaps = pc.and_(overlaps, pc.invert(only_nulls))
-        possible = pc.and_(possible, overlaps)
-    return bool(pc.any(possible).as_py())
 
 
 def arrow_dataset(table: DeltaTable) -> pads.Dataset:

@@ -21,10 +21,12 @@ if TYPE_CHECKING:
     from lakeforge.lakehouse import Catalog
 
 def touched(engine: Engine, driver: str, full: Relation, changes: Relation,
-             keys: dict[str, exp.Expr]) -> Relation:
+            keys: dict[str, exp.Expr], *, columns: list[str] | None = None) -> Relation:
     """Rows of ``driver`` in the groups (or partitions) that ``changes`` touch: those whose ``keys`` expressions
-    equal, null-safe, those of a changed row (a NULL key is a group too)."""
+    equal, null-safe, those of a changed row (a NULL key is a group too); only ``columns`` of them (None: all),
+    so that the scan reads no other column (see :func:`read_by`)."""
     dialect = engine.capabilities.dialect
+    select = ", ".join(exp.to_identifier(c, quoted=True).sql(dialect=dialect) for c in columns or []) or "*"
     exprs = [_on_driver(e, dialect) for e in keys.values()]
     engine.register("__lf_changes", changes)
     engine.register("__lf_full", full)
@@ -34,10 +36,26 @@ def touched(engine: Engine, driver: str, full: Relation, changes: Relation,
                                        expression=exp.column(f"__lf_k{i}", table="c")).sql(dialect=dialect)
                         for i, e in enumerate(exprs))
     return engine.query(
-        f"SELECT * FROM __lf_full WHERE {ranges}EXISTS (SELECT 1 FROM (SELECT DISTINCT {listed} FROM __lf_changes) "
-        f"AS c WHERE {same})",
+        f"SELECT {select} FROM __lf_full WHERE {ranges}EXISTS (SELECT 1 FROM (SELECT DISTINCT {listed} "
+        f"FROM __lf_changes) AS c WHERE {same})",
         relations={},
     )
+
+
+def read_by(model: Model, columns: list[str]) -> list[str] | None:
+    """The driver's ``columns`` that the model's SQL may read: those named anywhere in it (any identifier: a
+    column, a ``USING`` list, an alias; more than it reads, never less). None (all of them) when it reads columns
+    it does not name: ``*``, ``NATURAL JOIN``, DuckDB's ``COLUMNS(...)``. Its rules and dedup judge its output,
+    which these columns make."""
+    tree = model.tree
+    for node in tree.walk():
+        star = isinstance(node, exp.Star) and not isinstance(node.parent, exp.AggFunc)  # (count(*) reads none)
+        if star or (isinstance(node, exp.Join) and node.method.upper() == "NATURAL"):
+            return None
+        if isinstance(node, exp.Columns) or (isinstance(node, exp.Anonymous) and str(node.name).lower() == "columns"):
+            return None
+    named = {i.name.lower() for i in tree.find_all(exp.Identifier)}
+    return [c for c in columns if c.lower() in named]
 
 
 _TRUNCATIONS = (exp.TimestampTrunc, exp.DateTrunc, exp.TsOrDsToDate, exp.Date)

@@ -88,10 +88,14 @@ class SparkCatalog(Catalog):
 
     def write(self, name: str, data: Any, *, mode: Literal["append", "overwrite"],
               transactions: Mapping[str, int] | None = None, metadata: Mapping[str, str] | None = None,
-              partition_by: list[str] | None = None, fingerprint: Mapping[str, str] | None = None) -> int | None:
+              partition_by: list[str] | None = None, fingerprint: Mapping[str, str] | None = None,
+              target_file_size: int | None = None) -> int | None:
+        """As the local catalog's; ``target_file_size`` is a hint Spark's writer does not take (its files follow
+        the DataFrame's partitions), honoured for Arrow data only."""
         if _arrow(data):  # small, driver-side results (empty progress commits, quarantine, SCD2 history)
             return super().write(name, data, mode=mode, transactions=transactions, metadata=metadata,
-                                 partition_by=partition_by, fingerprint=fingerprint)
+                                 partition_by=partition_by, fingerprint=fingerprint,
+                                 target_file_size=target_file_size)
         before = self.version(name)
         writer = data.write.format("delta").mode(mode)
         writer = writer.option("mergeSchema", "true") if mode == "append" else writer.option("overwriteSchema",
