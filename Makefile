@@ -13,7 +13,7 @@ DEMO_DIR ?= lakeforge-demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install spark-deps airflow-env postgres browser bi-drivers demo test lint unit tutorial bench bench-quick reliability clean
+.PHONY: help install spark-deps airflow-env postgres browser bi-drivers demo test lint unit quick tutorial bench bench-quick reliability clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -100,7 +100,10 @@ test: $(STAMP) $(SPARK_STAMP) $(AIRFLOW_STAMP) postgres browser bi-drivers lint 
 	$(PY) -m pytest -n 2 --dist loadscope $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory bench-quick
 
-unit: $(STAMP) ## the fast tests only
+unit: $(STAMP) ## tests/unit only: no servers, no Spark (under a minute); mirrors the package layout
+	$(PY) -m pytest -n 2 tests/unit $(PYTEST_ARGS)
+
+quick: $(STAMP) ## every test not marked slow, all folders (starts moto, fakesnow, PostgreSQL; about 11 min)
 	$(PY) -m pytest -n 2 --dist loadscope -m "not slow" $(PYTEST_ARGS)
 
 tutorial: $(STAMP) ## run docs/tutorial.md's commands in order and check what they print (about 3 min)

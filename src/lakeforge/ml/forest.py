@@ -5,7 +5,7 @@ scikit-learn fits the forest (:func:`fit`); what scoring needs of it is taken ou
 ``_decision_path_lengths + _average_path_length_per_tree - 1``) and kept in the lakehouse between runs. Scoring
 (:meth:`Forest.score`) walks each tree down to its leaf, as scikit-learn's ``tree.apply`` does (float32 inputs,
 ``x <= threshold`` goes left) and sums the leaves' path lengths: Liu et al.'s ``s = 2 ** (-E[h(x)] / c(psi))``,
-equal to ``-IsolationForest.score_samples`` (tests/unit/test_forest.py compares them on random forests). A run
+equal to ``-IsolationForest.score_samples`` (tests/unit/ml/test_forest.py compares them on random forests). A run
 that only scores new readings so does not import scikit-learn, which with SciPy's statistics takes about 0.8 s.
 """
 

@@ -18,7 +18,7 @@ from lakeforge.deploy.airflow import render_dag, task_id, write_dag
 from lakeforge.errors import ConfigError
 from lakeforge.project import Project
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MODELS = {
     "silver.events": "SELECT id, v FROM bronze.events",
     "gold.totals": "-- kind: materialized\nSELECT id, sum(v) AS v FROM silver.events GROUP BY id",
