@@ -206,6 +206,46 @@ def test_a_backfill_never_overlaps_a_run(example: Project) -> None:
         example.backfill(start=DAY, end=DAY)
 
 
+def test_a_backfill_is_a_run_session_with_the_observers_and_the_runs_messages(
+        example: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backfill shares the run's session (issue 21): the observers (lineage, alerts) see it, and an error lakeforge
+    did not expect is reported and recorded as a run's is."""
+    from lakeforge.ops.hooks import Observer
+
+    example.run()
+    seen: list[str] = []
+
+    class Watch(Observer):
+        def run_started(self, run_id: str) -> None:
+            seen.append("run_started")
+
+        def stage_finished(self, stage: Any) -> None:
+            seen.append(f"finished {stage.name}")
+
+        def stage_failed(self, name: str, kind: str, error: BaseException) -> None:
+            seen.append(f"failed {name}")
+
+        def run_finished(self, result: Any) -> None:
+            seen.append(f"run_finished {result.status}")
+
+    monkeypatch.setattr(Project, "observers", lambda self: [Watch()])
+    done = example.backfill(start=DAY, end=DAY, select=["gold.fact_telemetry_daily"])
+    assert seen[0] == "run_started" and seen[-1] == f"run_finished {done['status']}"
+    assert "finished gold.fact_telemetry_daily" in seen and "finished warehouse" in seen
+    seen.clear()
+
+    def broken(self: Project, **_: Any) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(Project, "load_warehouse", broken)
+    with pytest.raises(LakeforgeError, match=r"internal error in warehouse: KeyError") as caught:
+        example.backfill(start=DAY, end=DAY, select=["gold.fact_telemetry_daily"])
+    assert seen[-2:] == ["failed warehouse", "run_finished failed"]
+    record = json.loads((example.path / "lakehouse" / "_lakeforge" / "runs" / f"{caught.value.run.run_id}.json")
+                        .read_text())
+    assert record["failed_stage"] == "warehouse" and record["backfill"] == {"from": DAY, "to": DAY}
+
+
 def test_cli_backfill_json_and_text(example: Project) -> None:
     example.run()
     runner = CliRunner()

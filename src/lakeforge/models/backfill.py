@@ -35,8 +35,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,12 +46,12 @@ from sqlglot import exp
 from sqlglot.lineage import lineage
 
 from lakeforge.engines.base import Engine, Relation
-from lakeforge.errors import ConfigError, LakeforgeError, ModelError
+from lakeforge.errors import ConfigError, ModelError
 from lakeforge.lakehouse.catalog import Catalog, user_metadata
 from lakeforge.models.execute import app_id, contract_drift, run_model
 from lakeforge.models.limits import check_limits, null_key_rule
 from lakeforge.models.model import Model, error_line
-from lakeforge.ops.results import RunResult, StageResult
+from lakeforge.ops.results import StageResult
 
 if TYPE_CHECKING:
     from lakeforge.project import Project
@@ -406,93 +404,34 @@ def plan(project: Project, select: list[str] | None) -> tuple[list[tuple[Model, 
 
 def backfill(project: Project, *, start: str, end: str, select: list[str] | None = None) -> dict[str, Any]:
     """Backfill the days ``start`` .. ``end`` of the selected models (all stored windowable ones by default), then
-    load the warehouse; under the run lock, recorded in the event log like a run. See the module's docstring."""
-    from lakeforge.ops import events, retry
-    from lakeforge.ops.runner import RUNS, run_lock
+    load the warehouse: a run session like a run's (the lock, the records, the retries, the observers), recorded
+    in the event log as ``backfill <from>..<to>``. See the module's docstring."""
+    from lakeforge.ops.session import RunSession
 
     window = parse_window(start, end)
-    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
-    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    started = time.perf_counter()
-    policy = project.config.orchestration.retry
-    stages: list[StageResult] = []
     items: list[dict[str, Any]] = []
-    crashed: list[str] = []
-    error: LakeforgeError | None = None
-    failed: str | None = None
-    attempts: dict[str, int] = {}
-
-    def stage(name: str, work: Callable[[], Any]) -> Any:
-        nonlocal failed
-        failed = name
-        try:
-            done, attempts[name] = retry.call(work, policy=policy, what=name)
-        except BaseException as exc:
-            attempts[name] = retry.attempts_of(exc)
-            raise
-        return done
-
-    with run_lock(project):
-        chosen, skipped = plan(project, select)
-        crashed.extend(events.log_crashed(project))
-        events.mark_started(project, run_id, started_at)
+    label = f"the backfill of {window.label}"
+    extra = {"backfill": {"from": window.start.isoformat(), "to": window.end.isoformat()}}
+    chosen, skipped = plan(project, select)
+    with RunSession(project, label=label, detail=f"backfill {window.label}", extra=extra) as session:
         start_versions = {n: project.catalog.version(n) for n in project.catalog.names()}
         backfilled: dict[str, str | None] = {}
-        try:
-            for model, column in chosen:
-                if column is None:
-                    work = functools.partial(recompute_model, model, project=project, run_id=run_id)
-                else:
-                    work = functools.partial(backfill_model, model, project=project, window=window, run_id=run_id,
-                                             column=column, start_versions=start_versions, backfilled=backfilled)
-                done = stage(model.name, work)
-                done.stage.attempts = attempts[model.name]
-                backfilled[model.name] = done.column
-                stages.append(done.stage)
-                items.append(done.item)
-            loaded = stage("warehouse", lambda: project.load_warehouse(run_id=run_id,
-                                                                       models=project.graph().ordered()))
-            loaded.attempts = attempts["warehouse"]
-            stages.append(loaded)
-            failed = None
-        except LakeforgeError as exc:
-            error = exc
-        except Exception as exc:  # a bug, not bad input: still recorded as a failed run
-            error = LakeforgeError(f"internal error in the backfill of {failed or 'the range'}: "
-                                   f"{type(exc).__name__}: {exc}",
-                                   hint="rerun with --debug for the traceback and report it")
-            error.__cause__ = exc
-        result = RunResult(run_id=run_id, status="failed" if error else "succeeded", started_at=started_at,
-                           seconds=time.perf_counter() - started, stages=stages, bytes_processed=0,
-                           error=str(error) if error else None, failed_stage=failed if error else None,
-                           failed_attempts=attempts.get(failed or "") if error else None, crashed_runs=crashed)
-        record = {**result.to_dict(), "backfill": {"from": window.start.isoformat(), "to": window.end.isoformat()}}
-        project.lakehouse.write_json_atomic(f"{RUNS}/{run_id}.json", record)
-        _log(project, result, window)
-    if error is not None:
-        error.run = result  # type: ignore[attr-defined]
-        raise error
-    warehouse = stages[-1]
-    return {"run_id": run_id, "status": result.status, "from": window.start.isoformat(),
+        for model, column in chosen:
+            if column is None:
+                work = functools.partial(recompute_model, model, project=project, run_id=session.run_id)
+            else:
+                work = functools.partial(backfill_model, model, project=project, window=window,
+                                         run_id=session.run_id, column=column, start_versions=start_versions,
+                                         backfilled=backfilled)
+            done = session.stage(model.name, "model", work, stage_of=lambda done: done.stage)
+            backfilled[model.name] = done.column
+            items.append(done.item)
+        warehouse = session.stage("warehouse", "load", lambda: project.load_warehouse(
+            run_id=session.run_id, models=project.graph().ordered()))
+    result = session.result
+    assert result is not None
+    return {"run_id": result.run_id, "status": result.status, "from": window.start.isoformat(),
             "to": window.end.isoformat(), "models": items, "skipped": skipped,
             "warehouse": {"status": warehouse.status, "detail": warehouse.detail, "rows": warehouse.rows_written,
                           "attempts": warehouse.attempts},
-            "crashed_runs": crashed, "seconds": round(result.seconds, 3)}
-
-
-def _log(project: Project, result: RunResult, window: Window) -> None:
-    """The backfill's rows in the event log (its run row's detail: ``backfill <from>..<to>``), its marker gone."""
-    import sys
-
-    from lakeforge.ops import events, retry
-
-    def write() -> None:
-        rows = events.rows_of(project, result, ended=dt.datetime.now(dt.UTC))
-        rows[0]["detail"] = f"backfill {window.label}"
-        events.append(project, rows)
-        project.lakehouse.delete(f"{events.MARKERS}/{result.run_id}.started")
-
-    try:
-        retry.call(write, policy=project.config.orchestration.retry, what="event log")
-    except Exception as exc:
-        print(f"warning: the backfill {result.run_id} could not be written to the event log: {exc}", file=sys.stderr)
+            "crashed_runs": result.crashed_runs, "seconds": round(result.seconds, 3)}

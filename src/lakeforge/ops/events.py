@@ -206,9 +206,14 @@ def table_of(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
-def record(project: Project, result: RunResult, *, before: dict[str, int] | None = None) -> None:
-    """The run's rows into the event log, and its marker gone."""
-    append(project, rows_of(project, result, ended=dt.datetime.now(dt.UTC), before=before))
+def record(project: Project, result: RunResult, *, before: dict[str, int] | None = None,
+           detail: str | None = None) -> None:
+    """The run's rows into the event log (``detail``: its run row's, e.g. ``backfill <from>..<to>``), and its
+    marker gone."""
+    rows = rows_of(project, result, ended=dt.datetime.now(dt.UTC), before=before)
+    if detail is not None:
+        rows[0]["detail"] = detail
+    append(project, rows)
     project.lakehouse.delete(f"{MARKERS}/{result.run_id}.started")
 
 
