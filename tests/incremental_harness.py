@@ -44,9 +44,14 @@ from tests.conftest import write_project
 PHASES = (Phase.explicit, Phase.generate, Phase.shrink)
 REL_TOL = 1e-9
 ABS_TOL = 1e-9
+# The limits on what a batch may throw away (issue 20) are off: a scenario's batches may be mostly copies, and the
+# property is equality with a full refresh, whatever share is dropped (tests/reliability/test_limits.py tests them).
+NO_LIMITS = {"max_quarantined": 1.0, "max_dropped": 1.0}
 CONFIG: dict[str, object] = {"name": "prop", "dialect": "databricks", "sources": {
-    "readings": {"format": "jsonl", "schema_hints": {"machine_id": "bigint", "ts": "timestamp", "v": "double"}},
-    "machines": {"format": "jsonl", "schema_hints": {"machine_id": "bigint", "model": "string", "site": "bigint"}},
+    "readings": {"format": "jsonl", "schema_hints": {"machine_id": "bigint", "ts": "timestamp", "v": "double"},
+                 "max_quarantined": 1.0},
+    "machines": {"format": "jsonl", "schema_hints": {"machine_id": "bigint", "model": "string", "site": "bigint"},
+                 "max_quarantined": 1.0},
 }}
 COLUMNS = {"readings": ("machine_id", "ts", "v"), "machines": ("machine_id", "model", "site")}
 ROW_KEY = ["machine_id", "ts"]
@@ -65,7 +70,7 @@ class Model:
     shape: str = "custom"
 
     def text(self, c: int | None = None) -> str:
-        lines = [f"-- {key}: {_yaml(value)}" for key, value in self.header.items()]
+        lines = [f"-- {key}: {_yaml(value)}" for key, value in {**NO_LIMITS, **self.header}.items()]
         return "\n".join([*lines, self.sql.replace("{c}", str(self.c if c is None else c))]) + "\n"
 
 
