@@ -219,7 +219,7 @@ def timings(work: Path, *, machines: int = 1000, days: int = 365, repeat: int = 
         per_query: dict[tuple[str, str], list[float]] = defaultdict(list)
         reference: list[float] = []
         problems: set[str] = set()
-        con = connect_duckdb(store.source.duckdb_path)  # type: ignore[arg-type]
+        con = connect_duckdb(store.source.duckdb_path, settings=store.source.settings)  # type: ignore[arg-type]
         try:
             hourly_rows = int(con.execute(f"SELECT count(*) FROM {FACT}").fetchall()[0][0])
             for round_no in range(repeat + 1):  # the first round warms caches and is not counted

@@ -54,11 +54,18 @@ WAREHOUSE_STAMP = "_lakeforge/warehouse.json"  # what the last warehouse load sa
 
 class Project:
     def __init__(self, path: str | Path = ".", *, engine: str | None = None) -> None:
-        """``engine`` (``duckdb`` or ``spark``) overrides the one in ``lakeforge.yml`` (``run --engine``)."""
+        """``engine`` (``duckdb`` or ``spark``) overrides the type of the one in ``lakeforge.yml`` (``run
+        --engine``); its other settings are kept where they apply (:func:`_engine_config`)."""
         self.path = Path(path).resolve()
-        self.config: ProjectConfig = load_config(self.path)
-        if engine is not None and engine != self.config.engine.type:
-            self.config = self.config.model_copy(update={"engine": _engine_config(engine)})
+        self.config: ProjectConfig = _resolved(load_config(self.path), base=self.path)
+        configured = self.config.engine
+        if engine is not None and engine != configured.type:
+            self.config = self.config.model_copy(update={"engine": _engine_config(engine, configured)})
+        # The settings of every DuckDB connection of this project (lakeforge.duckdb_connect): the run engine's when
+        # it is DuckDB, else lakeforge.yml's DuckDB engine (run --engine spark keeps them for the warehouse, the
+        # web app and interactive queries), else DuckDB's defaults.
+        self.duckdb_settings: DuckDBEngineConfig = next(
+            (e for e in (self.config.engine, configured) if isinstance(e, DuckDBEngineConfig)), DuckDBEngineConfig())
         self.landing = open_location(self.config.landing, base_dir=self.path, settings=self.config.storage)
         self.lakehouse = open_location(self.config.lakehouse, base_dir=self.path, settings=self.config.storage)
         self.catalog = Catalog(self.lakehouse)
@@ -102,7 +109,7 @@ class Project:
         """The embedded engine, for interactive work (query, profile) whatever engine runs use."""
         if self.config.engine.type == "duckdb":
             return self.engine
-        return create_engine(DuckDBEngineConfig())
+        return create_engine(self.duckdb_settings)
 
     @cached_property
     def run_catalog(self) -> Catalog:
@@ -139,6 +146,7 @@ class Project:
     def generate(self, **options: Any) -> dict[str, object]:
         from lakeforge.generate import generate
 
+        options = {"duckdb_settings": self.duckdb_settings, **options}
         if self.landing.is_local:
             return generate(self.landing.local_path(), **options).to_dict()
         with tempfile.TemporaryDirectory(prefix="lakeforge-generate-") as tmp:  # write locally, then upload
@@ -389,7 +397,7 @@ class Project:
 
         require_set(self.config.warehouse, at="warehouse", use=f"the {self.config.warehouse.type} warehouse")
         return create_warehouse(self.config.warehouse, base_dir=self.path, read_only=read_only,
-                                project=self.config.name)
+                                project=self.config.name, duckdb_settings=self.duckdb_settings)
 
     def reports(self, *, models: list[Model] | None = None) -> list[Report]:
         """The project's reports (``reports/*.sql``), in the project's dialect (``models``: the project's models,
@@ -556,8 +564,7 @@ class Project:
             return self._query_remote(statements[0], wanted=wanted)
         from lakeforge.engines.duckdb import DuckDBEngine
 
-        engine = DuckDBEngine(self.config.engine if isinstance(self.config.engine, DuckDBEngineConfig)
-                              else DuckDBEngineConfig())
+        engine = DuckDBEngine(self.duckdb_settings)
         try:
             wh = self.path / self.config.warehouse.path
             if wh.exists():
@@ -626,11 +633,30 @@ def _planned(model: Model, decision: Decision, *, feeding: list[str]) -> dict[st
             "incremental": {"strategy": shape.strategy, "why": shape.reason} if shape is not None else None}
 
 
-def _engine_config(name: str) -> EngineConfig:
+def _engine_config(name: str, configured: EngineConfig) -> EngineConfig:
+    """The engine of ``run --engine NAME`` over ``configured`` (lakeforge.yml's): only the type changes. The
+    settings made in lakeforge.yml that NAME's type has too are kept; the others (a DuckDB memory limit for Spark,
+    a Spark master for DuckDB) mean nothing to it and are dropped, not refused: the same lakeforge.yml serves
+    both engines. (DuckDB's are still those of the project's other DuckDB connections: ``duckdb_settings``.)"""
     configs: dict[str, type[EngineConfig]] = {"duckdb": DuckDBEngineConfig, "spark": SparkEngineConfig}
     if name not in configs:
         raise ConfigError(f"unknown engine {name!r}", hint="use duckdb or spark")
-    return configs[name]()
+    if configured.type == name:
+        return configured
+    target = configs[name]
+    kept = {key: getattr(configured, key) for key in configured.model_fields_set
+            if key in target.model_fields and key != "type"}
+    return target.model_validate({**kept, "type": name})
+
+
+def _resolved(config: ProjectConfig, *, base: Path) -> ProjectConfig:
+    """``config`` with the DuckDB engine's ``temp_directory`` relative to the project folder, like every other
+    path of lakeforge.yml (DuckDB would take it relative to the working folder)."""
+    engine = config.engine
+    if not isinstance(engine, DuckDBEngineConfig) or not engine.temp_directory:
+        return config
+    folder = base / Path(engine.temp_directory).expanduser()
+    return config.model_copy(update={"engine": engine.model_copy(update={"temp_directory": str(folder)})})
 
 
 def _unqualified_gold(sql: str, *, dialect: str = "duckdb") -> str:

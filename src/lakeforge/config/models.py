@@ -34,8 +34,16 @@ class DuckDBEngineConfig(_Strict):
     """The embedded engine: DuckDB over Arrow, tables written with delta-rs."""
 
     type: Literal["duckdb"] = "duckdb"
-    threads: int | None = Field(default=None, ge=1, description="DuckDB threads; default: all cores")
-    memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. '4GB'")
+    threads: int | None = Field(default=None, ge=1, description="DuckDB threads of every DuckDB connection "
+                                "lakeforge opens; default: DuckDB's, all cores")
+    memory_limit: str | None = Field(
+        default=None, description="memory limit of every DuckDB connection lakeforge opens, e.g. '4GB'; default: "
+        "DuckDB's, 80% of RAM, except the web app's connections (the dashboards' snapshot and the SQL explorer), "
+        "which keep to 2GB")
+    temp_directory: str | None = Field(
+        default=None, description="where DuckDB spills what outgrows the memory limit, and where a model's disk "
+        "stage goes (relative to the project folder); default: DuckDB's, beside a database file (<file>.tmp) or "
+        ".tmp in the working folder, and the system's temporary folder for the stage")
     stage: Literal["auto", "memory", "disk"] = Field(
         default="auto", description="where a model with rules or a unique key stages its rows before anything "
         "commits: memory, or a compressed temporary DuckDB file; auto: on disk when the estimated rows outgrow "

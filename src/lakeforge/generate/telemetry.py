@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from lakeforge.duckdb_connect import DEFAULTS, DuckDBSettings, Settings, connect
 from lakeforge.errors import LakeforgeError
 
 Format = Literal["jsonl", "csv", "parquet"]
@@ -462,8 +463,9 @@ def _conform(table: pa.Table, *, humidity: bool, stringy: bool) -> pa.Table:
 class _Writer:
     """Writes tables atomically on one background thread, at most one write in flight."""
 
-    def __init__(self, fmt: str) -> None:
+    def __init__(self, fmt: str, *, settings: DuckDBSettings) -> None:
         self.fmt = fmt
+        self.settings = settings  # of the DuckDB connection that writes JSON lines
         self.files = 0
         self.rows = 0
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -499,9 +501,8 @@ class _Writer:
                 pacsv.write_csv(table, tmp)
             else:
                 if self._con is None:
-                    self._con = duckdb.connect()
                     # One writer thread: the other core generates the next slice meanwhile.
-                    self._con.execute("SET threads=1")
+                    self._con = connect(settings=Settings.of(self.settings, threads=1))
                 target = str(tmp).replace("'", "''")
                 self._con.register("lakeforge_generate_src", table)
                 try:
@@ -518,8 +519,8 @@ class _Writer:
 
 
 @contextmanager
-def _writer(fmt: str) -> Iterator[_Writer]:
-    w = _Writer(fmt)
+def _writer(fmt: str, *, settings: DuckDBSettings) -> Iterator[_Writer]:
+    w = _Writer(fmt, settings=settings)
     try:
         yield w
     finally:
@@ -542,8 +543,10 @@ def generate(
     readings_per_hour: int = 6,
     start: str = "2024-01-01",
     dirt: Dirt | None = None,
+    duckdb_settings: DuckDBSettings = DEFAULTS,
 ) -> GenerateResult:
     """Write machines, sites, telemetry (``files`` time slices), errors, maintenance and failures.
+    ``duckdb_settings``: a project's DuckDB settings (memory limit, temporary directory) for the JSON writer.
 
     Same arguments -> byte-identical files. File names carry :func:`run_tag` (from ``seed`` and
     ``start``), so runs with another seed or start add files next to earlier runs instead of overwriting.
@@ -567,7 +570,7 @@ def generate(
     error_parts: list[pa.Table] = []
     late_parts: list[pa.Table] = []
     carry: pa.Table | None = None  # duplicates of slice i-1 re-delivered in file i
-    with _writer(fmt) as writer:
+    with _writer(fmt, settings=duckdb_settings) as writer:
         writer.submit(world.machines, root / "machines" / f"machines-{tag}.{ext}")
         writer.submit(world.sites, root / "sites" / f"sites-{tag}.{ext}")
         for i in range(files):

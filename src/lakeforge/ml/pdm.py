@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from lakeforge.duckdb_connect import DuckDBSettings, connect
 from lakeforge.errors import LakeforgeError, MissingDependency
 
 if TYPE_CHECKING:
@@ -81,19 +82,18 @@ def installed(module: str) -> bool:
 
 
 # -- data ------------------------------------------------------------------------------------------
-def labelled(features: pa.Table, failures: pa.Table, *, horizon_hours: int = HORIZON_HOURS) -> pa.Table:
-    """Every feature row with its label; rows whose horizon passes the end of the data are left out."""
+def labelled(features: pa.Table, failures: pa.Table, *, horizon_hours: int = HORIZON_HOURS,
+             settings: DuckDBSettings) -> pa.Table:
+    """Every feature row with its label; rows whose horizon passes the end of the data are left out.
+    ``settings``: of the DuckDB connection that joins them (the project's: :attr:`Project.duckdb_settings`)."""
     for name, table, needed in (("features", features, KEYS), ("failures", failures, ("machine_id", "ts",
                                                                                       "component"))):
         missing = [c for c in needed if c not in table.column_names]
         if missing:
             raise LakeforgeError(f"the {name} table has no column {', '.join(missing)}",
                                  hint="train on gold.machine_features and gold.fact_failures of the example project")
-    import duckdb
-
-    con = duckdb.connect()
+    con = connect(settings=settings)
     try:
-        con.execute("SET TimeZone='UTC'")
         con.register("f", features)
         con.register("x", failures.select(["machine_id", "ts", "component"]))
         return con.sql(f"""
@@ -120,7 +120,7 @@ def load(project: Project, *, horizon_hours: int = HORIZON_HOURS) -> pd.DataFram
             raise LakeforgeError(f"{name} does not exist in project {project.config.name}",
                                  hint="run the pipeline first: `lakeforge run` (the telemetry example has it)")
     frame = labelled(project.table(FEATURES_TABLE), project.table(FAILURES_TABLE),
-                     horizon_hours=horizon_hours).to_pandas()
+                     horizon_hours=horizon_hours, settings=project.duckdb_settings).to_pandas()
     if frame.empty:
         raise LakeforgeError(f"{FEATURES_TABLE} has no row with a known {horizon_hours} h label",
                              hint="generate more days of data (e.g. `lakeforge generate --days 20`) and run")

@@ -147,13 +147,12 @@ def _readings(project: Project, cfg: AnomalyDetectionConfig, marks: dict[str, st
 def _connection(project: Project) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection of its own (its registrations and results are its own) on the embedded engine's
     database when the run has one (a new database costs 10-20 ms to open, a connection to an open one microseconds;
-    the engine's threads and memory limit apply)."""
-    import duckdb
-
+    the engine's threads and memory limit apply), else a new one with the project's DuckDB settings."""
+    from lakeforge.duckdb_connect import connect
     from lakeforge.engines.duckdb import DuckDBEngine
 
     engine = project.local_engine
-    return engine.con.cursor() if isinstance(engine, DuckDBEngine) else duckdb.connect()
+    return engine.con.cursor() if isinstance(engine, DuckDBEngine) else connect(settings=project.duckdb_settings)
 
 
 def _groups(entities: np.ndarray) -> list[tuple[int, int]]:

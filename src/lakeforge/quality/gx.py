@@ -304,10 +304,13 @@ def _regex(column: exp.Expr, pattern: Any) -> exp.Expr:
 
 
 def _re2_problem(pattern: str) -> str | None:
+    """Why DuckDB cannot compile ``pattern``, if it cannot. The connection holds no data: DuckDB's defaults do."""
     import duckdb
 
+    from lakeforge.duckdb_connect import DEFAULTS, connect
+
     try:
-        with duckdb.connect() as con:
+        with connect(settings=DEFAULTS) as con:
             con.execute("SELECT regexp_matches('', $1)", [pattern]).fetchall()
     except duckdb.Error as exc:
         return str(exc).splitlines()[0]

@@ -14,13 +14,16 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pyarrow as pa
 
 from lakeforge.config.models import WarehouseConfig
 from lakeforge.errors import MissingDependency
 from lakeforge.lakehouse import Catalog
+
+if TYPE_CHECKING:
+    from lakeforge.duckdb_connect import DuckDBSettings
 
 LEDGER = "_lakeforge_loads"
 
@@ -101,7 +104,9 @@ BACKENDS: dict[str, tuple[str, str, str | None]] = {
 
 
 def create_warehouse(config: WarehouseConfig, *, base_dir: Path, read_only: bool = False,
-                     project: str = "lakeforge") -> Warehouse:
+                     project: str = "lakeforge", duckdb_settings: DuckDBSettings | None = None) -> Warehouse:
+    """The warehouse ``config`` names, connected; ``duckdb_settings`` (the engine settings of lakeforge.yml) are
+    those of a DuckDB warehouse's connection, which the other backends have no use for."""
     module, cls, extra = BACKENDS[config.type]
     try:
         backend = getattr(importlib.import_module(module), cls)
@@ -109,4 +114,5 @@ def create_warehouse(config: WarehouseConfig, *, base_dir: Path, read_only: bool
         raise MissingDependency(
             f"warehouse: {{type: {config.type}}} needs a driver that is not installed ({exc.name or exc})",
             hint=f"pip install 'lakeforge[{extra}]'" if extra else "reinstall lakeforge") from None
-    return backend(config, base_dir=base_dir, read_only=read_only, project=project)
+    options = {"duckdb_settings": duckdb_settings} if config.type == "duckdb" and duckdb_settings else {}
+    return backend(config, base_dir=base_dir, read_only=read_only, project=project, **options)

@@ -57,7 +57,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from lakeforge.errors import LakeforgeError
 from lakeforge.web import explorer, pages, queries
 from lakeforge.web.queries import BadFilter, Filters
-from lakeforge.web.store import MEMORY_LIMIT, Store, Unavailable
+from lakeforge.web.store import Store, Unavailable
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -70,14 +70,15 @@ LIMITS = (100, 1000, 10_000, 100_000)
 
 @dataclass(frozen=True)
 class WebSettings:
-    """The explorer's row limit (default and most), byte limit and timeout; the web app's DuckDB memory limit; whether a
+    """The explorer's row limit (default and most), byte limit and timeout; the web app's DuckDB memory limit
+    (default: the engine's ``memory_limit`` of lakeforge.yml, else 2GB: :func:`.readonly.web_settings`); whether a
     stale snapshot is rebuilt in the background (the previous one shown meanwhile) or before answering."""
 
     row_limit: int = explorer.DEFAULT_LIMIT
     max_rows: int = explorer.MAX_LIMIT
     timeout_seconds: float = explorer.DEFAULT_TIMEOUT
     max_bytes: int = explorer.MAX_BYTES
-    memory_limit: str = MEMORY_LIMIT
+    memory_limit: str | None = None
     background_refresh: bool = True
 
 

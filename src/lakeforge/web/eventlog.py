@@ -29,6 +29,9 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from lakeforge.duckdb_connect import DuckDBSettings, connect
+from lakeforge.web.readonly import web_settings
+
 if TYPE_CHECKING:
     from lakeforge.project import Project
 
@@ -51,9 +54,8 @@ TABLES: dict[str, str] = {  # table -> its rows of a batch of event-log rows (``
 }
 
 
-def _memory() -> duckdb.DuckDBPyConnection:
-    db = duckdb.connect(":memory:")
-    db.execute("SET TimeZone='UTC'")
+def _memory(settings: DuckDBSettings) -> duckdb.DuckDBPyConnection:
+    db = connect(settings=settings)
     db.execute("SET python_enable_replacements=false")
     return db
 
@@ -61,11 +63,14 @@ def _memory() -> duckdb.DuckDBPyConnection:
 class EventLog:
     """The project's event log in an in-memory DuckDB (:data:`TABLES`), kept up to date by :meth:`refresh`."""
 
-    def __init__(self, project: Project, *, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, project: Project, *, poll_seconds: float = POLL_SECONDS,
+                 settings: DuckDBSettings | None = None) -> None:
+        """``settings``: of its DuckDB database; default: the web app's (:func:`.readonly.web_settings`)."""
         from lakeforge.ops import events
 
         self.project = project
         self.poll_seconds = poll_seconds
+        self.settings = settings or web_settings(project.duckdb_settings)
         self.uri = project.lakehouse.join("_lakeforge", "event_log")
         self.options = project.lakehouse.storage_options
         self.db = self._load(events.SCHEMA.empty_table())
@@ -87,7 +92,7 @@ class EventLog:
             cursor.close()
 
     def _load(self, batch: pa.Table) -> duckdb.DuckDBPyConnection:
-        db = _memory()
+        db = _memory(self.settings)
         db.register("batch", batch)
         for name, sql in TABLES.items():
             db.execute(f"CREATE TABLE {name} AS {sql}")

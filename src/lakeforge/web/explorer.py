@@ -212,7 +212,7 @@ def run(store: Store, sql: str, *, limit: int = DEFAULT_LIMIT, timeout: float = 
             assert source.duckdb_path is not None
             table, capped = _sandboxed(sandbox.Request(
                 path=str(source.duckdb_path), sql=wrapped, params=bound, rows=limit + 1, max_bytes=max_bytes,
-                memory_limit=source.memory_limit), timeout=timeout)
+                settings=source.settings), timeout=timeout)
         else:
             try:
                 table = source.query(handle, wrapped, bound)
@@ -235,7 +235,7 @@ def _sandboxed(request: sandbox.Request, *, timeout: float) -> tuple[pa.Table, b
         raise QueryFailed(f"the query ran longer than {timeout:g} s and was stopped",
                           hint="filter on fewer rows or aggregate, e.g. GROUP BY date")
     if outcome.kind == "memory":
-        raise QueryFailed(f"the query needed more memory than the explorer allows ({request.memory_limit} and "
+        raise QueryFailed(f"the query needed more memory than the explorer allows ({request.settings.memory_limit} and "
                           f"{sandbox.HEADROOM >> 20} MB for its results) and was stopped",
                           hint="select fewer or shorter values, or aggregate")
     if outcome.kind == "unavailable":

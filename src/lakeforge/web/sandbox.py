@@ -5,8 +5,10 @@ DuckDB's ``memory_limit`` bounds its operators, not the strings a projection mak
 from 376 MB to 4.3 GB and took 44.6 s). So each explorer query on a DuckDB warehouse runs here, in a process of
 its own, which
 
-- limits its own data segment (``RLIMIT_DATA``: the DuckDB memory limit plus :data:`HEADROOM`), so a query that
-  builds more dies alone, with "the query needed more memory";
+- opens the warehouse through :func:`.readonly.connect_duckdb` (so :func:`lakeforge.duckdb_connect.connect`) with
+  the web app's DuckDB settings (:func:`.readonly.web_settings`: the engine's of lakeforge.yml), then limits its
+  own data segment (``RLIMIT_DATA``) to the memory limit DuckDB took from them plus :data:`HEADROOM`, so a query
+  that builds more dies alone, with "the query needed more memory";
 - fetches the result in small batches and stops at the row limit or at ``max_bytes`` of Arrow data, whichever
   comes first (the answer says which);
 - writes the rows it kept to stdout as an Arrow IPC stream, and how it ended as one JSON line on stderr.
@@ -27,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lakeforge.duckdb_connect import Settings
+
 HEADROOM = 1 << 30  # bytes above DuckDB's memory limit for the interpreter, DuckDB's vectors and the batches
 BATCH_ROWS = 64  # rows per fetched batch: the byte limit is checked this often
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {"": 1, "b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class Request:
     params: dict[str, Any]
     rows: int  # rows to fetch at most (the limit plus one)
     max_bytes: int
-    memory_limit: str  # DuckDB's, as DuckDB writes it
+    settings: Settings  # the web app's DuckDB settings (a plain copy: the child does not import pydantic)
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,11 @@ def _execute(request: Request) -> dict[str, Any]:
     from lakeforge.web.readonly import Unavailable, connect_duckdb
 
     try:
-        con = connect_duckdb(Path(request.path), memory_limit=request.memory_limit)
+        con = connect_duckdb(Path(request.path), settings=request.settings)
     except Unavailable as exc:
         return {"ok": False, "kind": "unavailable", "message": exc.message}
     try:
+        _cap(con)
         reader = con.sql(request.sql, params=request.params or None).to_arrow_reader(batch_size=BATCH_ROWS)
         kept, rows, size, capped = [], 0, 0, False
         for batch in reader:
@@ -122,10 +127,17 @@ def _execute(request: Request) -> dict[str, Any]:
         con.close()
 
 
+def _cap(con: Any) -> None:
+    """Limit this process's data segment to DuckDB's memory limit plus :data:`HEADROOM`. The limit is read back
+    from DuckDB, which parses every way lakeforge.yml may write it (``4GB``, ``4g``, ``50%``), before the query
+    runs: opening the warehouse allocates little."""
+    limit = memory_bytes(str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]))
+    cap = limit + HEADROOM if limit < 2**62 else resource.RLIM_INFINITY  # 2**62 and more: DuckDB's "no limit"
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+
+
 def main() -> None:
     request: Request = pickle.loads(sys.stdin.buffer.read())
-    cap = memory_bytes(request.memory_limit) + HEADROOM
-    resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
     told = _execute(request)
     sys.stdout.flush()
     sys.stderr.write("\n" + json.dumps(told) + "\n")

@@ -44,9 +44,10 @@ import pyarrow as pa
 import sqlglot
 
 from lakeforge.config import DuckDBWarehouseConfig
+from lakeforge.duckdb_connect import DuckDBSettings, Settings, connect
 from lakeforge.errors import LakeforgeError
 from lakeforge.web.eventlog import EventLog
-from lakeforge.web.readonly import MEMORY_LIMIT, Unavailable, connect_duckdb
+from lakeforge.web.readonly import Unavailable, connect_duckdb, web_settings
 
 if TYPE_CHECKING:
     from lakeforge.project import Project
@@ -72,11 +73,12 @@ def _signature(path: Path) -> tuple[int, ...]:
 
 class Source:
     """The configured warehouse, read-only: DuckDB (a file) or Snowflake/PostgreSQL (through ``Warehouse.query``,
-    with the SQL written in DuckDB's dialect and transpiled by sqlglot)."""
+    with the SQL written in DuckDB's dialect and transpiled by sqlglot). ``settings``: those of the web app's
+    DuckDB connections (:func:`.readonly.web_settings`; ``memory_limit`` overrides the engine's)."""
 
-    def __init__(self, project: Project, *, memory_limit: str = MEMORY_LIMIT) -> None:
+    def __init__(self, project: Project, *, memory_limit: str | None = None) -> None:
         self.project = project
-        self.memory_limit = memory_limit
+        self.settings: Settings = web_settings(project.duckdb_settings, memory_limit=memory_limit)
         config = project.config.warehouse
         self.duckdb_path: Path | None = None
         if isinstance(config, DuckDBWarehouseConfig):
@@ -110,7 +112,7 @@ class Source:
             raise Unavailable(f"the warehouse {self.name} does not exist yet",
                               hint="run `lakeforge run` to build and load it")
         if self.duckdb_path is not None:
-            con = connect_duckdb(self.duckdb_path, memory_limit=self.memory_limit)
+            con = connect_duckdb(self.duckdb_path, settings=self.settings)
             try:
                 yield con
             finally:
@@ -297,14 +299,13 @@ class Snapshot:
                 file.unlink(missing_ok=True)
 
 
-def memory_db() -> duckdb.DuckDBPyConnection:
-    db = duckdb.connect(":memory:")
-    db.execute("SET TimeZone='UTC'")
+def memory_db(*, settings: DuckDBSettings) -> duckdb.DuckDBPyConnection:
+    db = connect(settings=settings)
     db.execute("SET python_enable_replacements=false")  # only the tables made here, never a Python variable
     return db
 
 
-def build_snapshot(source: Source, path: Path, *, memory_limit: str = MEMORY_LIMIT) -> Snapshot:
+def build_snapshot(source: Source, path: Path) -> Snapshot:
     """Read the :data:`SNAPSHOT` tables from the warehouse into a new DuckDB file ``path``.
 
     On DuckDB the warehouse is attached read-only to the snapshot's own connection (which never runs a user's
@@ -315,11 +316,9 @@ def build_snapshot(source: Source, path: Path, *, memory_limit: str = MEMORY_LIM
     held = 0.0
     version = source.version()
     scratch = path.with_name(path.stem + "-scratch.duckdb")
-    db = duckdb.connect(str(path))
+    db = connect(path, settings=source.settings)  # the web app's memory limit (:func:`.readonly.web_settings`)
     try:
-        db.execute("SET TimeZone='UTC'")
         db.execute("SET python_enable_replacements=false")
-        db.execute(f"SET memory_limit='{memory_limit}'")
         catalog = db.execute("SELECT current_database()").fetchall()[0][0]
         built: set[str] = set()
         if source.duckdb_path is not None:
@@ -384,8 +383,8 @@ def build_snapshot(source: Source, path: Path, *, memory_limit: str = MEMORY_LIM
     return snapshot
 
 
-def empty_snapshot(problem: str) -> Snapshot:
-    return Snapshot(memory_db(), version=None, problem=problem)
+def empty_snapshot(problem: str, *, settings: DuckDBSettings) -> Snapshot:
+    return Snapshot(memory_db(settings=settings), version=None, problem=problem)
 
 
 # -- the store ---------------------------------------------------------------------------------------------------
@@ -414,11 +413,12 @@ class Store:
     ``busy()`` is true while this process's scheduler runs the pipeline: the warehouse is then left alone."""
 
     def __init__(self, project: Project, *, busy: Callable[[], bool] | None = None,
-                 memory_limit: str = MEMORY_LIMIT, background: bool = True) -> None:
+                 memory_limit: str | None = None, background: bool = True) -> None:
+        """``memory_limit``: of the web app's DuckDB connections; default: the engine's of lakeforge.yml, else
+        :data:`.readonly.MEMORY_LIMIT` (:func:`.readonly.web_settings`)."""
         self.project = project
         self.source = Source(project, memory_limit=memory_limit)
         self.busy = busy or (lambda: False)
-        self.memory_limit = memory_limit
         self.background = background  # rebuild a stale snapshot in a thread, showing the previous one meanwhile
         _sweep()
         self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
@@ -426,7 +426,7 @@ class Store:
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()  # one build at a time
         self._builder: threading.Thread | None = None
-        self.events = EventLog(project)
+        self.events = EventLog(project, settings=self.source.settings)
         self._backlog: tuple[float, list[dict[str, Any]]] | None = None
 
     # the snapshot
@@ -470,8 +470,7 @@ class Store:
                     raise Unavailable(f"the warehouse {self.source.name} does not exist yet",
                                       hint="run `lakeforge run` to build and load it")
                 self._generation += 1
-                fresh = build_snapshot(self.source, self.folder / f"snapshot-{self._generation}.duckdb",
-                                       memory_limit=self.memory_limit)
+                fresh = build_snapshot(self.source, self.folder / f"snapshot-{self._generation}.duckdb")
             except Exception as exc:
                 if not isinstance(exc, Unavailable):
                     log.warning("dashboard snapshot failed: %s", exc)
@@ -479,7 +478,8 @@ class Store:
                     return current  # keep showing the last good one
                 message = exc.message if isinstance(exc, LakeforgeError) else str(exc).splitlines()[0]
                 fresh = empty_snapshot(message if isinstance(exc, Unavailable)
-                                       else f"the warehouse could not be read: {message}")
+                                       else f"the warehouse could not be read: {message}",
+                                       settings=self.source.settings)
             self._snapshot = fresh
         if current is not None:
             current.retire()

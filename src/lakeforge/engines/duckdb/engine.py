@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
+from lakeforge import duckdb_connect
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
 from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Relation
 from lakeforge.engines.rules import RulePlan, rule_outcome, rule_plan
@@ -99,14 +100,10 @@ class DuckDBEngine:
 
     @cached_property
     def con(self) -> duckdb.DuckDBPyConnection:
-        """The database, opened on first use: a run with nothing to do never imports DuckDB (~0.1 s)."""
-        import duckdb
-
-        con = duckdb.connect(config={"threads": self.config.threads or os.cpu_count() or 1})
-        con.execute("SET TimeZone='UTC'")
+        """The database, opened on first use: a run with nothing to do never imports DuckDB (~0.1 s). Opened by
+        :func:`lakeforge.duckdb_connect.connect` with the engine's threads, memory limit and temporary directory."""
+        con = duckdb_connect.connect(settings=self.config)
         con.execute("SET enable_progress_bar=false")  # lakeforge reports progress itself
-        if self.config.memory_limit:
-            con.execute(f"SET memory_limit={_lit(self.config.memory_limit)}")
         for layer in (*LAYERS, "_lakeforge"):  # _lakeforge: lakeforge's own tables (the event log)
             con.execute(f"ATTACH ':memory:' AS {layer}")
         return con
@@ -235,7 +232,6 @@ class DuckDBEngine:
             return pa.schema([])
         columns.append("CAST(NULL AS VARCHAR) AS _rescued_data")
         cursor = self.con.cursor()  # its own connection: a result still streaming on the main one stays open
-        cursor.execute("SET TimeZone='UTC'")
         try:
             return cursor.sql(f"SELECT {', '.join(columns)} LIMIT 0").to_arrow_table().schema
         finally:
@@ -471,8 +467,10 @@ class DuckDBEngine:
         disk = self.config.stage == "disk" or (self.config.stage == "auto" and estimate > 2 * self._memory_limit())
         self._drop_stage()
         if disk:
-            _sweep_stage_dirs()
-            self._stage_dir = tempfile.mkdtemp(prefix=f"lakeforge-stage-{os.getpid()}-")
+            root = os.path.abspath(self.config.temp_directory or tempfile.gettempdir())  # where DuckDB spills too
+            _sweep_stage_dirs(root)
+            os.makedirs(root, exist_ok=True)
+            self._stage_dir = tempfile.mkdtemp(prefix=f"lakeforge-stage-{os.getpid()}-", dir=root)
             path = os.path.join(self._stage_dir, "stage.duckdb")
             self.con.execute(f"ATTACH {_lit(path)} AS __lf_disk")
         self._stage = DISK_STAGE if disk else STAGE
@@ -508,9 +506,9 @@ class DuckDBEngine:
         return self.con.execute(sql).fetchall()
 
 
-def _sweep_stage_dirs() -> None:
-    """Remove the disk stages of processes that are gone (killed half way through a model)."""
-    for path in glob.glob(os.path.join(tempfile.gettempdir(), "lakeforge-stage-*-*")):
+def _sweep_stage_dirs(root: str) -> None:
+    """Remove the disk stages in ``root`` of processes that are gone (killed half way through a model)."""
+    for path in glob.glob(os.path.join(root, "lakeforge-stage-*-*")):
         pid = os.path.basename(path).split("-")[2]
         if not pid.isdigit():
             continue

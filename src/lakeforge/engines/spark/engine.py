@@ -91,6 +91,8 @@ class SparkEngine:
     @property
     def local(self) -> DuckDBEngine:
         if self._local is None:
+            # Its DuckDB opens through lakeforge.duckdb_connect like every other: one thread and DuckDB's memory
+            # limit, for what it does (infer the schema of a sample of files, build an empty typed schema).
             self._local = DuckDBEngine(DuckDBEngineConfig(threads=1))
         return self._local
 

@@ -12,6 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from lakeforge.config.models import DuckDBWarehouseConfig
+from lakeforge.duckdb_connect import DEFAULTS, DuckDBSettings, connect
 from lakeforge.errors import WarehouseError
 from lakeforge.lakehouse import Catalog
 from lakeforge.warehouses.base import LEDGER, Loaded, LoadResult, WarehouseCapabilities, resume_from
@@ -32,7 +33,9 @@ class DuckDBWarehouse:
     )
 
     def __init__(self, config: DuckDBWarehouseConfig, *, base_dir: Path, read_only: bool = False,
-                 project: str = "lakeforge") -> None:
+                 project: str = "lakeforge", duckdb_settings: DuckDBSettings = DEFAULTS) -> None:
+        """``duckdb_settings``: the engine settings of lakeforge.yml (threads, memory limit, temporary
+        directory), which every DuckDB connection of the project keeps to (:mod:`lakeforge.duckdb_connect`)."""
         path = Path(config.path)
         self.path = path if path.is_absolute() else base_dir / path
         if read_only and not self.path.exists():
@@ -40,12 +43,11 @@ class DuckDBWarehouse:
                                  hint="run `lakeforge run` to build and load it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not read_only:
-            _create_atomically(self.path)
+            _create_atomically(self.path, settings=duckdb_settings)
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            self.con = connect(self.path, settings=duckdb_settings, read_only=read_only)
         except duckdb.IOException as exc:
             raise busy(self.path, exc) from None
-        self.con.execute("SET TimeZone='UTC'")
         if not read_only:
             # Rows of a table carry no order (a report sorts what it shows). Kept in order, DuckDB's parallel
             # load writes every row group twice and the file holds the first copies as free blocks, trimmed by
@@ -177,7 +179,7 @@ def busy(path: Path, exc: Exception) -> WarehouseError:
                                "open; retry when it is done (BI tools: read-only, docs/bi-tools.md)")
 
 
-def _create_atomically(path: Path) -> None:
+def _create_atomically(path: Path, *, settings: DuckDBSettings) -> None:
     """A new warehouse file appears whole or not at all.
 
     DuckDB creates the file, then writes its headers: a process killed in between leaves a file (often 0 bytes)
@@ -189,7 +191,7 @@ def _create_atomically(path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
+    con = connect(tmp, settings=settings)
     try:
         con.execute(LEDGER_DDL)
         con.execute("CHECKPOINT")
