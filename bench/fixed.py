@@ -217,29 +217,29 @@ its isolation forest, as it does again after `forest_refit_hours` of new history
 0.02 s took {round(sum(rest), 3)} s together). Stages of 0.02 s or more: {per_stage}. The run with nothing to
 do: {r['noop_record_seconds']} s by its record.
 
-Where the whole process goes: the interpreter {r['python_seconds']} s, `import lakeforge.cli` {r['import_seconds']} s
-(the command line imports what a command needs when it runs), the run {r['record_seconds']} s by its record, and
-{besides} s besides (before the record's clock starts, opening the project: lakeforge's modules, the
-configuration's pydantic models, the models' cached headers; after it stops, the record and the event log
-written, the engine closed, printing, exit). The run imports the libraries its stages use when they first need them, so the first stage that
-reads data pays for them (`ingest:telemetry` above is mostly DuckDB, pyarrow, pandas and deltalake arriving);
-timed alone those libraries take {r['libraries_seconds']} s ({r['libraries_cpu']} s CPU). The run with nothing to
-do imports none of them. Of the rest, the models are the engine's own work (a merge into `silver.telemetry`, the
-hourly and daily facts' touched groups, and four materialized models computed again, `gold.machine_features` the
-largest, a CTE chain lakeforge cannot prove incremental); `ml:anomalies` scores the new readings with the isolation
-forest it keeps; the warehouse stage loads the gold tables that changed, one transaction each, and DuckDB
-checkpoints the file when it closes.
+Where the whole process goes: the interpreter {r['python_seconds']} s, `import lakeforge.cli` {r['import_seconds']}
+s (the command line imports what a command needs when it runs), the run {r['record_seconds']} s by its record, and
+{besides} s besides (before the record's clock starts, opening the project: lakeforge's modules, the configuration's
+pydantic models, the models' cached headers; after it stops, the record and the event log written, the engine
+closed, printing, exit). The run imports the libraries its stages use when they first need them, so the first stage
+that reads data pays for them (`ingest:telemetry` above is mostly DuckDB, pyarrow, pandas and deltalake arriving);
+timed alone those libraries take {r['libraries_seconds']} s ({r['libraries_cpu']} s CPU). The run with nothing to do
+imports none of them. Of the rest, the models are the engine's own work (a merge into `silver.telemetry`, the hourly
+and daily facts' touched groups, and four materialized models computed again, `gold.machine_features` the largest, a
+CTE chain lakeforge cannot prove incremental); `ml:anomalies` scores the new readings with the isolation forest it
+keeps; the warehouse stage loads the gold tables that changed, one transaction each, and DuckDB checkpoints the file
+when it closes.
 
 Target, the whole process under {TARGET_SECONDS:g} s (one new file on a small lake, ML stages and warehouse
 included): **{met}** (median {r['run_seconds']} s, worst of the rounds {r['run_seconds_max']} s; load average
 {r['load_average']} at the end). The run with nothing to do is under it. For the run with new data the libraries
 alone leave {round(TARGET_SECONDS - r['python_seconds'] - r['libraries_seconds'], 3)} s for {len(r['stages'])}
-stages, the record and the exit, which take {round(r['run_seconds'] - r['python_seconds'] - r['libraries_seconds'], 3)} s
-today: lakeforge's share can shrink further, but the target also needs the libraries lakeforge is built on to
+stages, the record and the exit, which take {round(r['run_seconds'] - r['python_seconds'] - r['libraries_seconds'],
+3)} s today: lakeforge's share can shrink further, but the target also needs the libraries lakeforge is built on to
 import faster (pandas arrives with pyarrow's conversions and has no switch). Earlier figures of the same
-measurement: 3.08 s with the new file and 2.26 s with nothing to do on 2026-12-06 (`ml:risk` imported LightGBM
-and scikit-learn to learn there was no champion); 3.195 s and 1.147 s on the morning of 2026-12-07, before the
-anomaly stage kept its forest (it imported scikit-learn and fitted every run, 1.18 s) and before the command line
-and the engine imported lazily. An isolation forest of our own, written to skip scikit-learn's import, was measured
-(the run 1.48 s) and left out: it re-implemented a library lakeforge depends on.
+measurement: 3.08 s with the new file and 2.26 s with nothing to do on 2026-12-06 (`ml:risk` imported LightGBM and
+scikit-learn to learn there was no champion); 3.195 s and 1.147 s on the morning of 2026-12-07, before the anomaly
+stage kept its forest (it imported scikit-learn and fitted every run, 1.18 s) and before the command line and the
+engine imported lazily. An isolation forest of our own, written to skip scikit-learn's import, was measured (the run
+1.48 s) and left out: it re-implemented a library lakeforge depends on.
 """
