@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from lakeforge import console
+from lakeforge.console import emit as _emit
+from lakeforge.console import err, out
 from lakeforge.errors import LakeforgeError
 from lakeforge.ops.progress import reporter_for
 
@@ -20,8 +19,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="lakeforge: equipment telemetry from a landing zone to Delta Lake and a warehouse.")
-out = Console()
-err = Console(stderr=True)
 STATE: dict[str, Any] = {"debug": False}
 
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="project folder")]
@@ -40,10 +37,6 @@ def _project(path: Path, *, engine: str | None = None) -> Project:
 
     _freeze_imports()  # what that import made too
     return Project(path, engine=engine)
-
-
-def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, default=str) + "\n")
 
 
 @app.command()
@@ -71,10 +64,7 @@ def generate(project: ProjectOpt = Path("."),
         raise LakeforgeError(f"--format {format!r} is not supported", hint="use jsonl, csv or parquet")
     result = _project(project).generate(machines=machines, days=days, seed=seed, fmt=format, files=files,
                                        start=start)
-    if as_json:
-        _emit(result)
-    else:
-        out.print(f"wrote {result['rows']:,} rows in {result['files']} files to {result['path']}")
+    console.show(result, as_json=as_json, text=console.generated)
 
 
 @app.command()
@@ -107,10 +97,8 @@ def run(project: ProjectOpt = Path("."),
             raise
     if as_json:
         _emit(result.to_dict())
-    elif result.status == "nothing_to_do":
-        out.print("nothing to do: no new files and every table is up to date")
     else:
-        out.print(f"run {result.run_id} {result.status} in {result.seconds:.2f}s")
+        console.run_line(result)
 
 
 def _watch(project: Path, *, interval: float, as_json: bool) -> None:
@@ -123,7 +111,7 @@ def _watch(project: Path, *, interval: float, as_json: bool) -> None:
         elif as_json:
             _emit(outcome.to_dict())  # type: ignore[attr-defined]
         else:
-            out.print(f"run {outcome.run_id} {outcome.status} in {outcome.seconds:.2f}s")  # type: ignore[attr-defined]
+            console.run_line(outcome)
 
     if not as_json:
         err.print(f"watching the landing zone every {interval}s; Ctrl-C stops")
@@ -138,20 +126,7 @@ def plan(project: ProjectOpt = Path("."),
          as_json: JsonOpt = False) -> None:
     """The model graph and what a run would do, and why, without running anything."""
     data = _project(project).plan(select=select, full_refresh=full_refresh)
-    if as_json:
-        _emit(data)
-        return
-    table = Table("step", "would", "recomputes", "why")
-    for s in data["sources"]:
-        table.add_row(f"ingest {s['name']}", "run" if s["run"] else "skip", "new files" if s["run"] else "",
-                      f"{s['files']} new files ({s['bytes']:,} bytes)" if s["run"] else "no new files")
-    for m in data["models"]:
-        why = m["reason"]
-        if m["incremental"] and m["run"] and m["strategy"] == "full" and m["incremental"]["strategy"] != "full":
-            why += f" (incrementally: {m['incremental']['strategy']})"
-        table.add_row(escape(f"{m['name']} ({m['kind']})"), f"run ({m['strategy']})" if m["run"] else "skip",
-                      escape(m["recompute"]), escape(why))
-    out.print(table)
+    console.show(data, as_json=as_json, text=console.plan)
 
 
 @app.command()
@@ -162,15 +137,7 @@ def profile(table: Annotated[str, typer.Argument(help="e.g. silver.telemetry")],
     """Column profile of a lakehouse table: null rate, distinct, min, max, quantiles, histogram."""
     with _project(project) as proj:
         data = proj.profile(table, version=version)
-    if as_json:
-        _emit(data)
-        return
-    out.print(f"{data['table']} v{data['version']}: {data['rows']:,} rows")
-    grid = Table("column", "type", "nulls", "distinct", "min", "max", "p50")
-    for c in data["columns"]:
-        grid.add_row(c["name"], c["type"], f"{c['null_rate']:.1%}", f"{c['distinct']:,}", str(c["min"]),
-                     str(c["max"]), str(c.get("quantiles", {}).get("p50", "")))
-    out.print(grid)
+    console.show(data, as_json=as_json, text=console.profile)
 
 
 @app.command()
@@ -178,12 +145,7 @@ def optimize(tables: Annotated[list[str] | None, typer.Argument(help="tables (de
              project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Compact small files of lakehouse tables; Z-order models that declare cluster_by."""
     done = _project(project).optimize(tables)
-    if as_json:
-        _emit(done)
-        return
-    for d in done:
-        out.print(f"{d['table']}: {d['files_removed']} files compacted into {d['files_added']}"
-                  + (f", Z-ordered by {', '.join(d['zorder'])}" if d["zorder"] else ""))
+    console.show(done, as_json=as_json, text=console.optimized)
 
 
 @app.command()
@@ -194,36 +156,14 @@ def vacuum(tables: Annotated[list[str] | None, typer.Argument(help="tables (defa
            as_json: JsonOpt = False) -> None:
     """Remove files no version within the retention needs. A dry run unless --apply."""
     done = _project(project).vacuum(tables, retention_hours=retention_hours, apply=apply)
-    if as_json:
-        _emit(done)
-        return
-    for d in done:
-        verb = "deleted" if d["deleted"] else "would delete"
-        out.print(f"{d['table']}: {verb} {len(d['files'])} files")
-    if not apply:
-        out.print("dry run: pass --apply to delete")
+    console.show(done, as_json=as_json, text=lambda d: console.vacuumed(d, applied=apply))
 
 
 @app.command()
 def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Tables with rows, versions and freshness; quarantine; backlog; the last run."""
     data = _project(project).status()
-    if as_json:
-        _emit(data)
-        return
-    table = Table("table", "rows", "version", "last modified", "freshness (s)")
-    for t in data["tables"]:
-        table.add_row(t["name"], f"{t['rows']:,}", str(t["version"]), t["last_modified"], str(t["freshness_seconds"]))
-    out.print(table)
-    out.print(f"quarantine rows: {data['quarantine_rows']:,}")
-    for name, backlog in data["backlog"].items():
-        out.print(f"backlog {name}: {backlog['files']} files, {backlog['bytes']:,} bytes")
-        if backlog.get("changed_after_ingest"):
-            out.print(f"[yellow]changed after ingest {name}: {backlog['changed_after_ingest']} files[/yellow] (their "
-                      "new content is not ingested; `lakeforge runs` and the event log name them)")
-    last = data["last_run"]
-    if last:
-        out.print(f"last run: {last['run_id']} {last['status']} ({last['seconds']}s)")
+    console.show(data, as_json=as_json, text=console.status)
 
 
 @app.command()
@@ -232,35 +172,14 @@ def runs(project: ProjectOpt = Path("."), as_json: JsonOpt = False,
     """Run history from the event log: status, time, rows, bytes, cost, errors (crashed runs included)."""
     with _project(project) as proj:
         history = proj.runs(limit=limit)
-    if as_json:
-        _emit(history)
-        return
-    table = Table("run", "status", "started", "seconds", "rows in", "MB in", "cost $", "error")
-    for r in history:
-        status = r["status"] if r["status"] in ("succeeded", "nothing_to_do") else f"[red]{r['status']}[/red]"
-        table.add_row(r["run_id"], status, str(r["started_at"] or ""), f"{r['seconds'] or 0:.1f}",
-                      f"{r['rows_in'] or 0:,}", f"{(r['bytes_in'] or 0) / 1e6:,.1f}", f"{r['cost'] or 0:.4f}",
-                      (r["error"] or "").split("\n")[0][:80])
-    out.print(table)
+    console.show(history, as_json=as_json, text=console.runs)
 
 
 @app.command()
 def query(sql: Annotated[str, typer.Argument(help="read-only SQL")],
           project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Query the warehouse (and lakehouse tables as bronze.x, silver.x, gold.x), read-only."""
-    _print_rows(_project(project).query(sql), as_json=as_json)
-
-
-def _print_rows(result: Any, *, as_json: bool) -> None:
-    """An Arrow table as JSON (``columns``, ``rows``) or as a table on the terminal."""
-    rows = [list(r.values()) for r in result.to_pylist()]
-    if as_json:
-        _emit({"columns": result.column_names, "rows": rows})
-        return
-    table = Table(*result.column_names)
-    for row in rows:
-        table.add_row(*[str(v) for v in row])
-    out.print(table)
+    console.rows(_project(project).query(sql), as_json=as_json)
 
 
 @app.command()
@@ -270,9 +189,7 @@ def serve(project: ProjectOpt = Path("."),
           scheduler: Annotated[bool, typer.Option(help="run the cron schedules (and alert checks)")] = True) -> None:
     """Serve the dashboards and SQL explorer, /metrics (Prometheus) and /health, and run the project's schedules
     until stopped. Prints the URL to open, with the access token (LAKEFORGE_TOKEN, else a random one)."""
-    from lakeforge.ops.serve import serve as run_server
-
-    run_server(_project(project), host=host, port=port, scheduler=scheduler)
+    _project(project).serve(host=host, port=port, scheduler=scheduler)
 
 
 @app.command()
@@ -302,31 +219,17 @@ def alerts_status(ctx: typer.Context, project: ProjectOpt = Path("."), as_json: 
     """The alerts firing now (with when they began and were last sent)."""
     if ctx.invoked_subcommand is not None:
         return
-    from lakeforge.ops.alerts import status as alert_status
-
     with _project(project) as proj:
-        active = alert_status(proj)
-    if as_json:
-        _emit(active)
-        return
-    for item in active:
-        out.print(f"[red]{item['name']}[/red] ({item['severity']}): {item['message']} — since {item['since']}")
-    if not active:
-        out.print("no alert is firing")
+        active = proj.alerts()
+    console.show(active, as_json=as_json, text=console.alerts_firing)
 
 
 @alerts_app.command("check")
 def alerts_check(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Evaluate every rule now and notify (what `lakeforge serve` does every few minutes)."""
-    from lakeforge.ops.alerts import evaluate
-
     with _project(project) as proj:
-        sent = evaluate(proj)
-    if as_json:
-        _emit(sent)
-        return
-    for item in sent:
-        out.print(f"{item['state']}: {item['name']}: {item['message']}", soft_wrap=True)
+        sent = proj.check_alerts()
+    console.show(sent, as_json=as_json, text=console.alerts_sent)
 
 
 ml_app = typer.Typer(no_args_is_help=True, help="Machine learning: anomaly detection and predictive maintenance.")
@@ -341,21 +244,10 @@ def ml_evaluate(dataset: Annotated[str, typer.Option(help="cmapss | nab")],
                 as_json: JsonOpt = False) -> None:
     """Evaluate on a public benchmark: C-MAPSS remaining useful life (RMSE, PHM08 score) or NAB (score per
     stream, standard profile)."""
-    if dataset == "cmapss":
-        from lakeforge.ml.cmapss import evaluate as evaluate_cmapss
+    from lakeforge.project import Project
 
-        result: dict[str, Any] = evaluate_cmapss(data_dir, subset=subset, seed=seed)
-    elif dataset == "nab":
-        from lakeforge.ml.nab import evaluate as evaluate_nab
-
-        result = evaluate_nab(data_dir)
-    else:
-        raise LakeforgeError(f"unknown dataset {dataset!r}", hint="use --dataset cmapss or --dataset nab")
-    if as_json:
-        _emit(result)
-        return
-    for key, value in result.items():
-        out.print(f"{key}: {value}")
+    result = Project.evaluate(dataset, data_dir=data_dir, subset=subset, seed=seed)
+    console.show(result, as_json=as_json, text=console.pairs)
 
 
 TrackingOpt = Annotated[str | None, typer.Option(
@@ -367,33 +259,17 @@ def ml_train(project: ProjectOpt = Path("."), seed: Annotated[int, typer.Option(
              num_boost_round: Annotated[int | None, typer.Option(min=1, help="boosting rounds (default 300)")] = None,
              tracking_uri: TrackingOpt = None, as_json: JsonOpt = False) -> None:
     """Train the failure-within-24 h model on gold.machine_features, log it to MLflow, register it (challenger)."""
-    from lakeforge.ml.registry import train
-
     with _project(project) as proj:
-        result = train(proj, seed=seed, tracking_uri=tracking_uri,
-                       **({} if num_boost_round is None else {"num_boost_round": num_boost_round}))
-    if as_json:
-        _emit(result)
-        return
-    m = result["metrics"]
-    out.print(f"{result['model']} version {result['version']} is the {result['alias']}: macro F1 "
-              f"{m['macro_f1']:.3f}, AUC-PR (any failure) {m.get('auc_pr_any_failure', float('nan')):.3f} on "
-              f"{result['rows_test']:,} holdout rows (run {result['run_id']})", soft_wrap=True)
+        result = proj.train(seed=seed, num_boost_round=num_boost_round, tracking_uri=tracking_uri)
+    console.show(result, as_json=as_json, text=console.trained)
 
 
 @ml_app.command("promote")
 def ml_promote(project: ProjectOpt = Path("."), tracking_uri: TrackingOpt = None, as_json: JsonOpt = False) -> None:
     """Make the challenger the champion if it beats the champion's macro F1 on the current holdout."""
-    from lakeforge.ml.registry import promote
-
     with _project(project) as proj:
-        result = promote(proj, tracking_uri=tracking_uri)
-    if as_json:
-        _emit(result)
-        return
-    verdict = "promoted" if result["promoted"] else "not promoted"
-    out.print(f"{result['model']} version {result['challenger']} {verdict}: {result['reason']}; "
-              f"champion: version {result['champion']}", soft_wrap=True)
+        result = proj.promote(tracking_uri=tracking_uri)
+    console.show(result, as_json=as_json, text=console.promoted)
 
 
 @ml_app.command("score")
@@ -405,27 +281,16 @@ def ml_score(project: ProjectOpt = Path("."),
         result = proj.score(full_refresh=full_refresh, reporter=reporter_for(err, quiet=as_json))
     if as_json:
         _emit(result.to_dict())
-        return
-    for s in result.stages:
-        out.print(f"{s.name}: {s.status}: {s.detail}", soft_wrap=True, highlight=False, markup=False)
+    else:
+        console.scored(result)
 
 
 @ml_app.command("models")
 def ml_models(project: ProjectOpt = Path("."), tracking_uri: TrackingOpt = None, as_json: JsonOpt = False) -> None:
     """The registered versions of the project's model, with aliases and holdout metrics."""
-    from lakeforge.ml.registry import models
-
     with _project(project) as proj:
-        versions = models(proj, tracking_uri=tracking_uri)
-    if as_json:
-        _emit(versions)
-        return
-    table = Table("version", "aliases", "macro F1", "AUC-PR", "seed", "run")
-    for v in versions:
-        m = v["metrics"]
-        table.add_row(v["version"], ", ".join(v["aliases"]), f"{m.get('macro_f1', float('nan')):.3f}",
-                      f"{m.get('auc_pr_any_failure', float('nan')):.3f}", str(v["seed"]), str(v["run_id"]))
-    out.print(table if versions else "no model is registered yet: `lakeforge ml train`")
+        versions = proj.registered_models(tracking_uri=tracking_uri)
+    console.show(versions, as_json=as_json, text=console.registered)
 
 
 @app.command()
@@ -436,14 +301,9 @@ def report(name: Annotated[str | None, typer.Argument(help="the report; without 
     """Show a report's rows from the warehouse, or list the project's reports; `slo`: the service-level
     objectives (success rate, p95 freshness, DQ accuracy, recovery time, cost per GB) against their targets."""
     if name == "slo":
-        from lakeforge.ops.slo import compute, render
-
         with _project(project) as proj:
-            slo = compute(proj, window_days=window_days)
-        if as_json:
-            _emit(slo)
-        else:
-            render(slo, out)
+            slo = proj.slo(window_days=window_days)
+        console.show(slo, as_json=as_json, text=console.slo)
         if not slo["met"]:
             raise typer.Exit(1)
         return
@@ -451,13 +311,10 @@ def report(name: Annotated[str | None, typer.Argument(help="the report; without 
         if name is None:
             listing = [{"name": r.name, "materialize": r.materialize, "description": r.description}
                        for r in proj.reports()]
-            if as_json:
-                _emit(listing)
-            for item in listing if not as_json else []:
-                out.print(f"{item['name']}: {' '.join(str(item['description'] or '').split())}")
+            console.show(listing, as_json=as_json, text=console.reports)
             return
         result = proj.report(name)
-    _print_rows(result, as_json=as_json)
+    console.rows(result, as_json=as_json)
 
 
 deploy = typer.Typer(no_args_is_help=True, help="Write what deploying the project needs.")
@@ -472,21 +329,7 @@ def warehouse_verify(project: ProjectOpt = Path("."), as_json: JsonOpt = False) 
     they differ)."""
     with _project(project) as proj:
         checks = proj.verify_warehouse()
-    if as_json:
-        _emit(checks)
-    for check in checks if not as_json else []:
-        if check["ok"]:
-            out.print(f"{check['table']}: ok ({check['gold_rows']:,} rows, {check['partitions']} partitions)")
-        else:
-            where = ", ".join(f"{d['partition']} (gold {d['gold_rows']:,}, warehouse {d['warehouse_rows']:,})"
-                              for d in check["differing"])
-            if not where and check["gold_rows"] != check["warehouse_rows"]:
-                where = "row counts"
-            why = [f"in {where}"] if where else []
-            if check["stale_source"]:
-                why.append("loaded from another Delta table (the lakehouse was created again since): "
-                           "`lakeforge run` reloads it in full")
-            out.print(f"[red]{check['table']}: differs[/red] {'; '.join(why)}")
+    console.show(checks, as_json=as_json, text=console.verified)
     if any(not c["ok"] for c in checks):
         raise typer.Exit(1)
 
@@ -496,13 +339,11 @@ def deploy_iam(project: ProjectOpt = Path("."),
                output: Annotated[Path | None, typer.Option("--output", "-o", help="write it to this file")] = None,
                ) -> None:
     """The least-privilege AWS IAM policy for the project's buckets and prefixes."""
-    from lakeforge.deploy import write_policy
-
-    policy = _project(project).iam_policy()
+    proj = _project(project)
     if output is None:
-        _emit(policy)
+        _emit(proj.iam_policy())
     else:
-        write_policy(policy, output)
+        proj.write_iam_policy(output)
         out.print(f"wrote the IAM policy to {output}")
 
 
@@ -516,11 +357,9 @@ def deploy_airflow(project: ProjectOpt = Path("."),
                        "(default: deploy.airflow.lakeforge_bin)")] = None,
                    ) -> None:
     """An Airflow 3 DAG file: one task per stage (`lakeforge run --task`), scheduled and retried as `deploy:` says."""
-    from lakeforge.deploy.airflow import dag_id, write_dag
-
     proj = _project(project)
-    path = write_dag(proj, out=output or proj.path / "deploy" / "airflow", lakeforge_bin=lakeforge_bin)
-    out.print(f"wrote the Airflow DAG {dag_id(proj)} ({len(proj.tasks())} tasks) to {path}", soft_wrap=True)
+    dag, path = proj.deploy_airflow(out=output, lakeforge_bin=lakeforge_bin)
+    out.print(f"wrote the Airflow DAG {dag} ({len(proj.tasks())} tasks) to {path}", soft_wrap=True)
 
 
 @deploy.command("databricks")
@@ -536,26 +375,8 @@ def deploy_databricks(project: ProjectOpt = Path("."),
                           "Spark's spark-pipelines runs locally)")] = "databricks",
                       as_json: JsonOpt = False) -> None:
     """A Databricks Asset Bundle (a job, or a declarative pipeline), or a pipeline open-source Spark runs."""
-    from lakeforge.deploy.databricks import write_job_bundle
-    from lakeforge.deploy.pipeline import TARGETS, default_out, write_pipeline
-    from lakeforge.errors import ConfigError
-
-    if kind not in ("job", "pipeline") or target not in TARGETS:
-        raise ConfigError(f"--as {kind} --target {target} is not a known combination",
-                          hint="use --as job, --as pipeline, or --as pipeline --target spark")
-    proj = _project(project)
-    if kind == "job":
-        if target != "databricks":
-            raise ConfigError("--target is for --as pipeline", hint="a job bundle always targets Databricks")
-        written = write_job_bundle(proj, output or proj.path / "deploy" / "databricks")
-    else:
-        written = write_pipeline(proj, output or default_out(proj, target=target), target=target)
-    if as_json:
-        _emit({"out": str(written.out), "files": [str(f) for f in written.files], "notes": written.notes})
-    else:
-        out.print(f"wrote {len(written.files)} files to {written.out}", soft_wrap=True)
-    for note in written.notes:
-        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+    written = _project(project).deploy_databricks(out=output, kind=kind, target=target)
+    console.deployed(written, as_json=as_json)
 
 
 @app.command("import-gx")
@@ -566,34 +387,8 @@ def import_gx(suite: Annotated[Path, typer.Argument(help="a GX expectation suite
               action: Annotated[str, typer.Option(help="action of every rule: warn, drop, quarantine, fail")] = "warn",
               as_json: JsonOpt = False) -> None:
     """Import a Great Expectations suite as rules: print the header lines, or append them to --model."""
-    from lakeforge.errors import ConfigError
-    from lakeforge.quality.gx import import_suite, merge_into_header
-
-    proj = _project(project)
-    target = None
-    if model is not None:
-        target = next((m for m in proj.models() if m.name == model), None)
-        if target is None:
-            raise ConfigError(f"no model {model}", hint="name a model as layer.table, e.g. silver.telemetry")
-    existing = [e.name for e in target.config.expectations] if target else []
-    try:
-        result = import_suite(suite, action=action, dialect=proj.config.dialect, existing=existing)
-        if target is not None:
-            target.path.write_text(merge_into_header(target.path.read_text(encoding="utf-8"), result),
-                                   encoding="utf-8")
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot import {suite}: {exc}",
-                          hint="pass a suite's JSON (GX: suite.to_json_dict()); see docs/data-quality.md") from None
-    if as_json:
-        _emit(result.to_dict())
-    elif target is None:
-        sys.stdout.write(result.header())
-    else:
-        out.print(f"{target.path}: {len(result.expectations)} rules added")
-    for item in result.unsupported:
-        err.print(f"not imported: #{item['index']} {item['type']}: {item['reason']}", highlight=False, soft_wrap=True)
-    for note in result.notes:
-        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+    result, written = _project(project).import_gx(suite, model=model, action=action)
+    console.gx_imported(result, written=written, as_json=as_json)
 
 
 @app.command()
@@ -630,23 +425,8 @@ def main() -> None:
         _fail(*_unexpected(exc))
 
 
-def _fail(message: str, hint: str | None, *, status: int = 1) -> None:
-    err.print(f"[red]error: {escape(message)}[/]", highlight=False, soft_wrap=True)
-    if hint:  # plain text: a hint like pip install 'lakeforge[serve]' is not markup
-        err.print(f"fix: {hint}", highlight=False, soft_wrap=True, markup=False)
-    sys.exit(status)
-
-
-def _unexpected(exc: Exception) -> tuple[str, str]:
-    """One line for an error lakeforge did not expect, and the fix: a file the system refused, or a bug to report."""
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f": {exc.filename}" if exc.filename else ""
-        return (f"{exc.strerror}{where}", "check that the path exists and this user may read and write it; "
-                "`lakeforge --debug ...` shows where it happened")
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (f"unexpected {type(exc).__name__}: {lines[0] if lines else 'no message'}",
-            "this is a bug in lakeforge: run the command again with --debug and report what it prints "
-            "(the traceback), with the command and `pip show lakeforge`")
+_fail = console.fail
+_unexpected = console.unexpected
 
 
 def _freeze_imports() -> None:

@@ -607,6 +607,105 @@ class Project:
         """A lakehouse table as Arrow."""
         return self.catalog.dataset(name).to_table()
 
+    # -- services: what the command line's other commands call (each a few lines; the work is the service's) ----
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts firing now, with when they began and were last sent."""
+        from lakeforge.ops.alerts import status
+
+        return status(self)
+
+    def check_alerts(self) -> list[dict[str, Any]]:
+        """Evaluate every alert rule now and notify (what ``lakeforge serve`` does every few minutes)."""
+        from lakeforge.ops.alerts import evaluate
+
+        return evaluate(self)
+
+    def slo(self, *, window_days: float | None = None) -> dict[str, Any]:
+        """The service-level objectives over the window, each against its target."""
+        from lakeforge.ops.slo import compute
+
+        return compute(self, window_days=window_days)
+
+    def train(self, *, seed: int = 42, num_boost_round: int | None = None,
+              tracking_uri: str | None = None) -> dict[str, Any]:
+        """Train the failure-within-24 h model, log it to MLflow and register it as the challenger."""
+        from lakeforge.ml.registry import train
+
+        rounds = {} if num_boost_round is None else {"num_boost_round": num_boost_round}
+        return train(self, seed=seed, tracking_uri=tracking_uri, **rounds)
+
+    def promote(self, *, tracking_uri: str | None = None) -> dict[str, Any]:
+        """Make the challenger the champion if it beats the champion on the current holdout."""
+        from lakeforge.ml.registry import promote
+
+        return promote(self, tracking_uri=tracking_uri)
+
+    def registered_models(self, *, tracking_uri: str | None = None) -> list[dict[str, Any]]:
+        """The registered versions of the project's model, with aliases and holdout metrics."""
+        from lakeforge.ml.registry import models
+
+        return models(self, tracking_uri=tracking_uri)
+
+    @staticmethod
+    def evaluate(dataset: str, *, data_dir: Path, subset: str = "FD001", seed: int = 42) -> dict[str, Any]:
+        """A public benchmark (``cmapss``: remaining useful life; ``nab``: anomaly windows); needs no project."""
+        if dataset == "cmapss":
+            from lakeforge.ml.cmapss import evaluate as evaluate_cmapss
+
+            return evaluate_cmapss(data_dir, subset=subset, seed=seed)
+        if dataset == "nab":
+            from lakeforge.ml.nab import evaluate as evaluate_nab
+
+            return evaluate_nab(data_dir)
+        raise LakeforgeError(f"unknown dataset {dataset!r}", hint="use --dataset cmapss or --dataset nab")
+
+    def write_iam_policy(self, path: Path) -> None:
+        from lakeforge.deploy import write_policy
+
+        write_policy(self.iam_policy(), path)
+
+    def deploy_airflow(self, *, out: Path | None = None, lakeforge_bin: str | None = None) -> tuple[str, Path]:
+        """The Airflow DAG file, one task per stage: its id and where it was written."""
+        from lakeforge.deploy.airflow import dag_id, write_dag
+
+        return dag_id(self), write_dag(self, out=out or self.path / "deploy" / "airflow",
+                                       lakeforge_bin=lakeforge_bin)
+
+    def deploy_databricks(self, *, out: Path | None = None, kind: str = "job",
+                          target: str = "databricks") -> Any:
+        """A Databricks Asset Bundle (``kind`` job or pipeline), or a pipeline open-source Spark runs."""
+        from lakeforge.deploy.databricks import write_job_bundle
+        from lakeforge.deploy.pipeline import TARGETS, default_out, write_pipeline
+
+        if kind not in ("job", "pipeline") or target not in TARGETS:
+            raise ConfigError(f"--as {kind} --target {target} is not a known combination",
+                              hint="use --as job, --as pipeline, or --as pipeline --target spark")
+        if kind == "job":
+            if target != "databricks":
+                raise ConfigError("--target is for --as pipeline", hint="a job bundle always targets Databricks")
+            return write_job_bundle(self, out or self.path / "deploy" / "databricks")
+        return write_pipeline(self, out or default_out(self, target=target), target=target)
+
+    def import_gx(self, suite: Path, *, model: str | None = None, action: str = "warn") -> tuple[Any, Path | None]:
+        """A Great Expectations suite as rules, appended to ``model``'s header when given. Returns the import and
+        the model file written (None: nothing written)."""
+        from lakeforge.quality.gx import import_into
+
+        if model is None:
+            return import_into(suite, action=action, dialect=self.config.dialect), None
+        target = next((m for m in self.models() if m.name == model), None)
+        if target is None:
+            raise ConfigError(f"no model {model}", hint="name a model as layer.table, e.g. silver.telemetry")
+        result = import_into(suite, action=action, dialect=self.config.dialect, model_file=target.path,
+                             existing=[e.name for e in target.config.expectations])
+        return result, target.path
+
+    def serve(self, *, host: str = "127.0.0.1", port: int = 8642, scheduler: bool = True) -> None:
+        """The dashboards, the SQL explorer, /metrics, /health and the schedules, until stopped."""
+        from lakeforge.ops.serve import serve
+
+        serve(self, host=host, port=port, scheduler=scheduler)
+
 
 def _planned(model: Model, decision: Decision, *, feeding: list[str]) -> dict[str, Any]:
     """A model's line of the plan; ``feeding``: its upstream tables that this run changes before it runs (the

@@ -97,6 +97,23 @@ def _flow(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False) if "\n" in text else text
 
 
+def import_into(suite: Path, *, action: str, dialect: str, model_file: Path | None = None,
+                existing: Collection[str] = ()) -> ImportResult:
+    """:func:`import_suite` of the suite file, its rules appended to ``model_file``'s header when given
+    (``existing``: that model's rule names); an unreadable suite or model file is a :class:`ConfigError`."""
+    from lakeforge.errors import ConfigError
+
+    try:
+        result = import_suite(suite, action=action, dialect=dialect, existing=existing)
+        if model_file is not None:
+            model_file.write_text(merge_into_header(model_file.read_text(encoding="utf-8"), result),
+                                  encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot import {suite}: {exc}",
+                          hint="pass a suite's JSON (GX: suite.to_json_dict()); see docs/data-quality.md") from None
+    return result
+
+
 class _Unsupported(Exception):
     """This expectation (or one of its settings) has no faithful lakeforge rule."""
 
