@@ -92,9 +92,10 @@ bi-drivers: $(BI_STAMP) ## drivers for the BI tests: JDBC jars (Maven, .cache/bi
 demo: $(STAMP) ## set up, then run the example pipeline end to end (in ./lakeforge-demo)
 	$(VENV)/bin/lakeforge demo $(DEMO_DIR)
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy and the import layers (import-linter: pyproject.toml's [tool.importlinter])
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: $(STAMP) $(SPARK_STAMP) $(AIRFLOW_STAMP) postgres browser bi-drivers lint ## set up, lint, then the whole test suite (slow tests included)
 	$(PY) -m pytest -n 2 --dist loadscope $(PYTEST_ARGS)

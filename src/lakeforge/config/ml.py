@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -9,6 +10,31 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    """The streaming detector's settings (:mod:`lakeforge.ml.anomaly`; the defaults are the ones evaluated on
+    NAB). Here, with the configuration that validates them, so that reading lakeforge.yml needs no SciPy."""
+
+    window_hours: float = 24.0  # level and change: trailing window of the robust statistics
+    change_hours: float = 6.0  # change: horizon of the difference
+    tail_quantile: float = 0.95  # tail: the GPD is fitted to exceedances over this quantile, on each side
+    refit_every: int = 50  # tail: refit on the history every this many points
+    history: int | None = 20_000  # tail: points of history kept (None: all)
+    min_history: int = 288  # points learned before any score
+    short: int = 10  # likelihood: points averaged
+    long: int = 8640  # likelihood: points of averages the distribution is estimated on
+    reestimate_every: int = 100  # likelihood: re-estimation period
+    likelihood_samples: int = 288  # likelihood: averages needed before the first estimate
+    weights: dict[str, float] = field(default_factory=lambda: {"tail": 1.0, "level": 0.2, "change": 0.2})
+    alert_surprise: float = 3.0  # alert when -log10 p reaches this
+    dead_time_hours: float = 24.0  # at most one alert per this many hours
+    period_seconds: float | None = None  # sampling period (None: inferred from the timestamps)
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 
 class AnomalyDetectionConfig(_Strict):
@@ -38,10 +64,6 @@ class AnomalyDetectionConfig(_Strict):
             raise ValueError("ml.anomalies.sensors: name the sensor columns to watch, e.g. [volt, vibration]")
         if not self.detector:  # (the detector's module imports SciPy: not on every command's start)
             return self
-        from dataclasses import fields
-
-        from lakeforge.ml.anomaly import DetectorParams
-
         known = {f.name for f in fields(DetectorParams)}
         unknown = sorted(set(self.detector) - known)
         if unknown:

@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from lakeforge.config.limits import LIMIT_HELP, LimitSetting
 from lakeforge.config.ml import MLConfig
 from lakeforge.config.operations import AlertsConfig, MonitoringConfig, OrchestrationConfig
-from lakeforge.quality.limits import LIMIT_HELP, LimitSetting
 
 EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "csv",
               ".parquet": "parquet", ".pq": "parquet"}

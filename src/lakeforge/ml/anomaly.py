@@ -36,12 +36,13 @@ import math
 from bisect import insort
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from lakeforge.config.ml import DetectorParams
 from lakeforge.errors import LakeforgeError
 
 COMPONENTS = ("tail", "level", "change")
@@ -52,29 +53,6 @@ _MAX_SURPRISE = 50.0
 _TAIL_FLOOR = 20.0  # reasons: a tail probability below 1e-20 is reported as such (beyond the fitted tail)
 _SD_FLOOR = 1e-6
 _CHUNK = 2048
-
-
-@dataclass(frozen=True)
-class DetectorParams:
-    """The detector's settings (the defaults are the ones evaluated on NAB)."""
-
-    window_hours: float = 24.0  # level and change: trailing window of the robust statistics
-    change_hours: float = 6.0  # change: horizon of the difference
-    tail_quantile: float = 0.95  # tail: the GPD is fitted to exceedances over this quantile, on each side
-    refit_every: int = 50  # tail: refit on the history every this many points
-    history: int | None = 20_000  # tail: points of history kept (None: all)
-    min_history: int = 288  # points learned before any score
-    short: int = 10  # likelihood: points averaged
-    long: int = 8640  # likelihood: points of averages the distribution is estimated on
-    reestimate_every: int = 100  # likelihood: re-estimation period
-    likelihood_samples: int = 288  # likelihood: averages needed before the first estimate
-    weights: dict[str, float] = field(default_factory=lambda: {"tail": 1.0, "level": 0.2, "change": 0.2})
-    alert_surprise: float = 3.0  # alert when -log10 p reaches this
-    dead_time_hours: float = 24.0  # at most one alert per this many hours
-    period_seconds: float | None = None  # sampling period (None: inferred from the timestamps)
-
-    def describe(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

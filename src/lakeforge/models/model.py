@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lakeforge.config.limits import LIMIT_HELP, LimitSetting
 from lakeforge.errors import ConfigError, ModelError
 from lakeforge.lakehouse.catalog import LAYERS
 from lakeforge.quality import Expectation
-from lakeforge.quality.limits import LIMIT_HELP, LimitSetting
 
 if TYPE_CHECKING:  # sqlglot (~0.1 s to import) where a query is parsed: a model known from the cache is not
     from sqlglot import exp
