@@ -12,6 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from lakeforge.config.models import DuckDBWarehouseConfig
+from lakeforge.engines.duckdb.errors import locked, transient
 from lakeforge.errors import WarehouseError
 from lakeforge.lakehouse import Catalog
 from lakeforge.warehouses.base import LEDGER, Loaded, LoadResult, WarehouseCapabilities, resume_from
@@ -43,7 +44,7 @@ class DuckDBWarehouse:
             _create_atomically(self.path)
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
             raise busy(self.path, exc) from None
         self.con.execute("SET TimeZone='UTC'")
         if not read_only:
@@ -122,10 +123,11 @@ class DuckDBWarehouse:
             self._ledger[gold_table] = Loaded(version, source_id)
             if self._names is not None:
                 self._names.add(target)
-        except duckdb.Error as exc:
+        except duckdb.Error as exc:  # (reading gold from object storage may fail under it: transient or not)
             self.con.execute("ROLLBACK")
-            raise WarehouseError(f"loading {gold_table} (version {version}) into {self.path}:{target} failed: {exc}",
-                                 hint="the warehouse is unchanged; fix the cause and rerun") from None
+            raise WarehouseError.typed(
+                f"loading {gold_table} (version {version}) into {self.path}:{target} failed: {exc}",
+                hint="the warehouse is unchanged; fix the cause and rerun", transient=transient(exc)) from None
         finally:
             self.con.unregister("__lf_load")
         return LoadResult(target, mode, loaded, version, rows, time.perf_counter() - started)
@@ -170,11 +172,15 @@ class DuckDBWarehouse:
 
 
 def busy(path: Path, exc: Exception) -> WarehouseError:
-    """The error for a warehouse file DuckDB cannot open (another process holds its lock, or it is not readable)."""
+    """The error for a warehouse file DuckDB cannot open: transient when another process holds its lock (or this
+    one has it open with another configuration), else permanent (not readable, not a DuckDB file)."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return WarehouseError(f"cannot open the warehouse {path}: {first}",
-                          hint="another lakeforge process may be writing it, or a BI tool or another program has it "
-                               "open; retry when it is done (BI tools: read-only, docs/bi-tools.md)")
+    if locked(exc):
+        hint = ("another lakeforge process may be writing it, or a BI tool or another program has it open; retry "
+                "when it is done (BI tools: read-only, docs/bi-tools.md)")
+    else:
+        hint = "check that the file is a DuckDB database this user can read and write (warehouse.path in lakeforge.yml)"
+    return WarehouseError.typed(f"cannot open the warehouse {path}: {first}", hint=hint, transient=locked(exc))
 
 
 def _create_atomically(path: Path) -> None:
