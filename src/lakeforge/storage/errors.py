@@ -114,10 +114,10 @@ def transient(exc: BaseException) -> bool:
     return failure(exc).transient
 
 
-def summary(exc: BaseException | str, limit: int = 600) -> str:
+def summary(exc: BaseException, *, limit: int = 600) -> str:
     """The driver's message on one line, without terminal colour codes (delta-rs puts some in)."""
     text = " ".join(_ANSI.sub("", str(exc)).replace("↳", " ").split())
-    if not text and isinstance(exc, BaseException):
+    if not text:
         return type(exc).__name__
     return (text[:limit] + " ...") if len(text) > limit else text
 

@@ -39,7 +39,7 @@ TRANSIENT_HINT = ("Spark lost its connection to the object store or to its serve
 GONE_HINT = "the Spark driver (its JVM) stopped under this process; run again (a new process starts a new one)"
 
 
-def java_classes(exc: BaseException, limit: int = 16) -> Iterator[str]:
+def java_classes(exc: BaseException, *, limit: int = 16) -> Iterator[str]:
     """The Java class names of the exception ``exc`` holds and of its causes, outermost first."""
     origin: Any = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
     for _ in range(limit):
