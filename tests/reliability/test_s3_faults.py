@@ -23,8 +23,10 @@ from typing import Any
 
 import pytest
 
-from lakeforge.errors import SourceError
+from lakeforge.config.models import StorageConfig
+from lakeforge.errors import TransientStorageError
 from lakeforge.ops.retry import is_transient
+from lakeforge.storage.s3 import S3Location
 from tests.moto_server import Buckets, S3Server
 from tests.reliability.faultproxy import FaultProxy
 from tests.reliability.harness import (
@@ -131,12 +133,13 @@ def test_s3_faults_are_retried_or_fail_clearly_and_a_rerun_finishes_exactly(
 ])
 def test_pyarrow_s3_errors_of_a_struggling_store_are_retried(message: str) -> None:
     """The wording of pyarrow's S3 errors (what the landing zone's reads and lakeforge's own files go through), as
-    S3Location raises them: each is transient, so the stage is retried."""
-    try:
-        try:
-            raise OSError(f"When reading key 'raw/events/x.jsonl' in bucket 'landing': {message}")
-        except OSError as exc:
-            raise SourceError(f"cannot read s3://landing/raw/events/x.jsonl: {exc}", hint="...") from None
-    except SourceError as error:
-        assert is_transient(error)
-        assert re.search(r"AWS Error", str(error))
+    S3Location, the boundary that calls pyarrow, maps them: each is a transient error, so the stage is retried."""
+    location = S3Location("s3://landing/raw", settings=StorageConfig(region="us-east-1"))
+
+    def read() -> bytes:
+        raise OSError(f"When reading key 'raw/events/x.jsonl' in bucket 'landing': {message}")
+
+    with pytest.raises(TransientStorageError) as caught:
+        location._call(read, what="read s3://landing/raw/events/x.jsonl")
+    assert is_transient(caught.value)
+    assert re.search(r"AWS Error", str(caught.value))

@@ -7,19 +7,22 @@ the same atomic commit as the rows, which is what makes reruns after a crash exa
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from lakeforge.errors import ConfigError
+from lakeforge.lakehouse.errors import Tracked, delta_errors, tracked
 from lakeforge.storage import Location
 
 if TYPE_CHECKING:  # pyarrow.dataset imports pandas, pyarrow.compute its kernels: imported where they are used
@@ -31,6 +34,8 @@ METADATA_COLUMNS = frozenset({"_source_file", "_file_size", "_file_modification_
                               "_rescued_data"})
 METADATA_LOOKBACK = 25  # commits searched for lakeforge's metadata (optimize / vacuum commits carry none)
 CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,21 @@ def split_name(name: str) -> tuple[str, str]:
     return layer, table
 
 
+def _delta(verb: str) -> Callable[[Callable[Concatenate[Catalog, str, P], T]],
+                                  Callable[Concatenate[Catalog, str, P], T]]:
+    """A catalog method on table ``name`` whose delta-rs errors are mapped (:meth:`Catalog.errors`)."""
+    def wrap(method: Callable[Concatenate[Catalog, str, P], T]) -> Callable[Concatenate[Catalog, str, P], T]:
+        @functools.wraps(method)
+        def mapped(self: Catalog, name: str, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            with self.errors(f"{verb} {name}"):
+                return method(self, name, *args, **kwargs)
+        return mapped
+    return wrap
+
+
 class Catalog:
-    """Names ↔ Delta tables under one lakehouse location."""
+    """Names ↔ Delta tables under one lakehouse location. Where it calls delta-rs, delta-rs' errors are mapped to
+    lakeforge's, transient or not (:mod:`lakeforge.lakehouse.errors`)."""
 
     def __init__(self, location: Location) -> None:
         self._opened: dict[str, tuple[DeltaTable, tuple[int, ...]]] = {}  # local tables, opened (see _open)
@@ -78,11 +96,18 @@ class Catalog:
         layer, table = split_name(name)
         return self.location.join(layer, table)
 
+    def errors(self, what: str, *, tracker: Tracked | None = None) -> AbstractContextManager[None]:
+        """Where delta-rs is called for ``what`` (``write silver.x``): its errors mapped to lakeforge's."""
+        return delta_errors(f"{what} in the lakehouse {self.location.uri}", tracker=tracker,
+                            local=self.location.is_local)
+
+    @_delta("look up")
     def exists(self, name: str) -> bool:
         if self._open(name) is not None:
             return True
         return DeltaTable.is_deltatable(self.uri(name), storage_options=self.location.storage_options)
 
+    @_delta("open")
     def table(self, name: str, *, version: int | None = None) -> DeltaTable:
         """The table at its latest version (or ``version``). A local table's latest is opened once and shared while
         it stays the latest (see :meth:`_open`): a write through this catalog (``write``, ``merge``) moves that
@@ -158,6 +183,7 @@ class Catalog:
         """Columns other than lakeforge's own metadata (``_source_file``, ``_batch_id``, ...)."""
         return [f.name for f in self.table(name).schema().fields if f.name not in METADATA_COLUMNS]
 
+    @_delta("read the commits of")
     def consumed(self, name: str, app_id: str) -> int:
         """The version recorded for ``app_id`` in the table's commits, -1 if none: the Delta transaction, or
         where a writer can carry only one (Spark), the commit's ``userMetadata`` that names them all."""
@@ -168,6 +194,7 @@ class Catalog:
         recorded = self._recorded(name, table)[0].get(app_id, -1)
         return max(-1 if found is None else int(found), recorded)
 
+    @_delta("read the commits of")
     def fingerprint(self, name: str) -> dict[str, str] | None:
         """The model fingerprint recorded by the newest commit that carries one (None: never recorded, e.g. a
         table written by an older lakeforge)."""
@@ -195,6 +222,7 @@ class Catalog:
             cached = self._metadata[name] = (version, found or {}, fingerprint)
         return cached[1], cached[2]
 
+    @_delta("read")
     def dataset(self, name: str, *, version: int | None = None) -> pads.Dataset:
         return arrow_dataset(self.table(name, version=version))
 
@@ -232,6 +260,7 @@ class Catalog:
         rewritten = bool(pc.any(pc.not_equal(table["_change_type"].cast(pa.string()), "insert")).as_py())
         return table.drop_columns(list(CHANGE_COLUMNS)), rewritten
 
+    @_delta("read the change feed of")
     def _feed(self, name: str, *, since: int, until: int) -> pa.Table | None:
         """The change data feed of versions ``since+1 .. until`` (None when empty), read once per run: versions do
         not change, so two consumers of one range share it."""
@@ -244,6 +273,7 @@ class Catalog:
                 starting_version=since + 1, ending_version=until)))
         return self._changes[key]
 
+    @_delta("read")
     def info(self, name: str) -> TableInfo:
         import pyarrow.compute as pc
 
@@ -271,17 +301,19 @@ class Catalog:
         the model's (recorded in the commit's metadata); ``target_file_size``: bytes per file (delta-rs' default
         otherwise). (A table opened before and still the latest is written through: delta-rs would open it
         again.)"""
-        write_deltalake(
-            self._open(name) or self.uri(name),
-            data,
-            mode=mode,
-            schema_mode="merge" if mode == "append" else "overwrite",
-            partition_by=partition_by,
-            target_file_size=target_file_size,
-            configuration=TABLE_CONFIG,
-            storage_options=self.location.storage_options,
-            commit_properties=_commit(transactions, metadata, fingerprint),
-        )
+        tracker = Tracked()  # the stream's own error, if it fails, rather than delta-rs' text of it
+        with self.errors(f"write {name}", tracker=tracker):
+            write_deltalake(
+                self._open(name) or self.uri(name),
+                tracked(data, tracker),
+                mode=mode,
+                schema_mode="merge" if mode == "append" else "overwrite",
+                partition_by=partition_by,
+                target_file_size=target_file_size,
+                configuration=TABLE_CONFIG,
+                storage_options=self.location.storage_options,
+                commit_properties=_commit(transactions, metadata, fingerprint),
+            )
         return None
 
     def record(self, name: str, *, transactions: Mapping[str, int], fingerprint: Mapping[str, str] | None = None
@@ -291,18 +323,21 @@ class Catalog:
         self.write(name, _without_views(schema.empty_table()), mode="append", transactions=transactions,
                    fingerprint=fingerprint)
 
+    @_delta("optimize")
     def optimize(self, name: str, *, zorder: list[str] | None = None) -> dict[str, Any]:
         """Compact small files (and Z-order by ``zorder``); rows do not change (dataChange=false)."""
         dt = self.table(name)
         metrics: dict[str, Any] = dt.optimize.z_order(zorder) if zorder else dt.optimize.compact()
         return metrics
 
+    @_delta("vacuum")
     def vacuum(self, name: str, *, retention_hours: int, dry_run: bool) -> list[str]:
         """Files no version within the retention needs; deleted only when ``dry_run`` is false."""
         files: list[str] = self.table(name).vacuum(retention_hours=retention_hours, dry_run=dry_run,
                                                    enforce_retention_duration=False)
         return files
 
+    @_delta("rewrite")
     def widen(self, name: str, types: Mapping[str, pa.DataType]) -> None:
         """Rewrite a table with some columns widened (e.g. bigint -> double); transaction ids are kept."""
         dt = self.table(name)
@@ -314,6 +349,7 @@ class Catalog:
         write_deltalake(self.uri(name), table, mode="overwrite", schema_mode="overwrite",
                         configuration=TABLE_CONFIG, storage_options=self.location.storage_options)
 
+    @_delta("merge into")
     def merge(
         self,
         name: str,
@@ -417,8 +453,10 @@ def arrow_dataset(table: DeltaTable) -> pads.Dataset:
         dataset = table.to_pyarrow_dataset()
     if type(dataset) is not pads.FileSystemDataset:
         return dataset
-    return ReadAheadBounded(list(dataset.get_fragments()), dataset.schema, dataset.format, dataset.filesystem,
-                             root_partition=dataset.partition_expression)
+    bounded = ReadAheadBounded(list(dataset.get_fragments()), dataset.schema, dataset.format, dataset.filesystem,
+                               root_partition=dataset.partition_expression)
+    bounded.source = uri
+    return bounded
 
 
 def _without_views(table: pa.Table) -> pa.Table:

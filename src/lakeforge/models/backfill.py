@@ -342,10 +342,11 @@ def backfill_model(model: Model, *, project: Project, window: Window, run_id: st
         progress = versions if up_to_date and aligned else recorded
         partitions = catalog.table(name).metadata().partition_columns
         if rows_deleted or written or progress != recorded:  # else nothing would change: no empty commit
-            write_deltalake(catalog.uri(name), rows, mode="overwrite", predicate=window.predicate(column, type_),
-                            partition_by=partitions or None, storage_options=catalog.location.storage_options,
-                            commit_properties=_commit_properties({app_id(u): v for u, v in progress.items()},
-                                                                 window, run_id))
+            with catalog.errors(f"write {window.label} of {name}"):
+                write_deltalake(catalog.uri(name), rows, mode="overwrite", predicate=window.predicate(column, type_),
+                                partition_by=partitions or None, storage_options=catalog.location.storage_options,
+                                commit_properties=_commit_properties({app_id(u): v for u, v in progress.items()},
+                                                                     window, run_id))
     finally:
         output.release()
     outside = output.rows_kept - written

@@ -25,6 +25,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
 from lakeforge.lakehouse.catalog import LAYERS, arrow_dataset
+from lakeforge.lakehouse.errors import delta_errors
 from lakeforge.redaction import redact_data
 
 if TYPE_CHECKING:
@@ -173,8 +174,9 @@ def _freshness(tables: dict[str, DeltaTable], base: dict[str, Any], now: dt.date
 
 def append(project: Project, rows: list[dict[str, Any]]) -> None:
     """One commit of event rows (the schema is fixed: missing fields are null); secrets in their texts masked."""
-    write_deltalake(_uri(project), table_of([redact_data(row) for row in rows]), mode="append",
-                    storage_options=project.lakehouse.storage_options)
+    with delta_errors(f"write the event log {_uri(project)}", local=project.lakehouse.is_local):
+        write_deltalake(_uri(project), table_of([redact_data(row) for row in rows]), mode="append",
+                        storage_options=project.lakehouse.storage_options)
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -286,11 +288,12 @@ def log_crashed(project: Project) -> list[str]:
 def read(project: Project, *, event: str | None = None, since: dt.datetime | None = None) -> pa.Table:
     """The event log (or one kind of event, from ``since``) as Arrow; empty before the first run."""
     uri = _uri(project)
-    if not DeltaTable.is_deltatable(uri, storage_options=project.lakehouse.storage_options):
-        return SCHEMA.empty_table()
+    with delta_errors(f"read the event log {uri}", local=project.lakehouse.is_local):
+        if not DeltaTable.is_deltatable(uri, storage_options=project.lakehouse.storage_options):
+            return SCHEMA.empty_table()
+        data = arrow_dataset(DeltaTable(uri, storage_options=project.lakehouse.storage_options)).to_table()
     import pyarrow.compute as pc
 
-    data = arrow_dataset(DeltaTable(uri, storage_options=project.lakehouse.storage_options)).to_table()
     if event is not None:
         data = data.filter(pc.equal(data["event"], event))
     if since is not None:

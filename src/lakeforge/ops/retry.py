@@ -1,15 +1,20 @@
-"""Retries of transient errors, with exponential backoff; never of user errors.
+"""Retries of transient errors, with exponential backoff; never of user errors, nor of errors nobody typed.
 
-Transient: what may succeed if tried again — object storage answering 5xx or throttling, a connection lost or
-refused, a timeout. Every stage is idempotent (exactly-once ingestion, model commits with their upstream
-versions, the warehouse's ledger), so a retried stage redoes only what had not committed. User errors (bad
-configuration, SQL, data failing an expectation, a missing driver, bad credentials) fail at once: waiting does
-not fix them.
+Transient: what may succeed if tried again -- object storage answering 5xx or throttling, a connection lost or
+refused, a timeout, a lock another process holds. Every stage is idempotent (exactly-once ingestion, model commits
+with their upstream versions, the warehouse's ledger), so a retried stage redoes only what had not committed.
+
+Which errors those are is decided by type alone. Each boundary that calls a driver (object storage, the Delta log,
+PostgreSQL, Snowflake, DuckDB, Spark) maps the driver's exceptions once, where it calls it, to lakeforge's errors:
+the transient ones carry the :class:`~lakeforge.errors.Transient` mixin (``TransientStorageError``,
+``TransientWarehouseError``, ``TransientEngineError``). Python's own ``ConnectionError`` and ``TimeoutError`` are
+transient too. Everything else fails at once: user errors (bad configuration, SQL, data failing an expectation, a
+missing driver, bad credentials) because waiting does not fix them, and an exception of a type no boundary mapped
+because nothing says that waiting would.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -17,36 +22,14 @@ from typing import TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from lakeforge.config.operations import RetryConfig
-from lakeforge.errors import (
-    ConfigError,
-    ExpectationFailed,
-    LimitExceeded,
-    MissingDependency,
-    ModelError,
-    Transient,
-)
+from lakeforge.errors import LakeforgeError, Transient
 
 T = TypeVar("T")
-USER_ERRORS = (ConfigError, ModelError, ExpectationFailed, LimitExceeded, MissingDependency)
-_TRANSIENT = re.compile(
-    r"\b(50[0-4]|429)\b|slow[ _]?down|throttl|too many requests|request ?limit|service[ _]unavailable|"
-    # (pyarrow's S3 names the AWS errors SLOW_DOWN, SERVICE_UNAVAILABLE, INTERNAL_FAILURE, NETWORK_CONNECTION)
-    r"internal[ _]failure|internal server error|encountered an internal error|network[ _]connection|"
-    r"bad gateway|gateway time-?out|timed? ?out|temporar(y|ily)|connection (is )?(lost|closed|reset|refused|"
-    r"aborted|timed out)|server closed the connection|terminating connection|could not connect|connection to "
-    r"server|broken pipe|network is unreachable|eof detected|the database system is (starting up|shutting down|"
-    r"in recovery mode)|consuming input failed|ssl syscall|"
-    # a Delta commit that lost to another one: under the run lock, its own earlier try whose reply was lost
-    r"concurrent transactions? (added|deleted|updated|removed|failed)|concurrent (append|delete|update)|"
-    # DuckDB's one-writer file lock, held by another process (a run, the dashboards' copy, a BI tool) for a while
-    r"could not set lock on file|different configuration than existing connections", re.IGNORECASE)
-_PERMANENT = re.compile(
-    r"authenticat|password|permission denied|access denied|forbidden|\b40[134]\b|does not exist|not found|"
-    r"syntax error|invalid", re.IGNORECASE)
-_TRANSIENT_TYPES = (ConnectionError, TimeoutError)
+TRANSIENT_TYPES: tuple[type[BaseException], ...] = (Transient, ConnectionError, TimeoutError)
 
 
 def chain(exc: BaseException) -> list[BaseException]:
+    """The error and what caused it or was being handled when it was raised (at most 8)."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen and len(seen) < 8:
@@ -56,16 +39,19 @@ def chain(exc: BaseException) -> list[BaseException]:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) may go away if the same work is tried again."""
-    if isinstance(exc, USER_ERRORS):
-        return False
-    for error in chain(exc):
-        if isinstance(error, (Transient, *_TRANSIENT_TYPES)) or type(error).__name__ in ("OperationalError",
-                                                                                        "InterfaceError"):
-            return not _PERMANENT.search(str(error))
-        text = str(error)
-        if _TRANSIENT.search(text) and not _PERMANENT.search(text):
+    """Whether ``exc`` may go away if the same work is tried again, by its type: a :class:`Transient` error (or
+    ``ConnectionError``, ``TimeoutError``), or one raised ``from`` such an error by code that did not decide
+    itself. A lakeforge error without the mixin is permanent (its boundary decided so); an exception of any other
+    type is not retried."""
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return False
+        if isinstance(current, TRANSIENT_TYPES):
             return True
+        if isinstance(current, LakeforgeError):
+            return False
+        current = current.__cause__  # what it wraps explicitly (``raise ... from``)
     return False
 
 

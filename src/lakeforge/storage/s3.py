@@ -18,9 +18,8 @@ from typing import TypeVar
 from pyarrow import fs as pafs
 
 from lakeforge.config.models import StorageConfig
-from lakeforge.errors import SourceError
-from lakeforge.ops.retry import is_transient
 from lakeforge.storage.base import FileInfo, Location, visible
+from lakeforge.storage.errors import storage_error
 from lakeforge.storage.local import LocalLocation
 
 T = TypeVar("T")
@@ -150,16 +149,8 @@ class S3Location(Location):
             yield LocalLocation(root)
 
     def _call(self, fn: Callable[[], T], *, what: str) -> T:
+        """``fn()``, its pyarrow errors mapped to a StorageError (transient or not, :mod:`lakeforge.storage.errors`)."""
         try:
             return fn()
         except OSError as exc:
-            text = str(exc)
-            if "ACCESS_DENIED" in text.upper() or "AccessDenied" in text or "403" in text:
-                hint = "grant the access (see `lakeforge deploy iam`) or check the credentials in the environment"
-            elif is_transient(exc):
-                hint = ("the object store is throttling, failing (5xx) or not answering in time, even after retries "
-                        "(orchestration.retry): run again when it has recovered; the run resumes where it stopped")
-            else:
-                hint = "check the endpoint, bucket and credentials (storage settings in lakeforge.yml)"
-            raise SourceError(f"cannot {what}: {text.splitlines()[0] if text else type(exc).__name__}",
-                              hint=hint) from None
+            raise storage_error(exc, what=what) from None

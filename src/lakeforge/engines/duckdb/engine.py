@@ -21,11 +21,13 @@ import pyarrow as pa
 from lakeforge import duckdb_connect
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
 from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Relation
+from lakeforge.engines.duckdb.errors import stream_failure
 from lakeforge.engines.rules import RulePlan, rule_outcome, rule_plan
-from lakeforge.errors import ModelError
+from lakeforge.errors import EngineError, LakeforgeError, ModelError
 from lakeforge.lakehouse.catalog import LAYERS, Catalog
 from lakeforge.quality import Expectation
 from lakeforge.storage import FileInfo, Location
+from lakeforge.storage.errors import storage_error
 
 if TYPE_CHECKING:
     import duckdb
@@ -369,11 +371,11 @@ class DuckDBEngine:
                              f"SELECT *, CAST({plan.mask} AS {width}) AS __lf_mask FROM ({sql}) AS __lf_model")
             if unique_key:
                 self._rank_duplicates(plan, unique_key)
-        except duckdb.OutOfMemoryException as exc:
-            raise ModelError(f"model {model} failed: {_first_line(str(exc))}",
-                             hint="raise the engine's memory_limit, or set `stage: disk` on the engine") from None
+        except duckdb.OutOfMemoryException as exc:  # the same work fails the same way: permanent
+            raise EngineError(f"model {model} failed: {_first_line(str(exc))}",
+                              hint="raise the engine's memory_limit, or set `stage: disk` on the engine") from None
         except duckdb.Error as exc:
-            raise ModelError(f"model {model} failed: {_first_line(str(exc))}", hint="fix the model's SQL") from None
+            raise model_error(model, exc, hint="fix the model's SQL") from None
         row = plan.tally(self.con.execute(plan.count_sql(stage)).fetchall())
         rows_in, results, dropped_by, (n_quarantined, n_dropped, n_dup) = rule_outcome(model, plan, row)
         internal = self._internal_columns()
@@ -401,7 +403,7 @@ class DuckDBEngine:
         try:
             reader = self._reader(sql)
         except duckdb.Error as exc:
-            raise ModelError(f"model {model} failed: {_first_line(str(exc))}", hint="fix the model's SQL") from None
+            raise model_error(model, exc, hint="fix the model's SQL") from None
         output = ModelOutput(rows_in=0, rows_kept=0, rows_quarantined=0, rows_dropped=0, rules=[], dropped_by={},
                              schema=reader.schema,
                              kept=lambda: pa.RecordBatchReader.from_batches(reader.schema, counted()),
@@ -413,9 +415,8 @@ class DuckDBEngine:
                     output.rows_in += batch.num_rows
                     output.rows_kept += batch.num_rows
                     yield batch
-            except duckdb.Error as exc:
-                raise ModelError(f"model {model} failed: {_first_line(str(exc))}",
-                                 hint="fix the model's SQL or its input") from None
+            except (duckdb.Error, OSError, pa.ArrowException) as exc:  # (read as Arrow: DuckDB's error as Arrow's)
+                raise model_error(model, exc, hint="fix the model's SQL or its input") from None
 
         return output
 
@@ -518,6 +519,16 @@ def _sweep_stage_dirs(root: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
         except OSError:
             pass  # alive, another user's
+
+
+def model_error(model: str, exc: BaseException, *, hint: str) -> LakeforgeError:
+    """A model's DuckDB error: the model's own (its SQL, its data), unless reading a lakehouse table under it
+    failed; that is the storage's, transient or not (:mod:`lakeforge.engines.duckdb.errors`)."""
+    if stream_failure(exc) is not None:
+        return storage_error(exc, what=f"read the input of model {model} from the lakehouse",
+                             hint="check that the lakehouse can be read (its folder, or the storage settings in "
+                                  "lakeforge.yml)")
+    return ModelError(f"model {model} failed: {_first_line(str(exc))}", hint=hint)
 
 
 def _first_line(message: str) -> str:

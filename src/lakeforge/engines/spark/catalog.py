@@ -13,6 +13,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from lakeforge.engines.spark.errors import spark_errors
 from lakeforge.lakehouse.catalog import CHANGE_COLUMNS, DELETE_FLAG, Catalog, user_metadata
 from lakeforge.storage import Location
 
@@ -107,7 +108,8 @@ class SparkCatalog(Catalog):
                 app, version = next(iter(transactions.items()))
                 writer = writer.option("txnAppId", app).option("txnVersion", int(version))
             writer = writer.option("userMetadata", user_metadata(transactions, fingerprint))
-        writer.save(self._path(name))
+        with spark_errors(f"writing {name} with Spark"):
+            writer.save(self._path(name))
         if fingerprint is not None and before >= 0 and self.version(name) == before:
             # Delta commits nothing for no rows over a table without files: the progress is still recorded
             self.record(name, transactions=transactions or {}, fingerprint=fingerprint)
@@ -152,7 +154,8 @@ class SparkCatalog(Catalog):
                     conf.set(_TXN_CONF[0], app)
                     conf.set(_TXN_CONF[1], str(int(version)))
                 conf.set(_USER_METADATA_CONF, user_metadata(transactions, fingerprint) or "")
-            merger.execute()
+            with spark_errors(f"merging into {name} with Spark"):
+                merger.execute()
         finally:
             for key in (*_TXN_CONF, _USER_METADATA_CONF):
                 conf.unset(key)

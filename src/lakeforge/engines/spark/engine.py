@@ -23,6 +23,7 @@ from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Re
 from lakeforge.engines.duckdb import DuckDBEngine
 from lakeforge.engines.rules import rule_outcome, rule_plan
 from lakeforge.engines.spark.catalog import SparkCatalog
+from lakeforge.engines.spark.errors import engine_error
 from lakeforge.engines.spark.session import spark_session
 from lakeforge.errors import ModelError, SourceError
 from lakeforge.lakehouse.catalog import LAYERS
@@ -307,6 +308,9 @@ class SparkEngine:
             self._views.add("__lf_stage")
             row = plan.tally([(r[0], r[1], r[2]) for r in self.spark.sql(plan.count_sql("__lf_stage")).collect()])
         except Exception as exc:
+            mapped = engine_error(exc, what=f"model {model}")  # transient, or the driver gone
+            if mapped is not None:
+                raise mapped from None
             if type(exc).__module__.startswith("pyspark"):
                 raise ModelError(f"model {model} failed: {_first_line(str(exc))}",
                                  hint="fix the model's SQL") from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from lakeforge.engines.spark.errors import spark_errors
 from lakeforge.engines.spark.session import on_databricks
 from lakeforge.storage import FileInfo
 
@@ -90,7 +91,8 @@ def stream_ingest(engine: SparkEngine, ingestor: Ingestor, *, backlog: list[File
 
     query = (stream.writeStream.foreachBatch(commit).trigger(availableNow=True)
              .option("checkpointLocation", checkpoint).queryName(f"lakeforge_ingest_{ingestor.name}").start())
-    query.awaitTermination()
+    with spark_errors(f"ingesting {ingestor.name} as a stream"):
+        query.awaitTermination()
     return True
 
 

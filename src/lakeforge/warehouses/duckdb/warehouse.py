@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from lakeforge.config.models import DuckDBWarehouseConfig
 from lakeforge.duckdb_connect import DEFAULTS, DuckDBSettings, connect
+from lakeforge.engines.duckdb.errors import locked, transient
 from lakeforge.errors import WarehouseError
 from lakeforge.lakehouse import Catalog
 from lakeforge.warehouses.base import LEDGER, Loaded, LoadResult, WarehouseCapabilities, resume_from
@@ -46,7 +47,7 @@ class DuckDBWarehouse:
             _create_atomically(self.path, settings=duckdb_settings)
         try:
             self.con = connect(self.path, settings=duckdb_settings, read_only=read_only)
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
             raise busy(self.path, exc) from None
         if not read_only:
             # Rows of a table carry no order (a report sorts what it shows). Kept in order, DuckDB's parallel
@@ -124,10 +125,11 @@ class DuckDBWarehouse:
             self._ledger[gold_table] = Loaded(version, source_id)
             if self._names is not None:
                 self._names.add(target)
-        except duckdb.Error as exc:
+        except duckdb.Error as exc:  # (reading gold from object storage may fail under it: transient or not)
             self.con.execute("ROLLBACK")
-            raise WarehouseError(f"loading {gold_table} (version {version}) into {self.path}:{target} failed: {exc}",
-                                 hint="the warehouse is unchanged; fix the cause and rerun") from None
+            raise WarehouseError.typed(
+                f"loading {gold_table} (version {version}) into {self.path}:{target} failed: {exc}",
+                hint="the warehouse is unchanged; fix the cause and rerun", transient=transient(exc)) from None
         finally:
             self.con.unregister("__lf_load")
         return LoadResult(target, mode, loaded, version, rows, time.perf_counter() - started)
@@ -172,11 +174,15 @@ class DuckDBWarehouse:
 
 
 def busy(path: Path, exc: Exception) -> WarehouseError:
-    """The error for a warehouse file DuckDB cannot open (another process holds its lock, or it is not readable)."""
+    """The error for a warehouse file DuckDB cannot open: transient when another process holds its lock (or this
+    one has it open with another configuration), else permanent (not readable, not a DuckDB file)."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return WarehouseError(f"cannot open the warehouse {path}: {first}",
-                          hint="another lakeforge process may be writing it, or a BI tool or another program has it "
-                               "open; retry when it is done (BI tools: read-only, docs/bi-tools.md)")
+    if locked(exc):
+        hint = ("another lakeforge process may be writing it, or a BI tool or another program has it open; retry "
+                "when it is done (BI tools: read-only, docs/bi-tools.md)")
+    else:
+        hint = "check that the file is a DuckDB database this user can read and write (warehouse.path in lakeforge.yml)"
+    return WarehouseError.typed(f"cannot open the warehouse {path}: {first}", hint=hint, transient=locked(exc))
 
 
 def _create_atomically(path: Path, *, settings: DuckDBSettings) -> None:

@@ -38,9 +38,10 @@ from psycopg.types.string import TextLoader
 
 from lakeforge import redaction
 from lakeforge.config.models import PostgresWarehouseConfig
-from lakeforge.errors import WarehouseError
+from lakeforge.errors import Transient, WarehouseError
 from lakeforge.lakehouse import Catalog
 from lakeforge.warehouses.base import LoadResult, WarehouseCapabilities
+from lakeforge.warehouses.postgres.errors import transient
 from lakeforge.warehouses.sql import LoadPlan, SqlWarehouse
 
 MERGE_SINCE = 150000  # server_version_num of PostgreSQL 15, the first with MERGE
@@ -75,11 +76,11 @@ class PostgresWarehouse(SqlWarehouse):
         try:
             self.con: psycopg.Connection[Any] = psycopg.connect(conninfo, autocommit=True)
         except psycopg.Error as exc:
-            raise WarehouseError(
+            raise WarehouseError.typed(
                 f"cannot connect to PostgreSQL {self.where} as user {user}: {self._scrub(exc)}",
                 hint="is the server running and reachable there? lakeforge.yml's warehouse (dsn, host, port, "
                      "dbname, user) and libpq's PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD (or ~/.pgpass) "
-                     "say where to connect") from None
+                     "say where to connect", transient=transient(exc, connecting=True)) from None
         info = self.con.info
         self.where = f"{info.host}:{info.port}/{info.dbname}"
         self.server_version = info.server_version
@@ -97,10 +98,10 @@ class PostgresWarehouse(SqlWarehouse):
                 self.execute(self.sql.ledger_ddl())
         except psycopg.Error as exc:
             self.close()
-            raise WarehouseError(
+            raise WarehouseError.typed(
                 f"preparing the schema {self.schema} in PostgreSQL {self.where} failed: {self._scrub(exc)}",
                 hint=f"the user needs CREATE on the database, or create the schema {self.schema} and grant the "
-                     "user CREATE and USAGE on it") from None
+                     "user CREATE and USAGE on it", transient=transient(exc)) from None
 
     def _decide_upsert(self) -> bool:
         """MERGE (PostgreSQL 15+) or INSERT ... ON CONFLICT, per ``upsert:``."""
@@ -163,8 +164,8 @@ class PostgresWarehouse(SqlWarehouse):
         try:
             return super().load(gold_table, catalog=catalog, keys=keys, run_id=run_id, cluster_by=cluster_by)
         except psycopg.Error as exc:  # planning: reading the ledger and the target's columns
-            raise WarehouseError(f"loading {gold_table} into PostgreSQL {self.where} failed while planning: "
-                                 f"{self._scrub(exc)}", hint=RESUME_HINT) from None
+            raise WarehouseError.typed(f"loading {gold_table} into PostgreSQL {self.where} failed while planning: "
+                                       f"{self._scrub(exc)}", hint=RESUME_HINT, transient=transient(exc)) from None
 
     def apply(self, plan: LoadPlan) -> int:
         q = self.sql.q
@@ -203,9 +204,10 @@ class PostgresWarehouse(SqlWarehouse):
             if self.commit_failed and not self.alive:
                 hint = ("the connection failed during COMMIT, so the load may or may not have been applied; "
                         "rerun: the ledger tells the next run which, and it skips or redoes the load")
-            raise WarehouseError(f"loading {plan.gold_table} (version {plan.to_version}) into PostgreSQL "
-                                 f"{self.where} {target} failed{at}: {detail}",
-                                 hint=hint) from None
+            again = isinstance(exc, Transient) if isinstance(exc, WarehouseError) else transient(exc)
+            raise WarehouseError.typed(f"loading {plan.gold_table} (version {plan.to_version}) into PostgreSQL "
+                                       f"{self.where} {target} failed{at}: {detail}", hint=hint,
+                                       transient=again) from None
         self._fresh_reports.clear()  # a report created before this load is stale now
         return rows
 
@@ -228,9 +230,10 @@ class PostgresWarehouse(SqlWarehouse):
                 rows = cur.fetchall()
                 columns = [(col.name, col.type_code, col.precision, col.scale) for col in cur.description]
         except psycopg.Error as exc:
-            raise WarehouseError(f"the query failed on PostgreSQL {self.where}: {self._scrub(exc)}",
-                                 hint="the warehouse holds gold tables under their own names, in schema "
-                                      f"{self.schema}; check the SQL (PostgreSQL dialect)") from None
+            raise WarehouseError.typed(f"the query failed on PostgreSQL {self.where}: {self._scrub(exc)}",
+                                       hint="the warehouse holds gold tables under their own names, in schema "
+                                            f"{self.schema}; check the SQL (PostgreSQL dialect)",
+                                       transient=transient(exc)) from None
         arrays, names = [], []
         for i, (name, oid, precision, scale) in enumerate(columns):
             names.append(name)
@@ -240,10 +243,14 @@ class PostgresWarehouse(SqlWarehouse):
     # -- views and reports ---------------------------------------------------------------------------------
     def _relation(self, name: str) -> tuple[str | None, str | None]:
         """``(relkind, comment)`` of ``name`` in the schema: r table, v view, m materialized view; None: absent."""
-        rows = self.fetch(
-            "SELECT c.relkind, obj_description(c.oid, 'pg_class') FROM pg_class AS c JOIN pg_namespace AS n "
-            f"ON n.oid = c.relnamespace WHERE n.nspname = {self.sql.lit(self.schema)} "
-            f"AND c.relname = {self.sql.lit(name)}")
+        try:
+            rows = self.fetch(
+                "SELECT c.relkind, obj_description(c.oid, 'pg_class') FROM pg_class AS c JOIN pg_namespace AS n "
+                f"ON n.oid = c.relnamespace WHERE n.nspname = {self.sql.lit(self.schema)} "
+                f"AND c.relname = {self.sql.lit(name)}")
+        except psycopg.Error as exc:
+            raise WarehouseError.typed(f"looking up {self.schema}.{name} in PostgreSQL {self.where} failed: "
+                                       f"{self._scrub(exc)}", hint=RESUME_HINT, transient=transient(exc)) from None
         return (str(rows[0][0]), rows[0][1]) if rows else (None, None)
 
     def _ddl(self, what: str, statements: Callable[[], None]) -> None:
@@ -251,9 +258,9 @@ class PostgresWarehouse(SqlWarehouse):
             with self.transaction():
                 statements()
         except psycopg.Error as exc:
-            raise WarehouseError(f"{what} in PostgreSQL {self.where} failed: {self._scrub(exc)}",
-                                 hint="a warehouse view or report may read only gold tables (and views); the SQL "
-                                      "runs in PostgreSQL's dialect") from None
+            raise WarehouseError.typed(f"{what} in PostgreSQL {self.where} failed: {self._scrub(exc)}",
+                                       hint="a warehouse view or report may read only gold tables (and views); the "
+                                            "SQL runs in PostgreSQL's dialect", transient=transient(exc)) from None
 
     def create_view(self, name: str, sql: str) -> None:
         """``CREATE OR REPLACE VIEW``; when PostgreSQL refuses the replacement (columns removed, renamed or
@@ -272,9 +279,10 @@ class PostgresWarehouse(SqlWarehouse):
                 psycopg.errors.FeatureNotSupported):
             pass  # the column list changed: drop and create
         except psycopg.Error as exc:
-            raise WarehouseError(f"creating the view {name} in PostgreSQL {self.where} failed: {self._scrub(exc)}",
-                                 hint="a warehouse view may read only gold tables (and views); the SQL runs in "
-                                      "PostgreSQL's dialect") from None
+            raise WarehouseError.typed(f"creating the view {name} in PostgreSQL {self.where} failed: "
+                                       f"{self._scrub(exc)}", hint="a warehouse view may read only gold tables (and "
+                                       "views); the SQL runs in PostgreSQL's dialect", transient=transient(exc)
+                                       ) from None
 
         def recreate() -> None:
             self.execute(f"DROP VIEW IF EXISTS {q} CASCADE")

@@ -35,8 +35,10 @@ import snowflake.connector
 from lakeforge import redaction
 from lakeforge.config.models import SnowflakeWarehouseConfig
 from lakeforge.errors import WarehouseError
-from lakeforge.warehouses.base import LEDGER, WarehouseCapabilities
+from lakeforge.lakehouse import Catalog
+from lakeforge.warehouses.base import LEDGER, LoadResult, WarehouseCapabilities
 from lakeforge.warehouses.snowflake.auth import connect_kwargs, settings
+from lakeforge.warehouses.snowflake.errors import transient
 from lakeforge.warehouses.sql import BATCH, LoadPlan, SqlWarehouse
 
 STAGE = "_lakeforge_stage"
@@ -86,9 +88,10 @@ class SnowflakeWarehouse(SqlWarehouse):
         except Exception as exc:  # the driver raises many kinds; none may carry the secret on
             redaction.register([str(kwargs.get("password") or "")])
             message = redaction.redact(_one_line(exc))
-            raise WarehouseError(f"cannot connect to Snowflake {self.where.describe()}: {message}",
-                                 hint="check the account identifier, the user and the credentials "
-                                      "(SNOWFLAKE_* variables or warehouse: in lakeforge.yml)") from None
+            raise WarehouseError.typed(f"cannot connect to Snowflake {self.where.describe()}: {message}",
+                                       hint="check the account identifier, the user and the credentials "
+                                            "(SNOWFLAKE_* variables or warehouse: in lakeforge.yml)",
+                                       transient=transient(exc)) from None
         self.cursor = self.con.cursor()
         try:
             self._open()
@@ -101,9 +104,9 @@ class SnowflakeWarehouse(SqlWarehouse):
             try:
                 self.execute(f"USE SCHEMA {self.location}")
             except _DRIVER_ERRORS as exc:
-                raise WarehouseError(f"the Snowflake schema {self.location} cannot be used: {exc}",
-                                     hint="run `lakeforge run` to create and load it (or check the role's "
-                                          "grants on it)") from None
+                raise WarehouseError.typed(f"the Snowflake schema {self.location} cannot be used: {exc}",
+                                           hint="run `lakeforge run` to create and load it (or check the role's "
+                                                "grants on it)", transient=transient(exc)) from None
             return
         # a role without CREATE DATABASE may still use an existing database: CREATE SCHEMA tells
         with suppress(snowflake.connector.errors.ProgrammingError):
@@ -117,11 +120,11 @@ class SnowflakeWarehouse(SqlWarehouse):
             try:
                 self.execute(sql)
             except _DRIVER_ERRORS as exc:
-                raise WarehouseError(
+                raise WarehouseError.typed(
                     f"preparing Snowflake {self.location} failed: {exc}\n  statement: {sql}",
                     hint=f"the role {self.where.role or '(the default role)'} needs CREATE SCHEMA on "
                          f"{self.database} (or create {self.location} beforehand and grant USAGE and CREATE "
-                         "TABLE, VIEW, STAGE, DYNAMIC TABLE on it)") from None
+                         "TABLE, VIEW, STAGE, DYNAMIC TABLE on it)", transient=transient(exc)) from None
 
     # -- driver -------------------------------------------------------------------------------------------
     def _execute(self, sql: str) -> None:
@@ -154,6 +157,15 @@ class SnowflakeWarehouse(SqlWarehouse):
                           f"AND table_name = {self.sql.lit(stored)} ORDER BY ordinal_position")
         return [str(r[0]).lower() for r in rows] or None
 
+    def load(self, gold_table: str, *, catalog: Catalog, keys: list[str], run_id: str,
+             cluster_by: Sequence[str] = ()) -> LoadResult:
+        try:
+            return super().load(gold_table, catalog=catalog, keys=keys, run_id=run_id, cluster_by=cluster_by)
+        except _DRIVER_ERRORS as exc:  # planning: reading the ledger and the target's columns
+            raise WarehouseError.typed(f"loading {gold_table} into Snowflake {self.location} failed while planning: "
+                                       f"{_one_line(exc)}", hint="the warehouse is unchanged; fix the cause and "
+                                       "rerun: the load resumes from the ledger", transient=transient(exc)) from None
+
     def apply(self, plan: LoadPlan) -> int:
         rows = plan.data.num_rows if not plan.keys or not plan.data.num_rows else \
             plan.data.select(plan.keys).group_by(plan.keys, use_threads=False).aggregate([]).num_rows
@@ -177,10 +189,10 @@ class SnowflakeWarehouse(SqlWarehouse):
                     if not plan.create else
                     f"{plan.target} was recreated and its ledger row removed; fix the cause and rerun: the "
                     "next run loads it in full")
-            raise WarehouseError(
+            raise WarehouseError.typed(
                 f"loading {plan.gold_table} (version {plan.to_version}) into Snowflake "
                 f"{self.location}.{plan.target} failed: {_one_line(exc)}\n  statement: {statement}",
-                hint=hint) from None
+                hint=hint, transient=transient(exc)) from None
         return rows
 
     def _prepare(self, plan: LoadPlan) -> None:
@@ -235,8 +247,9 @@ class SnowflakeWarehouse(SqlWarehouse):
                 rows = self.cursor.fetchall()
                 table = pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
         except _DRIVER_ERRORS as exc:
-            raise WarehouseError(f"the query on Snowflake {self.location} failed: {_one_line(exc)}",
-                                 hint="write Snowflake SQL over the loaded tables") from None
+            raise WarehouseError.typed(f"the query on Snowflake {self.location} failed: {_one_line(exc)}",
+                                       hint="write Snowflake SQL over the loaded tables",
+                                       transient=transient(exc)) from None
         return _plain_integers(table.rename_columns([c.lower() for c in table.column_names]))
 
     def create_view(self, name: str, sql: str) -> None:
@@ -295,9 +308,9 @@ class SnowflakeWarehouse(SqlWarehouse):
     def _object(self, name: str) -> tuple[str, str | None, Any] | None:
         """``(kind, comment, created)`` of ``name`` in the schema: kind is dynamic_table, materialized_view,
         view or table (a report's comment names its kind); None: absent."""
-        rows = self.fetch("SELECT table_type, comment, created FROM information_schema.tables "
-                          f"WHERE table_schema = {self.sql.lit(_stored(self.where.schema, self.schema))} "
-                          f"AND table_name = {self.sql.lit(_stored(name, self.sql.q(name)))}")
+        rows = self._information("SELECT table_type, comment, created FROM information_schema.tables "
+                                 f"WHERE table_schema = {self.sql.lit(_stored(self.where.schema, self.schema))} "
+                                 f"AND table_name = {self.sql.lit(_stored(name, self.sql.q(name)))}")
         if not rows:
             return None
         table_type, comment, created = rows[0]
@@ -308,12 +321,21 @@ class SnowflakeWarehouse(SqlWarehouse):
 
     def _newer_than(self, created: Any) -> bool:
         """Whether an object created at ``created`` is newer than every table of the schema (not reports)."""
-        rows = self.fetch("SELECT max(created) FROM information_schema.tables "
-                          f"WHERE table_schema = {self.sql.lit(_stored(self.where.schema, self.schema))} "
-                          f"AND table_type = 'BASE TABLE' AND coalesce(comment, '') NOT LIKE "
-                          f"{self.sql.lit(REPORT_MARKER + ' %')}")
+        rows = self._information("SELECT max(created) FROM information_schema.tables "
+                                 f"WHERE table_schema = {self.sql.lit(_stored(self.where.schema, self.schema))} "
+                                 f"AND table_type = 'BASE TABLE' AND coalesce(comment, '') NOT LIKE "
+                                 f"{self.sql.lit(REPORT_MARKER + ' %')}")
         newest = rows[0][0] if rows else None
         return newest is None or (created is not None and created >= newest)
+
+    def _information(self, sql: str) -> list[tuple[Any, ...]]:
+        """A query of the schema's information_schema, its driver errors mapped."""
+        try:
+            return self.fetch(sql)
+        except _DRIVER_ERRORS as exc:
+            raise WarehouseError.typed(f"reading the information schema of Snowflake {self.location} failed: "
+                                       f"{_one_line(exc)}", hint="check the role's grants on the schema",
+                                       transient=transient(exc)) from None
 
     def _drop_other_kind(self, name: str, kind: str, found: tuple[str, str | None, Any] | None) -> None:
         """A report that changed kind (``reports:`` changed) is dropped: CREATE OR REPLACE cannot change it."""
@@ -328,8 +350,9 @@ class SnowflakeWarehouse(SqlWarehouse):
             if kind == "materialized_view":
                 hint = ("a Snowflake materialized view reads one table (no joins): use warehouse.reports: "
                         "dynamic_table or view")
-            raise WarehouseError(f"creating the {kind.replace('_', ' ')} {name} in Snowflake {self.location} "
-                                 f"failed: {_one_line(exc)}\n  statement: {sql[:300]}", hint=hint) from None
+            raise WarehouseError.typed(f"creating the {kind.replace('_', ' ')} {name} in Snowflake {self.location} "
+                                       f"failed: {_one_line(exc)}\n  statement: {sql[:300]}", hint=hint,
+                                       transient=transient(exc)) from None
 
 
 def _plain_integers(table: pa.Table) -> pa.Table:
