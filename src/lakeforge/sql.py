@@ -14,6 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 # The identifier quote of each dialect (doubled inside a name).
 _IDENT_QUOTES = {"duckdb": '"', "postgres": '"', "snowflake": '"', "spark": "`", "databricks": "`"}
@@ -22,6 +27,24 @@ _IDENT_QUOTES = {"duckdb": '"', "postgres": '"', "snowflake": '"', "spark": "`",
 _BACKSLASH_STRINGS = frozenset({"spark", "databricks", "snowflake"})
 # The type keyword of a zone-aware timestamp literal (a naive one is ``TIMESTAMP`` everywhere).
 _ZONED = {"duckdb": "TIMESTAMPTZ", "postgres": "TIMESTAMPTZ", "snowflake": "TIMESTAMP_TZ"}
+
+
+class NoLiteral(ValueError):
+    """A value that has no SQL literal (NaN, infinity, an object of no SQL type)."""
+
+
+@dataclass(frozen=True)
+class Quoting:
+    """:func:`ident` and :func:`literal` bound to one dialect, for code that writes a whole statement in it (an
+    engine, an export): short call sites, and a callable ``ident`` to hand on."""
+
+    dialect: str
+
+    def ident(self, name: str) -> str:
+        return ident(name, dialect=self.dialect)
+
+    def literal(self, value: object) -> str:
+        return literal(value, dialect=self.dialect)
 
 
 def ident(name: str, *, dialect: str) -> str:
@@ -46,7 +69,7 @@ def string(value: str, *, dialect: str) -> str:
 
 def literal(value: object, *, dialect: str) -> str:
     """``value`` as a SQL literal of ``dialect``: None, bools, numbers, dates, timestamps and strings (anything
-    else raises TypeError rather than splicing its ``str()``, which would hide a bug)."""
+    else raises :class:`NoLiteral` rather than splicing its ``str()``, which would hide a bug)."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):
@@ -55,7 +78,7 @@ def literal(value: object, *, dialect: str) -> str:
         return str(value)
     if isinstance(value, float | decimal.Decimal):
         if not math.isfinite(value):
-            raise ValueError(f"{value!r} has no SQL literal")
+            raise NoLiteral(f"value {value!r} has no SQL literal")
         return repr(value) if isinstance(value, float) else str(value)
     if isinstance(value, dt.datetime):
         return _timestamp(value, dialect=dialect)
@@ -63,7 +86,27 @@ def literal(value: object, *, dialect: str) -> str:
         return f"DATE {string(value.isoformat(), dialect=dialect)}"
     if isinstance(value, str):
         return string(value, dialect=dialect)
-    raise TypeError(f"{value!r} ({type(value).__name__}) has no SQL literal")
+    raise NoLiteral(f"value {value!r} ({type(value).__name__}) has no SQL literal")
+
+
+def literal_node(value: object) -> exp.Expr:
+    """The literal of ``value`` as a sqlglot node, for SQL built as a tree and rendered per dialect by sqlglot
+    (which then does the quoting); the same values as :func:`literal`, the same :class:`NoLiteral` otherwise."""
+    from sqlglot import exp
+
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.true() if value else exp.false()
+    if isinstance(value, int | float | decimal.Decimal):
+        return exp.Literal.number(literal(value, dialect="duckdb"))
+    if isinstance(value, dt.datetime | dt.date):
+        kind = "DATE" if not isinstance(value, dt.datetime) else "TIMESTAMPTZ" if value.tzinfo else "TIMESTAMP"
+        text = value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+        return exp.cast(exp.Literal.string(text), exp.DataType.build(kind))
+    if isinstance(value, str):
+        return exp.Literal.string(value)
+    raise NoLiteral(f"value {value!r} ({type(value).__name__}) has no SQL literal")
 
 
 def _timestamp(value: dt.datetime, *, dialect: str) -> str:
@@ -78,3 +121,8 @@ def _sqlglot_ident(name: str, dialect: str) -> str:
     from sqlglot import exp
 
     return exp.to_identifier(name, quoted=True).sql(dialect=dialect)
+
+
+DUCKDB = Quoting("duckdb")
+SPARK = Quoting("spark")
+DATABRICKS = Quoting("databricks")

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lakeforge
-from lakeforge.sql import ident, literal
+from lakeforge.sql import DATABRICKS, DUCKDB, SPARK, NoLiteral, ident, literal, literal_node
 
 DIALECTS = ("duckdb", "postgres", "snowflake", "spark", "databricks")
 NASTY = ["", "a'b", 'a"b', "a`b", "a\\b", "a\\'b", "\\", "'", "a\nb\r\t", "a\x00b", "é\u2028☃", "''", "``", '""']
@@ -99,11 +99,19 @@ def test_scalar_literals() -> None:
     aware = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     assert literal(aware, dialect="duckdb") == "TIMESTAMPTZ '2024-01-02 03:04:05+00:00'"
     assert literal(aware, dialect="spark") == "TIMESTAMP '2024-01-02 03:04:05+00:00'"
-    for bad in (float("nan"), float("inf"), decimal.Decimal("NaN")):
-        with pytest.raises(ValueError):
+    for bad in (float("nan"), float("inf"), decimal.Decimal("NaN"), object(), b"x"):
+        with pytest.raises(NoLiteral):
             literal(bad, dialect="duckdb")
-    with pytest.raises(TypeError):
-        literal(object(), dialect="duckdb")
+        with pytest.raises(NoLiteral):
+            literal_node(bad)
+
+
+@pytest.mark.parametrize("value", [None, True, 7, -2.5, decimal.Decimal("1.10"), "it's \\ `x`", dt.date(2024, 2, 29),
+                                   dt.datetime(2024, 1, 2, 3, 4, 5)])
+def test_literal_node_evaluates_like_literal(con: duckdb.DuckDBPyConnection, value: object) -> None:
+    text = f"SELECT {literal_node(value).sql(dialect='duckdb')}, {literal(value, dialect='duckdb')}"
+    row = con.execute(text).fetchone()
+    assert row is not None and row[0] == row[1] == value
 
 
 def test_date_and_timestamp_literals_evaluate_in_duckdb(con: duckdb.DuckDBPyConnection) -> None:
@@ -123,3 +131,9 @@ def test_import_loads_no_heavy_module() -> None:
     added = set(json.loads(proc.stdout))
     assert "sqlglot" not in added
     assert not {m for m in added if m.startswith("lakeforge.") and m != "lakeforge.sql"}
+
+
+def test_bound_quoting_is_the_functions() -> None:
+    assert DUCKDB.ident('a"b') == ident('a"b', dialect="duckdb")
+    assert SPARK.literal("it's") == literal("it's", dialect="spark")
+    assert DATABRICKS.ident("a`b") == "`a``b`"
