@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lakeforge.errors import ConfigError
+from lakeforge.sql import DUCKDB
 
 if TYPE_CHECKING:
     import duckdb
@@ -92,9 +93,9 @@ def configure(con: duckdb.DuckDBPyConnection, *, settings: DuckDBSettings) -> No
     if settings.threads is not None:
         _set(con, "threads", str(int(settings.threads)))
     if settings.memory_limit:
-        _set(con, "memory_limit", _literal(settings.memory_limit))
+        _set(con, "memory_limit", DUCKDB.literal(settings.memory_limit))
     if settings.temp_directory and os.path.abspath(settings.temp_directory) != temp:
-        _set(con, "temp_directory", _literal(os.path.abspath(settings.temp_directory)))
+        _set(con, "temp_directory", DUCKDB.literal(os.path.abspath(settings.temp_directory)))
 
 
 def _set(con: duckdb.DuckDBPyConnection, name: str, value: str) -> None:
@@ -109,5 +110,3 @@ def _set(con: duckdb.DuckDBPyConnection, name: str, value: str) -> None:
                           hint="fix engine: in lakeforge.yml, e.g. memory_limit: 4GB, threads: 4") from None
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

@@ -570,11 +570,10 @@ class Project:
             if wh.exists():
                 import duckdb
 
+                from lakeforge.sql import DUCKDB
                 from lakeforge.warehouses.duckdb.warehouse import busy
-                from lakeforge.warehouses.sql import literal
-
                 try:
-                    engine.execute(f"ATTACH {literal(str(wh), 'duckdb')} AS warehouse (READ_ONLY)")
+                    engine.execute(f"ATTACH {DUCKDB.literal(str(wh))} AS warehouse (READ_ONLY)")
                 except duckdb.IOException as exc:
                     raise busy(wh, exc) from None
                 engine.execute("USE warehouse")

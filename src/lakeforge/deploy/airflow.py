@@ -62,7 +62,8 @@ def _schedule(cron: str | None) -> str:
 
 
 def _q(value: str) -> str:
-    """A Python string literal (JSON's quoting is valid Python and the same on every run)."""
+    """A Python string literal (JSON's quoting is valid Python and the same on every run): the DAG file's source,
+    not SQL, so not :mod:`lakeforge.sql`."""
     return json.dumps(value)
 
 

@@ -55,6 +55,7 @@ from lakeforge.deploy.databricks import (
 from lakeforge.deploy.pipeline_bronze import bronze_py
 from lakeforge.errors import ConfigError
 from lakeforge.lakehouse.catalog import LAYERS
+from lakeforge.sql import DATABRICKS
 
 if TYPE_CHECKING:
     from lakeforge.models import Model
@@ -71,14 +72,6 @@ _SET_BASED = (exp.Window, exp.Select, exp.AggFunc)
 def table_name(name: str) -> str:
     """``silver.telemetry`` -> ``silver_telemetry``: the dataset's name in the pipeline's schema."""
     return name.replace(".", "_")
-
-
-def _quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class _Rule:
@@ -136,12 +129,12 @@ class ModelSQL:
         """Databricks expectations."""
         tail = {"warn": "", "drop": " ON VIOLATION DROP ROW", "quarantine": " ON VIOLATION DROP ROW",
                 "fail": " ON VIOLATION FAIL UPDATE"}
-        return [f"CONSTRAINT {_quote(r.name)} EXPECT ({r.predicate}){tail[r.action]}" for r in self.rules]
+        return [f"CONSTRAINT {DATABRICKS.ident(r.name)} EXPECT ({r.predicate}){tail[r.action]}" for r in self.rules]
 
     def filtered(self, query: str) -> str:
         """Open-source Spark: drop and quarantine rules as a filter, fail rules as assert_true."""
         conditions = [r.passes for r in self._of("drop", "quarantine")]
-        conditions += [f"assert_true({r.passes}, {_literal(f'expectation {r.name} failed')}) IS NULL"
+        conditions += [f"assert_true({r.passes}, {DATABRICKS.literal(f'expectation {r.name} failed')}) IS NULL"
                        for r in self._of("fail")]
         if self.target != "spark" or not conditions:
             return query
@@ -149,9 +142,9 @@ class ModelSQL:
 
     def deduplicated(self, query: str) -> str:
         cfg = self.model.config
-        keys = ", ".join(_quote(k) for k in cfg.unique_key)
+        keys = ", ".join(DATABRICKS.ident(k) for k in cfg.unique_key)
         direction = "ASC" if cfg.on_conflict == "keep_first" else "DESC"
-        order = [f"{_quote(c)} {direction} NULLS LAST" for c in cfg.order_by] or [keys]
+        order = [f"{DATABRICKS.ident(c)} {direction} NULLS LAST" for c in cfg.order_by] or [keys]
         kept = self._of("drop", "quarantine")
         if self.target == "databricks" and kept:  # rows the constraints keep win over rows they drop
             order.insert(0, f"CASE WHEN {' AND '.join(r.passes for r in kept)} THEN 0 ELSE 1 END")
@@ -161,12 +154,13 @@ class ModelSQL:
     def scd2(self, query: str) -> str:
         """Every change of the tracked columns a version: valid_from (updated_at), valid_to, is_current."""
         cfg = self.model.config
-        keys = ", ".join(_quote(k) for k in cfg.unique_key)
-        tracked = ", ".join(_quote(c) for c in self._tracked()) or "NULL"
-        order = ", ".join(f"{_quote(c)} DESC NULLS LAST" for c in cfg.order_by) or keys
+        keys = ", ".join(DATABRICKS.ident(k) for k in cfg.unique_key)
+        tracked = ", ".join(DATABRICKS.ident(c) for c in self._tracked()) or "NULL"
+        order = ", ".join(f"{DATABRICKS.ident(c)} DESC NULLS LAST" for c in cfg.order_by) or keys
         window = f"OVER (PARTITION BY {keys} ORDER BY valid_from)"
         return (
-            f"WITH __lf_rows AS (\n  SELECT *, CAST({_quote(cfg.updated_at or '')} AS TIMESTAMP) AS valid_from\n"
+            f"WITH __lf_rows AS (\n"
+            f"  SELECT *, CAST({DATABRICKS.ident(cfg.updated_at or '')} AS TIMESTAMP) AS valid_from\n"
             f"  FROM (\n{_indent(query, 4)}\n  ) AS __lf_model\n),\n"
             f"__lf_latest AS (  -- one version per key and time\n  SELECT * FROM __lf_rows\n"
             f"  QUALIFY row_number() OVER (PARTITION BY {keys}, valid_from ORDER BY {order}) = 1\n),\n"
@@ -193,7 +187,7 @@ class ModelSQL:
         quarantined = self._of("quarantine")
         if not quarantined:
             return None
-        names = ", ".join(f"CASE WHEN NOT {r.passes} THEN {_literal(r.name)} END" for r in self.rules)
+        names = ", ".join(f"CASE WHEN NOT {r.passes} THEN {DATABRICKS.literal(r.name)} END" for r in self.rules)
         query = (f"SELECT *, filter(array({names}), x -> x IS NOT NULL) AS _failed_rules\n"
                  f"FROM (\n{_indent(self.query())}\n) AS __lf_model\n"
                  f"WHERE NOT ({' AND '.join(r.passes for r in quarantined)})")
@@ -243,12 +237,12 @@ class ModelSQL:
         cfg = self.model.config
         target = f"{self.name}__history" if cfg.scd == 2 else self.name
         source = f"{self.name}__changes"
-        keys = ", ".join(_quote(k) for k in cfg.unique_key)
+        keys = ", ".join(DATABRICKS.ident(k) for k in cfg.unique_key)
         if cfg.scd == 2:
-            sequence = _quote(cfg.updated_at or "")
-            stored = "STORED AS SCD TYPE 2\nTRACK HISTORY ON " + ", ".join(_quote(c) for c in self._tracked())
+            sequence = DATABRICKS.ident(cfg.updated_at or "")
+            stored = "STORED AS SCD TYPE 2\nTRACK HISTORY ON " + ", ".join(DATABRICKS.ident(c) for c in self._tracked())
         else:
-            sequence = "struct(" + ", ".join(_quote(c) for c in cfg.order_by) + ")"
+            sequence = "struct(" + ", ".join(DATABRICKS.ident(c) for c in cfg.order_by) + ")"
             stored = "STORED AS SCD TYPE 1"
         statements = [
             _create(self.target, "STREAMING TABLE", target, None, constraints=self.constraints(), comment=comment,
@@ -278,11 +272,11 @@ def _create(target: Target, kind: str, name: str, query: str | None, *, constrai
     if constraints:
         lines += [f"  {c}," for c in constraints[:-1]] + [f"  {constraints[-1]}", ")"]
     if partition_by:
-        lines.append("PARTITIONED BY (" + ", ".join(_quote(c) for c in partition_by) + ")")
+        lines.append("PARTITIONED BY (" + ", ".join(DATABRICKS.ident(c) for c in partition_by) + ")")
     if cluster_by:
-        lines.append("CLUSTER BY (" + ", ".join(_quote(c) for c in cluster_by) + ")")
+        lines.append("CLUSTER BY (" + ", ".join(DATABRICKS.ident(c) for c in cluster_by) + ")")
     if comment:
-        lines.append(f"COMMENT {_literal(comment)}")
+        lines.append(f"COMMENT {DATABRICKS.literal(comment)}")
     if query is not None:
         lines += ["AS", query]
     return "\n".join(lines)

@@ -43,7 +43,8 @@ def spark_type(sql_type: str) -> str:
 
 
 def java_datetime_pattern(strptime: str) -> str:
-    """A ``timestamp_format`` (strptime) as the Java pattern Spark's ``to_timestamp`` takes."""
+    """A ``timestamp_format`` (strptime) as the Java pattern Spark's ``to_timestamp`` takes (its literal text
+    quoted the Java DateTimeFormatter way: pattern syntax, not SQL, so not :mod:`lakeforge.sql`)."""
     out, literal, i = [], "", 0
     while i < len(strptime):
         char = strptime[i]

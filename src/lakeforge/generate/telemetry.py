@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from lakeforge.duckdb_connect import DEFAULTS, DuckDBSettings, Settings, connect
 from lakeforge.errors import LakeforgeError
+from lakeforge.sql import DUCKDB
 
 Format = Literal["jsonl", "csv", "parquet"]
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "parquet")
@@ -503,11 +504,11 @@ class _Writer:
                 if self._con is None:
                     # One writer thread: the other core generates the next slice meanwhile.
                     self._con = connect(settings=Settings.of(self.settings, threads=1))
-                target = str(tmp).replace("'", "''")
+                target = DUCKDB.literal(str(tmp))
                 self._con.register("lakeforge_generate_src", table)
                 try:
                     self._con.execute(  # USE_TMP_FILE false: no visible 'tmp_' file from DuckDB itself
-                        f"COPY (SELECT * FROM lakeforge_generate_src) TO '{target}' "
+                        f"COPY (SELECT * FROM lakeforge_generate_src) TO {target} "
                         "(FORMAT json, USE_TMP_FILE false)"
                     )
                 finally:

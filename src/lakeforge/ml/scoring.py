@@ -28,6 +28,7 @@ import pyarrow as pa
 from lakeforge.errors import LakeforgeError
 from lakeforge.ml import pdm
 from lakeforge.ops.results import StageResult
+from lakeforge.sql import DUCKDB
 
 if TYPE_CHECKING:
     import duckdb
@@ -124,8 +125,8 @@ def _readings(project: Project, cfg: AnomalyDetectionConfig, marks: dict[str, st
         con.execute("SET TimeZone='UTC'")
         con.register("src", dataset)
         con.register("marks", watermarks)
-        e, t = f'"{cfg.entity}"', f'"{cfg.time}"'
-        sensors = ", ".join(f'CAST("{s}" AS DOUBLE) AS "{s}"' for s in cfg.sensors)
+        e, t = DUCKDB.ident(cfg.entity), DUCKDB.ident(cfg.time)
+        sensors = ", ".join(f"CAST({DUCKDB.ident(s)} AS DOUBLE) AS {DUCKDB.ident(s)}" for s in cfg.sensors)
         return con.sql(f"""
             WITH r AS (
               SELECT r.{e} AS entity, CAST(r.{t} AS TIMESTAMPTZ) AS ts, {sensors}, m.wm

@@ -52,6 +52,7 @@ from lakeforge.models.execute import app_id, contract_drift, run_model
 from lakeforge.models.limits import check_limits, null_key_rule
 from lakeforge.models.model import Model, error_line
 from lakeforge.ops.results import StageResult
+from lakeforge.sql import DUCKDB, ident
 
 if TYPE_CHECKING:
     from lakeforge.project import Project
@@ -103,7 +104,7 @@ class Window:
 
     def predicate(self, column: str, type_: pa.DataType) -> str:
         """The window as a delta-rs (DataFusion SQL) predicate: which rows a commit replaces."""
-        name = '"' + column.replace('"', '""') + '"'
+        name = DUCKDB.ident(column)  # DataFusion quotes identifiers as DuckDB does
         if pa.types.is_date(type_):
             return f"{name} >= '{self.start.isoformat()}' AND {name} <= '{self.end.isoformat()}'"
         zone = "Z" if type_.tz else ""
@@ -112,7 +113,7 @@ class Window:
 
     def sql(self, column: str, type_: pa.DataType, *, dialect: str) -> str:
         """The window as a WHERE condition in an engine's dialect (for relations that are not Arrow datasets)."""
-        col = exp.column(column, quoted=True).sql(dialect=dialect)
+        col = ident(column, dialect=dialect)
         if pa.types.is_date(type_):
             return (f"{col} >= CAST('{self.start.isoformat()}' AS DATE) AND "
                     f"{col} <= CAST('{self.end.isoformat()}' AS DATE)")

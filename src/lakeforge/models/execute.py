@@ -36,6 +36,7 @@ from lakeforge.models.limits import check_limits, null_key_rule
 from lakeforge.models.model import Model, error_line
 from lakeforge.ops.results import StageResult
 from lakeforge.quality import RuleResult
+from lakeforge.sql import ident
 
 if TYPE_CHECKING:  # sqlglot, for the models that run (a run with nothing to do parses no SQL)
     from sqlglot import exp
@@ -276,9 +277,7 @@ def _run_sql(model: Model, work: _Work, *, engine: Engine) -> ModelOutput:
         expectations.append((null_key, predicate))
     sql = model.sql_for(dialect)
     if work.clustered:
-        from sqlglot import exp
-
-        order = ", ".join(exp.to_identifier(c, quoted=True).sql(dialect=dialect) for c in model.config.cluster_by)
+        order = ", ".join(ident(c, dialect=dialect) for c in model.config.cluster_by)
         sql = f"SELECT * FROM ({sql}) AS __lf_clustered ORDER BY {order}"
     try:
         output = engine.run_model(sql, model=model.name, relations=work.relations,

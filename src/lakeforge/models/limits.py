@@ -14,6 +14,7 @@ from lakeforge.models.model import Model
 from lakeforge.quality import Expectation
 from lakeforge.quality.diagnose import fixes
 from lakeforge.quality.limits import Reason, check, exceeded
+from lakeforge.sql import DUCKDB
 
 NULL_KEY = "null_key"
 SAMPLE_ROWS = 200  # quarantined rows read to show samples and find the likely fix
@@ -28,7 +29,7 @@ def null_key_rule(model: Model, keys: list[str], *, dialect: str) -> tuple[Expec
     name = NULL_KEY if NULL_KEY not in taken else f"lakeforge_{NULL_KEY}"
     rule = Expectation(name=name, expr=" OR ".join(f"{k} IS NOT NULL" for k in keys), action="quarantine",
                        description="a row whose unique_key is NULL has no key to deduplicate or merge on")
-    predicate = " OR ".join('"' + k.replace('"', '""') + '" IS NOT NULL' for k in keys)
+    predicate = " OR ".join(f"{DUCKDB.ident(k)} IS NOT NULL" for k in keys)
     if dialect != "duckdb":
         import sqlglot
 

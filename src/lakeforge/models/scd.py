@@ -13,12 +13,9 @@ import pyarrow as pa
 import pyarrow.compute
 
 from lakeforge.engines.base import Engine, Relation
+from lakeforge.sql import DUCKDB
 
 SCD_COLUMNS = ("valid_from", "valid_to", "is_current")
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def history(engine: Engine, *, new: pa.Table, old: Relation | None, keys: list[str], updated_at: str,
@@ -27,10 +24,10 @@ def history(engine: Engine, *, new: pa.Table, old: Relation | None, keys: list[s
     new rows (the rest of ``new`` repeated the version before it)."""
     engine.register("__lf_scd_new", new)
     columns = [c for c in new.column_names if c not in SCD_COLUMNS]
-    cols = ", ".join(_q(c) for c in columns)
-    key_list = ", ".join(_q(k) for k in keys)
-    tracked = ", ".join(_q(c) for c in track) or "NULL"
-    parts = [f"SELECT {cols}, CAST({_q(updated_at)} AS TIMESTAMPTZ) AS valid_from, 1 AS __lf_src "
+    cols = ", ".join(DUCKDB.ident(c) for c in columns)
+    key_list = ", ".join(DUCKDB.ident(k) for k in keys)
+    tracked = ", ".join(DUCKDB.ident(c) for c in track) or "NULL"
+    parts = [f"SELECT {cols}, CAST({DUCKDB.ident(updated_at)} AS TIMESTAMPTZ) AS valid_from, 1 AS __lf_src "
              "FROM __lf_scd_new"]
     if old is not None:
         engine.register("__lf_scd_old", old)

@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from lakeforge.engines.base import Engine, Relation
 from lakeforge.models.model import Model, _databricks_int
+from lakeforge.sql import ident
 
 if TYPE_CHECKING:
     from lakeforge.lakehouse import Catalog
@@ -26,7 +27,7 @@ def touched(engine: Engine, driver: str, full: Relation, changes: Relation,
     equal, null-safe, those of a changed row (a NULL key is a group too); only ``columns`` of them (None: all),
     so that the scan reads no other column (see :func:`read_by`)."""
     dialect = engine.capabilities.dialect
-    select = ", ".join(exp.to_identifier(c, quoted=True).sql(dialect=dialect) for c in columns or []) or "*"
+    select = ", ".join(ident(c, dialect=dialect) for c in columns or []) or "*"
     exprs = [_on_driver(e, dialect) for e in keys.values()]
     engine.register("__lf_changes", changes)
     engine.register("__lf_full", full)
@@ -161,10 +162,10 @@ def gone(engine: Engine, model: Model, kept: Relation, *, images: Relation, by: 
     HAVING now filters out, a partition row a QUALIFY no longer keeps, the group a moved row left)."""
     dialect = engine.capabilities.dialect
     keys = model.config.unique_key
-    names = ", ".join(_ident(k, dialect) for k in keys)
+    names = ", ".join(ident(k, dialect=dialect) for k in keys)
     engine.register("__lf_kept", kept)
     engine.register("__lf_changes", images)
-    touched = ", ".join(f"{_on_driver(e, dialect)} AS {_ident(c, dialect)}" for c, e in by.items())
+    touched = ", ".join(f"{_on_driver(e, dialect)} AS {ident(c, dialect=dialect)}" for c, e in by.items())
     if not partitions:  # the touched keys themselves
         sql = f"SELECT DISTINCT {touched} FROM __lf_changes EXCEPT SELECT {names} FROM __lf_kept"
     else:  # the stored rows of the touched partitions
@@ -183,9 +184,5 @@ def _on_driver(expression: exp.Expr, dialect: str) -> str:
     if dialect == "duckdb":
         bare = bare.transform(_databricks_int)
     return bare.sql(dialect=dialect)
-
-
-def _ident(name: str, dialect: str) -> str:
-    return exp.to_identifier(name, quoted=True).sql(dialect=dialect)
 
 

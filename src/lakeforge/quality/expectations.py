@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lakeforge.sql import DUCKDB, ident, literal
+
 Action = Literal["warn", "drop", "quarantine", "fail"]
 ACTIONS: tuple[Action, ...] = ("warn", "drop", "quarantine", "fail")
 _RULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -116,16 +118,17 @@ class Expectation(BaseModel):
         if dialect == "duckdb":
             return self.duckdb_sql()
         if self.matches is not None:
-            c = f"`{self.matches.column}`"
-            anchored = _literal(f"^(?:{self.matches.pattern})$").replace("\\", "\\\\")
+            c = ident(self.matches.column, dialect=dialect)
+            anchored = literal(f"^(?:{self.matches.pattern})$", dialect=dialect)
             return f"{c} IS NULL OR CAST({c} AS STRING) RLIKE {anchored}"
         if self.freshness is not None:  # Spark's intervals take whole hours: count in seconds
             seconds = round(self.freshness.max_age_hours * 3600)
-            return f"max(`{self.freshness.column}`) OVER () >= current_timestamp() - INTERVAL '{seconds}' SECOND"
+            column = ident(self.freshness.column, dialect=dialect)
+            return f"max({column}) OVER () >= current_timestamp() - INTERVAL '{seconds}' SECOND"
         if self.references is not None:
             ref = self.references
-            return (f"`{ref.column}` IS NULL OR array_contains((SELECT collect_set(`{ref.key}`) FROM {ref.table}), "
-                    f"`{ref.column}`)")
+            column, key = ident(ref.column, dialect=dialect), ident(ref.key, dialect=dialect)
+            return f"{column} IS NULL OR array_contains((SELECT collect_set({key}) FROM {ref.table}), {column})"
         import sqlglot
 
         return sqlglot.transpile(self.duckdb_sql(), read="duckdb", write=dialect)[0]
@@ -134,22 +137,22 @@ class Expectation(BaseModel):
         """The predicate of a built-in type, as DuckDB SQL (``expr`` is transpiled by the model instead)."""
         if self.not_null is not None:
             cols = [self.not_null] if isinstance(self.not_null, str) else self.not_null
-            return " AND ".join(f"{_q(c)} IS NOT NULL" for c in cols)
+            return " AND ".join(f"{DUCKDB.ident(c)} IS NOT NULL" for c in cols)
         if self.in_range is not None:
-            r, c = self.in_range, _q(self.in_range.column)
+            r, c = self.in_range, DUCKDB.ident(self.in_range.column)
             bounds = [f"{c} >= {r.min}" if r.min is not None else "", f"{c} <= {r.max}" if r.max is not None else ""]
             return f"{c} IS NULL OR ({' AND '.join(b for b in bounds if b) or 'true'})"
         if self.in_set is not None:
-            values = ", ".join(_literal(v) for v in self.in_set.values)
-            return f"{_q(self.in_set.column)} IS NULL OR {_q(self.in_set.column)} IN ({values})"
+            values = ", ".join(DUCKDB.literal(v) for v in self.in_set.values)
+            return f"{DUCKDB.ident(self.in_set.column)} IS NULL OR {DUCKDB.ident(self.in_set.column)} IN ({values})"
         if self.matches is not None:
-            c = _q(self.matches.column)
-            return f"{c} IS NULL OR regexp_full_match(CAST({c} AS VARCHAR), {_literal(self.matches.pattern)})"
+            c = DUCKDB.ident(self.matches.column)
+            return f"{c} IS NULL OR regexp_full_match(CAST({c} AS VARCHAR), {DUCKDB.literal(self.matches.pattern)})"
         if self.unique is not None:
             cols = [self.unique] if isinstance(self.unique, str) else self.unique
-            return f"count(*) OVER (PARTITION BY {', '.join(_q(c) for c in cols)}) = 1"
+            return f"count(*) OVER (PARTITION BY {', '.join(DUCKDB.ident(c) for c in cols)}) = 1"
         if self.freshness is not None:
-            c = _q(self.freshness.column)
+            c = DUCKDB.ident(self.freshness.column)
             return (f"max({c}) OVER () >= CAST(now() AS TIMESTAMPTZ) - "
                     f"INTERVAL '{self.freshness.max_age_hours} hours'")
         if self.row_count is not None:
@@ -159,21 +162,9 @@ class Expectation(BaseModel):
             return " AND ".join(b for b in bounds if b) or "true"
         if self.references is not None:
             ref = self.references
-            return (f"{_q(ref.column)} IS NULL OR {_q(ref.column)} IN "
-                    f"(SELECT {_q(ref.key)} FROM {ref.table})")
+            return (f"{DUCKDB.ident(ref.column)} IS NULL OR {DUCKDB.ident(ref.column)} IN "
+                    f"(SELECT {DUCKDB.ident(ref.key)} FROM {ref.table})")
         raise ValueError(f"expectation {self.name!r} has no built-in type")
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 @dataclass

@@ -28,6 +28,7 @@ import yaml
 from sqlglot import exp
 
 from lakeforge.quality.expectations import ACTIONS, Expectation
+from lakeforge.sql import NoLiteral, literal_node
 
 # kwargs that change nothing about which rows fail
 _HARMLESS = frozenset({"result_format", "include_config", "catch_exceptions", "batch_id", "meta"})
@@ -154,7 +155,7 @@ def import_suite(suite: dict[str, Any] | str | Path, *, action: str = "warn", di
             kw = _Kwargs(kwargs, allowed)
             rule, columns, short = handler(kw, dialect)
             kw.check_unused()
-        except _Unsupported as exc:
+        except (_Unsupported, NoLiteral) as exc:  # (NoLiteral: a value of no SQL literal)
             result.unsupported.append({**origin, "kwargs": kwargs, "reason": str(exc)})
             continue
         name = _unique_name("_".join([*columns, short]), taken)
@@ -265,17 +266,6 @@ def _col(name: str) -> exp.Column:
     return exp.column(name, quoted=True)
 
 
-def _lit(value: Any) -> exp.Expr:
-    if isinstance(value, bool):
-        return exp.true() if value else exp.false()
-    if isinstance(value, int | float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise _Unsupported(f"value {value!r} has no SQL literal")
-        return exp.Literal.number(repr(value))
-    if isinstance(value, str):
-        return exp.Literal.string(value)
-    raise _Unsupported(f"value {value!r} ({type(value).__name__}) has no SQL literal")
-
 
 def _is_null(e: exp.Expr) -> exp.Expr:
     return exp.Is(this=e.copy(), expression=exp.Null())
@@ -304,9 +294,9 @@ def _bounds(target: exp.Expr, kw: _Kwargs, *, what: str) -> exp.Expr:
         raise _Unsupported(f"{what}: min_value and max_value are both missing (GX raises an error for that)")
     parts: list[exp.Expr] = []
     if low is not None:
-        parts.append((exp.GT if kw.flag("strict_min") else exp.GTE)(this=target.copy(), expression=_lit(low)))
+        parts.append((exp.GT if kw.flag("strict_min") else exp.GTE)(this=target.copy(), expression=literal_node(low)))
     if high is not None:
-        parts.append((exp.LT if kw.flag("strict_max") else exp.LTE)(this=target.copy(), expression=_lit(high)))
+        parts.append((exp.LT if kw.flag("strict_max") else exp.LTE)(this=target.copy(), expression=literal_node(high)))
     return _and(*parts)
 
 
@@ -415,7 +405,7 @@ def _not_in_set(kw: _Kwargs, dialect: str) -> Rule:
     values = _values(kw.kwargs.get("value_set"))
     if not values:
         return _sql(exp.true(), dialect), [c], "not_in_set"
-    member = exp.In(this=_col(c), expressions=[_lit(v) for v in values])
+    member = exp.In(this=_col(c), expressions=[literal_node(v) for v in values])
     return _sql(_or(_is_null(_col(c)), _not(member)), dialect), [c], "not_in_set"
 
 
@@ -475,7 +465,7 @@ def _lengths_equal(kw: _Kwargs, dialect: str) -> Rule:
     value = kw.kwargs.get("value")
     if not _number(value):
         raise _Unsupported(f"value must be a number, got {value!r}")
-    test = exp.EQ(this=_length(c), expression=_lit(int(value) if float(value).is_integer() else value))
+    test = exp.EQ(this=_length(c), expression=literal_node(int(value) if float(value).is_integer() else value))
     return _sql(_or(_is_null(_col(c)), test), dialect), [c], "length_equals"
 
 

@@ -7,12 +7,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.types as pat
 
+from lakeforge.sql import DUCKDB
+
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 BINS = 10
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def profile_sql(schema: pa.Schema, relation: str) -> tuple[str, list[str]]:
@@ -20,7 +18,7 @@ def profile_sql(schema: pa.Schema, relation: str) -> tuple[str, list[str]]:
     parts = ["count(*) AS __rows"]
     numeric = []
     for i, field in enumerate(schema):
-        col = _q(field.name)
+        col = DUCKDB.ident(field.name)
         parts += [f"count({col}) AS c{i}_n", f"count(DISTINCT {col}) AS c{i}_d"]
         if pat.is_nested(field.type) or pat.is_binary(field.type):
             continue
@@ -33,7 +31,7 @@ def profile_sql(schema: pa.Schema, relation: str) -> tuple[str, list[str]]:
 
 
 def histogram_sql(column: str, relation: str, low: float, high: float) -> str:
-    col = _q(column)
+    col = DUCKDB.ident(column)
     width = (high - low) / BINS or 1.0
     return (f"SELECT least(floor(({col} - {low}) / {width}), {BINS - 1})::INT AS bin, count(*) AS n "
             f"FROM {relation} WHERE {col} IS NOT NULL GROUP BY 1 ORDER BY 1")

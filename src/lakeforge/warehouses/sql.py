@@ -21,6 +21,7 @@ tests compare that record with files, per dialect.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from abc import ABC, abstractmethod
@@ -33,6 +34,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
+from lakeforge import sql as quoting
 from lakeforge.errors import WarehouseError
 from lakeforge.lakehouse import Catalog
 from lakeforge.warehouses.base import LEDGER, Loaded, LoadResult, WarehouseCapabilities, resume_from
@@ -46,9 +48,10 @@ LEDGER_COLUMNS = ["table_name", "source_table", "source_version", "row_count", "
 
 def ident(name: str, dialect: str) -> str:
     """An identifier, unquoted when it is a plain lower-case name (so Snowflake folds it to upper case and BI tools
-    need no quotes), quoted otherwise."""
-    node = exp.to_identifier(name, quoted=not _SAFE.match(name) or name.upper() in _RESERVED)
-    return node.sql(dialect=dialect)
+    need no quotes), quoted otherwise (by :func:`lakeforge.sql.ident`)."""
+    if _SAFE.match(name) and name.upper() not in _RESERVED:
+        return name
+    return quoting.ident(name, dialect=dialect)
 
 
 # Reserved in Snowflake or PostgreSQL: such a column name is quoted (everything else stays unquoted, so
@@ -64,13 +67,10 @@ _RESERVED = frozenset(_RESERVED_WORDS.split())
 
 
 def literal(value: Any, dialect: str) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return str(value)
-    return exp.Literal.string(str(value)).sql(dialect=dialect)
+    """A literal of the warehouse's dialect (:func:`lakeforge.sql.literal`); a value of no SQL type as its text."""
+    if not isinstance(value, int | float | str | dt.date) and value is not None:
+        value = str(value)
+    return quoting.literal(value, dialect=dialect)
 
 
 def sql_type(dtype: pa.DataType, dialect: str) -> str:

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from lakeforge.engines.base import Engine
 from lakeforge.lakehouse import Catalog
+from lakeforge.sql import DUCKDB
 from lakeforge.warehouses.base import Warehouse
 from lakeforge.warehouses.sql import ident
 
@@ -40,24 +41,20 @@ class TableCheck:
                 "stale_source": self.stale_source}
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def partition_expr(schema: pa.Schema, keys: list[str]) -> str:
     """The partition a row belongs to, as text: its month by the first date/timestamp column, else a hash bucket
     of the key (or of the whole row)."""
     for f in schema:
         if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type):
-            return f"CAST(date_trunc('month', {_q(f.name)}) AS VARCHAR)"
-    by = ", ".join(_q(k) for k in keys if k in schema.names) or ", ".join(_q(n) for n in schema.names)
+            return f"CAST(date_trunc('month', {DUCKDB.ident(f.name)}) AS VARCHAR)"
+    by = ", ".join(map(DUCKDB.ident, [k for k in keys if k in schema.names] or schema.names))
     return f"CAST(hash({by}) % {BUCKETS} AS VARCHAR)"
 
 
 def checksums(engine: Engine, table: pa.Table, *, columns: list[str], partition: str) -> dict[str, tuple[int, int]]:
     """Partition -> (rows, checksum of the rows' values as text), computed by the embedded engine."""
     engine.register("__lf_verify", table)
-    values = ", ".join(f"coalesce(CAST({_q(c)} AS VARCHAR), '\\0')" for c in columns) or "''"
+    values = ", ".join(f"coalesce(CAST({DUCKDB.ident(c)} AS VARCHAR), '\\0')" for c in columns) or "''"
     sql = (f"SELECT {partition} AS p, count(*) AS n, bit_xor(hash(concat_ws('\\x1f', {values}))) AS h "
            "FROM __lf_verify GROUP BY ALL")
     rows = engine.to_arrow(engine.query(sql, relations={})).to_pylist()

@@ -46,6 +46,7 @@ import sqlglot
 from lakeforge.config import DuckDBWarehouseConfig
 from lakeforge.duckdb_connect import DuckDBSettings, Settings, connect
 from lakeforge.errors import LakeforgeError
+from lakeforge.sql import DUCKDB
 from lakeforge.web.eventlog import EventLog
 from lakeforge.web.readonly import Unavailable, connect_duckdb, web_settings
 
@@ -146,21 +147,12 @@ class Source:
 
 def _inline(sql: str, params: dict[str, Any] | None) -> str:
     """``$name`` replaced by SQL literals, for warehouses reached through ``Warehouse.query`` (no parameters)."""
-    from sqlglot import exp
-
     for key, value in sorted((params or {}).items(), key=lambda kv: -len(kv[0])):
-        if value is None:
-            literal = "NULL"
-        elif isinstance(value, bool):
-            literal = "TRUE" if value else "FALSE"
-        elif isinstance(value, int | float):
-            literal = repr(value)
-        elif isinstance(value, dt.datetime):
-            literal = f"TIMESTAMP '{value.replace(tzinfo=None).isoformat(sep=' ')}'"
-        elif isinstance(value, dt.date):
-            literal = f"DATE '{value.isoformat()}'"
-        else:
-            literal = exp.Literal.string(str(value)).sql(dialect="duckdb")
+        if isinstance(value, dt.datetime):
+            value = value.replace(tzinfo=None)  # (the warehouses keep naive UTC timestamps)
+        elif value is not None and not isinstance(value, int | float | str | dt.date):
+            value = str(value)
+        literal = DUCKDB.literal(value)
         sql = sql.replace(f"${key}", literal)
     return sql
 

@@ -26,6 +26,7 @@ from lakeforge.engines.rules import RulePlan, rule_outcome, rule_plan
 from lakeforge.errors import EngineError, LakeforgeError, ModelError
 from lakeforge.lakehouse.catalog import LAYERS, Catalog
 from lakeforge.quality import Expectation
+from lakeforge.sql import DUCKDB
 from lakeforge.storage import FileInfo, Location
 from lakeforge.storage.errors import storage_error
 
@@ -77,18 +78,10 @@ def _paths(files: list[FileInfo], location: Location) -> str:
     """The files as a DuckDB list literal, each read as named: DuckDB's readers expand ``*``, ``?`` and ``[...]``
     in a path, so a landing file called ``a[1].jsonl`` would read ``a1.jsonl`` instead (rows lost and others
     doubled) and ``x*.jsonl`` every file starting with ``x``. Each such character is matched literally (``[*]``)."""
-    return "[" + ", ".join(_lit(_GLOB_CHARS.sub(r"[\1]", location.join(f.path))) for f in files) + "]"
+    return "[" + ", ".join(DUCKDB.literal(_GLOB_CHARS.sub(r"[\1]", location.join(f.path))) for f in files) + "]"
 
 
 _GLOB_CHARS = re.compile(r"([\[*?])")
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class DuckDBEngine:
@@ -165,7 +158,7 @@ class DuckDBEngine:
             layer, table = name.split(".", 1)
             alias = f"__lf_{layer}_{table}"
             self.con.register(alias, relation)
-            self.con.execute(f"CREATE OR REPLACE VIEW {layer}.main.{_ident(table)} AS SELECT * FROM {alias}")
+            self.con.execute(f"CREATE OR REPLACE VIEW {layer}.main.{DUCKDB.ident(table)} AS SELECT * FROM {alias}")
 
     # -- ingestion ----------------------------------------------------------------------------
     def describe_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig) -> dict[str, str]:
@@ -202,7 +195,7 @@ class DuckDBEngine:
             select = self._planned_select(scan, source, plan)
         query = (f"SELECT raw.* EXCLUDE (_source_file), f.rel AS _source_file, f.size AS _file_size, "
                  f"f.mtime AS _file_modification_time, "
-                 f"CAST({_lit(ingested_at.isoformat())} AS TIMESTAMPTZ) AS _ingested_at, "
+                 f"CAST({DUCKDB.literal(ingested_at.isoformat())} AS TIMESTAMPTZ) AS _ingested_at, "
                  f"CAST({int(batch_id)} AS BIGINT) AS _batch_id "
                  f"FROM ({select}) AS raw JOIN __lf_files AS f ON f.abs = raw._source_file")
         return self._reader(query)
@@ -229,7 +222,7 @@ class DuckDBEngine:
 
     def typed_schema(self, types: Mapping[str, str]) -> pa.Schema:
         """The Arrow schema of typed bronze columns plus ``_rescued_data`` (for batches without rows)."""
-        columns = [f"CAST(NULL AS {sql_type(t)}) AS {_ident(c)}" for c, t in types.items()]
+        columns = [f"CAST(NULL AS {sql_type(t)}) AS {DUCKDB.ident(c)}" for c, t in types.items()]
         if not columns:
             return pa.schema([])
         columns.append("CAST(NULL AS VARCHAR) AS _rescued_data")
@@ -256,12 +249,12 @@ class DuckDBEngine:
     def _csv_options(source: SourceConfig, *, all_varchar: bool) -> list[str]:
         # skip=0 and no comment character: else DuckDB's sniffer may decide to skip leading lines (a wider last
         # line taken for the header) or lines starting with '#' (a comment), and those rows vanish without an error
-        opts = [f"header={'true' if source.header else 'false'}", f"delim={_lit(source.delimiter)}",
-                f"quote={_lit(source.quote)}", "union_by_name=true", "skip=0", "comment=''"]
+        opts = [f"header={'true' if source.header else 'false'}", f"delim={DUCKDB.literal(source.delimiter)}",
+                f"quote={DUCKDB.literal(source.quote)}", "union_by_name=true", "skip=0", "comment=''"]
         if all_varchar:
             opts.append("all_varchar=true")
         if source.columns:
-            opts.append("names=[" + ", ".join(_lit(c) for c in source.columns) + "]")
+            opts.append("names=[" + ", ".join(DUCKDB.literal(c) for c in source.columns) + "]")
         return opts
 
     def _scan(self, fmt: str, files: list[FileInfo], *, location: Location, source: SourceConfig,
@@ -270,7 +263,7 @@ class DuckDBEngine:
         if fmt == "jsonl":
             names = columns or self._columns(
                 f"read_json({paths}, format='newline_delimited', records='true', union_by_name=true)")
-            cols = "{" + ", ".join(f"{_lit(n)}: 'VARCHAR'" for n in names) + "}"
+            cols = "{" + ", ".join(f"{DUCKDB.literal(n)}: 'VARCHAR'" for n in names) + "}"
             return (f"read_json({paths}, format='newline_delimited', records='true', columns={cols}, "
                     "filename='_source_file')")
         if fmt == "csv":
@@ -283,8 +276,8 @@ class DuckDBEngine:
         paths = _paths(files, location)
         names = list(plan.columns)
         typed = {c: sql_type(t) for c, t in plan.types.items()}
-        cols = ", ".join(f"{_lit(n)}: {_lit(typed.get(n, 'VARCHAR'))}" for n in names)
-        added = [f"CAST(NULL AS {t}) AS {_ident(c)}" for c, t in typed.items() if c not in names]
+        cols = ", ".join(f"{DUCKDB.literal(n)}: {DUCKDB.literal(typed.get(n, 'VARCHAR'))}" for n in names)
+        added = [f"CAST(NULL AS {t}) AS {DUCKDB.ident(c)}" for c, t in typed.items() if c not in names]
         scan = (f"read_json({paths}, format='newline_delimited', records='true', columns={{{cols}}}, "
                 "filename='_source_file')")
         extra = "".join(", " + a for a in added)
@@ -301,7 +294,7 @@ class DuckDBEngine:
         present = set(self._columns(scan))
         casts, added, checks, entries = [], [], [], []
         for column, type_name in plan.types.items():
-            col = _ident(column)
+            col = DUCKDB.ident(column)
             duck_type = sql_type(type_name)
             if column not in present:
                 added.append(f"CAST(NULL AS {duck_type}) AS {col}")
@@ -309,20 +302,21 @@ class DuckDBEngine:
             if duck_type == "VARCHAR" and column not in source.schema_hints:
                 continue  # text stays text
             if source.timestamp_format and duck_type.startswith("TIMESTAMP"):
-                typed = (f"TRY_CAST(TRY_STRPTIME(CAST({col} AS VARCHAR), {_lit(source.timestamp_format)}) "
+                typed = (f"TRY_CAST(TRY_STRPTIME(CAST({col} AS VARCHAR), {DUCKDB.literal(source.timestamp_format)}) "
                          f"AS {duck_type})")
             else:
                 typed = f"TRY_CAST({col} AS {duck_type})"
             casts.append(f"{typed} AS {col}")
             failed = f"({col} IS NOT NULL AND {typed} IS NULL)"
             checks.append(failed)
-            entries.append(f"{{'k': {_lit(column)}, 'v': CASE WHEN {failed} THEN CAST({col} AS VARCHAR) END}}")
+            entries.append(f"{{'k': {DUCKDB.literal(column)}, "
+                           f"'v': CASE WHEN {failed} THEN CAST({col} AS VARCHAR) END}}")
         for column in plan.rescue:
             if column in present:
-                col = _ident(column)
+                col = DUCKDB.ident(column)
                 checks.append(f"({col} IS NOT NULL)")
-                entries.append(f"{{'k': {_lit(column)}, 'v': CAST({col} AS VARCHAR)}}")
-        left_out = [_ident(c) for c in (*plan.rescue, *plan.ignore) if c in present]
+                entries.append(f"{{'k': {DUCKDB.literal(column)}, 'v': CAST({col} AS VARCHAR)}}")
+        left_out = [DUCKDB.ident(c) for c in (*plan.rescue, *plan.ignore) if c in present]
         star = "*"
         if left_out:
             star += f" EXCLUDE ({', '.join(left_out)})"
@@ -361,7 +355,7 @@ class DuckDBEngine:
                              hint="split the checks across models")
         # one bit per failed rule, in one integer column: far cheaper to carry through the dedup sort than a
         # boolean column per rule
-        plan = rule_plan(expectations, unique_key=unique_key, order_by=order_by, keep=keep, ident=_ident,
+        plan = rule_plan(expectations, unique_key=unique_key, order_by=order_by, keep=keep, ident=DUCKDB.ident,
                          dup=f"(rowid IN (SELECT __lf_r FROM {DUPS}))",
                          tiebreak=self._columns_of(sql) if unique_key else None)
         width = "USMALLINT" if len(expectations) <= 16 else "UINTEGER" if len(expectations) <= 32 else "UBIGINT"
@@ -424,8 +418,8 @@ class DuckDBEngine:
         """The staged rows that lose the dedup, by rowid: ranked among the rows of their key only, and only for
         keys that come more than once (found by hashing the keys). Ranking every row would sort the whole stage
         with all its columns: 4.4 s of a 10M-row silver step against 1.1 s this way (measured 2026-11-27)."""
-        keys = ", ".join(_ident(k) for k in unique_key)
-        same = " AND ".join(f"s.{_ident(k)} IS NOT DISTINCT FROM d.{_ident(k)}" for k in unique_key)
+        keys = ", ".join(DUCKDB.ident(k) for k in unique_key)
+        same = " AND ".join(f"s.{DUCKDB.ident(k)} IS NOT DISTINCT FROM d.{DUCKDB.ident(k)}" for k in unique_key)
         self.con.execute(
             f"CREATE OR REPLACE TABLE {DUPS} AS SELECT __lf_r FROM ("
             f"SELECT s.rowid AS __lf_r, row_number() OVER ({plan.window}) AS __lf_rn FROM {self._stage} AS s "
@@ -473,7 +467,7 @@ class DuckDBEngine:
             os.makedirs(root, exist_ok=True)
             self._stage_dir = tempfile.mkdtemp(prefix=f"lakeforge-stage-{os.getpid()}-", dir=root)
             path = os.path.join(self._stage_dir, "stage.duckdb")
-            self.con.execute(f"ATTACH {_lit(path)} AS __lf_disk")
+            self.con.execute(f"ATTACH {DUCKDB.literal(path)} AS __lf_disk")
         self._stage = DISK_STAGE if disk else STAGE
         return self._stage
 

@@ -15,6 +15,7 @@ import pyarrow.dataset as pads
 
 from lakeforge.engines.spark.errors import spark_errors
 from lakeforge.lakehouse.catalog import CHANGE_COLUMNS, DELETE_FLAG, Catalog, user_metadata
+from lakeforge.sql import SPARK
 from lakeforge.storage import Location
 
 _TXN_CONF = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
@@ -127,18 +128,18 @@ class SparkCatalog(Catalog):
 
         if _arrow(data):
             data = self.spark.createDataFrame(_arrow_table(data))
-        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        condition = " AND ".join(f"t.{SPARK.ident(k)} <=> s.{SPARK.ident(k)}" for k in keys)
         gone = delete is not None and bool(delete.limit(1).count())
         source = data
         if gone:
-            tombstones = delete.select(*[F.col(f"`{k}`").cast(data.schema[k].dataType).alias(k) for k in keys])
+            tombstones = delete.select(*[F.col(SPARK.ident(k)).cast(data.schema[k].dataType).alias(k) for k in keys])
             source = (data.withColumn(DELETE_FLAG, F.lit(False))
                       .unionByName(tombstones.withColumn(DELETE_FLAG, F.lit(True)), allowMissingColumns=True))
         merger = DeltaTable.forPath(self.spark, self._path(name)).alias("t").merge(source.alias("s"), condition)
-        columns: dict[str, Any] = {f"`{c}`": f"s.`{c}`" for c in data.columns}
-        live = f"NOT s.`{DELETE_FLAG}`"
+        columns: dict[str, Any] = {SPARK.ident(c): f"s.{SPARK.ident(c)}" for c in data.columns}
+        live = f"NOT s.{SPARK.ident(DELETE_FLAG)}"
         if gone:
-            merger = merger.whenMatchedDelete(condition=f"s.`{DELETE_FLAG}`")
+            merger = merger.whenMatchedDelete(condition=f"s.{SPARK.ident(DELETE_FLAG)}")
             if update:
                 merger = merger.whenMatchedUpdate(condition=live, set=columns)
             merger = merger.whenNotMatchedInsert(condition=live, values=columns)

@@ -28,6 +28,7 @@ from lakeforge.engines.spark.session import spark_session
 from lakeforge.errors import ModelError, SourceError
 from lakeforge.lakehouse.catalog import LAYERS
 from lakeforge.quality import Expectation
+from lakeforge.sql import SPARK
 from lakeforge.storage import FileInfo, Location
 
 if TYPE_CHECKING:
@@ -46,20 +47,14 @@ _STRPTIME = {"%Y": "yyyy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm", "%S":
              "%%": "%", "%T": "HH:mm:ss", "%F": "yyyy-MM-dd"}
 
 
-def _ident(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def spark_type(type_name: str) -> str:
     return exp.DataType.build(type_name, dialect="databricks").sql(dialect="spark")
 
 
 def java_pattern(strptime: str) -> str:
-    """A strptime format as a Spark datetime pattern (literal text quoted)."""
+    """A strptime format as a Spark datetime pattern (literal text quoted the Java DateTimeFormatter way, ``''``
+    for a quote: pattern syntax, not SQL, so not :mod:`lakeforge.sql`; the pattern itself then goes into SQL as a
+    literal)."""
     out, pos = [], 0
     for match in re.finditer(r"%.", strptime):
         if match.start() > pos:
@@ -212,7 +207,7 @@ class SparkEngine:
         joined = planned.join(F.broadcast(names), "__lf_path", "left")
         data = [c for c in planned.columns if not c.startswith("__lf_")]
         return joined.select(
-            *[F.col(_ident(c)) for c in data],
+            *[F.col(SPARK.ident(c)) for c in data],
             F.coalesce(F.col("__lf_rel"), F.expr(fallback)).alias("_source_file"),
             F.col("__lf_size").alias("_file_size"),
             F.col("__lf_mtime").cast("timestamp").alias("_file_modification_time"),
@@ -225,11 +220,11 @@ class SparkEngine:
         ignored columns are left out — the same rules, column order and JSON as the DuckDB engine."""
         present = [c for c in raw.columns if not c.startswith("__lf_")]
         if not plan.types and not plan.rescue and not plan.ignore:
-            return raw.selectExpr(*[_ident(c) for c in present], *FILE_COLUMNS)
+            return raw.selectExpr(*[SPARK.ident(c) for c in present], *FILE_COLUMNS)
         casts: dict[str, str] = {}
         added, checks, entries = [], [], []
         for column, type_name in plan.types.items():
-            col = _ident(column)
+            col = SPARK.ident(column)
             target = spark_type(type_name)
             if column not in present:
                 added.append(f"CAST(NULL AS {target}) AS {col}")
@@ -237,20 +232,21 @@ class SparkEngine:
             if target == "STRING" and column not in source.schema_hints:
                 continue
             if source.timestamp_format and target.startswith("TIMESTAMP"):
-                typed = f"try_to_timestamp(CAST({col} AS STRING), {_lit(java_pattern(source.timestamp_format))})"
+                pattern = SPARK.literal(java_pattern(source.timestamp_format))
+                typed = f"try_to_timestamp(CAST({col} AS STRING), {pattern})"
             else:
                 typed = f"try_cast({col} AS {target})"
             casts[column] = f"{typed} AS {col}"
             failed = f"({col} IS NOT NULL AND {typed} IS NULL)"
             checks.append(failed)
-            entries.append(f"{_lit(column)}, CASE WHEN {failed} THEN CAST({col} AS STRING) END")
+            entries.append(f"{SPARK.literal(column)}, CASE WHEN {failed} THEN CAST({col} AS STRING) END")
         for column in plan.rescue:
             if column in present:
-                col = _ident(column)
+                col = SPARK.ident(column)
                 checks.append(f"({col} IS NOT NULL)")
-                entries.append(f"{_lit(column)}, CAST({col} AS STRING)")
+                entries.append(f"{SPARK.literal(column)}, CAST({col} AS STRING)")
         left_out = {c for c in (*plan.rescue, *plan.ignore) if c in present}
-        select = [casts.get(c, _ident(c)) for c in present if c not in left_out] + added
+        select = [casts.get(c, SPARK.ident(c)) for c in present if c not in left_out] + added
         if entries:
             rescued = (f"CASE WHEN {' OR '.join(checks)} THEN "
                        f"to_json(map_filter(map({', '.join(entries)}), (k, v) -> v IS NOT NULL)) END")
@@ -295,7 +291,7 @@ class SparkEngine:
                              hint="split the checks across models")
         self.bind(relations)
         bound = [(e, _bound(pred)) for e, pred in expectations]
-        plan = rule_plan(bound, unique_key=unique_key, order_by=order_by, keep=keep, ident=_ident,
+        plan = rule_plan(bound, unique_key=unique_key, order_by=order_by, keep=keep, ident=SPARK.ident,
                          tiebreak=self._orderable(_bound(sql)) if unique_key else None)
         inner = f"SELECT *, CAST({plan.mask} AS BIGINT) AS __lf_mask FROM ({_bound(sql)}) AS __lf_model"
         try:
@@ -316,7 +312,7 @@ class SparkEngine:
                                  hint="fix the model's SQL") from None
             raise
         rows_in, results, dropped_by, (n_quarantined, n_dropped, n_dup) = rule_outcome(model, plan, row)
-        data = [_ident(c) for c in stage.columns if not c.startswith("__lf_")]
+        data = [SPARK.ident(c) for c in stage.columns if not c.startswith("__lf_")]
         kept = stage.filter(plan.kept).selectExpr(*data)
         quarantined = stage.filter(plan.quarantine).selectExpr(
             *data, f"filter(array({plan.failed_names or 'CAST(NULL AS STRING)'}), x -> x IS NOT NULL) AS _failed_rules")

@@ -16,15 +16,12 @@ from lakeforge.duckdb_connect import DEFAULTS, DuckDBSettings, connect
 from lakeforge.engines.duckdb.errors import locked, transient
 from lakeforge.errors import WarehouseError
 from lakeforge.lakehouse import Catalog
+from lakeforge.sql import DUCKDB
 from lakeforge.warehouses.base import LEDGER, Loaded, LoadResult, WarehouseCapabilities, resume_from
 
 LEDGER_DDL = (f"CREATE TABLE IF NOT EXISTS {LEDGER} (table_name VARCHAR PRIMARY KEY, source_table VARCHAR, "
               "source_version BIGINT, row_count BIGINT, load_mode VARCHAR, run_id VARCHAR, loaded_at TIMESTAMPTZ, "
               "source_id VARCHAR)")
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class DuckDBWarehouse:
@@ -99,7 +96,7 @@ class DuckDBWarehouse:
         mode = "full"
         if exists and keys and loaded >= 0:
             changes, has_deletes = catalog.changes(gold_table, since=loaded, until=version, keys=keys)
-            current = {r[0] for r in self.con.execute(f"DESCRIBE {_ident(target)}").fetchall()}
+            current = {r[0] for r in self.con.execute(f"DESCRIBE {DUCKDB.ident(target)}").fetchall()}
             if not has_deletes and set(changes.column_names) <= current:
                 mode = "incremental"
                 data: pa.Table | object = changes
@@ -109,12 +106,12 @@ class DuckDBWarehouse:
         try:
             self.con.execute("BEGIN TRANSACTION")
             if mode == "incremental":
-                key_list = ", ".join(_ident(k) for k in keys)
-                self.con.execute(f"DELETE FROM {_ident(target)} WHERE ({key_list}) IN "
+                key_list = ", ".join(DUCKDB.ident(k) for k in keys)
+                self.con.execute(f"DELETE FROM {DUCKDB.ident(target)} WHERE ({key_list}) IN "
                                  f"(SELECT {key_list} FROM __lf_load)")
-                written = self.con.execute(f"INSERT INTO {_ident(target)} BY NAME SELECT * FROM __lf_load")
+                written = self.con.execute(f"INSERT INTO {DUCKDB.ident(target)} BY NAME SELECT * FROM __lf_load")
             else:
-                written = self.con.execute(f"CREATE OR REPLACE TABLE {_ident(target)} AS SELECT * FROM __lf_load")
+                written = self.con.execute(f"CREATE OR REPLACE TABLE {DUCKDB.ident(target)} AS SELECT * FROM __lf_load")
             rows = int(written.fetchall()[0][0])  # the rows it wrote: all of __lf_load (not read a second time)
             self.con.execute(
                 f"INSERT OR REPLACE INTO {LEDGER} (table_name, source_table, source_version, row_count, load_mode, "
@@ -144,8 +141,8 @@ class DuckDBWarehouse:
         if found and found[0][0] == digest:
             return
         try:
-            self.con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS {sql}")
-            self.con.execute(f"COMMENT ON VIEW {_ident(name)} IS '{digest}'")
+            self.con.execute(f"CREATE OR REPLACE VIEW {DUCKDB.ident(name)} AS {sql}")
+            self.con.execute(f"COMMENT ON VIEW {DUCKDB.ident(name)} IS {DUCKDB.literal(digest)}")
         except duckdb.Error as exc:
             raise WarehouseError(f"creating the view {name} in {self.path} failed: {exc}",
                                  hint="a warehouse view may read only gold tables") from None

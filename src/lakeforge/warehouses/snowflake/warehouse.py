@@ -36,6 +36,7 @@ from lakeforge import redaction
 from lakeforge.config.models import SnowflakeWarehouseConfig
 from lakeforge.errors import WarehouseError
 from lakeforge.lakehouse import Catalog
+from lakeforge.sql import ident, literal
 from lakeforge.warehouses.base import LEDGER, LoadResult, WarehouseCapabilities
 from lakeforge.warehouses.snowflake.auth import connect_kwargs, settings
 from lakeforge.warehouses.snowflake.errors import transient
@@ -54,7 +55,7 @@ _DRIVER_ERRORS = (snowflake.connector.errors.Error, OSError, pa.ArrowException)
 
 def object_name(name: str) -> str:
     """A database or schema name as written in SQL: plain names unquoted (Snowflake folds them to upper case)."""
-    return name if _PLAIN.match(name) else '"' + name.replace('"', '""') + '"'
+    return name if _PLAIN.match(name) else ident(name, dialect="snowflake")
 
 
 def _stored(name: str, written: str) -> str:
@@ -224,8 +225,8 @@ class SnowflakeWarehouse(SqlWarehouse):
             name = batch_file(plan, hashlib.sha256(scratch.read_bytes()).hexdigest())
             path = scratch.rename(Path(tmp) / name)
             location = f"@{STAGE}/{plan.target}/"
-            uri = path.resolve().as_posix().replace("'", "\\'")
-            self.execute(f"PUT 'file://{uri}' {location} AUTO_COMPRESS = FALSE OVERWRITE = FALSE")
+            uri = literal("file://" + path.resolve().as_posix(), dialect="snowflake")
+            self.execute(f"PUT {uri} {location} AUTO_COMPRESS = FALSE OVERWRITE = FALSE")
             copy = (f"COPY INTO {staging} FROM {location} FILES = ({self.sql.lit(name)}) "
                     f"FILE_FORMAT = ({PARQUET}) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE")
             self.execute(copy)
