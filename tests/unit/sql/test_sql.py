@@ -64,10 +64,8 @@ def test_literal_of_any_string_parses_back_in_sqlglot(dialect: str, value: str) 
     assert node.this == value
 
 
-@pytest.mark.parametrize("value", NASTY)
+@pytest.mark.parametrize("value", [v for v in NASTY if v])  # (DuckDB has no empty column name)
 def test_ident_and_literal_in_duckdb(con: duckdb.DuckDBPyConnection, value: str) -> None:
-    if not value:
-        pytest.skip("DuckDB has no empty column name")
     cursor = con.execute(f"SELECT {literal(value, dialect='duckdb')} AS {ident(value, dialect='duckdb')}")
     assert cursor.description is not None and cursor.description[0][0] == value
     assert cursor.fetchone() == (value,)
