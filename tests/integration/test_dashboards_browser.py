@@ -82,7 +82,9 @@ class Server:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                response = requests.get(f"{self.url}/health", timeout=5)
+                # with the token: without it /health says the status only (issue 20: no error text to anyone)
+                response = requests.get(f"{self.url}/health", timeout=5,
+                                        headers={"authorization": f"Bearer {self.token}"})
                 response.raise_for_status()
                 data: dict[str, Any] = response.json()
                 return data
