@@ -40,7 +40,7 @@ import reports  # type: ignore[import-not-found]  # bench/reports.py, beside thi
 from deltalake import DeltaTable, write_deltalake
 
 from lakeforge.generate import generate
-from lakeforge.ops import events
+from lakeforge.pipeline import events
 from lakeforge.project import Project
 from lakeforge.web import pages, queries
 from lakeforge.web.queries import Filters

@@ -12,7 +12,7 @@ from lakeforge import console
 from lakeforge.console import emit as _emit
 from lakeforge.console import err, out
 from lakeforge.errors import LakeforgeError
-from lakeforge.ops.progress import reporter_for
+from lakeforge.pipeline.progress import reporter_for
 
 if TYPE_CHECKING:
     from lakeforge.project import Project

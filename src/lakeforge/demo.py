@@ -10,7 +10,7 @@ from rich.table import Table
 
 from lakeforge.config import CONFIG_FILE
 from lakeforge.errors import LakeforgeError
-from lakeforge.ops.progress import reporter_for
+from lakeforge.pipeline.progress import reporter_for
 from lakeforge.project import Project
 
 
@@ -71,15 +71,13 @@ def run_demo(path: Path, *, machines: int, days: int, console: Console, progress
 
 def _train_and_score(project: Project, *, console: Console, progress: Console) -> None:
     """The first time: train the failure model, make it the champion, score (``ml train``, ``promote``, ``score``)."""
-    from lakeforge.ml import registry
-
-    if registry.champion_version(project) is None:
+    if project.champion() is None:
         try:
-            trained = registry.train(project)
+            trained = project.train()
         except LakeforgeError as exc:  # e.g. too few days of data for a time split: the rest of the demo stands
             console.print(f"no failure model trained: {exc.message} ({exc.hint})", highlight=False)
             return
-        registry.promote(project)
+        project.promote()
         f1 = trained["metrics"]["macro_f1"]
         console.print(f"trained {trained['model']} v{trained['version']} (macro F1 {f1:.2f} on "
                       f"{trained['rows_test']:,} holdout machine-hours) and made it the champion")

@@ -6,7 +6,7 @@ Every message says what was tried and how to fix it; the CLI prints one red line
 Transient or permanent is a matter of type, decided once where a driver is called: each backend (object storage,
 the Delta log, PostgreSQL, Snowflake, DuckDB, Spark) maps its driver's exceptions to ``StorageError``,
 ``WarehouseError`` or ``EngineError`` -- or to their transient forms (``TransientStorageError``, ...), which carry
-the :class:`Transient` mixin -- and the retry policy (:mod:`lakeforge.ops.retry`) reads nothing but the type.
+the :class:`Transient` mixin -- and the retry policy (:mod:`lakeforge.retry`) reads nothing but the type.
 Every other lakeforge error is permanent: a bad configuration, SQL or data does not fix itself.
 """
 
@@ -60,7 +60,7 @@ class LimitExceeded(LakeforgeError):
 class Transient(Exception):
     """Mixin: the same work may succeed if tried again (the store throttling or failing with 5xx, a timeout, a
     connection lost or refused, a lock another process holds, a commit that lost a race). Only the boundary that
-    called the driver puts it on an error; :func:`lakeforge.ops.retry.is_transient` reads it."""
+    called the driver puts it on an error; :func:`lakeforge.retry.is_transient` reads it."""
 
 
 class WarehouseError(LakeforgeError):

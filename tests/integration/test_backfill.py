@@ -22,9 +22,10 @@ from typer.testing import CliRunner
 
 from lakeforge.cli import app
 from lakeforge.errors import ConfigError, LakeforgeError
-from lakeforge.models.backfill import Window
-from lakeforge.ops import events
-from lakeforge.ops.runner import run_lock
+from lakeforge.pipeline import events
+from lakeforge.pipeline import warehouse as warehouse_stage
+from lakeforge.pipeline.backfill import Window
+from lakeforge.pipeline.runner import run_lock
 from lakeforge.project import Project
 from lakeforge.warehouses.verify import checksums
 
@@ -210,7 +211,7 @@ def test_a_backfill_is_a_run_session_with_the_observers_and_the_runs_messages(
         example: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     """A backfill shares the run's session (issue 21): the observers (lineage, alerts) see it, and an error lakeforge
     did not expect is reported and recorded as a run's is."""
-    from lakeforge.ops.hooks import Observer
+    from lakeforge.pipeline.hooks import Observer
 
     example.run()
     seen: list[str] = []
@@ -234,10 +235,10 @@ def test_a_backfill_is_a_run_session_with_the_observers_and_the_runs_messages(
     assert "finished gold.fact_telemetry_daily" in seen and "finished warehouse" in seen
     seen.clear()
 
-    def broken(self: Project, **_: Any) -> None:
+    def broken(*_: Any, **__: Any) -> None:
         raise KeyError("boom")
 
-    monkeypatch.setattr(Project, "load_warehouse", broken)
+    monkeypatch.setattr(warehouse_stage, "load", broken)
     with pytest.raises(LakeforgeError, match=r"internal error in warehouse: KeyError") as caught:
         example.backfill(start=DAY, end=DAY, select=["gold.fact_telemetry_daily"])
     assert seen[-2:] == ["failed warehouse", "run_finished failed"]

@@ -32,6 +32,7 @@ import yaml
 
 from lakeforge.config.models import DuckDBWarehouseConfig
 from lakeforge.errors import WarehouseError
+from lakeforge.pipeline import warehouse as warehouse_stage
 from lakeforge.project import Project
 from lakeforge.warehouses.duckdb.warehouse import DuckDBWarehouse
 from tests.bi_drivers import (
@@ -92,7 +93,8 @@ def project_copy(source: Path, target: Path, **warehouse: Any) -> Project:
 
 
 def load(project: Project) -> None:
-    stage = project.load_warehouse(run_id=f"bi-{uuid.uuid4().hex[:6]}", models=project.graph().ordered())
+    stage = warehouse_stage.load(project.workspace, run_id=f"bi-{uuid.uuid4().hex[:6]}",
+                                 models=project.graph().ordered())
     assert stage.status == "ok", stage.detail
 
 

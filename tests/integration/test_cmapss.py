@@ -11,6 +11,7 @@ import pytest
 
 from lakeforge.errors import LakeforgeError
 from lakeforge.ml import cmapss
+from lakeforge.project import Project
 from tests.conftest import SHARED_DATA
 
 CMAPSS = SHARED_DATA / "cmapss"
@@ -22,7 +23,7 @@ pytest.importorskip("sklearn", reason="needs the ml extra: pip install 'lakeforg
 
 @pytest.mark.slow
 def test_fd001_within_target_and_reproducible(tmp_path: Path) -> None:
-    first = cmapss.evaluate(CMAPSS, subset="FD001", seed=42, work_dir=tmp_path / "first")
+    first = Project.evaluate("cmapss", data_dir=CMAPSS, subset="FD001", seed=42, work_dir=tmp_path / "first")
     assert first["units"] == 100 and first["train_units"] == 100 and first["train_rows"] == 20_631
     assert first["rmse"] <= 13.0, first
     assert math.isfinite(first["score"]) and first["score"] > 0
@@ -32,7 +33,8 @@ def test_fd001_within_target_and_reproducible(tmp_path: Path) -> None:
     assert (tmp_path / "first" / "landing" / "RUL_FD001.txt").is_file()
     assert (tmp_path / "first" / "lakehouse").is_dir()
 
-    again = cmapss.evaluate(CMAPSS, subset="FD001", seed=42)  # a fresh project: ingestion, models and training
+    # a fresh project: ingestion, models and training
+    again = Project.evaluate("cmapss", data_dir=CMAPSS, subset="FD001", seed=42)
     assert (again["rmse"], again["score"]) == (first["rmse"], first["score"])
 
 
@@ -53,10 +55,11 @@ def _truncated_copy(target: Path, subset: str) -> dict[int, int]:
 
 def test_features_are_point_in_time(tmp_path: Path) -> None:
     """The last cycle of a truncated engine has the features of the same cycle of the full engine: no feature
-    reads a later cycle. Also: the RUL file's line numbers become units (checked by ``load``), and a subset
-    other than FD001 goes through (its name comes from the file names)."""
+    reads a later cycle. Also: the RUL file's line numbers become units (checked by
+    ``Project.cmapss_features``), and a subset other than FD001 goes through (its name comes from the file names)."""
     cut = _truncated_copy(tmp_path / "data", "FD003")
-    table, timings = cmapss.load(tmp_path / "data", "FD003", tmp_path / "project")
+    files = cmapss.check_files(tmp_path / "data", "FD003")
+    table, timings = Project.cmapss_features(files, "FD003", tmp_path / "project")
     assert timings["pipeline_seconds"] > 0
     assert set(table["subset"].to_pylist()) == {"FD003"}
     train_rows, test_last = cmapss.split(table)
@@ -77,9 +80,9 @@ def test_features_are_point_in_time(tmp_path: Path) -> None:
 
 def test_missing_files_and_unknown_subsets_are_refused(tmp_path: Path) -> None:
     with pytest.raises(LakeforgeError, match=r"lacks train_FD002\.txt, test_FD002\.txt, RUL_FD002\.txt"):
-        cmapss.evaluate(tmp_path, subset="FD002")
+        Project.evaluate("cmapss", data_dir=tmp_path, subset="FD002")
     with pytest.raises(LakeforgeError, match="unknown C-MAPSS subset"):
-        cmapss.evaluate(CMAPSS, subset="FD009")
+        Project.evaluate("cmapss", data_dir=CMAPSS, subset="FD009")
 
 
 def test_phm08_score_punishes_late_predictions_more() -> None:

@@ -30,7 +30,7 @@ import pytest
 import requests
 
 from lakeforge.ml import registry
-from lakeforge.ops import events
+from lakeforge.pipeline import events
 from lakeforge.project import Project
 from lakeforge.web.auth import TOKEN_ENV
 from tests.browser import DOCS_IMG, screenshot

@@ -13,7 +13,7 @@ from deltalake import DeltaTable
 from typer.testing import CliRunner
 
 from lakeforge.cli import app
-from lakeforge.ops import events
+from lakeforge.pipeline import events
 from lakeforge.project import Project
 from tests.moto_server import Buckets, S3Server
 

@@ -17,8 +17,9 @@ import yaml
 from lakeforge.errors import LakeforgeError, MissingDependency
 from lakeforge.ml import scoring
 from lakeforge.ops import lineage
-from lakeforge.ops.results import RunResult
+from lakeforge.pipeline import warehouse as warehouse_stage
 from lakeforge.project import Project
+from lakeforge.results import RunResult
 from tests.receivers import free_port, http_receiver
 
 SCHEMA_URL = "https://openlineage.io/spec/"
@@ -105,7 +106,8 @@ def check_run(found: list[dict[str, Any]], result: RunResult, project: Project, 
             reads, writes = scoring.io(project, stage.name)
             assert inputs == [(lakehouse, t) for t in reads] and outputs == [(lakehouse, t) for t in writes]
         else:
-            gold = [t for t in project.warehouse_tables(list(graph.values())) if project.catalog.exists(t)]
+            tables = warehouse_stage.tables(project.workspace, list(graph.values()))
+            gold = [t for t in tables if project.catalog.exists(t)]
             assert "gold.anomalies" in gold and "gold.machine_risk" not in gold  # no champion: no risk table
             warehouse = f"duckdb://{project.path / 'warehouse.duckdb'}"
             assert inputs == [(lakehouse, t) for t in gold]

@@ -15,8 +15,8 @@ import yaml
 
 from lakeforge.errors import ConfigError, NotFound
 from lakeforge.ml import registry, scoring
-from lakeforge.ops.results import RunResult, StageResult
 from lakeforge.project import Project
+from lakeforge.results import RunResult, StageResult
 
 # the tests follow one project through its life, in order: `make test` runs a module on one worker (--dist loadscope)
 pytestmark = pytest.mark.slow

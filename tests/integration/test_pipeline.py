@@ -12,8 +12,9 @@ import pyarrow as pa
 import pytest
 
 from lakeforge.errors import ExpectationFailed, LakeforgeError, ModelError
-from lakeforge.ops.progress import LogReporter
-from lakeforge.ops.runner import last_run
+from lakeforge.pipeline import warehouse as warehouse_stage
+from lakeforge.pipeline.progress import LogReporter
+from lakeforge.pipeline.runner import last_run
 from lakeforge.project import Project
 from tests.conftest import ENGINES, landing_lines
 
@@ -307,13 +308,13 @@ def test_warehouse_loads_are_idempotent(example: Project) -> None:
     con.execute("UPDATE _lakeforge_loads SET source_version = source_version - 1 "
                 "WHERE table_name = 'fact_errors'")
     con.close()
-    stage_ = example.load_warehouse(run_id="retry", models=example.graph().ordered())
+    stage_ = warehouse_stage.load(example.workspace, run_id="retry", models=example.graph().ordered())
     assert stage_.status == "ok"
     con = duckdb.connect(str(wh), read_only=True)
     assert con.sql("SELECT count(*) FROM fact_telemetry_hourly").fetchall()[0][0] == before
     assert con.sql("SELECT count(*) FROM fact_errors").fetchall()[0][0] == rows(example, "gold.fact_errors")
     con.close()
-    assert example.load_warehouse(run_id="again", models=example.graph().ordered()).status == "skipped"
+    assert warehouse_stage.load(example.workspace, run_id="again", models=example.graph().ordered()).status == "skipped"
 
 
 def test_lakehouse_tables_are_readable_by_polars_and_pyarrow(example: Project) -> None:
@@ -372,7 +373,7 @@ def test_a_load_spanning_several_updates_of_a_key_keeps_one_row_per_key(example:
     con.execute("UPDATE _lakeforge_loads SET source_version = source_version - 2 "
                 "WHERE table_name = 'fact_telemetry_hourly'")
     con.close()
-    assert example.load_warehouse(run_id="replay", models=example.graph().ordered()).status == "ok"
+    assert warehouse_stage.load(example.workspace, run_id="replay", models=example.graph().ordered()).status == "ok"
     got = example.query("SELECT count(*) AS n, count(DISTINCT (machine_id, hour)) AS k, "
                         "max(vibration_max) AS v FROM fact_telemetry_hourly").to_pylist()[0]
     assert got["n"] == got["k"] == rows(example, "gold.fact_telemetry_hourly")

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from lakeforge.ops import events
+from lakeforge.pipeline import events
 from lakeforge.project import Project
 
 HOOK = textwrap.dedent('''
@@ -48,8 +48,8 @@ HOOK = textwrap.dedent('''
             time.sleep(0.01)
 
     if GATE:
-        from lakeforge.ops import events, runner
-        from lakeforge.project import Project
+        from lakeforge.pipeline import events, runner
+        from lakeforge.workspace import Workspace
 
         if AT == "lock":  # the run holds the lock and has left its marker
             _mark_started = events.mark_started
@@ -60,14 +60,14 @@ HOOK = textwrap.dedent('''
 
             events.mark_started = mark_started
         elif AT.startswith("ingest:"):
-            _ingestor = Project.ingestor
+            _ingestor = Workspace.ingestor
 
             def ingestor(self, name, *, engine=None):
                 if engine is not None and name == AT.split(":", 1)[1]:
                     _wait()
                 return _ingestor(self, name, engine=engine)
 
-            Project.ingestor = ingestor
+            Workspace.ingestor = ingestor
         else:  # a model
             _run_model = runner.run_model
 

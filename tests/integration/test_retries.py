@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from lakeforge.errors import ModelError
-from lakeforge.ops import events
+from lakeforge.pipeline import events
 from lakeforge.project import Project
 from tests.conftest import write_project
 from tests.integration.test_warehouse_postgres import BLOCKED, blocked_run, connect, waiting_backend

@@ -21,8 +21,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from lakeforge.ops import events
 from lakeforge.ops.scheduler import STATE
+from lakeforge.pipeline import events
 from lakeforge.project import Project
 from lakeforge.web.auth import TOKEN_ENV
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from lakeforge.cli import app
 from lakeforge.errors import LakeforgeError
-from lakeforge.ops import events, slo
+from lakeforge.ops import slo
+from lakeforge.pipeline import events
 from lakeforge.project import Project
 
 TARGETS = {"window_days": 7, "success_rate": 0.9, "freshness_minutes": 10, "dq_accuracy": 0.99,

@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
+from lakeforge.pipeline import warehouse as warehouse_stage
 from lakeforge.project import Project
 from lakeforge.warehouses.base import LEDGER
+from lakeforge.workspace import Workspace
 
 TARGETS = [pytest.param("duckdb"), pytest.param("postgres", marks=pytest.mark.postgres),
            pytest.param("snowflake", marks=pytest.mark.snowflake)]
@@ -48,7 +50,7 @@ def project(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Project]
 
 def loads(project: Project) -> dict[str, str]:
     """Gold table -> what this load did with it (``full``, ``incremental``; absent when skipped)."""
-    stage = project.load_warehouse(run_id="test", models=project.graph().ordered())
+    stage = warehouse_stage.load(project.workspace, run_id="test", models=project.graph().ordered())
     if stage.status == "skipped":
         return {}
     return dict(re.findall(r"(\w+) \((\w+), v\d+\)", stage.detail))
@@ -169,8 +171,8 @@ def test_a_warehouse_nothing_touched_is_not_opened(tmp_path: Path, monkeypatch: 
     with Project(root) as project:
         assert project.run().status == "succeeded"
         opened: list[bool] = []
-        real = Project.warehouse
-        monkeypatch.setattr(Project, "warehouse", lambda self, **k: opened.append(True) or real(self, **k))
+        real = Workspace.warehouse
+        monkeypatch.setattr(Workspace, "warehouse", lambda self, **k: opened.append(True) or real(self, **k))
 
         def stage() -> tuple[str, str]:
             found = next(s for s in project.run().stages if s.name == "warehouse")

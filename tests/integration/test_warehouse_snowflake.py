@@ -19,6 +19,7 @@ import yaml
 
 from lakeforge.config.models import SnowflakeWarehouseConfig
 from lakeforge.errors import WarehouseError
+from lakeforge.pipeline import warehouse as warehouse_stage
 from lakeforge.project import Project
 from lakeforge.warehouses.snowflake import SnowflakeWarehouse
 from lakeforge.warehouses.sql import LoadPlan
@@ -124,7 +125,7 @@ def test_full_then_incremental_loads_equal_gold(telemetry: Project) -> None:
     first = telemetry.run()
     assert first.status == "succeeded"
     loaded = ledger()
-    gold = {t.split(".")[1] for t in telemetry.warehouse_tables(telemetry.graph().ordered())
+    gold = {t.split(".")[1] for t in warehouse_stage.tables(telemetry.workspace, telemetry.graph().ordered())
             if telemetry.catalog.exists(t)}
     assert "anomalies" in gold and set(loaded) == gold and {r["load_mode"] for r in loaded.values()} == {"full"}
     assert all(r["row_count"] == telemetry.catalog.info(f"gold.{t}").rows for t, r in loaded.items())

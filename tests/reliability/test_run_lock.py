@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from lakeforge.errors import RunLocked
-from lakeforge.ops import events
+from lakeforge.pipeline import events
 from lakeforge.project import Project
 
 HOLDER = """
 import sys, time
-from lakeforge.ops.runner import run_lock
+from lakeforge.pipeline.runner import run_lock
 from lakeforge.project import Project
 with run_lock(Project(sys.argv[1])):
     print("locked", flush=True)

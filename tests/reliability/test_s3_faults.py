@@ -25,7 +25,7 @@ import pytest
 
 from lakeforge.config.models import StorageConfig
 from lakeforge.errors import TransientStorageError
-from lakeforge.ops.retry import is_transient
+from lakeforge.retry import is_transient
 from lakeforge.storage.s3 import S3Location
 from tests.moto_server import Buckets, S3Server
 from tests.reliability.faultproxy import FaultProxy

@@ -59,7 +59,7 @@ from lakeforge.sql import DATABRICKS
 
 if TYPE_CHECKING:
     from lakeforge.models import Model
-    from lakeforge.project import Project
+    from lakeforge.workspace import Workspace
 
 Target = Literal["databricks", "spark"]
 TARGETS: tuple[Target, ...] = ("databricks", "spark")
@@ -294,9 +294,9 @@ def streamable(model: Model, *, sources: list[str]) -> bool:
     return not any(tree.find(kind) for kind in blocked)
 
 
-def model_files(project: Project, *, target: Target) -> tuple[dict[str, str], list[str]]:
+def model_files(workspace: Workspace, *, target: Target) -> tuple[dict[str, str], list[str]]:
     """``transformations/<layer>/<table>.sql`` -> its statements, and notes on what did not carry over."""
-    graph = project.graph()
+    graph = workspace.graph()
     files: dict[str, str] = {}
     notes: list[str] = []
     for model in graph.ordered():
@@ -311,31 +311,31 @@ def model_files(project: Project, *, target: Target) -> tuple[dict[str, str], li
 
 
 # -- the spec, the local Spark, the Databricks bundle --------------------------------------------------------------
-def pipeline_name(project: Project) -> str:
-    return resource_key(project)
+def pipeline_name(workspace: Workspace) -> str:
+    return resource_key(workspace)
 
 
-def landing_uri(project: Project, *, target: Target) -> str:
-    uri = project.landing.uri
+def landing_uri(workspace: Workspace, *, target: Target) -> str:
+    uri = workspace.landing.uri
     if target == "spark" and uri.startswith("s3://"):
         return "s3a://" + uri[len("s3://"):]  # Hadoop's S3 file system (needs hadoop-aws on the class path)
     return uri
 
 
-def spec(project: Project, out: Path, *, target: Target) -> dict[str, Any]:
-    dbx = project.config.deploy.databricks
-    configuration = {"lakeforge.landing": landing_uri(project, target=target),
+def spec(workspace: Workspace, out: Path, *, target: Target) -> dict[str, Any]:
+    dbx = workspace.config.deploy.databricks
+    configuration = {"lakeforge.landing": landing_uri(workspace, target=target),
                      "lakeforge.reader": "cloudFiles" if target == "databricks" else "files",
                      "spark.sql.session.timeZone": "UTC"}
     catalog: str | None
     if target == "spark":
-        engine = project.config.engine
+        engine = workspace.config.engine
         partitions = engine.shuffle_partitions if engine.type == "spark" else 4
         configuration |= {"spark.sql.shuffle.partitions": str(partitions), "spark.sql.sources.default": "delta"}
         catalog, database = "spark_catalog", "default"
     else:
-        catalog, database = dbx.catalog, dbx.schema_ or project.config.name
-    data: dict[str, Any] = {"name": pipeline_name(project), "storage": (out / "storage").as_uri()}
+        catalog, database = dbx.catalog, dbx.schema_ or workspace.config.name
+    data: dict[str, Any] = {"name": pipeline_name(workspace), "storage": (out / "storage").as_uri()}
     if catalog:
         data["catalog"] = catalog
     data["database"] = database
@@ -344,16 +344,16 @@ def spec(project: Project, out: Path, *, target: Target) -> dict[str, Any]:
     return data
 
 
-def jars_dir(project: Project) -> Path:
+def jars_dir(workspace: Workspace) -> Path:
     """Where Delta's jars are, as engine: spark looks for them (the first candidate when none is there yet)."""
     from lakeforge.engines.spark.session import find_jars_dir, jars_candidates
 
-    configured = getattr(project.config.engine, "jars_dir", None)
-    found = find_jars_dir(configured, base_dir=str(project.path))
-    return found or jars_candidates(configured, base_dir=str(project.path))[0]
+    configured = getattr(workspace.config.engine, "jars_dir", None)
+    found = find_jars_dir(configured, base_dir=str(workspace.path))
+    return found or jars_candidates(configured, base_dir=str(workspace.path))[0]
 
 
-def spark_conf_files(project: Project, out: Path) -> dict[str, str]:
+def spark_conf_files(workspace: Workspace, out: Path) -> dict[str, str]:
     """The static settings of the local Spark that runs the pipeline: they cannot go in the spec, whose
     configuration is applied to every flow, where static settings cannot change."""
     note = MARK + " --as pipeline --target spark`: regenerate it rather than edit it.\n"
@@ -376,7 +376,7 @@ def spark_conf_files(project: Project, out: Path) -> dict[str, str]:
         "# Delta Lake's jars on the class path of the JVM that spark-pipelines starts (SPARK_DIST_CLASSPATH);",
         "# LAKEFORGE_SPARK_JARS overrides the folder. The Python that runs the pipeline's files needs pyspark.",
         "SPARK_LOCAL_IP=127.0.0.1",
-        f"LAKEFORGE_SPARK_JARS=\"${{LAKEFORGE_SPARK_JARS:-{jars_dir(project)}}}\"",
+        f"LAKEFORGE_SPARK_JARS=\"${{LAKEFORGE_SPARK_JARS:-{jars_dir(workspace)}}}\"",
         "SPARK_DIST_CLASSPATH=\"$(ls \"$LAKEFORGE_SPARK_JARS\"/delta-*.jar | tr '\\n' ':')\"",
         f"PYSPARK_PYTHON=\"${{PYSPARK_PYTHON:-{sys.executable}}}\"",
     ]
@@ -384,10 +384,10 @@ def spark_conf_files(project: Project, out: Path) -> dict[str, str]:
             "conf/spark-env.sh": note + "\n".join(env) + "\n"}
 
 
-def pipeline_bundle(project: Project, *, target_spec: dict[str, Any]) -> dict[str, Any]:
+def pipeline_bundle(workspace: Workspace, *, target_spec: dict[str, Any]) -> dict[str, Any]:
     """The pipeline resource and the job that refreshes it on the schedule of ``deploy:``."""
-    key = resource_key(project)
-    dbx = project.config.deploy.databricks
+    key = resource_key(workspace)
+    dbx = workspace.config.deploy.databricks
     pipeline: dict[str, Any] = {"name": key}
     if dbx.catalog:
         pipeline["catalog"] = dbx.catalog
@@ -399,7 +399,7 @@ def pipeline_bundle(project: Project, *, target_spec: dict[str, Any]) -> dict[st
         "libraries": [{"glob": {"include": f"../{TRANSFORMATIONS}/**"}}],
         "configuration": {k: v for k, v in target_spec["configuration"].items()},
     }
-    job, per_task = job_policy(project.config.deploy)
+    job, per_task = job_policy(workspace.config.deploy)
     refresh = {"task_key": "refresh_pipeline",
                "pipeline_task": {"pipeline_id": f"${{resources.pipelines.{key}.id}}", "full_refresh": False},
                **per_task}
@@ -407,33 +407,33 @@ def pipeline_bundle(project: Project, *, target_spec: dict[str, Any]) -> dict[st
                           "jobs": {f"{key}_refresh": {"name": f"{key}_refresh", **job, "tasks": [refresh]}}}}
 
 
-def default_out(project: Project, *, target: Target) -> Path:
-    return project.path / "deploy" / ("databricks-pipeline" if target == "databricks" else "spark-pipeline")
+def default_out(workspace: Workspace, *, target: Target) -> Path:
+    return workspace.path / "deploy" / ("databricks-pipeline" if target == "databricks" else "spark-pipeline")
 
 
-def write_pipeline(project: Project, out: Path, *, target: Target = "databricks") -> Written:
+def write_pipeline(workspace: Workspace, out: Path, *, target: Target = "databricks") -> Written:
     """Write the pipeline (see the module's docstring) into ``out``; returns the files written and notes."""
     if target not in TARGETS:
         raise ConfigError(f"unknown pipeline target {target!r}", hint="use databricks or spark")
-    out = check_out(project, out, marker=SPEC)
-    key = resource_key(project)
+    out = check_out(workspace, out, marker=SPEC)
+    key = resource_key(workspace)
     clear(out, TRANSFORMATIONS, "conf", f"resources/{key}.pipeline.yml")
     written = Written(out)
-    files, notes = model_files(project, target=target)
-    data = spec(project, out, target=target)
+    files, notes = model_files(workspace, target=target)
+    data = spec(workspace, out, target=target)
     run = (f"SPARK_CONF_DIR={shlex.quote(str(out / 'conf'))} spark-pipelines run --spec "
            f"{shlex.quote(str(out / SPEC))}") if target == "spark" else "databricks bundle deploy -t prod"
     header = HEADER.replace("deploy databricks", f"deploy databricks --as pipeline --target {target}")
     written.write(SPEC, header + f"# Run: {run}\n" + dump_yaml(data).removeprefix(HEADER))
-    written.write(f"{TRANSFORMATIONS}/bronze.py", bronze_py(project.config.sources))
+    written.write(f"{TRANSFORMATIONS}/bronze.py", bronze_py(workspace.config.sources))
     for path, text in files.items():
         written.write(path, text)
     if target == "spark":
-        for path, text in spark_conf_files(project, out).items():
+        for path, text in spark_conf_files(workspace, out).items():
             written.write(path, text)
     else:
         written.write("databricks.yml", dump_yaml(bundle_root(f"{key}_pipeline")))
-        written.write(f"resources/{key}.pipeline.yml", dump_yaml(pipeline_bundle(project, target_spec=data)))
-        notes = [n for n in location_notes(project) if n.startswith("landing")] + notes
+        written.write(f"resources/{key}.pipeline.yml", dump_yaml(pipeline_bundle(workspace, target_spec=data)))
+        notes = [n for n in location_notes(workspace) if n.startswith("landing")] + notes
     written.notes += notes
     return written

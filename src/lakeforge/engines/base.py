@@ -41,6 +41,42 @@ class ReadPlan:
     typed_read: bool = False  # JSON: let the reader parse the typed columns directly (fails on a misfit)
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A micro-batch a stream may commit: its batch id, its files in commit order, its ingestion time."""
+
+    batch_id: int
+    files: list[FileInfo]
+    ingested_at: dt.datetime
+
+
+class StreamSink(Protocol):
+    """One source's ingestion as an engine that ingests as a stream (Spark's available-now query) sees it: the
+    schema for the backlog, where the stream keeps its checkpoint, and the exactly-once commit of each
+    micro-batch (:class:`lakeforge.ingest.Ingestor` is one)."""
+
+    name: str
+    source: SourceConfig
+    landing: Location
+
+    def stream_plan(self, backlog: list[FileInfo]) -> ReadPlan:
+        """The schema (and its evolution) for the whole backlog."""
+        ...
+
+    def stream_checkpoint(self) -> str:
+        """The URI of the stream's own checkpoint folder."""
+        ...
+
+    def claim(self, files: list[FileInfo]) -> Claimed | None:
+        """Record a micro-batch's files not recorded yet as the next batch (its manifest), or None when every
+        file is recorded already (a replay)."""
+        ...
+
+    def append(self, data: Any, *, batch_id: int) -> int:
+        """Commit a claimed batch's rows to bronze, once per batch id; the rows written."""
+        ...
+
+
 @dataclass
 class ModelOutput:
     """Counts of one model run, and its rows as streams (call each once; then ``release``)."""

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from lakeforge.config.models import SourceConfig
-from lakeforge.engines.base import Engine, ReadPlan
+from lakeforge.engines.base import Claimed, Engine, ReadPlan
 from lakeforge.errors import LimitExceeded, SourceError
 from lakeforge.ingest import listing
 from lakeforge.ingest.listing import Changed, Discovery, exact_copies
@@ -34,7 +34,7 @@ from lakeforge.ingest.manifest import Manifest
 from lakeforge.ingest.sniff import WIDENING, sniff_jsonl
 from lakeforge.ingest.triage import BadInput, Misfits, precheck
 from lakeforge.lakehouse import Catalog
-from lakeforge.ops.results import StageResult
+from lakeforge.results import StageResult
 from lakeforge.storage import FileInfo, Location
 
 CHECKPOINTS = "_lakeforge/checkpoints"
@@ -76,6 +76,29 @@ class Ingestor(BadInput):
 
     def _save(self, manifest: Manifest) -> None:
         self.lakehouse.write_json_atomic(self._manifest_path(manifest.batch_id), manifest.to_dict(self.name))
+
+    # -- the stream's side (engines.base.StreamSink): an engine that ingests as a stream commits through these
+    def stream_plan(self, backlog: list[FileInfo]) -> ReadPlan:
+        plan = self._plan(backlog, self.landing)
+        return ReadPlan(types=plan.types, rescue=plan.rescue, ignore=plan.ignore, columns=plan.columns)
+
+    def stream_checkpoint(self) -> str:
+        return self.lakehouse.join(self.checkpoint_dir, "_spark")
+
+    def claim(self, files: list[FileInfo]) -> Claimed | None:
+        manifests = self._manifests()
+        recorded = {f.path for m in manifests.values() for f in m.files}
+        fresh = [f for f in files if f.path not in recorded]
+        if not fresh:
+            return None  # a replay of files already committed (or found by the batch path)
+        batch_id = max([*manifests, self.catalog.consumed(self.table, self.app_id)]) + 1
+        manifest = Manifest(batch_id=batch_id, files=sorted(fresh, key=lambda f: (f.mtime_ms, f.path)),
+                            created_at=time.time())
+        self._save(manifest)
+        return Claimed(batch_id=batch_id, files=manifest.files, ingested_at=now())
+
+    def append(self, data: Any, *, batch_id: int) -> int:
+        return self.catalog.write(self.table, data, mode="append", transactions={self.app_id: batch_id}) or 0
 
     def backlog(self) -> list[FileInfo]:
         """Landing files (a growing file: its complete new lines) not yet ingested nor recorded in a pending batch,

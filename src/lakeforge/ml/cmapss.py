@@ -23,11 +23,10 @@ scikit-learn and LightGBM are imported when needed (``pip install 'lakeforge[ml]
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +40,9 @@ from lakeforge.errors import LakeforgeError, MissingDependency
 if TYPE_CHECKING:
     from sklearn.ensemble import VotingRegressor
 
-    from lakeforge.project import Project
+# Lands a subset's files (train, test, RUL) in a new example project in a folder, runs it, and returns
+# gold.cycle_features with timings (``pipeline_seconds``): the façade's :meth:`Project.cmapss_features`.
+Load = Callable[[dict[str, Path], str, Path], tuple[pa.Table, dict[str, float]]]
 
 EXAMPLE = "cmapss"
 FEATURES_TABLE = "gold.cycle_features"
@@ -159,10 +160,10 @@ def files_of(data_dir: Path, subset: str) -> dict[str, Path]:
             "rul": data_dir / f"RUL_{subset}.txt"}
 
 
-def check_rul_units(project: Project, rul_file: Path, subset: str) -> None:
-    """silver.rul numbers the RUL file's lines in SQL (the file has no unit column); check against the file."""
+def check_rul_units(table: pa.Table, rul_file: Path, subset: str) -> None:
+    """``table`` (silver.rul) numbers the RUL file's lines in SQL (the file has no unit column); check against the
+    file."""
     expected = [int(line) for line in rul_file.read_text().split() if line.strip()]
-    table = project.table(RUL_TABLE)
     table = table.filter(pc.equal(table["subset"], subset)).sort_by("unit")
     units, rul = table["unit"].to_pylist(), table["rul"].to_pylist()
     if units != list(range(1, len(expected) + 1)) or rul != expected:
@@ -179,35 +180,15 @@ def _folder(work_dir: Path | None) -> Iterator[Path]:
         yield Path(tmp) / "project"
 
 
-def build(data_dir: Path, subset: str, folder: Path) -> Project:
-    """The example project in ``folder`` with the subset's files landed (copied; the originals are only read)."""
-    from lakeforge.project import Project
-
+def check_files(data_dir: Path, subset: str) -> dict[str, Path]:
+    """The subset's three files (train, test, RUL), each present."""
     files = files_of(data_dir, subset)
     missing = [p.name for p in files.values() if not p.is_file()]
     if missing:
         raise LakeforgeError(f"{data_dir} lacks {', '.join(missing)}",
                              hint="point --data-dir at the C-MAPSS folder as published (train_FD00x.txt, "
                                   "test_FD00x.txt, RUL_FD00x.txt)")
-    project = Project.init(folder, example=EXAMPLE)
-    landing = project.landing.local_path()
-    landing.mkdir(parents=True, exist_ok=True)
-    for path in files.values():
-        shutil.copyfile(path, landing / path.name)
-    return project
-
-
-def load(data_dir: Path, subset: str, folder: Path) -> tuple[pa.Table, dict[str, float]]:
-    """Land, ingest and featurize the subset through a project in ``folder``; the feature table and timings."""
-    started = time.perf_counter()
-    with build(data_dir, subset, folder) as project:
-        result = project.run()
-        if result.status != "succeeded":
-            raise LakeforgeError(f"the C-MAPSS pipeline failed at {result.failed_stage}: {result.error}")
-        pipeline_seconds = time.perf_counter() - started
-        check_rul_units(project, files_of(data_dir, subset)["rul"], subset)
-        table = project.table(FEATURES_TABLE)
-    return table, {"pipeline_seconds": pipeline_seconds}
+    return files
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -244,18 +225,20 @@ def cross_validate(train_rows: pa.Table, *, seed: int = 42, folds: int = 5, cuts
 
 
 # -- the benchmark ---------------------------------------------------------------------------------
-def evaluate(data_dir: Path, *, subset: str = "FD001", seed: int = 42, work_dir: Path | None = None,
+def evaluate(data_dir: Path, *, load: Load, subset: str = "FD001", seed: int = 42, work_dir: Path | None = None,
              folds: int = 0) -> dict[str, Any]:
     """Run the subset through the pipeline, train, and score one prediction per test engine at its last cycle.
 
-    ``work_dir``: the folder the project is built in (kept, for a look at the tables); by default a temporary
+    ``load`` lands the files in a project and runs it (:meth:`Project.cmapss_features`). ``work_dir``: the folder
+    the project is built in (kept, for a look at the tables); by default a temporary
     one. ``folds`` > 0 also cross-validates on the training engines (``validation`` in the result)."""
     require()
     subset = subset.upper()
     if not SUBSET.match(subset):
         raise LakeforgeError(f"unknown C-MAPSS subset {subset!r}", hint="use FD001, FD002, FD003 or FD004")
+    files = check_files(Path(data_dir), subset)
     with _folder(work_dir) as folder:
-        table, timings = load(Path(data_dir), subset, folder)
+        table, timings = load(files, subset, folder)
     train_rows, test_last = split(table)
     columns = feature_columns(table)
     started = time.perf_counter()

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import lightgbm
     import pandas as pd
 
-    from lakeforge.project import Project
+    from lakeforge.workspace import Workspace
 
 CLASSES: tuple[str, ...] = ("none", "comp1", "comp2", "comp3", "comp4")
 HORIZON_HOURS = 24
@@ -112,15 +112,15 @@ def labelled(features: pa.Table, failures: pa.Table, *, horizon_hours: int = HOR
         con.close()
 
 
-def load(project: Project, *, horizon_hours: int = HORIZON_HOURS) -> pd.DataFrame:
+def load(workspace: Workspace, *, horizon_hours: int = HORIZON_HOURS) -> pd.DataFrame:
     """The labelled feature rows of a project, as pandas (sorted by hour, then machine)."""
     require()
     for name in (FEATURES_TABLE, FAILURES_TABLE):
-        if not project.catalog.exists(name):
-            raise LakeforgeError(f"{name} does not exist in project {project.config.name}",
+        if not workspace.catalog.exists(name):
+            raise LakeforgeError(f"{name} does not exist in project {workspace.config.name}",
                                  hint="run the pipeline first: `lakeforge run` (the telemetry example has it)")
-    frame = labelled(project.table(FEATURES_TABLE), project.table(FAILURES_TABLE),
-                     horizon_hours=horizon_hours, settings=project.duckdb_settings).to_pandas()
+    frame = labelled(workspace.table(FEATURES_TABLE), workspace.table(FAILURES_TABLE),
+                     horizon_hours=horizon_hours, settings=workspace.duckdb_settings).to_pandas()
     if frame.empty:
         raise LakeforgeError(f"{FEATURES_TABLE} has no row with a known {horizon_hours} h label",
                              hint="generate more days of data (e.g. `lakeforge generate --days 20`) and run")
@@ -288,8 +288,8 @@ def train_frame(frame: pd.DataFrame, *, seed: int = 42, num_boost_round: int = N
                    metrics=scores, class_weights=class_weights(parts.train[LABEL], power=class_weight_power))
 
 
-def evaluate(project: Project, *, seed: int = 42, num_boost_round: int = NUM_BOOST_ROUND,
+def evaluate(workspace: Workspace, *, seed: int = 42, num_boost_round: int = NUM_BOOST_ROUND,
              test_fraction: float = 0.3) -> dict[str, Any]:
     """Train and score on a project's data without tracking anything (see ``lakeforge.ml.registry``)."""
-    trained = train_frame(load(project), seed=seed, num_boost_round=num_boost_round, test_fraction=test_fraction)
+    trained = train_frame(load(workspace), seed=seed, num_boost_round=num_boost_round, test_fraction=test_fraction)
     return {**trained.split.describe(), **trained.metrics}

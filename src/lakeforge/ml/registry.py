@@ -30,7 +30,7 @@ from lakeforge.ml import pdm
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from lakeforge.project import Project
+    from lakeforge.workspace import Workspace
 
 # MLflow's usage telemetry would send traffic to the internet: off unless the user turns it on
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -54,26 +54,26 @@ def _mlflow() -> Any:
     return mlflow
 
 
-def model_name(project: Project) -> str:
-    return f"{project.config.name}_failure_24h"
+def model_name(workspace: Workspace) -> str:
+    return f"{workspace.config.name}_failure_24h"
 
 
-def store_dir(project: Project) -> Path:
-    return project.path / "mlflow"
+def store_dir(workspace: Workspace) -> Path:
+    return workspace.path / "mlflow"
 
 
-def tracking_uri(project: Project, *, override: str | None = None) -> str:
+def tracking_uri(workspace: Workspace, *, override: str | None = None) -> str:
     """The argument, else ``MLFLOW_TRACKING_URI``, else ``ml.tracking_uri`` of lakeforge.yml, else the project's
     embedded SQLite store."""
-    uri = override or os.environ.get("MLFLOW_TRACKING_URI") or project.config.ml.tracking_uri
+    uri = override or os.environ.get("MLFLOW_TRACKING_URI") or workspace.config.ml.tracking_uri
     if uri:
         return uri
-    return f"sqlite:///{(store_dir(project) / 'mlflow.db').as_posix()}"
+    return f"sqlite:///{(store_dir(workspace) / 'mlflow.db').as_posix()}"
 
 
-def registry_uri(project: Project, *, tracking: str) -> str:
+def registry_uri(workspace: Workspace, *, tracking: str) -> str:
     """``MLFLOW_REGISTRY_URI``, else ``ml.registry_uri``, else the tracking store."""
-    return os.environ.get("MLFLOW_REGISTRY_URI") or project.config.ml.registry_uri or tracking
+    return os.environ.get("MLFLOW_REGISTRY_URI") or workspace.config.ml.registry_uri or tracking
 
 
 def _sqlite_file(uri: str) -> Path | None:
@@ -81,19 +81,19 @@ def _sqlite_file(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
 
 
-def _store_file(project: Project, uri: str | None) -> Path | None:
+def _store_file(workspace: Workspace, uri: str | None) -> Path | None:
     """The SQLite file of the store the project tracks to (None for a server)."""
-    return _sqlite_file(tracking_uri(project, override=uri))
+    return _sqlite_file(tracking_uri(workspace, override=uri))
 
 
 @contextmanager
-def _tracking(project: Project, uri: str | None) -> Iterator[tuple[Any, MlflowClient, str]]:
+def _tracking(workspace: Workspace, uri: str | None) -> Iterator[tuple[Any, MlflowClient, str]]:
     """MLflow pointed at the project's store for the duration (the process-wide URIs are restored after)."""
     mlflow = _mlflow()
     from mlflow.tracking import _model_registry, _tracking_service
 
-    uri = tracking_uri(project, override=uri)
-    registry = registry_uri(project, tracking=uri)
+    uri = tracking_uri(workspace, override=uri)
+    registry = registry_uri(workspace, tracking=uri)
     database = _sqlite_file(uri)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -114,8 +114,8 @@ def _tracking(project: Project, uri: str | None) -> Iterator[tuple[Any, MlflowCl
                 os.environ[key] = value
 
 
-def _experiment(mlflow: Any, project: Project, uri: str) -> str:
-    name = model_name(project)
+def _experiment(mlflow: Any, workspace: Workspace, uri: str) -> str:
+    name = model_name(workspace)
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
@@ -124,16 +124,16 @@ def _experiment(mlflow: Any, project: Project, uri: str) -> str:
     return str(mlflow.create_experiment(name, artifact_location=location))
 
 
-def train(project: Project, *, seed: int = 42, num_boost_round: int = pdm.NUM_BOOST_ROUND,
+def train(workspace: Workspace, *, seed: int = 42, num_boost_round: int = pdm.NUM_BOOST_ROUND,
           test_fraction: float = 0.3, tracking_uri: str | None = None) -> dict[str, Any]:
     """Fit on the project's current data, log everything to MLflow, register a version: the new challenger."""
-    frame = pdm.load(project)
+    frame = pdm.load(workspace)
     trained = pdm.train_frame(frame, seed=seed, num_boost_round=num_boost_round, test_fraction=test_fraction)
-    name = model_name(project)
-    with _tracking(project, tracking_uri) as (mlflow, client, uri):
+    name = model_name(workspace)
+    with _tracking(workspace, tracking_uri) as (mlflow, client, uri):
         from mlflow.models import infer_signature
 
-        experiment_id = _experiment(mlflow, project, uri)
+        experiment_id = _experiment(mlflow, workspace, uri)
         x_train = trained.encoding.transform(trained.split.train)
         example = x_train.head(5)
         signature = infer_signature(example, trained.booster.predict(example))
@@ -153,7 +153,7 @@ def train(project: Project, *, seed: int = 42, num_boost_round: int = pdm.NUM_BO
             })
             mlflow.log_metrics({**trained.metrics, **{k: float(v) for k, v in trained.split.describe().items()
                                                       if k.startswith(("rows_", "failures_"))}})
-            mlflow.set_tags({"lakeforge.project": project.config.name, "lakeforge.task": "failure_24h"})
+            mlflow.set_tags({"lakeforge.project": workspace.config.name, "lakeforge.task": "failure_24h"})
             mlflow.log_dict({"importance": pdm.importance(trained.booster)}, IMPORTANCE_FILE)
             mlflow.log_dict(trained.encoding.to_dict(), ENCODING_FILE)
             info = mlflow.lightgbm.log_model(trained.booster, name="model", input_example=example,
@@ -186,17 +186,17 @@ def _score(mlflow: Any, client: MlflowClient, name: str, version: Any, test: Any
     return pdm.metrics(test[pdm.LABEL], pdm.predict_proba(booster, test, encoding))
 
 
-def promote(project: Project, *, test_fraction: float = 0.3, tracking_uri: str | None = None) -> dict[str, Any]:
+def promote(workspace: Workspace, *, test_fraction: float = 0.3, tracking_uri: str | None = None) -> dict[str, Any]:
     """Move ``champion`` to the challenger when it scores a higher macro F1 than the champion on the current
     data's holdout; the first model becomes champion. Tags both versions with the scores."""
-    name = model_name(project)
-    with _tracking(project, tracking_uri) as (mlflow, client, _uri):
+    name = model_name(workspace)
+    with _tracking(workspace, tracking_uri) as (mlflow, client, _uri):
         challenger = _version_of(client, name, CHALLENGER)
         if challenger is None:
             raise LakeforgeError(f"model {name} has no {CHALLENGER} to promote",
                                  hint="train one first: `lakeforge ml train`")
         champion = _version_of(client, name, CHAMPION)
-        test = pdm.split(pdm.load(project), test_fraction=test_fraction).test
+        test = pdm.split(pdm.load(workspace), test_fraction=test_fraction).test
         challenger_scores = _score(mlflow, client, name, challenger, test)
         result: dict[str, Any] = {
             "model": name, "metric": METRIC, "challenger": str(challenger.version),
@@ -226,12 +226,12 @@ def promote(project: Project, *, test_fraction: float = 0.3, tracking_uri: str |
     return result
 
 
-def models(project: Project, *, tracking_uri: str | None = None) -> list[dict[str, Any]]:
+def models(workspace: Workspace, *, tracking_uri: str | None = None) -> list[dict[str, Any]]:
     """Every registered version of the project's model, newest first, with aliases, metrics and seed."""
     from mlflow.exceptions import MlflowException
 
-    name = model_name(project)
-    with _tracking(project, tracking_uri) as (_mlflow, client, _uri):
+    name = model_name(workspace)
+    with _tracking(workspace, tracking_uri) as (_mlflow, client, _uri):
         try:
             aliases = client.get_registered_model(name).aliases or {}
             versions = client.search_model_versions(f"name = '{name}'")
@@ -263,23 +263,23 @@ class Champion:
     run_id: str
 
 
-def champion_version(project: Project, *, tracking_uri: str | None = None) -> str | None:
+def champion_version(workspace: Workspace, *, tracking_uri: str | None = None) -> str | None:
     """The version the ``champion`` alias points at, or None (no model, or no champion yet). An embedded store
     without a database file has none: answered without importing MLflow (every run asks)."""
-    database = _store_file(project, tracking_uri)
+    database = _store_file(workspace, tracking_uri)
     if database is not None and not database.exists():
         return None
-    with _tracking(project, tracking_uri) as (_mlflow, client, _uri):
-        version = _version_of(client, model_name(project), CHAMPION)
+    with _tracking(workspace, tracking_uri) as (_mlflow, client, _uri):
+        version = _version_of(client, model_name(workspace), CHAMPION)
     return None if version is None else str(version.version)
 
 
-def load_champion(project: Project, *, tracking_uri: str | None = None) -> Champion | None:
+def load_champion(workspace: Workspace, *, tracking_uri: str | None = None) -> Champion | None:
     """The champion's booster and feature encoding, or None when there is no champion."""
-    name = model_name(project)
-    if champion_version(project, tracking_uri=tracking_uri) is None:
+    name = model_name(workspace)
+    if champion_version(workspace, tracking_uri=tracking_uri) is None:
         return None
-    with _tracking(project, tracking_uri) as (mlflow, client, _uri):
+    with _tracking(workspace, tracking_uri) as (mlflow, client, _uri):
         version = _version_of(client, name, CHAMPION)
         if version is None:
             return None

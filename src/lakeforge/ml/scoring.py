@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from lakeforge.errors import LakeforgeError
+from lakeforge.errors import LakeforgeError, NotFound
 from lakeforge.ml import pdm
-from lakeforge.ops.results import StageResult
+from lakeforge.results import StageResult
 from lakeforge.sql import DUCKDB
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from lakeforge.config.ml import AnomalyDetectionConfig
     from lakeforge.ml.forest import Forest
     from lakeforge.ml.registry import Champion
-    from lakeforge.project import Project
+    from lakeforge.workspace import Workspace
 
 ANOMALIES = "gold.anomalies"
 RISK = "gold.machine_risk"
@@ -54,40 +54,40 @@ EPISODE_HOURS = 24.0  # one multivariate anomaly per entity and episode
 _MAX_FIT_ROWS = 50_000
 
 
-def enabled(project: Project) -> list[str]:
+def enabled(workspace: Workspace) -> list[str]:
     """The scoring stages this project runs, in order."""
-    ml = project.config.ml
+    ml = workspace.config.ml
     return [name for name, on in ((ANOMALY_STAGE, ml.anomalies.enabled), (RISK_STAGE, ml.risk.enabled)) if on]
 
 
-def keys(project: Project) -> dict[str, list[str]]:
+def keys(workspace: Workspace) -> dict[str, list[str]]:
     """The scoring tables and their keys (the warehouse loads them like keyed gold models)."""
-    return {ANOMALIES: [project.config.ml.anomalies.entity, "sensor", "ts"], RISK: ["machine_id", "hour"]}
+    return {ANOMALIES: [workspace.config.ml.anomalies.entity, "sensor", "ts"], RISK: ["machine_id", "hour"]}
 
 
-def io(project: Project, name: str) -> tuple[list[str], list[str]]:
+def io(workspace: Workspace, name: str) -> tuple[list[str], list[str]]:
     """The tables a scoring stage reads and the one it writes."""
     if name == ANOMALY_STAGE:
-        return [project.config.ml.anomalies.source], [ANOMALIES]
+        return [workspace.config.ml.anomalies.source], [ANOMALIES]
     return [pdm.FEATURES_TABLE], [RISK]
 
 
-def run_stage(project: Project, name: str, *, run_id: str, full_refresh: bool = False,
+def run_stage(workspace: Workspace, name: str, *, run_id: str, full_refresh: bool = False,
               force: bool = False) -> StageResult:
     if name == ANOMALY_STAGE:
-        return score_anomalies(project, run_id=run_id, full_refresh=full_refresh)
+        return score_anomalies(workspace, run_id=run_id, full_refresh=full_refresh)
     if name == RISK_STAGE:
-        return score_risk(project, run_id=run_id, full_refresh=full_refresh, force=force)
+        return score_risk(workspace, run_id=run_id, full_refresh=full_refresh, force=force)
     raise LakeforgeError(f"there is no scoring stage {name!r}", hint="stages: " + ", ".join(STAGES))
 
 
-def _state(project: Project, stage: str) -> dict[str, Any]:
+def _state(workspace: Workspace, stage: str) -> dict[str, Any]:
     path = STATE.format(stage)
-    return dict(project.lakehouse.read_json(path)) if project.lakehouse.exists(path) else {}
+    return dict(workspace.lakehouse.read_json(path)) if workspace.lakehouse.exists(path) else {}
 
 
-def _save_state(project: Project, stage: str, state: dict[str, Any]) -> None:
-    project.lakehouse.write_json_atomic(STATE.format(stage), state)
+def _save_state(workspace: Workspace, stage: str, state: dict[str, Any]) -> None:
+    workspace.lakehouse.write_json_atomic(STATE.format(stage), state)
 
 
 def _skipped(stage: StageResult, detail: str, started: float) -> StageResult:
@@ -95,11 +95,11 @@ def _skipped(stage: StageResult, detail: str, started: float) -> StageResult:
     return stage
 
 
-def _commit(project: Project, name: str, table: pa.Table, *, key: list[str], replace: bool) -> None:
-    if replace or not project.catalog.exists(name):
-        project.catalog.write(name, table, mode="overwrite")
+def _commit(workspace: Workspace, name: str, table: pa.Table, *, key: list[str], replace: bool) -> None:
+    if replace or not workspace.catalog.exists(name):
+        workspace.catalog.write(name, table, mode="overwrite")
     elif table.num_rows:
-        project.catalog.merge(name, table, keys=key, update=True)
+        workspace.catalog.merge(name, table, keys=key, update=True)
 
 
 # -- anomalies ------------------------------------------------------------------------------------------------
@@ -109,10 +109,10 @@ def _anomaly_schema(entity: str, entity_type: pa.DataType) -> pa.Schema:
                       ("detector", pa.string()), ("run_id", pa.string())])
 
 
-def _readings(project: Project, cfg: AnomalyDetectionConfig, marks: dict[str, str]) -> pa.Table:
+def _readings(workspace: Workspace, cfg: AnomalyDetectionConfig, marks: dict[str, str]) -> pa.Table:
     """The readings of every entity with new ones: its history within ``context_hours`` of its watermark and the
     new readings (``_new``), sorted by entity and time."""
-    dataset = project.catalog.dataset(cfg.source)
+    dataset = workspace.catalog.dataset(cfg.source)
     missing = [c for c in (cfg.entity, cfg.time, *cfg.sensors) if c not in dataset.schema.names]
     if missing:
         raise LakeforgeError(f"ml.anomalies: {cfg.source} has no column {', '.join(missing)}",
@@ -120,7 +120,7 @@ def _readings(project: Project, cfg: AnomalyDetectionConfig, marks: dict[str, st
     watermarks = pa.table({"entity": pa.array(list(marks), pa.string()),
                            "wm": pa.array([dt.datetime.fromisoformat(v) for v in marks.values()],
                                           pa.timestamp("us", tz="UTC"))})
-    con = _connection(project)
+    con = _connection(workspace)
     try:
         con.execute("SET TimeZone='UTC'")
         con.register("src", dataset)
@@ -145,15 +145,15 @@ def _readings(project: Project, cfg: AnomalyDetectionConfig, marks: dict[str, st
         con.close()
 
 
-def _connection(project: Project) -> duckdb.DuckDBPyConnection:
+def _connection(workspace: Workspace) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection of its own (its registrations and results are its own) on the embedded engine's
     database when the run has one (a new database costs 10-20 ms to open, a connection to an open one microseconds;
     the engine's threads and memory limit apply), else a new one with the project's DuckDB settings."""
     from lakeforge.duckdb_connect import connect
     from lakeforge.engines.duckdb import DuckDBEngine
 
-    engine = project.local_engine
-    return engine.con.cursor() if isinstance(engine, DuckDBEngine) else connect(settings=project.duckdb_settings)
+    engine = workspace.local_engine
+    return engine.con.cursor() if isinstance(engine, DuckDBEngine) else connect(settings=workspace.duckdb_settings)
 
 
 def _groups(entities: np.ndarray) -> list[tuple[int, int]]:
@@ -241,7 +241,7 @@ def _zscores(r: _Readings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return z, fit, scored
 
 
-def _fitted(project: Project, cfg: AnomalyDetectionConfig, z: np.ndarray, fit: np.ndarray, through: np.datetime64,
+def _fitted(workspace: Workspace, cfg: AnomalyDetectionConfig, z: np.ndarray, fit: np.ndarray, through: np.datetime64,
             kept: dict[str, Any]) -> tuple[Forest, dict[str, Any] | None]:
     """The isolation forest to score with: the one kept in the lakehouse, unless there is none, it was fitted
     for other sensors or seed, or the history has grown by ``forest_refit_hours`` since its fit; then a new one
@@ -253,25 +253,25 @@ def _fitted(project: Project, cfg: AnomalyDetectionConfig, z: np.ndarray, fit: n
     fitted_through = kept.get("fitted_through")
     due = (fitted_through is None or {k: kept.get(k) for k in setting} != setting
            or _utc(through) - dt.datetime.fromisoformat(fitted_through) >= dt.timedelta(hours=cfg.forest_refit_hours))
-    if not due and project.lakehouse.exists(FOREST):
-        return forest.Forest.from_bytes(project.lakehouse.read_bytes(FOREST)), None
+    if not due and workspace.lakehouse.exists(FOREST):
+        return forest.Forest.from_bytes(workspace.lakehouse.read_bytes(FOREST)), None
     pdm.require()
     sample = np.flatnonzero(fit)
     if sample.size > _MAX_FIT_ROWS:
         sample = np.sort(np.random.default_rng(cfg.seed).choice(sample, _MAX_FIT_ROWS, replace=False))
     model = forest.fit(z[sample], seed=cfg.seed)
-    project.lakehouse.write_bytes_atomic(FOREST, model.to_bytes())
+    workspace.lakehouse.write_bytes_atomic(FOREST, model.to_bytes())
     return model, {**setting, "fitted_through": _utc(through).isoformat(), "rows": int(sample.size)}
 
 
-def _forest(project: Project, r: _Readings, cfg: AnomalyDetectionConfig,
+def _forest(workspace: Workspace, r: _Readings, cfg: AnomalyDetectionConfig,
             kept: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The multivariate anomalies among the new readings, and what the state keeps of a forest fitted now (None:
     none was)."""
     z, fit, scored = _zscores(r)
     if fit.sum() < 100 or not scored.any():
         return [], None
-    model, refit = _fitted(project, cfg, z, fit, r.ts[fit].max(), kept)
+    model, refit = _fitted(workspace, cfg, z, fit, r.ts[fit].max(), kept)
     index = np.flatnonzero(scored)
     s = model.score(z[index])  # Liu et al.'s anomaly score: ~0.5 ordinary, near 1 isolated at once
     rows: list[dict[str, Any]] = []
@@ -291,33 +291,33 @@ def _forest(project: Project, r: _Readings, cfg: AnomalyDetectionConfig,
     return rows, refit
 
 
-def score_anomalies(project: Project, *, run_id: str, full_refresh: bool = False) -> StageResult:
+def score_anomalies(workspace: Workspace, *, run_id: str, full_refresh: bool = False) -> StageResult:
     started = time.perf_counter()
-    cfg = project.config.ml.anomalies
+    cfg = workspace.config.ml.anomalies
     stage = StageResult(name=ANOMALY_STAGE, kind="ml", strategy="stream")
-    if not project.catalog.exists(cfg.source):
+    if not workspace.catalog.exists(cfg.source):
         return _skipped(stage, f"{cfg.source} does not exist yet", started)
-    version = project.catalog.version(cfg.source)
-    state = {} if full_refresh or not project.catalog.exists(ANOMALIES) else _state(project, "anomalies")
+    version = workspace.catalog.version(cfg.source)
+    state = {} if full_refresh or not workspace.catalog.exists(ANOMALIES) else _state(workspace, "anomalies")
     if state.get("source_version") == version:
         return _skipped(stage, f"no new readings in {cfg.source} (v{version})", started)
     marks: dict[str, str] = dict(state.get("watermarks", {}))
-    readings = _Readings(_readings(project, cfg, marks), list(cfg.sensors))
+    readings = _Readings(_readings(workspace, cfg, marks), list(cfg.sensors))
     rows = _streams(readings, cfg)
     kept: dict[str, Any] = dict(state.get("forest", {}))
     refit = None
     if cfg.multivariate and readings.spans:
-        found, refit = _forest(project, readings, cfg, kept)
+        found, refit = _forest(workspace, readings, cfg, kept)
         rows += found
-    entity_type = project.catalog.dataset(cfg.source).schema.field(cfg.entity).type
+    entity_type = workspace.catalog.dataset(cfg.source).schema.field(cfg.entity).type
     schema = _anomaly_schema(cfg.entity, entity_type)
     table = pa.Table.from_pylist([{cfg.entity: r.pop("entity"), **r, "run_id": run_id} for r in rows],
                                  schema=schema)
     table = table.sort_by([(cfg.entity, "ascending"), ("sensor", "ascending"), ("ts", "ascending")])
-    _commit(project, ANOMALIES, table, key=keys(project)[ANOMALIES], replace=full_refresh or not state)
+    _commit(workspace, ANOMALIES, table, key=keys(workspace)[ANOMALIES], replace=full_refresh or not state)
     new = int(readings.new.sum())
     marks.update(readings.watermarks())
-    _save_state(project, "anomalies", {"source_version": version, "watermarks": marks, "forest": refit or kept})
+    _save_state(workspace, "anomalies", {"source_version": version, "watermarks": marks, "forest": refit or kept})
     multivariate = sum(1 for r in rows if r["sensor"] == MULTIVARIATE)
     if refit:
         stage.strategy = REFIT
@@ -356,34 +356,34 @@ def risk_rows(frame: pd.DataFrame, champion: Champion, *, run_id: str | None) ->
     return pa.table({f.name: pa.array(columns[f.name], f.type) for f in RISK_SCHEMA}, schema=RISK_SCHEMA)
 
 
-def score_risk(project: Project, *, run_id: str, full_refresh: bool = False, force: bool = False) -> StageResult:
+def score_risk(workspace: Workspace, *, run_id: str, full_refresh: bool = False, force: bool = False) -> StageResult:
     started = time.perf_counter()
     stage = StageResult(name=RISK_STAGE, kind="ml", strategy="champion")
-    if not project.catalog.exists(pdm.FEATURES_TABLE):
+    if not workspace.catalog.exists(pdm.FEATURES_TABLE):
         return _skipped(stage, f"{pdm.FEATURES_TABLE} does not exist yet", started)
-    version = project.catalog.version(pdm.FEATURES_TABLE)
-    state = {} if full_refresh or not project.catalog.exists(RISK) else _state(project, "risk")
+    version = workspace.catalog.version(pdm.FEATURES_TABLE)
+    state = {} if full_refresh or not workspace.catalog.exists(RISK) else _state(workspace, "risk")
     if not force and state.get("features_version") == version:
         return _skipped(stage, f"{pdm.FEATURES_TABLE} unchanged (v{version})", started)
     from lakeforge.ml import registry
 
     pdm.require()
-    champion = registry.load_champion(project)
+    champion = registry.load_champion(workspace)
     if champion is None:
-        return _skipped(stage, f"no champion of {registry.model_name(project)} yet: `lakeforge ml train` then "
+        return _skipped(stage, f"no champion of {registry.model_name(workspace)} yet: `lakeforge ml train` then "
                                "`lakeforge ml promote`", started)
     import pyarrow.compute as pc
 
     rescore = full_refresh or not state or state.get("model_version") != champion.version
     mark = None if rescore or not state.get("watermark") else dt.datetime.fromisoformat(state["watermark"])
-    dataset = project.catalog.dataset(pdm.FEATURES_TABLE)
+    dataset = workspace.catalog.dataset(pdm.FEATURES_TABLE)
     features = dataset.to_table(filter=None if mark is None else pc.field("hour") > pa.scalar(
         mark, dataset.schema.field("hour").type))
     table = risk_rows(features.to_pandas(), champion, run_id=run_id) if features.num_rows else RISK_SCHEMA.empty_table()
     if table.num_rows or rescore:
-        _commit(project, RISK, table, key=keys(project)[RISK], replace=rescore)
+        _commit(workspace, RISK, table, key=keys(workspace)[RISK], replace=rescore)
     latest = pc.max(features["hour"]).as_py() if features.num_rows else mark
-    _save_state(project, "risk", {"features_version": version, "model_version": champion.version,
+    _save_state(workspace, "risk", {"features_version": version, "model_version": champion.version,
                                   "watermark": latest.isoformat() if latest else None})
     stage.rows_in = stage.rows_out = stage.rows_read = stage.rows_written = table.num_rows
     stage.status = "ok" if table.num_rows or rescore else "skipped"
@@ -401,10 +401,10 @@ class OnlineScorer:
     """Predictions for a machine's latest features with the champion, for ``lakeforge serve``. The champion is
     looked up on every call (a promotion takes effect at once) and loaded once per version."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, workspace: Workspace) -> None:
         import threading
 
-        self.project = project
+        self.workspace = workspace
         self._loaded: Champion | None = None
         self._lock = threading.Lock()  # requests come from a thread pool; MLflow's URIs are process-wide
 
@@ -412,21 +412,19 @@ class OnlineScorer:
         from lakeforge.ml import registry
 
         with self._lock:
-            version = registry.champion_version(self.project)
+            version = registry.champion_version(self.workspace)
             if version is None:
                 return None
             if self._loaded is None or self._loaded.version != version:
-                self._loaded = registry.load_champion(self.project)
+                self._loaded = registry.load_champion(self.workspace)
             return self._loaded
 
     def predict(self, machine_id: int) -> dict[str, Any]:
         import pyarrow.compute as pc
 
-        from lakeforge.errors import NotFound
-
-        if not self.project.catalog.exists(pdm.FEATURES_TABLE):
+        if not self.workspace.catalog.exists(pdm.FEATURES_TABLE):
             raise NotFound(f"{pdm.FEATURES_TABLE} does not exist yet", hint="run the pipeline: `lakeforge run`")
-        rows = self.project.catalog.dataset(pdm.FEATURES_TABLE).to_table(
+        rows = self.workspace.catalog.dataset(pdm.FEATURES_TABLE).to_table(
             filter=pc.field("machine_id") == machine_id)
         if not rows.num_rows:
             raise NotFound(f"machine {machine_id} has no row in {pdm.FEATURES_TABLE}",
@@ -436,7 +434,7 @@ class OnlineScorer:
         if champion is None:
             from lakeforge.ml import registry
 
-            raise NotFound(f"no champion of {registry.model_name(self.project)} yet",
+            raise NotFound(f"no champion of {registry.model_name(self.workspace)} yet",
                            hint="`lakeforge ml train` then `lakeforge ml promote`")
         row = risk_rows(latest.to_pandas(), champion, run_id=None).to_pylist()[0]
         row.pop("run_id")

@@ -34,8 +34,8 @@ from lakeforge.lakehouse import Catalog
 from lakeforge.models import scd
 from lakeforge.models.limits import check_limits, null_key_rule
 from lakeforge.models.model import Model, error_line
-from lakeforge.ops.results import StageResult
 from lakeforge.quality import RuleResult
+from lakeforge.results import StageResult
 from lakeforge.sql import ident
 
 if TYPE_CHECKING:  # sqlglot, for the models that run (a run with nothing to do parses no SQL)

@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from lakeforge.config.operations import AlertRule
 from lakeforge.ops.channels import Notification, send
-from lakeforge.ops.hooks import Observer
+from lakeforge.pipeline.hooks import Observer
+from lakeforge.pipeline.status import status as status_of
 from lakeforge.redaction import redact, redact_data
 
 if TYPE_CHECKING:
-    from lakeforge.ops.results import RunResult
-    from lakeforge.project import Project
+    from lakeforge.results import RunResult
+    from lakeforge.workspace import Workspace
 
 STATE = "_lakeforge/alerts/state.json"
 GB = 1e9
@@ -54,15 +55,15 @@ class Condition:
 class AlertObserver(Observer):
     """Evaluates the alert rules when a run ends (failed or not)."""
 
-    def __init__(self, project: Project) -> None:
-        self.project = project
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
 
     def run_finished(self, result: RunResult) -> None:
-        evaluate(self.project, result=result)
+        evaluate(self.workspace, result=result)
 
 
 # -- the entry points ------------------------------------------------------------------------------
-def evaluate(project: Project, *, result: RunResult | None = None, now: dt.datetime | None = None,
+def evaluate(workspace: Workspace, *, result: RunResult | None = None, now: dt.datetime | None = None,
              ) -> list[dict[str, Any]]:
     """Check every rule, notify what is new, due again or resolved, and keep the state. ``result``: the run that
     just ended (else the event log's newest run); ``now``: the time to judge freshness and repeats by.
@@ -70,9 +71,9 @@ def evaluate(project: Project, *, result: RunResult | None = None, now: dt.datet
     Returns the notifications that were due: ``state`` (firing | repeat | resolved), ``name``, ``subject``,
     ``severity``, ``message``, ``value``, ``threshold``, ``channels`` (delivered to) and ``failed`` (channels
     that could not be reached: tried again next time)."""
-    config = project.config.alerts
+    config = workspace.config.alerts
     now = _utc(now or dt.datetime.now(dt.UTC))
-    facts = _Facts(project, result=result, now=now)
+    facts = _Facts(workspace, result=result, now=now)
     firing: dict[str, Condition] = {}
     unknown: set[str] = set()  # rules that could not be checked: their alerts stay as they are
     for rule in config.rules:
@@ -83,7 +84,7 @@ def evaluate(project: Project, *, result: RunResult | None = None, now: dt.datet
             unknown.add(rule.name)
             print(f"warning: alert {rule.name!r} could not be checked: {type(exc).__name__}: {exc}", file=sys.stderr)
 
-    state = _load(project)
+    state = _load(workspace)
     active: dict[str, dict[str, Any]] = state["active"]
     resolving: dict[str, dict[str, Any]] = state["resolving"]
     rules = {r.name: r for r in config.rules}
@@ -93,7 +94,7 @@ def evaluate(project: Project, *, result: RunResult | None = None, now: dt.datet
     def deliver(kind: str, entry: dict[str, Any], targets: list[str]) -> list[str]:
         """Send to ``targets``; returns those that failed."""
         note = Notification(alert=entry["name"], state=kind, severity=entry["severity"], message=entry["message"],
-                            project=project.config.name, subject=entry["subject"], value=entry.get("value"),
+                            project=workspace.config.name, subject=entry["subject"], value=entry.get("value"),
                             threshold=entry.get("threshold"), at=_iso(now))
         done, failed = [], []
         for name in targets:
@@ -166,14 +167,14 @@ def evaluate(project: Project, *, result: RunResult | None = None, now: dt.datet
         entry["pending"], entry["pending_state"] = failed, kind
         active[key] = entry
 
-    _save(project, state)
+    _save(workspace, state)
     return sent
 
 
-def status(project: Project) -> list[dict[str, Any]]:
+def status(workspace: Workspace) -> list[dict[str, Any]]:
     """The alerts firing now, from the state of the last evaluation: ``name``, ``severity``, ``message``,
     ``since``, and ``subject``, ``value``, ``threshold``, ``last_sent``, ``pending`` (channels not reached)."""
-    active = _load(project)["active"]
+    active = _load(workspace)["active"]
     return [{"name": e["name"], "severity": e["severity"], "message": e["message"], "since": e["since"],
              "subject": e["subject"], "value": e.get("value"), "threshold": e.get("threshold"),
              "last_sent": e.get("last_sent"), "pending": list(e.get("pending", []))}
@@ -184,8 +185,8 @@ def status(project: Project) -> list[dict[str, Any]]:
 class _Facts:
     """What the checks read, each looked up once and only when a rule needs it."""
 
-    def __init__(self, project: Project, *, result: RunResult | None, now: dt.datetime) -> None:
-        self.project, self.now = project, now
+    def __init__(self, workspace: Workspace, *, result: RunResult | None, now: dt.datetime) -> None:
+        self.workspace, self.now = workspace, now
         # a run that never started (the lock was busy) is not the pipeline's state: use the event log
         started = result is not None and (result.stages or result.failed_stage or result.status != "failed")
         self.result = result if started else None
@@ -197,21 +198,21 @@ class _Facts:
         return self._cache[name]
 
     def status(self) -> dict[str, Any]:
-        return dict(self._once("status", self.project.status))
+        return dict(self._once("status", lambda: status_of(self.workspace)))
 
     def last_run(self) -> dict[str, Any] | None:
         """The newest run: ``run_id``, ``status``, ``seconds``, ``cost``, ``cost_per_gb``, ``error``, ``stage``."""
         def compute() -> dict[str, Any] | None:
             if self.result is not None:
                 r = self.result
-                rate = self.project.config.monitoring.cost.rate_per_hour()
+                rate = self.workspace.config.monitoring.cost.rate_per_hour()
                 cost = r.seconds / 3600 * rate
                 gb = r.bytes_processed / GB
                 return {"run_id": r.run_id, "status": r.status, "seconds": r.seconds, "cost": cost,
                         "cost_per_gb": cost / gb if gb else None, "error": r.error, "stage": r.failed_stage}
-            from lakeforge.ops import events
+            from lakeforge.pipeline import events
 
-            rows = events.runs(self.project, limit=1)
+            rows = events.runs(self.workspace, limit=1)
             if not rows:
                 return None
             row = rows[0]
@@ -228,9 +229,9 @@ class _Facts:
                 found = [(r.model, r.rule, r.passed, r.failed) for s in self.result.stages for r in s.rules]
                 if found:
                     return found
-            from lakeforge.ops import events
+            from lakeforge.pipeline import events
 
-            rows = events.read(self.project, event="expectation").to_pylist()
+            rows = events.read(self.workspace, event="expectation").to_pylist()
             if not rows:
                 return []
             newest = max(rows, key=lambda r: (r["started_at"] or dt.datetime.min.replace(tzinfo=dt.UTC),
@@ -252,7 +253,7 @@ def _failure(rule: AlertRule, facts: _Facts) -> Iterator[Condition]:
     where = f" in {run['stage']}" if run.get("stage") else ""
     error = (run.get("error") or "no error recorded").strip().splitlines()[0]
     yield Condition(rule, "run", run["status"], None,
-                    f"The run {run['run_id']} of {facts.project.config.name} {run['status']}{where}: {error}. "
+                    f"The run {run['run_id']} of {facts.workspace.config.name} {run['status']}{where}: {error}. "
                     f"Run `lakeforge runs` for the error, fix the cause, then `lakeforge run` (it resumes: work "
                     f"that committed is not redone).")
 
@@ -372,17 +373,17 @@ def _parse(text: str) -> dt.datetime:
     return _utc(dt.datetime.fromisoformat(text))
 
 
-def _load(project: Project) -> dict[str, Any]:
+def _load(workspace: Workspace) -> dict[str, Any]:
     empty: dict[str, Any] = {"active": {}, "resolving": {}}
-    if not project.lakehouse.exists(STATE):
+    if not workspace.lakehouse.exists(STATE):
         return empty
     try:
-        data = project.lakehouse.read_json(STATE)
+        data = workspace.lakehouse.read_json(STATE)
     except Exception as exc:  # a damaged file: start over rather than never alert again
         print(f"warning: the alert state {STATE} could not be read ({exc}); starting afresh", file=sys.stderr)
         return empty
     return {"active": dict(data.get("active") or {}), "resolving": dict(data.get("resolving") or {})}
 
 
-def _save(project: Project, state: dict[str, Any]) -> None:
-    project.lakehouse.write_json_atomic(STATE, redact_data({"version": 1, **state}))
+def _save(workspace: Workspace, state: dict[str, Any]) -> None:
+    workspace.lakehouse.write_json_atomic(STATE, redact_data({"version": 1, **state}))

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from lakeforge.config.loader import require_set
 from lakeforge.config.operations import ChannelConfig
 
 STATES = {"firing": "FIRING", "repeat": "STILL FIRING", "resolved": "RESOLVED"}
@@ -47,8 +48,6 @@ class Notification:
 
 def send(channel: ChannelConfig, note: Notification) -> None:
     """Deliver ``note`` to ``channel``; :class:`ChannelError` when it was not delivered."""
-    from lakeforge.config.loader import require_set
-
     require_set(channel, at="alerts.channels", use=f"the {channel.type} alert channel")
     if channel.type == "email":
         _email(channel, note)

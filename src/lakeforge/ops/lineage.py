@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakeforge.errors import MissingDependency
-from lakeforge.ops.hooks import Observer
+from lakeforge.pipeline import warehouse
+from lakeforge.pipeline.hooks import Observer
 
 if TYPE_CHECKING:
     from lakeforge.models import Model
-    from lakeforge.ops.results import RunResult, StageResult
-    from lakeforge.project import Project
+    from lakeforge.results import RunResult, StageResult
+    from lakeforge.workspace import Workspace
 
 PRODUCER = "https://github.com/lakeforge/lakeforge"
 INTEGRATION = "LAKEFORGE"
@@ -42,9 +43,9 @@ HTTP_RETRY = {"total": 2, "connect": 2, "read": 2, "backoff_factor": 0.2,
 JOB_TYPES = {"ingest": "TASK", "model": "MODEL", "ml": "TASK", "load": "TASK"}
 
 
-def _client(project: Project) -> Any:
+def _client(workspace: Workspace) -> Any:
     """An ``OpenLineageClient`` with the configured transport."""
-    config = project.config.monitoring.lineage
+    config = workspace.config.monitoring.lineage
     try:
         from openlineage.client import OpenLineageClient
         from openlineage.client.transport.file import FileConfig, FileTransport
@@ -54,7 +55,7 @@ def _client(project: Project) -> Any:
                                 f"({exc})", hint="pip install 'lakeforge[lineage]'") from None
     transport: Any
     if config.transport == "file":
-        path = Path(config.path) if Path(config.path).is_absolute() else project.path / config.path
+        path = Path(config.path) if Path(config.path).is_absolute() else workspace.path / config.path
         path.parent.mkdir(parents=True, exist_ok=True)
         transport = FileTransport(FileConfig(log_file_path=str(path), append=True))
     else:
@@ -103,14 +104,14 @@ def _schema_fields(schema: pa.Schema | pa.StructType) -> list[Any]:
 class LineageObserver(Observer):
     """Sends the OpenLineage events of every run (see the module's doc)."""
 
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self.config = project.config.monitoring.lineage
-        self.namespace = self.config.namespace or project.config.name
-        self.job = project.config.name
-        self.client = _client(project)
-        self.lakehouse = _uri(project.lakehouse.uri)
-        self.landing = _uri(project.landing.uri)
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.config = workspace.config.monitoring.lineage
+        self.namespace = self.config.namespace or workspace.config.name
+        self.job = workspace.config.name
+        self.client = _client(workspace)
+        self.lakehouse = _uri(workspace.lakehouse.uri)
+        self.landing = _uri(workspace.landing.uri)
         self.run_id: str | None = None
         self.broken = False
         self.models: dict[str, Model] = {}
@@ -120,7 +121,7 @@ class LineageObserver(Observer):
     def run_started(self, run_id: str) -> None:
         self.run_id, self.broken, self.started = run_id, False, {}
         try:
-            self.models = {m.name: m for m in self.project.graph().ordered()}
+            self.models = {m.name: m for m in self.workspace.graph().ordered()}
         except Exception:  # the runner reports a bad graph itself
             self.models = {}
         self._emit("START", self._pipeline_run(), self._job(self.job, "DAG"))
@@ -224,7 +225,7 @@ class LineageObserver(Observer):
         facets: dict[str, Any] = {"jobType": JobTypeJobFacet(processingType="BATCH", integration=INTEGRATION,
                                                              jobType=job_type, producer=PRODUCER)}
         if sql is not None:
-            facets["sql"] = SQLJobFacet(query=sql, dialect=self.project.config.dialect, producer=PRODUCER)
+            facets["sql"] = SQLJobFacet(query=sql, dialect=self.workspace.config.dialect, producer=PRODUCER)
         return Job(namespace=self.namespace, name=name, facets=facets)
 
     def _stage_job(self, name: str, kind: str) -> Any:
@@ -237,16 +238,16 @@ class LineageObserver(Observer):
         """(namespace, name) of the stage's inputs and outputs."""
         if kind == "ingest":
             source = name.removeprefix("ingest:")
-            spec = self.project.config.sources.get(source)
+            spec = self.workspace.config.sources.get(source)
             folder = spec.folder(source) if spec is not None else source
             return [(self.landing, folder)], [(self.lakehouse, f"bronze.{source}")]
         if kind == "load":
-            gold = [t for t in self.project.warehouse_tables(list(self.models.values())) if self._exists(t)]
-            return [(self.lakehouse, g) for g in gold], _warehouse(self.project, gold)
+            gold = [t for t in warehouse.tables(self.workspace, list(self.models.values())) if self._exists(t)]
+            return [(self.lakehouse, g) for g in gold], _warehouse(self.workspace, gold)
         if kind == "ml":
             from lakeforge.ml.scoring import io
 
-            reads, writes = io(self.project, name)
+            reads, writes = io(self.workspace, name)
             return [(self.lakehouse, t) for t in reads], [(self.lakehouse, t) for t in writes]
         model = self.models.get(name)
         upstream = model.upstream() if model is not None else []
@@ -254,7 +255,7 @@ class LineageObserver(Observer):
 
     def _exists(self, table: str) -> bool:
         try:
-            return self.project.catalog.exists(table)
+            return self.workspace.catalog.exists(table)
         except Exception:
             return False
 
@@ -266,7 +267,7 @@ class LineageObserver(Observer):
             return {}
         table = name if namespace == self.lakehouse else f"gold.{name.rsplit('.', 1)[-1].lower()}"
         try:
-            schema = pa.schema(self.project.catalog.table(table).schema().to_arrow())
+            schema = pa.schema(self.workspace.catalog.table(table).schema().to_arrow())
         except Exception:  # not a stored table (a view, a table not written yet)
             return {}
         return {"schema": SchemaDatasetFacet(fields=_schema_fields(schema), producer=PRODUCER)}
@@ -290,11 +291,11 @@ class LineageObserver(Observer):
         return OutputDataset(namespace=namespace, name=name, facets=facets, outputFacets=stats)
 
 
-def _warehouse(project: Project, gold: list[str]) -> list[tuple[str, str]]:
+def _warehouse(workspace: Workspace, gold: list[str]) -> list[tuple[str, str]]:
     """(namespace, name) of the warehouse tables that gold tables are loaded into: OpenLineage's naming where it
     has one (``postgres://host:port`` with ``database.schema.table``, ``snowflake://account`` likewise),
     ``duckdb://<file>`` with ``main.table`` for the embedded warehouse."""
-    config = project.config.warehouse
+    config = workspace.config.warehouse
     tables = [g.split(".", 1)[1] for g in gold]
     if config.type == "postgres":
         host = config.host or os.environ.get("PGHOST") or "localhost"
@@ -308,5 +309,5 @@ def _warehouse(project: Project, gold: list[str]) -> list[tuple[str, str]]:
         schema = (config.db_schema or os.environ.get("SNOWFLAKE_SCHEMA") or "GOLD").upper()
         return [(f"snowflake://{account}", f"{database}.{schema}.{t.upper()}") for t in tables]
     path = Path(config.path)
-    file = (path if path.is_absolute() else project.path / path).resolve()
+    file = (path if path.is_absolute() else workspace.path / path).resolve()
     return [(f"duckdb://{file}", f"main.{t}") for t in tables]

@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover - the serve extra is missing
 if TYPE_CHECKING:
     from deltalake import DeltaTable
 
-    from lakeforge.project import Project
+    from lakeforge.workspace import Workspace
 
 log = logging.getLogger("lakeforge.metrics")
 
@@ -126,8 +126,8 @@ def event_stats(log_table: pa.Table) -> EventStats:
 class Collector:
     """The project's metrics, computed when Prometheus scrapes (``clock``: unix seconds, for freshness)."""
 
-    def __init__(self, project: Project, *, clock: Callable[[], float] = time.time) -> None:
-        self.project = project
+    def __init__(self, workspace: Workspace, *, clock: Callable[[], float] = time.time) -> None:
+        self.workspace = workspace
         self.clock = clock
         self._mutex = threading.Lock()
         self._table: DeltaTable | None = None
@@ -140,8 +140,8 @@ class Collector:
         """The event log's aggregates: re-read only when it has new commits."""
         from deltalake import DeltaTable
 
-        uri = self.project.lakehouse.join("_lakeforge", "event_log")
-        options = self.project.lakehouse.storage_options
+        uri = self.workspace.lakehouse.join("_lakeforge", "event_log")
+        options = self.workspace.lakehouse.storage_options
         if self._table is None:
             if not DeltaTable.is_deltatable(uri, storage_options=options):
                 return EventStats()
@@ -170,7 +170,7 @@ class Collector:
 
     def _families(self) -> Iterator[Metric]:
         stats = self.event_stats()
-        project = self.project
+        workspace = self.workspace
         now = self.clock()
 
         runs = CounterMetricFamily("lakeforge_runs", "Runs in the event log, by status", labels=["status"])
@@ -186,7 +186,7 @@ class Collector:
 
         ingested = CounterMetricFamily("lakeforge_bytes_ingested", "Landing bytes ingested over all runs",
                                        labels=["source"])
-        for source in sorted({*project.config.sources, *stats.bytes}):
+        for source in sorted({*workspace.config.sources, *stats.bytes}):
             ingested.add_metric([source], stats.bytes.get(source, 0))
         yield ingested
 
@@ -213,9 +213,9 @@ class Collector:
         freshness = GaugeMetricFamily("lakeforge_table_freshness_seconds", "Seconds since the table last changed",
                                       labels=["table"])
         table_rows = GaugeMetricFamily("lakeforge_table_rows", "Rows of each lakehouse table", labels=["table"])
-        for name in project.catalog.names():
+        for name in workspace.catalog.names():
             try:
-                info = project.catalog.info(name)
+                info = workspace.catalog.info(name)
             except Exception:  # a table being created right now
                 continue
             freshness.add_metric([name], max(0.0, now - info.last_modified))
@@ -233,21 +233,21 @@ class Collector:
                                   labels=["source"])
         size = GaugeMetricFamily("lakeforge_backlog_bytes", "Bytes of the landing files waiting to be ingested",
                                  labels=["source"])
-        for source in project.config.sources:
-            waiting = project.ingestor(source).backlog()
+        for source in workspace.config.sources:
+            waiting = workspace.ingestor(source).backlog()
             files.add_metric([source], len(waiting))
             size.add_metric([source], sum(f.size for f in waiting))
         yield files
         yield size
 
 
-def registry(project: Project, *, clock: Callable[[], float] = time.time) -> CollectorRegistry:
+def registry(workspace: Workspace, *, clock: Callable[[], float] = time.time) -> CollectorRegistry:
     """A registry holding only the project's collector."""
     found = CollectorRegistry(auto_describe=False)
-    found.register(Collector(project, clock=clock))
+    found.register(Collector(workspace, clock=clock))
     return found
 
 
-def exposition(project: Project) -> bytes:
+def exposition(workspace: Workspace) -> bytes:
     """The metrics in the Prometheus text format, once (``lakeforge serve`` keeps a registry instead)."""
-    return generate_latest(registry(project))
+    return generate_latest(registry(workspace))

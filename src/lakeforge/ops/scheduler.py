@@ -30,12 +30,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from lakeforge.errors import ConfigError, LakeforgeError, MissingDependency, RunLocked
-
-if TYPE_CHECKING:
-    from lakeforge.project import Project
+from lakeforge.workspace import Workspace
 
 log = logging.getLogger("lakeforge.scheduler")
 
@@ -61,12 +59,12 @@ def _croniter() -> Any:
     return croniter
 
 
-def schedules_of(project: Project) -> list[Schedule]:
+def schedules_of(workspace: Workspace) -> list[Schedule]:
     """The project's schedules: ``orchestration.schedules``, else ``deploy.schedule`` as ``default``."""
     found = [Schedule(name, s.cron, list(s.select) if s.select else None, s.full_refresh)
-             for name, s in project.config.orchestration.schedules.items()]
-    if not found and project.config.deploy.schedule:
-        found = [Schedule("default", project.config.deploy.schedule)]
+             for name, s in workspace.config.orchestration.schedules.items()]
+    if not found and workspace.config.deploy.schedule:
+        found = [Schedule("default", workspace.config.deploy.schedule)]
     croniter = _croniter()
     for schedule in found:
         if len(schedule.cron.split()) != 5 or not croniter.is_valid(schedule.cron):
@@ -121,24 +119,24 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _no_alerts(project: Project, **_: Any) -> list[dict[str, Any]]:
+def _no_alerts(workspace: Workspace, **_: Any) -> list[dict[str, Any]]:
     return []
 
 
 class Scheduler:
     """Runs the project's schedules; ``clock`` (aware UTC datetimes), ``runner`` (one run of a schedule,
-    returning a ``RunResult`` or raising ``LakeforgeError``) and ``alerts`` (``evaluate(project)``) are
+    returning a ``RunResult`` or raising ``LakeforgeError``) and ``alerts`` (``evaluate(workspace)``) are
     injectable for tests."""
 
-    def __init__(self, project: Project, *, clock: Callable[[], dt.datetime] = _now,
+    def __init__(self, workspace: Workspace, *, clock: Callable[[], dt.datetime] = _now,
                  runner: Callable[[Schedule], Any] | None = None,
-                 alerts: Callable[[Project], Any] | None = None) -> None:
-        self.project = project
+                 alerts: Callable[[Workspace], Any] | None = None) -> None:
+        self.workspace = workspace
         self.clock = clock
-        self.schedules = schedules_of(project)
+        self.schedules = schedules_of(workspace)
         self._runner = runner or self._run
         self._alerts = alerts
-        self.alert_every = dt.timedelta(minutes=project.config.orchestration.alert_check_minutes)
+        self.alert_every = dt.timedelta(minutes=workspace.config.orchestration.alert_check_minutes)
         self.last_alert_check: dt.datetime | None = None
         self.running: str | None = None  # the schedule whose run is going on
         self.blocked: str | None = None  # why this process does not run the schedules
@@ -151,7 +149,7 @@ class Scheduler:
     # -- state ------------------------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, Any]]:
         """The claimed fires; unreadable state counts as none (the safe side: a fire skipped, never run twice)."""
-        lakehouse = self.project.lakehouse
+        lakehouse = self.workspace.lakehouse
         try:
             if not lakehouse.exists(STATE):
                 return {}
@@ -164,7 +162,7 @@ class Scheduler:
     def _save(self) -> None:
         with self._mutex:
             payload = {"version": 1, "schedules": {k: dict(v) for k, v in self._state.items()}}
-        self.project.lakehouse.write_json_atomic(STATE, payload)
+        self.workspace.lakehouse.write_json_atomic(STATE, payload)
 
     def _update(self, name: str, **fields: Any) -> None:
         with self._mutex:
@@ -247,14 +245,18 @@ class Scheduler:
         return status, run_id, None
 
     def _run(self, schedule: Schedule) -> Any:
-        """A run in a Project of its own (its engine is closed after the run; the web thread never shares it)."""
-        from lakeforge.project import Project
+        """A run in a workspace of its own (its engine is closed after the run; the web thread never shares it),
+        watched by the configured observers, as ``lakeforge run`` is."""
+        from lakeforge.ops.observers import configured
+        from lakeforge.pipeline.progress import Reporter
+        from lakeforge.pipeline.runner import execute
 
-        with Project(self.project.path, engine=self.project.config.engine.type) as project:
-            return project.run(select=schedule.select, full_refresh=schedule.full_refresh)
+        with Workspace(self.workspace.path, engine=self.workspace.config.engine.type) as workspace:
+            return execute(workspace, observers=configured(workspace), select=schedule.select,
+                           full_refresh=schedule.full_refresh, reporter=Reporter())
 
     def _check_alerts(self, now: dt.datetime) -> None:
-        if not self.project.config.alerts.rules:
+        if not self.workspace.config.alerts.rules:
             return
         if self.last_alert_check is not None and now - self.last_alert_check < self.alert_every:
             return
@@ -267,7 +269,7 @@ class Scheduler:
                 found = _no_alerts
             evaluate = self._alerts = found
         try:
-            sent = evaluate(self.project)
+            sent = evaluate(self.workspace)
         except Exception as exc:
             log.warning("alert check failed: %s", exc)
             sent = []
@@ -280,7 +282,7 @@ class Scheduler:
     def next_wake(self, now: dt.datetime) -> dt.datetime:
         """When something is next due: a fire, the alert check; at most ``MAX_WAIT`` away."""
         times = [t for s in self.schedules if (t := next_fire(s.cron, now)) is not None]
-        if self.project.config.alerts.rules:
+        if self.workspace.config.alerts.rules:
             times.append(self.last_alert_check + self.alert_every if self.last_alert_check else now)
         latest = now + dt.timedelta(seconds=MAX_WAIT)
         return min([latest, *times])
@@ -325,10 +327,10 @@ class Scheduler:
 
     # -- one scheduler per lakehouse --------------------------------------------------------------
     def _lock_path(self) -> Path:
-        lakehouse = self.project.lakehouse
+        lakehouse = self.workspace.lakehouse
         if lakehouse.is_local:
             return lakehouse.local_path() / "_lakeforge" / "scheduler.lock"
-        return self.project.path / ".lakeforge" / "scheduler.lock"
+        return self.workspace.path / ".lakeforge" / "scheduler.lock"
 
     def _hold_lock(self) -> bool:
         if self._lock_file is not None:

@@ -22,12 +22,13 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from lakeforge.errors import LakeforgeError, MissingDependency, NotFound
+from lakeforge.redaction import raw
+from lakeforge.workspace import Workspace
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from lakeforge.ops.scheduler import Scheduler
-    from lakeforge.project import Project
     from lakeforge.web.app import WebSettings
 
 log = logging.getLogger("lakeforge.serve")
@@ -53,15 +54,15 @@ def _iso(value: Any) -> str | None:
     return str(value) if value is not None else None
 
 
-def health(project: Project, scheduler: Scheduler | None, *, wanted: bool) -> dict[str, Any]:
+def health(workspace: Workspace, scheduler: Scheduler | None, *, wanted: bool) -> dict[str, Any]:
     """``ok``, or ``degraded`` when the last run failed or crashed, the event log is unreadable, or the
     scheduler should run and does not."""
-    from lakeforge.ops import events
+    from lakeforge.pipeline import events
 
     problems: list[str] = []
     last: dict[str, Any] | None = None
     try:
-        found = events.runs(project, limit=1)
+        found = events.runs(workspace, limit=1)
     except Exception as exc:
         found = []
         problems.append(f"the event log could not be read: {exc}")
@@ -78,11 +79,11 @@ def health(project: Project, scheduler: Scheduler | None, *, wanted: bool) -> di
                      last_alert_check=_iso(scheduler.last_alert_check))
         if wanted and not scheduler.alive:
             problems.append("the scheduler thread is not running")
-    return {"status": "degraded" if problems else "ok", "problems": problems, "project": project.config.name,
+    return {"status": "degraded" if problems else "ok", "problems": problems, "project": workspace.config.name,
             "last_run": last, "scheduler": sched}
 
 
-def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRACE_SECONDS,
+def create_app(workspace: Workspace, *, scheduler: bool, grace_seconds: float = GRACE_SECONDS,
                runner: Scheduler | None = None, token: str | None = None, web: WebSettings | None = None) -> FastAPI:
     """The FastAPI app: the web app (:mod:`lakeforge.web.app`), ``GET /metrics``, ``GET /health``; with
     ``scheduler`` its lifespan runs the schedules (``runner``: a ready :class:`Scheduler`, for tests). Every
@@ -103,13 +104,11 @@ def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRAC
 
     secret, secret_source = resolve_token(token)
 
-    metrics = registry(project)
+    metrics = registry(workspace)
     sched: Scheduler | None = None
     if scheduler:
-        # its own Project: the scheduler's thread never shares an engine or a cache with the requests
-        from lakeforge.project import Project as ProjectClass
-
-        sched = runner or Scheduler(ProjectClass(project.path, engine=project.config.engine.type))
+        # its own workspace: the scheduler's thread never shares an engine or a cache with the requests
+        sched = runner or Scheduler(Workspace(workspace.path, engine=workspace.config.engine.type))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -135,7 +134,7 @@ def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRAC
     app.add_middleware(TokenMiddleware, token=secret)
     app.add_middleware(RedactingMiddleware)  # the outermost: every text answer, refusals included
     # while this process's scheduler runs the pipeline, the web app leaves the warehouse alone (one writer)
-    app.state.web_store = mount(app, project, settings=web,
+    app.state.web_store = mount(app, workspace, settings=web,
                                 busy=lambda: sched is not None and sched.running is not None)
 
     @app.get("/metrics")
@@ -143,14 +142,14 @@ def create_app(project: Project, *, scheduler: bool, grace_seconds: float = GRAC
         return Response(content=generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     def get_health(request: Any) -> JSONResponse:  # a Starlette route: FastAPI would not see the request's type
-        found = health(project, sched, wanted=scheduler)
+        found = health(workspace, sched, wanted=scheduler)
         if presented(request.scope, secret):
             return JSONResponse(found)
         return JSONResponse({"status": found["status"]})  # a liveness probe's answer: the rest takes the token
 
     app.router.routes.append(Route("/health", get_health, methods=["GET"]))
 
-    scorer = OnlineScorer(project)
+    scorer = OnlineScorer(workspace)
 
     @app.get("/api/ml/predict/{machine_id}")
     def predict(machine_id: int) -> Response:
@@ -200,7 +199,7 @@ def url_line(app: FastAPI, host: str, port: int, *, scheduler: bool) -> str:
             + (f"; schedules: {names or 'none'}" if scheduler else "; schedules off"))
 
 
-def serve(project: Project, *, host: str = "127.0.0.1", port: int = 8642, scheduler: bool = True,
+def serve(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 8642, scheduler: bool = True,
           grace_seconds: float = GRACE_SECONDS) -> None:
     """Serve until SIGTERM or Ctrl-C (then exit cleanly). Binds 127.0.0.1 unless told otherwise; every endpoint
     but /health needs the access token (LAKEFORGE_TOKEN, else a random one printed in the URL)."""
@@ -213,9 +212,8 @@ def serve(project: Project, *, host: str = "127.0.0.1", port: int = 8642, schedu
         stream.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         root.addHandler(stream)
         root.setLevel(logging.INFO)
-    app = create_app(project, scheduler=scheduler, grace_seconds=grace_seconds)
+    app = create_app(workspace, scheduler=scheduler, grace_seconds=grace_seconds)
     sock = _listen(host, port)
-    from lakeforge.redaction import raw
 
     # the one place the generated token is shown (masked everywhere else): the URL for whoever started the server
     print(url_line(app, host, sock.getsockname()[1], scheduler=scheduler), flush=True, file=raw(sys.stdout))

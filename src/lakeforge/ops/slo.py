@@ -28,12 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakeforge.errors import ConfigError
-from lakeforge.ops import events
+from lakeforge.pipeline import events
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from lakeforge.project import Project
+    from lakeforge.workspace import Workspace
 
 GOOD = ("succeeded", "nothing_to_do")
 BAD = ("failed", "crashed")
@@ -52,16 +52,16 @@ def p95(values: list[float]) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), PERCENTILE))
 
 
-def compute(project: Project, *, window_days: float | None = None,
+def compute(workspace: Workspace, *, window_days: float | None = None,
             now: dt.datetime | None = None) -> dict[str, Any]:
     """The objectives over the window ending ``now`` (default: the current time), each against its target."""
-    targets = project.config.monitoring.slo
+    targets = workspace.config.monitoring.slo
     days = targets.window_days if window_days is None else window_days
     if days <= 0:
         raise ConfigError(f"the SLO window must be longer than 0 days, not {days}", hint="e.g. --window-days 7")
     end = now or dt.datetime.now(dt.UTC)
     start = end - dt.timedelta(days=days)
-    log = events.read(project)
+    log = events.read(workspace)
     runs = _rows(log, "run", start, end, ("run_id", "status", "started_at", "ended_at", "cost", "bytes_in"))
     for run in runs:
         run["started_at"] = run["started_at"] or run["ended_at"]  # a crashed run's marker may have lost it
@@ -81,7 +81,7 @@ def compute(project: Project, *, window_days: float | None = None,
     statuses: dict[str, int] = defaultdict(int)
     for run in runs:
         statuses[str(run["status"])] += 1
-    return {"project": project.config.name, "window_days": days, "from": start.isoformat(),
+    return {"project": workspace.config.name, "window_days": days, "from": start.isoformat(),
             "to": end.isoformat(), "runs": len(runs), "runs_by_status": dict(statuses),
             "objectives": objectives, "met": bool(measured) and all(measured)}
 

@@ -27,6 +27,7 @@ from typing import Any, TypeGuard
 import yaml
 from sqlglot import exp
 
+from lakeforge.errors import ConfigError
 from lakeforge.quality.expectations import ACTIONS, Expectation
 from lakeforge.sql import NoLiteral, literal_node
 
@@ -102,8 +103,6 @@ def import_into(suite: Path, *, action: str, dialect: str, model_file: Path | No
                 existing: Collection[str] = ()) -> ImportResult:
     """:func:`import_suite` of the suite file, its rules appended to ``model_file``'s header when given
     (``existing``: that model's rule names); an unreadable suite or model file is a :class:`ConfigError`."""
-    from lakeforge.errors import ConfigError
-
     try:
         result = import_suite(suite, action=action, dialect=dialect, existing=existing)
         if model_file is not None:

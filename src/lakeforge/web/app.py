@@ -62,7 +62,7 @@ from lakeforge.web.store import Store, Unavailable
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from lakeforge.project import Project
+    from lakeforge.workspace import Workspace
 
 STATIC = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
 LIMITS = (100, 1000, 10_000, 100_000)
@@ -82,12 +82,12 @@ class WebSettings:
     background_refresh: bool = True
 
 
-def mount(app: FastAPI, project: Project, *, settings: WebSettings | None = None,
+def mount(app: FastAPI, workspace: Workspace, *, settings: WebSettings | None = None,
           busy: Callable[[], bool] | None = None) -> Store:
     """Add the pages to ``app``; returns the store (close it at shutdown)."""
     settings = settings or WebSettings()
-    store = Store(project, busy=busy, memory_limit=settings.memory_limit, background=settings.background_refresh)
-    app.include_router(router(project, store, settings))
+    store = Store(workspace, busy=busy, memory_limit=settings.memory_limit, background=settings.background_refresh)
+    app.include_router(router(workspace, store, settings))
     return store
 
 
@@ -107,9 +107,9 @@ def _status(exc: LakeforgeError) -> int:
     return 503 if isinstance(exc, Unavailable) else 400
 
 
-def router(project: Project, store: Store, settings: WebSettings) -> APIRouter:
+def router(workspace: Workspace, store: Store, settings: WebSettings) -> APIRouter:
     api = APIRouter()
-    name = project.config.name
+    name = workspace.config.name
 
     def context(request: Request, filters: Filters) -> pages.Context:
         try:
@@ -131,15 +131,15 @@ def router(project: Project, store: Store, settings: WebSettings) -> APIRouter:
         return Filters.parse(request.query_params)
 
     def targets() -> dict[str, float]:
-        slo = project.config.monitoring.slo
+        slo = workspace.config.monitoring.slo
         return {"success_rate": slo.success_rate, "freshness_minutes": slo.freshness_minutes,
                 "dq_accuracy": slo.dq_accuracy, "cost_per_gb": slo.cost_per_gb}
 
     def sla(table: str) -> float:
-        for rule in project.config.alerts.rules:
+        for rule in workspace.config.alerts.rules:
             if rule.type == "freshness" and rule.table == table and rule.max_age_minutes:
                 return float(rule.max_age_minutes)
-        return float(project.config.monitoring.slo.freshness_minutes)
+        return float(workspace.config.monitoring.slo.freshness_minutes)
 
     @api.get("/", response_class=HTMLResponse)
     def executive(request: Request) -> HTMLResponse:

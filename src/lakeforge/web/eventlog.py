@@ -33,7 +33,7 @@ from lakeforge.duckdb_connect import DuckDBSettings, connect
 from lakeforge.web.readonly import web_settings
 
 if TYPE_CHECKING:
-    from lakeforge.project import Project
+    from lakeforge.workspace import Workspace
 
 log = logging.getLogger("lakeforge.web")
 
@@ -63,16 +63,16 @@ def _memory(settings: DuckDBSettings) -> duckdb.DuckDBPyConnection:
 class EventLog:
     """The project's event log in an in-memory DuckDB (:data:`TABLES`), kept up to date by :meth:`refresh`."""
 
-    def __init__(self, project: Project, *, poll_seconds: float = POLL_SECONDS,
+    def __init__(self, workspace: Workspace, *, poll_seconds: float = POLL_SECONDS,
                  settings: DuckDBSettings | None = None) -> None:
         """``settings``: of its DuckDB database; default: the web app's (:func:`.readonly.web_settings`)."""
-        from lakeforge.ops import events
+        from lakeforge.pipeline import events
 
-        self.project = project
+        self.workspace = workspace
         self.poll_seconds = poll_seconds
-        self.settings = settings or web_settings(project.duckdb_settings)
-        self.uri = project.lakehouse.join("_lakeforge", "event_log")
-        self.options = project.lakehouse.storage_options
+        self.settings = settings or web_settings(workspace.duckdb_settings)
+        self.uri = workspace.lakehouse.join("_lakeforge", "event_log")
+        self.options = workspace.lakehouse.storage_options
         self.db = self._load(events.SCHEMA.empty_table())
         self.version = -1
         self.rows = 0

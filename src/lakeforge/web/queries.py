@@ -446,7 +446,7 @@ def run_dashboard(store: Store, name: str, filters: Filters, *, machine: int | N
     results: dict[str, Result] = {}
     with store.snapshot_cursor() as (snapshot, cursor):
         span = resolve_range(filters, snapshot, dashboard=name, now=now,
-                             ops_days=store.project.config.monitoring.slo.window_days)
+                             ops_days=store.workspace.config.monitoring.slo.window_days)
         bucket = span.bucket(hourly_until=3 if name == "ops" else HOURLY_MAX_DAYS if name == "equipment" else 0)
         params = parameters(filters, span, now=now, bucket=bucket, machine=machine)
         wanted = [q for q in queries if q.when is None or q.when(span)]

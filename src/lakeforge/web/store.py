@@ -51,8 +51,8 @@ from lakeforge.web.eventlog import EventLog
 from lakeforge.web.readonly import Unavailable, connect_duckdb, web_settings
 
 if TYPE_CHECKING:
-    from lakeforge.project import Project
     from lakeforge.warehouses.base import Warehouse
+    from lakeforge.workspace import Workspace
 
 log = logging.getLogger("lakeforge.web")
 
@@ -77,14 +77,14 @@ class Source:
     with the SQL written in DuckDB's dialect and transpiled by sqlglot). ``settings``: those of the web app's
     DuckDB connections (:func:`.readonly.web_settings`; ``memory_limit`` overrides the engine's)."""
 
-    def __init__(self, project: Project, *, memory_limit: str | None = None) -> None:
-        self.project = project
-        self.settings: Settings = web_settings(project.duckdb_settings, memory_limit=memory_limit)
-        config = project.config.warehouse
+    def __init__(self, workspace: Workspace, *, memory_limit: str | None = None) -> None:
+        self.workspace = workspace
+        self.settings: Settings = web_settings(workspace.duckdb_settings, memory_limit=memory_limit)
+        config = workspace.config.warehouse
         self.duckdb_path: Path | None = None
         if isinstance(config, DuckDBWarehouseConfig):
             path = Path(config.path)
-            self.duckdb_path = path if path.is_absolute() else project.path / path
+            self.duckdb_path = path if path.is_absolute() else workspace.path / path
         self.dialect = "duckdb" if self.duckdb_path else config.type
         self._remote_seen: tuple[float, Any] | None = None
 
@@ -119,7 +119,7 @@ class Source:
             finally:
                 con.close()
             return
-        warehouse = self.project.warehouse(read_only=True)
+        warehouse = self.workspace.warehouse(read_only=True)
         try:
             yield warehouse
         finally:
@@ -404,12 +404,12 @@ class Store:
 
     ``busy()`` is true while this process's scheduler runs the pipeline: the warehouse is then left alone."""
 
-    def __init__(self, project: Project, *, busy: Callable[[], bool] | None = None,
+    def __init__(self, workspace: Workspace, *, busy: Callable[[], bool] | None = None,
                  memory_limit: str | None = None, background: bool = True) -> None:
         """``memory_limit``: of the web app's DuckDB connections; default: the engine's of lakeforge.yml, else
         :data:`.readonly.MEMORY_LIMIT` (:func:`.readonly.web_settings`)."""
-        self.project = project
-        self.source = Source(project, memory_limit=memory_limit)
+        self.workspace = workspace
+        self.source = Source(workspace, memory_limit=memory_limit)
         self.busy = busy or (lambda: False)
         self.background = background  # rebuild a stale snapshot in a thread, showing the previous one meanwhile
         _sweep()
@@ -418,7 +418,7 @@ class Store:
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()  # one build at a time
         self._builder: threading.Thread | None = None
-        self.events = EventLog(project, settings=self.source.settings)
+        self.events = EventLog(workspace, settings=self.source.settings)
         self._backlog: tuple[float, list[dict[str, Any]]] | None = None
 
     # the snapshot
@@ -505,8 +505,8 @@ class Store:
         now = time.monotonic()
         if self._backlog is None or now - self._backlog[0] > max_age:
             rows = []
-            for name in self.project.config.sources:
-                files = self.project.ingestor(name).backlog()
+            for name in self.workspace.config.sources:
+                files = self.workspace.ingestor(name).backlog()
                 rows.append({"source": name, "files": len(files), "bytes": sum(f.size for f in files)})
             self._backlog = (now, rows)
         return self._backlog[1]

@@ -25,7 +25,7 @@ from lakeforge.errors import (
     TransientWarehouseError,
     WarehouseError,
 )
-from lakeforge.ops.retry import is_transient
+from lakeforge.retry import is_transient
 from lakeforge.warehouses.duckdb import DuckDBWarehouse
 
 SCHEMA = pa.schema([("id", pa.int64())])

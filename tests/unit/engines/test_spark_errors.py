@@ -13,7 +13,7 @@ from pyspark.errors.exceptions.connect import AnalysisException, SparkConnectGrp
 
 from lakeforge.engines.spark.errors import engine_error, java_classes, spark_errors, transient
 from lakeforge.errors import EngineError, TransientEngineError
-from lakeforge.ops.retry import is_transient
+from lakeforge.retry import is_transient
 
 
 class Gateway:

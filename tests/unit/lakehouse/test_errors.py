@@ -13,7 +13,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchEr
 from lakeforge.errors import ModelError, StorageError, TransientStorageError
 from lakeforge.lakehouse.catalog import Catalog
 from lakeforge.lakehouse.errors import delta_errors
-from lakeforge.ops.retry import is_transient
+from lakeforge.retry import is_transient
 from lakeforge.storage.local import LocalLocation
 
 SLOW_DOWN = ("Kernel error -> Generic S3 error Error performing GET http://127.0.0.1:9000/lake/t/_delta_log/"

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from lakeforge.models import analysis
 from lakeforge.models.model import load_models
-from lakeforge.ops import events
+from lakeforge.pipeline import events
 from lakeforge.storage.local import LocalLocation
 
 MODELS = {

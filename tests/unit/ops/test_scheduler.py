@@ -301,7 +301,7 @@ def test_a_claim_that_cannot_be_saved_is_not_run(tmp_path: Path, monkeypatch: py
     sched = scheduler(project, clock, runs)
     sched.tick()
     clock.set(at(10, 15))
-    lakehouse = sched.project.lakehouse
+    lakehouse = sched.workspace.lakehouse
     real = lakehouse.write_json_atomic
 
     def down(rel: str, payload: Any) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from lakeforge.config.models import StorageConfig
 from lakeforge.errors import StorageError, TransientStorageError
-from lakeforge.ops.retry import is_transient
+from lakeforge.retry import is_transient
 from lakeforge.storage.errors import failure, storage_error, transient
 from lakeforge.storage.s3 import S3Location
 

@@ -13,7 +13,7 @@ import pytest
 
 from lakeforge.config.models import PostgresWarehouseConfig
 from lakeforge.errors import TransientWarehouseError
-from lakeforge.ops.retry import is_transient
+from lakeforge.retry import is_transient
 from lakeforge.warehouses.postgres import PostgresWarehouse
 from lakeforge.warehouses.postgres.errors import transient
 

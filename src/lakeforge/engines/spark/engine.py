@@ -32,8 +32,8 @@ from lakeforge.sql import SPARK
 from lakeforge.storage import FileInfo, Location
 
 if TYPE_CHECKING:
-    from lakeforge.ingest.loader import Ingestor
-    from lakeforge.ops.results import StageResult
+    from lakeforge.engines.base import StreamSink
+    from lakeforge.results import StageResult
 
 CAPABILITIES = EngineCapabilities(
     name="spark", formats=("jsonl", "csv", "parquet"), arrow_native=False, distributed=True, dialect="spark"
@@ -269,13 +269,13 @@ class SparkEngine:
                 bad[info.path] = _first_line(str(exc))
         return bad
 
-    def stream_ingest(self, ingestor: Ingestor, *, backlog: list[FileInfo], result: StageResult) -> bool:
+    def stream_ingest(self, sink: StreamSink, *, backlog: list[FileInfo], result: StageResult) -> bool:
         """The backlog as Structured Streaming (available-now, checkpointed); False: use the batch path."""
         if self.config.ingest != "stream":
             return False
         from lakeforge.engines.spark.stream import stream_ingest
 
-        return stream_ingest(self, ingestor, backlog=backlog, result=result)
+        return stream_ingest(self, sink, backlog=backlog, result=result)
 
     # -- models -------------------------------------------------------------------------------------
     def run_model(self, sql: str, *, model: str, relations: Mapping[str, Relation],

@@ -14,7 +14,6 @@ backlog goes through the batch path, which triages bad files and lines.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from lakeforge.engines.spark.errors import spark_errors
@@ -22,16 +21,16 @@ from lakeforge.engines.spark.session import on_databricks
 from lakeforge.storage import FileInfo
 
 if TYPE_CHECKING:
+    from lakeforge.engines.base import StreamSink
     from lakeforge.engines.spark.engine import SparkEngine
-    from lakeforge.ingest.loader import Ingestor
-    from lakeforge.ops.results import StageResult
+    from lakeforge.results import StageResult
 
 STREAM_FORMATS = {"jsonl": "json", "csv": "csv", "parquet": "parquet"}
 
 
-def streamable(ingestor: Ingestor, files: list[FileInfo]) -> str | None:
+def streamable(sink: StreamSink, files: list[FileInfo]) -> str | None:
     """The one format of the backlog when a stream can ingest it like the batch path would, else None."""
-    source = ingestor.source
+    source = sink.source
     formats = {source.format_of(f.path) for f in files}
     if not files or len(formats) != 1 or source.max_bytes_per_batch or source.max_line_bytes:
         return None  # byte-sized batches and long-line triage are the batch path's
@@ -41,57 +40,43 @@ def streamable(ingestor: Ingestor, files: list[FileInfo]) -> str | None:
     return fmt
 
 
-def stream_ingest(engine: SparkEngine, ingestor: Ingestor, *, backlog: list[FileInfo], result: StageResult) -> bool:
+def stream_ingest(engine: SparkEngine, sink: StreamSink, *, backlog: list[FileInfo], result: StageResult) -> bool:
     """Ingest the backlog with an available-now streaming query; False when the batch path must do it."""
-
-    from lakeforge.engines.base import ReadPlan
     from lakeforge.engines.spark.engine import _file_key, with_file_columns
-    from lakeforge.ingest.loader import Manifest, now
 
-    fmt = streamable(ingestor, backlog)
-    if fmt is None or not ingestor.landing.is_local:
+    fmt = streamable(sink, backlog)
+    if fmt is None or not sink.landing.is_local:
         return False
-    source, landing = ingestor.source, ingestor.landing
-    plan = ingestor._plan(backlog, landing)  # the schema (and its evolution) for the whole backlog
-    plan = ReadPlan(types=plan.types, rescue=plan.rescue, ignore=plan.ignore, columns=plan.columns)
-    folder = landing.join(source.folder(ingestor.name))
+    source, landing = sink.source, sink.landing
+    plan = sink.stream_plan(backlog)
+    folder = landing.join(source.folder(sink.name))
     schema = None
     if fmt == "parquet":  # a stream needs its schema up front: Parquet's own, of the backlog
         schema = engine.spark.read.option("mergeSchema", "true").parquet(
             *[landing.join(f.path) for f in backlog]).schema
     stream = _reader(engine, fmt=fmt, source=source, columns=plan.columns, parquet_schema=schema).load(folder)
-    checkpoint = ingestor.lakehouse.join(ingestor.checkpoint_dir, "_spark")
     known = {_file_key(landing.join(f.path)): f for f in backlog}
 
     def commit(batch: Any, spark_batch_id: int) -> None:
-        manifests = ingestor._manifests()
-        recorded = {f.path for m in manifests.values() for f in m.files}
-        files = []
-        for uri in batch.inputFiles():
-            info = known.get(_file_key(uri))
-            if info is not None and info.path not in recorded:
-                files.append(info)
-        if not files:
+        found = [known[key] for key in (_file_key(uri) for uri in batch.inputFiles()) if key in known]
+        claimed = sink.claim(found) if found else None
+        if claimed is None:
             return  # a replay of files already committed (or found by the batch path)
-        batch_id = max([*manifests, ingestor.catalog.consumed(ingestor.table, ingestor.app_id)]) + 1
-        manifest = Manifest(batch_id=batch_id, files=sorted(files, key=lambda f: (f.mtime_ms, f.path)),
-                            created_at=time.time())
-        ingestor._save(manifest)
         raw = with_file_columns(batch)
-        data = engine.with_metadata(engine._planned(raw, source, plan), files=manifest.files, location=landing,
-                                    batch_id=batch_id, ingested_at=now())
-        written = ingestor.catalog.write(ingestor.table, data, mode="append",
-                                         transactions={ingestor.app_id: batch_id})
-        result.rows_in += written or 0
-        result.rows_out += written or 0
-        result.rows_read += written or 0
-        result.rows_written += written or 0
-        result.bytes += sum(f.size for f in files)
+        data = engine.with_metadata(engine._planned(raw, source, plan), files=claimed.files, location=landing,
+                                    batch_id=claimed.batch_id, ingested_at=claimed.ingested_at)
+        written = sink.append(data, batch_id=claimed.batch_id)
+        result.rows_in += written
+        result.rows_out += written
+        result.rows_read += written
+        result.rows_written += written
+        result.bytes += sum(f.size for f in claimed.files)
         result.status = "ok"
 
     query = (stream.writeStream.foreachBatch(commit).trigger(availableNow=True)
-             .option("checkpointLocation", checkpoint).queryName(f"lakeforge_ingest_{ingestor.name}").start())
-    with spark_errors(f"ingesting {ingestor.name} as a stream"):
+             .option("checkpointLocation", sink.stream_checkpoint()).queryName(f"lakeforge_ingest_{sink.name}")
+             .start())
+    with spark_errors(f"ingesting {sink.name} as a stream"):
         query.awaitTermination()
     return True
 

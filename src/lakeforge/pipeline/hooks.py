@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lakeforge.ops.results import RunResult, StageResult
+    from lakeforge.results import RunResult, StageResult
 
 
 class Observer:

@@ -6,7 +6,7 @@ the retry policy (with the reporter and the observers: lineage, alerts), turns w
 person acts on (a full disk, a store that stayed down, a bug), writes the run's record and its event-log rows, and
 tells the observers the result. The callers decide only which stages to run::
 
-    with RunSession(project, reporter=reporter) as session:
+    with RunSession(workspace, reporter=reporter) as session:
         session.stage("ingest:telemetry", "ingest", work)
     result = session.result   # raised as the error's ``run`` when the session failed
 """
@@ -21,35 +21,36 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from lakeforge import retry
 from lakeforge.errors import LakeforgeError, RunLocked, StorageError
-from lakeforge.ops import events, retry
-from lakeforge.ops.hooks import Observers
-from lakeforge.ops.progress import Reporter
-from lakeforge.ops.results import RunResult, StageResult
+from lakeforge.pipeline import events
+from lakeforge.pipeline.hooks import Observer, Observers
+from lakeforge.pipeline.progress import Reporter
 from lakeforge.redaction import redact_data
+from lakeforge.results import RunResult, StageResult
 
 if TYPE_CHECKING:
-    from lakeforge.project import Project
+    from lakeforge.workspace import Workspace
 
 RUNS = "_lakeforge/runs"
 T = TypeVar("T")
 
 
 @contextmanager
-def run_lock(project: Project) -> Iterator[None]:
+def run_lock(workspace: Workspace) -> Iterator[None]:
     """One run at a time per lakehouse: an exclusive ``flock`` on the ``_lakeforge`` folder of a local lakehouse
     (for one on object storage, the project's ``.lakeforge`` folder). A folder, not a file: deleting
     ``run.lock`` during a run once let a second run start beside it (the second locked a new file); the folder
     holds the lakehouse's state and is not replaced. After locking, the folder the path names must still be the
     one locked. ``run.lock`` in it is locked too, as older versions of lakeforge lock only that."""
-    base = project.lakehouse.local_path() if project.lakehouse.is_local else project.path / ".lakeforge"
-    folder = base / "_lakeforge" if project.lakehouse.is_local else base
+    base = workspace.lakehouse.local_path() if workspace.lakehouse.is_local else workspace.path / ".lakeforge"
+    folder = base / "_lakeforge" if workspace.lakehouse.is_local else base
     try:
         folder.mkdir(parents=True, exist_ok=True)
         held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -94,11 +95,12 @@ def new_run_id() -> str:
 class RunSession:
     """One run of the lakehouse, from the lock to the record (see the module's docstring). ``label`` names the
     work in messages (``the run``, ``the backfill of ...``); ``detail`` goes to the event log's run row;
-    ``extra`` is added to the run record (a backfill's range)."""
+    ``extra`` is added to the run record (a backfill's range); ``observers`` are told each stage and the result."""
 
-    def __init__(self, project: Project, *, reporter: Reporter | None = None, label: str = "the run",
-                 detail: str | None = None, extra: dict[str, Any] | None = None) -> None:
-        self.project = project
+    def __init__(self, workspace: Workspace, *, reporter: Reporter | None = None, label: str = "the run",
+                 detail: str | None = None, extra: dict[str, Any] | None = None,
+                 observers: Sequence[Observer] = ()) -> None:
+        self.workspace = workspace
         self.reporter = reporter or Reporter()
         self.label, self.detail, self.extra = label, detail, extra or {}
         self.run_id = new_run_id()
@@ -110,27 +112,27 @@ class RunSession:
         self.error: LakeforgeError | None = None
         self.result: RunResult | None = None
         self._started = time.perf_counter()
-        self._observers = Observers(project.observers())
-        self._policy = project.config.orchestration.retry
+        self._observers = Observers(list(observers))
+        self._policy = workspace.config.orchestration.retry
         self._before: dict[str, int] = {}
         self._lock: Any = None
 
     # -- the session's life ------------------------------------------------------------------------------------
     def __enter__(self) -> RunSession:
-        self._lock = run_lock(self.project)
+        self._lock = run_lock(self.workspace)
         try:
             self._lock.__enter__()
         except RunLocked as exc:  # the lock was busy: no run happened, but its record says it was refused
             self.error = exc
             self.result = self._result()
-            self.project.lakehouse.write_json_atomic(f"{RUNS}/{self.run_id}.json", redact_data(self._record()))
+            self.workspace.lakehouse.write_json_atomic(f"{RUNS}/{self.run_id}.json", redact_data(self._record()))
             self._close()
         except OSError as exc:
             self._fail_on_records(exc)
         try:
-            self.crashed.extend(events.log_crashed(self.project))  # runs that died: their work is resumed
-            events.mark_started(self.project, self.run_id, self.started_at)
-            self._before = events.versions(self.project)
+            self.crashed.extend(events.log_crashed(self.workspace))  # runs that died: their work is resumed
+            events.mark_started(self.workspace, self.run_id, self.started_at)
+            self._before = events.versions(self.workspace)
         except BaseException as exc:
             self._lock.__exit__(type(exc), exc, exc.__traceback__)
             if isinstance(exc, OSError):
@@ -183,7 +185,7 @@ class RunSession:
     # -- what went wrong, said once ------------------------------------------------------------------------------
     def _explain(self, exc: Exception) -> LakeforgeError:
         if no_space_left(exc):
-            error = disk_full(self.project, self.failed, exc)
+            error = disk_full(self.workspace, self.failed, exc)
         elif isinstance(exc, LakeforgeError):
             return exc
         elif retry.is_transient(exc):  # not a bug: the store, network or warehouse stayed down
@@ -203,7 +205,7 @@ class RunSession:
         """The session's own records (marker, run record) could not be written: a full disk is said as such."""
         if not no_space_left(exc):
             raise exc
-        error = disk_full(self.project, self.failed if self.error is not None else None, exc)
+        error = disk_full(self.workspace, self.failed if self.error is not None else None, exc)
         error.__cause__ = exc
         self.error = error
         self.result = self._result()
@@ -244,7 +246,7 @@ class RunSession:
         result = self.result
         assert result is not None
         try:
-            self.project.lakehouse.write_json_atomic(f"{RUNS}/{result.run_id}.json", redact_data(self._record()))
+            self.workspace.lakehouse.write_json_atomic(f"{RUNS}/{result.run_id}.json", redact_data(self._record()))
         except Exception as exc:
             if result.error is None:
                 raise
@@ -252,7 +254,7 @@ class RunSession:
                   f"({_one_line(exc, 300)}); the next run logs it as crashed", file=sys.stderr)
             return
         try:
-            retry.call(lambda: events.record(self.project, result, before=self._before, detail=self.detail),
+            retry.call(lambda: events.record(self.workspace, result, before=self._before, detail=self.detail),
                        policy=self._policy, what="event log")
         except Exception as exc:
             print(f"warning: the run {result.run_id} could not be written to the event log: {exc}",
@@ -274,17 +276,17 @@ def no_space_left(exc: BaseException) -> bool:
     return False
 
 
-def disk_full(project: Project, stage: str | None, exc: BaseException) -> LakeforgeError:
+def disk_full(workspace: Workspace, stage: str | None, exc: BaseException) -> LakeforgeError:
     """The error a person acts on when a volume is full: what was being written, where, and what to do."""
     if stage is None:
-        what = f"the run's records under {project.lakehouse.join('_lakeforge')}"
+        what = f"the run's records under {workspace.lakehouse.join('_lakeforge')}"
     elif stage == "warehouse":
         what = "the warehouse"
     elif stage.startswith("ingest:"):
         source = stage.removeprefix("ingest:")
-        what = f"bronze.{source} (or its quarantine, manifests) in the lakehouse {project.lakehouse.uri}"
+        what = f"bronze.{source} (or its quarantine, manifests) in the lakehouse {workspace.lakehouse.uri}"
     else:
-        what = f"{stage} in the lakehouse {project.lakehouse.uri}"
+        what = f"{stage} in the lakehouse {workspace.lakehouse.uri}"
     detail = _one_line(exc, 300)
     return LakeforgeError(
         f"no space left on device: {stage or 'the run'} could not write {what} ({detail})",

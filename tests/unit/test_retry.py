@@ -21,7 +21,7 @@ from lakeforge.errors import (
     TransientWarehouseError,
     WarehouseError,
 )
-from lakeforge.ops.retry import call, is_transient
+from lakeforge.retry import call, is_transient
 
 
 class Throttled(Transient, OSError):

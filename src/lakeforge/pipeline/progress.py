@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 if TYPE_CHECKING:
-    from lakeforge.ops.results import StageResult
+    from lakeforge.results import StageResult
 
 
 class Reporter:

@@ -29,8 +29,8 @@ from lakeforge.lakehouse.errors import delta_errors
 from lakeforge.redaction import redact_data
 
 if TYPE_CHECKING:
-    from lakeforge.ops.results import RunResult, StageResult
-    from lakeforge.project import Project
+    from lakeforge.results import RunResult, StageResult
+    from lakeforge.workspace import Workspace
 
 EVENT_LOG = "_lakeforge.event_log"
 MARKERS = "_lakeforge/runs"
@@ -48,30 +48,30 @@ SCHEMA = pa.schema([
 GB = 1e9
 
 
-def _uri(project: Project) -> str:
-    return project.lakehouse.join("_lakeforge", "event_log")
+def _uri(workspace: Workspace) -> str:
+    return workspace.lakehouse.join("_lakeforge", "event_log")
 
 
 def _ts(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text) if text else None
 
 
-def versions(project: Project) -> dict[str, int]:
+def versions(workspace: Workspace) -> dict[str, int]:
     """Every lakehouse table's version: taken when a run starts, to tell the bytes each stage wrote."""
-    return {name: project.catalog.version(name) for name in project.catalog.names()}
+    return {name: workspace.catalog.version(name) for name in workspace.catalog.names()}
 
 
-def _tables(project: Project) -> dict[str, DeltaTable]:
+def _tables(workspace: Workspace) -> dict[str, DeltaTable]:
     """Every lakehouse table, opened once for all of a run's end-of-run figures (bytes out, freshness)."""
-    return {name: project.catalog.table(name) for name in project.catalog.names()}
+    return {name: workspace.catalog.table(name) for name in workspace.catalog.names()}
 
 
-def bytes_written(project: Project, before: dict[str, int],
+def bytes_written(workspace: Workspace, before: dict[str, int],
                   tables: dict[str, DeltaTable] | None = None) -> dict[str, int]:
     """Stage name -> bytes of the data files its commits added since ``before`` (from the Delta log's add
     actions; a model's quarantine table counts for the model, ``bronze.x`` for ``ingest:x``)."""
     written: dict[str, int] = {}
-    for name, delta in (tables if tables is not None else _tables(project)).items():
+    for name, delta in (tables if tables is not None else _tables(workspace)).items():
         start, end = before.get(name, -1), delta.version()
         if end <= start:
             continue
@@ -84,7 +84,7 @@ def bytes_written(project: Project, before: dict[str, int],
         layer, table = name.split(".", 1)
         for version in range(start + 1, end + 1):
             try:
-                log = project.lakehouse.read_bytes(f"{layer}/{table}/_delta_log/{version:020d}.json")
+                log = workspace.lakehouse.read_bytes(f"{layer}/{table}/_delta_log/{version:020d}.json")
             except Exception:  # a log entry already cleaned up: the figure is a lower bound
                 continue
             for line in log.splitlines():
@@ -94,13 +94,13 @@ def bytes_written(project: Project, before: dict[str, int],
     return written
 
 
-def rows_of(project: Project, result: RunResult, *, ended: dt.datetime,
+def rows_of(workspace: Workspace, result: RunResult, *, ended: dt.datetime,
             before: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """The event log rows of one run (``before``: the tables' versions when it started, for bytes out)."""
-    tables = _tables(project)
-    written = bytes_written(project, before, tables) if before is not None else {}
-    rate = project.config.monitoring.cost.rate_per_hour()
-    engine = project.config.engine.type
+    tables = _tables(workspace)
+    written = bytes_written(workspace, before, tables) if before is not None else {}
+    rate = workspace.config.monitoring.cost.rate_per_hour()
+    engine = workspace.config.engine.type
     started = _ts(result.started_at) or ended
     base = {"run_id": result.run_id, "engine": engine}
     rows: list[dict[str, Any]] = []
@@ -127,7 +127,7 @@ def rows_of(project: Project, result: RunResult, *, ended: dt.datetime,
                          "ended_at": end, "dq_passed": rule.passed, "dq_failed": rule.failed})
         clock = end
     if result.failed_stage:
-        rows.append({**base, "event": "stage", "name": result.failed_stage, "kind": _kind(project, result),
+        rows.append({**base, "event": "stage", "name": result.failed_stage, "kind": _kind(workspace, result),
                      "status": "failed", "started_at": clock, "ended_at": ended,
                      "seconds": (ended - clock).total_seconds(), "error": result.error,
                      "attempts": getattr(result, "failed_attempts", 1),
@@ -135,7 +135,7 @@ def rows_of(project: Project, result: RunResult, *, ended: dt.datetime,
                      "cost": (ended - clock).total_seconds() / 3600 * rate})
     cost = result.seconds / 3600 * rate
     gb = result.bytes_processed / GB
-    rows.insert(0, {**base, "event": "run", "name": project.config.name, "kind": "run", "status": result.status,
+    rows.insert(0, {**base, "event": "run", "name": workspace.config.name, "kind": "run", "status": result.status,
                     "started_at": started, "ended_at": ended, "seconds": result.seconds,
                     "rows_in": _rows_entered(result),
                     "rows_out": sum(s.rows_written for s in result.stages),
@@ -148,7 +148,7 @@ def rows_of(project: Project, result: RunResult, *, ended: dt.datetime,
     return rows
 
 
-def _kind(project: Project, result: RunResult) -> str:
+def _kind(workspace: Workspace, result: RunResult) -> str:
     name = result.failed_stage or ""
     if name.startswith(("ingest:", "ml:")):
         return name.split(":", 1)[0]
@@ -172,11 +172,11 @@ def _freshness(tables: dict[str, DeltaTable], base: dict[str, Any], now: dt.date
     return rows
 
 
-def append(project: Project, rows: list[dict[str, Any]]) -> None:
+def append(workspace: Workspace, rows: list[dict[str, Any]]) -> None:
     """One commit of event rows (the schema is fixed: missing fields are null); secrets in their texts masked."""
-    with delta_errors(f"write the event log {_uri(project)}", local=project.lakehouse.is_local):
-        write_deltalake(_uri(project), table_of([redact_data(row) for row in rows]), mode="append",
-                        storage_options=project.lakehouse.storage_options)
+    with delta_errors(f"write the event log {_uri(workspace)}", local=workspace.lakehouse.is_local):
+        write_deltalake(_uri(workspace), table_of([redact_data(row) for row in rows]), mode="append",
+                        storage_options=workspace.lakehouse.storage_options)
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -208,21 +208,21 @@ def table_of(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
-def record(project: Project, result: RunResult, *, before: dict[str, int] | None = None,
+def record(workspace: Workspace, result: RunResult, *, before: dict[str, int] | None = None,
            detail: str | None = None) -> None:
     """The run's rows into the event log (``detail``: its run row's, e.g. ``backfill <from>..<to>``), and its
     marker gone."""
-    rows = rows_of(project, result, ended=dt.datetime.now(dt.UTC), before=before)
+    rows = rows_of(workspace, result, ended=dt.datetime.now(dt.UTC), before=before)
     if detail is not None:
         rows[0]["detail"] = detail
-    append(project, rows)
-    project.lakehouse.delete(f"{MARKERS}/{result.run_id}.started")
+    append(workspace, rows)
+    workspace.lakehouse.delete(f"{MARKERS}/{result.run_id}.started")
 
 
-def mark_started(project: Project, run_id: str, started_at: str) -> None:
+def mark_started(workspace: Workspace, run_id: str, started_at: str) -> None:
     """A marker that says a run is under way: if the process dies, the next run logs it as crashed. It names the
     process (host, pid, and the process's start as the kernel counts it, so a reused pid is another process)."""
-    project.lakehouse.write_json_atomic(f"{MARKERS}/{run_id}.started", {
+    workspace.lakehouse.write_json_atomic(f"{MARKERS}/{run_id}.started", {
         "run_id": run_id, "started_at": started_at, "pid": os.getpid(), "host": socket.gethostname(),
         "process_start": process_start(os.getpid())})
 
@@ -257,14 +257,14 @@ def alive(marker: dict[str, Any]) -> bool:
     return True
 
 
-def log_crashed(project: Project) -> list[str]:
+def log_crashed(workspace: Workspace) -> list[str]:
     """Markers of runs that never ended and whose process is gone: logged as crashed (a marker of a process
     still running, which the run lock should make impossible, is left alone)."""
-    found = project.lakehouse.list_files(MARKERS, pattern="*.started")
+    found = workspace.lakehouse.list_files(MARKERS, pattern="*.started")
     rows, ids, gone = [], [], []
     for info in found:
         try:
-            marker = project.lakehouse.read_json(info.path)
+            marker = workspace.lakehouse.read_json(info.path)
         except Exception:  # a marker cut short by the crash itself
             marker = {"run_id": info.path.rsplit("/", 1)[-1].removesuffix(".started"), "started_at": None}
         if alive(marker):
@@ -272,26 +272,26 @@ def log_crashed(project: Project) -> list[str]:
         gone.append(info)
         started = _ts(marker.get("started_at"))
         ended = dt.datetime.fromtimestamp(info.mtime_ms / 1000, tz=dt.UTC) if info.mtime_ms else started
-        rows.append({"run_id": marker["run_id"], "event": "run", "name": project.config.name, "kind": "run",
+        rows.append({"run_id": marker["run_id"], "event": "run", "name": workspace.config.name, "kind": "run",
                      "status": "crashed", "started_at": started, "ended_at": ended,
-                     "engine": project.config.engine.type,
+                     "engine": workspace.config.engine.type,
                      "error": f"the run's process ended without finishing it (pid {marker.get('pid')} on "
                               f"{marker.get('host')}); the next run resumed its work"})
         ids.append(str(marker["run_id"]))
     if rows:
-        append(project, rows)
+        append(workspace, rows)
         for info in gone:
-            project.lakehouse.delete(info.path)
+            workspace.lakehouse.delete(info.path)
     return ids
 
 
-def read(project: Project, *, event: str | None = None, since: dt.datetime | None = None) -> pa.Table:
+def read(workspace: Workspace, *, event: str | None = None, since: dt.datetime | None = None) -> pa.Table:
     """The event log (or one kind of event, from ``since``) as Arrow; empty before the first run."""
-    uri = _uri(project)
-    with delta_errors(f"read the event log {uri}", local=project.lakehouse.is_local):
-        if not DeltaTable.is_deltatable(uri, storage_options=project.lakehouse.storage_options):
+    uri = _uri(workspace)
+    with delta_errors(f"read the event log {uri}", local=workspace.lakehouse.is_local):
+        if not DeltaTable.is_deltatable(uri, storage_options=workspace.lakehouse.storage_options):
             return SCHEMA.empty_table()
-        data = arrow_dataset(DeltaTable(uri, storage_options=project.lakehouse.storage_options)).to_table()
+        data = arrow_dataset(DeltaTable(uri, storage_options=workspace.lakehouse.storage_options)).to_table()
     import pyarrow.compute as pc
 
     if event is not None:
@@ -301,9 +301,9 @@ def read(project: Project, *, event: str | None = None, since: dt.datetime | Non
     return data
 
 
-def runs(project: Project, *, limit: int | None = 20) -> list[dict[str, Any]]:
+def runs(workspace: Workspace, *, limit: int | None = 20) -> list[dict[str, Any]]:
     """The runs, newest first."""
-    rows = read(project, event="run").to_pylist()
+    rows = read(workspace, event="run").to_pylist()
     rows.sort(key=lambda r: (r["started_at"] or dt.datetime.min.replace(tzinfo=dt.UTC)), reverse=True)
     return rows[:limit] if limit else rows
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,11 +52,14 @@ from lakeforge.lakehouse.catalog import Catalog, user_metadata
 from lakeforge.models.execute import app_id, contract_drift, run_model
 from lakeforge.models.limits import check_limits, null_key_rule
 from lakeforge.models.model import Model, error_line
-from lakeforge.ops.results import StageResult
+from lakeforge.pipeline import warehouse
+from lakeforge.pipeline.hooks import Observer
+from lakeforge.pipeline.session import RunSession
+from lakeforge.results import StageResult
 from lakeforge.sql import DUCKDB, ident
 
 if TYPE_CHECKING:
-    from lakeforge.project import Project
+    from lakeforge.workspace import Workspace
 
 DATE_FORMAT = "%Y-%m-%d"
 # truncations that keep every value inside the UTC day it came from
@@ -266,11 +270,11 @@ def _restricted(engine: Engine, relation: Relation, *, column: str, type_: pa.Da
                         relations={})
 
 
-def backfill_model(model: Model, *, project: Project, window: Window, run_id: str, column: str,
+def backfill_model(model: Model, *, workspace: Workspace, window: Window, run_id: str, column: str,
                    start_versions: dict[str, int], backfilled: dict[str, str | None]) -> Backfilled:
     """Replace ``model``'s rows in the window by what its SQL gives for them now: one Delta commit."""
     started = time.perf_counter()
-    catalog, engine = project.catalog, project.engine
+    catalog, engine = workspace.catalog, workspace.engine
     name = model.name
     target = _arrow_schema(catalog, name)
     type_ = target.field(column).type
@@ -280,7 +284,7 @@ def backfill_model(model: Model, *, project: Project, window: Window, run_id: st
     filters = pushdown(model, column, schemas)
     relations: dict[str, Relation] = {}
     for u in upstream:
-        relation = project.run_catalog.dataset(u, version=versions[u])
+        relation = workspace.run_catalog.dataset(u, version=versions[u])
         if u in filters:
             relation = _restricted(engine, relation, column=filters[u], type_=schemas[u].field(filters[u]).type,
                                    window=window, alias=f"__lf_backfill_{len(relations)}")
@@ -365,34 +369,34 @@ def backfill_model(model: Model, *, project: Project, window: Window, run_id: st
     return Backfilled(item=item, stage=stage, column=column, filters=filters)
 
 
-def recompute_model(model: Model, *, project: Project, run_id: str) -> Backfilled:
+def recompute_model(model: Model, *, workspace: Workspace, run_id: str) -> Backfilled:
     """A model that cannot be windowed, selected explicitly: recomputed in full (as ``--full-refresh``)."""
-    rows_before = project.catalog.info(model.name).rows
-    keys = {m.name: m.config.unique_key for m in project.graph().ordered() if m.config.unique_key}
-    stage = run_model(model, catalog=project.run_catalog, engine=project.engine, run_id=run_id, full_refresh=True,
+    rows_before = workspace.catalog.info(model.name).rows
+    keys = {m.name: m.config.unique_key for m in workspace.graph().ordered() if m.config.unique_key}
+    stage = run_model(model, catalog=workspace.run_catalog, engine=workspace.engine, run_id=run_id, full_refresh=True,
                       upstream_keys=keys)
     item = {"model": model.name, "column": "*", "strategy": "full", "rows_deleted": rows_before,
             "rows_written": stage.rows_written, "upstream_filters": {}, "seconds": round(stage.seconds, 3)}
     return Backfilled(item=item, stage=stage, column=None)
 
 
-def plan(project: Project, select: list[str] | None) -> tuple[list[tuple[Model, str | None]], list[dict[str, str]]]:
+def plan(workspace: Workspace, select: list[str] | None) -> tuple[list[tuple[Model, str | None]], list[dict[str, str]]]:
     """The models to backfill with their window column (None: in full), and the skipped ones with the reason."""
     explicit = select is not None
     chosen: list[tuple[Model, str | None]] = []
     skipped: list[dict[str, str]] = []
-    for model in project.graph().select(select):
+    for model in workspace.graph().select(select):
         name = model.name
         if model.config.kind == "view":
             if explicit:
                 skipped.append({"model": name, "reason": "a view: not stored, its query runs inside its readers"})
             continue
-        missing = [u for u in model.upstream() if not project.catalog.exists(u)]
-        if not project.catalog.exists(name) or missing:
+        missing = [u for u in model.upstream() if not workspace.catalog.exists(u)]
+        if not workspace.catalog.exists(name) or missing:
             why = f"its upstream {', '.join(missing)} has no data yet" if missing else "its table is not built yet"
             skipped.append({"model": name, "reason": f"{why}: run `lakeforge run` first"})
             continue
-        column = None if model.config.scd == 2 else window_column(model, _arrow_schema(project.catalog, name))
+        column = None if model.config.scd == 2 else window_column(model, _arrow_schema(workspace.catalog, name))
         if column is not None:
             chosen.append((model, column))
         elif explicit:
@@ -404,36 +408,36 @@ def plan(project: Project, select: list[str] | None) -> tuple[list[tuple[Model, 
     return chosen, skipped
 
 
-def backfill(project: Project, *, start: str, end: str, select: list[str] | None = None) -> dict[str, Any]:
+def backfill(workspace: Workspace, *, start: str, end: str, select: list[str] | None = None,
+             observers: Sequence[Observer] = ()) -> dict[str, Any]:
     """Backfill the days ``start`` .. ``end`` of the selected models (all stored windowable ones by default), then
     load the warehouse: a run session like a run's (the lock, the records, the retries, the observers), recorded
     in the event log as ``backfill <from>..<to>``. See the module's docstring."""
-    from lakeforge.ops.session import RunSession
-
     window = parse_window(start, end)
     items: list[dict[str, Any]] = []
     label = f"the backfill of {window.label}"
     extra = {"backfill": {"from": window.start.isoformat(), "to": window.end.isoformat()}}
-    chosen, skipped = plan(project, select)
-    with RunSession(project, label=label, detail=f"backfill {window.label}", extra=extra) as session:
-        start_versions = {n: project.catalog.version(n) for n in project.catalog.names()}
+    chosen, skipped = plan(workspace, select)
+    with RunSession(workspace, label=label, detail=f"backfill {window.label}", extra=extra,
+                    observers=observers) as session:
+        start_versions = {n: workspace.catalog.version(n) for n in workspace.catalog.names()}
         backfilled: dict[str, str | None] = {}
         for model, column in chosen:
             if column is None:
-                work = functools.partial(recompute_model, model, project=project, run_id=session.run_id)
+                work = functools.partial(recompute_model, model, workspace=workspace, run_id=session.run_id)
             else:
-                work = functools.partial(backfill_model, model, project=project, window=window,
+                work = functools.partial(backfill_model, model, workspace=workspace, window=window,
                                          run_id=session.run_id, column=column, start_versions=start_versions,
                                          backfilled=backfilled)
             done = session.stage(model.name, "model", work, stage_of=lambda done: done.stage)
             backfilled[model.name] = done.column
             items.append(done.item)
-        warehouse = session.stage("warehouse", "load", lambda: project.load_warehouse(
-            run_id=session.run_id, models=project.graph().ordered()))
+        loaded = session.stage("warehouse", "load", lambda: warehouse.load(
+            workspace, run_id=session.run_id, models=workspace.graph().ordered()))
     result = session.result
     assert result is not None
     return {"run_id": result.run_id, "status": result.status, "from": window.start.isoformat(),
             "to": window.end.isoformat(), "models": items, "skipped": skipped,
-            "warehouse": {"status": warehouse.status, "detail": warehouse.detail, "rows": warehouse.rows_written,
-                          "attempts": warehouse.attempts},
+            "warehouse": {"status": loaded.status, "detail": loaded.detail, "rows": loaded.rows_written,
+                          "attempts": loaded.attempts},
             "crashed_runs": result.crashed_runs, "seconds": round(result.seconds, 3)}

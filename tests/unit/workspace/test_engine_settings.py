@@ -11,7 +11,8 @@ import yaml
 
 from lakeforge.config import DuckDBEngineConfig, SparkEngineConfig
 from lakeforge.errors import ConfigError
-from lakeforge.project import Project, _engine_config
+from lakeforge.project import Project
+from lakeforge.workspace import _engine_config
 
 LIMIT = "SELECT current_setting('memory_limit'), current_setting('threads')"
 DUCKDB = {"type": "duckdb", "threads": 1, "memory_limit": "300MB", "stage": "disk", "temp_directory": "spill"}
