@@ -71,7 +71,7 @@ def _is_text(data_type: exp.DataType) -> bool:
 
 @dataclass(frozen=True)
 class Projection:
-    """The bronze columns of a plan, as sqlglot expressions (each aliased to its column), and ``_rescued_data``.
+    """The bronze columns of a plan, as sqlglot expressions named as their columns, and ``_rescued_data``.
 
     ``planned`` is False for a plan that types, rescues and ignores nothing: the raw columns pass as they are,
     without ``_rescued_data``."""
