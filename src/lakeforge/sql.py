@@ -109,6 +109,14 @@ def literal_node(value: object) -> exp.Expr:
     raise NoLiteral(f"value {value!r} ({type(value).__name__}) has no SQL literal")
 
 
+def ident_node(name: str) -> exp.Identifier:
+    """``name`` as a quoted sqlglot identifier, for SQL built as a tree: rendered, it is what :func:`ident` writes
+    for the dialect (the quote doubled inside a name)."""
+    from sqlglot import exp
+
+    return exp.to_identifier(name, quoted=True)
+
+
 def _timestamp(value: dt.datetime, *, dialect: str) -> str:
     """A naive timestamp as ``TIMESTAMP '...'``; a zone-aware one keeps its offset (Spark's TIMESTAMP reads it)."""
     text = string(value.isoformat(sep=" "), dialect=dialect)

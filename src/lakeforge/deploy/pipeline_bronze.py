@@ -1,17 +1,21 @@
 """The bronze layer of ``lakeforge deploy databricks --as pipeline``: one streaming table per source.
 
 ``sources()`` turns the sources of ``lakeforge.yml`` into the plain settings the generated ``bronze.py`` reads
-(``BRONZE`` is that file's code: the same for both flavors; the pipeline's configuration picks the reader).
+(``BRONZE`` is that file's code: the same for both flavors; the pipeline's configuration picks the reader), and
+``projections()`` the typed/rescue projection of each, written in Spark SQL by :mod:`lakeforge.engines.projection`
+(the one lakeforge's engines run).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
+from lakeforge.engines.base import ReadPlan
+from lakeforge.engines.projection import bronze_type, java_pattern, projection, render, spark_type
 from lakeforge.errors import ConfigError
+from lakeforge.sql import DATABRICKS
 
 if TYPE_CHECKING:
     from lakeforge.config.models import SourceConfig
@@ -23,49 +27,6 @@ GLOBS = {
     "csv": "{*.csv,*.txt,*.csv.gz,*.txt.gz}",
     "parquet": "{*.parquet,*.pq}",
 }
-_TYPES = {
-    "string": "STRING", "varchar": "STRING", "boolean": "BOOLEAN", "bool": "BOOLEAN", "int": "INT",
-    "integer": "INT", "bigint": "BIGINT", "long": "BIGINT", "smallint": "SMALLINT", "tinyint": "TINYINT",
-    "double": "DOUBLE", "float": "FLOAT", "real": "FLOAT", "date": "DATE", "timestamp": "TIMESTAMP",
-    "timestamptz": "TIMESTAMP", "timestamp_ntz": "TIMESTAMP_NTZ",
-}
-_STRFTIME = {"Y": "yyyy", "y": "yy", "m": "MM", "d": "dd", "H": "HH", "I": "hh", "M": "mm", "S": "ss",
-             "f": "SSSSSS", "p": "a", "b": "MMM", "B": "MMMM", "a": "EEE", "A": "EEEE", "j": "DDD", "z": "XX",
-             "Z": "z", "%": "%"}
-
-
-def spark_type(sql_type: str) -> str:
-    """A ``schema_hints`` type as a Spark SQL type (``decimal(10,2)`` stays as written)."""
-    base = sql_type.split("(")[0].strip().lower()
-    if base == "decimal":
-        return sql_type.strip().upper()
-    return _TYPES[base]
-
-
-def java_datetime_pattern(strptime: str) -> str:
-    """A ``timestamp_format`` (strptime) as the Java pattern Spark's ``to_timestamp`` takes (its literal text
-    quoted the Java DateTimeFormatter way: pattern syntax, not SQL, so not :mod:`lakeforge.sql`)."""
-    out, literal, i = [], "", 0
-    while i < len(strptime):
-        char = strptime[i]
-        if char == "%" and i + 1 < len(strptime):
-            directive = strptime[i + 1]
-            if directive not in _STRFTIME:
-                raise ConfigError(f"timestamp_format {strptime!r}: %{directive} has no Spark equivalent here",
-                                  hint="use %Y %m %d %H %M %S %f %z and literal text, or drop timestamp_format")
-            if literal:
-                out.append("'" + literal.replace("'", "''") + "'" if re.search("[A-Za-z']", literal) else literal)
-                literal = ""
-            out.append(_STRFTIME[directive])
-            i += 2
-        else:
-            literal += char
-            i += 1
-    if literal:
-        out.append("'" + literal.replace("'", "''") + "'" if re.search("[A-Za-z']", literal) else literal)
-    return "".join(out)
-
-
 def sources(configs: dict[str, SourceConfig]) -> list[dict[str, Any]]:
     """What ``bronze.py`` needs of each source, in ``lakeforge.yml`` order."""
     found = []
@@ -86,7 +47,7 @@ def sources(configs: dict[str, SourceConfig]) -> list[dict[str, Any]]:
         found.append({
             "source": name, "table": f"bronze_{name}", "folder": source.folder(name), "formats": formats,
             "globs": globs, "name_regex": name_regex, "columns": columns,
-            "timestamp_format": java_datetime_pattern(source.timestamp_format) if source.timestamp_format else None,
+            "timestamp_format": java_pattern(source.timestamp_format) if source.timestamp_format else None,
             "header": source.header, "delimiter": source.delimiter, "quote": source.quote,
             "max_files_per_batch": source.max_files_per_batch, "max_bytes_per_batch": source.max_bytes_per_batch,
             "allow_overwrites": source.allow_overwrites, "clean_source": source.clean_source,
@@ -96,9 +57,33 @@ def sources(configs: dict[str, SourceConfig]) -> list[dict[str, Any]]:
     return found
 
 
+java_datetime_pattern = java_pattern  # the name this module had for it
+
+
+def projections(configs: dict[str, SourceConfig]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per bronze table, how each kind of file is read and typed: ``text`` (JSON lines, CSV: read as text, then
+    typed, misfits rescued) and ``parquet`` (read with the declared types): the reader's schema, the typed columns
+    and ``_rescued_data``, as Spark SQL."""
+    found = {}
+    for name, source in configs.items():
+        types = {**{c: "string" for c in source.columns or []}, **source.schema_hints}
+        plan = ReadPlan(types=types)
+        kinds = {}
+        for kind, raw in (("text", dict.fromkeys(types)), ("parquet", {c: bronze_type(t) for c, t in types.items()})):
+            typed = projection(raw, plan, timestamp_format=source.timestamp_format)
+            read_as = {c: "STRING" if kind == "text" else spark_type(t) for c, t in types.items()}
+            kinds[kind] = {
+                "schema": ", ".join(f"{DATABRICKS.ident(c)} {t}" for c, t in read_as.items()),
+                "columns": [render(c, dialect="databricks") for c in typed.columns],
+                "rescued": render(typed.rescued, dialect="databricks"),
+            }
+        found[f"bronze_{name}"] = kinds
+    return found
+
+
 def bronze_py(configs: dict[str, SourceConfig]) -> str:
     settings = json.dumps(sources(configs), indent=2)
-    return BRONZE.replace("@SOURCES@", settings)
+    return BRONZE.replace("@SOURCES@", settings).replace("@PROJECTIONS@", json.dumps(projections(configs), indent=2))
 
 
 BRONZE = '''\
@@ -107,9 +92,10 @@ BRONZE = '''\
 Generated by `lakeforge deploy databricks --as pipeline`: regenerate it rather than edit it.
 The pipeline's configuration picks the reader: `lakeforge.reader` is `cloudFiles` (Auto Loader, on Databricks)
 or `files` (Spark's file source, open-source Spark); `lakeforge.landing` is the landing zone's root.
-Columns are read as text and typed with try_cast, so a value that does not fit its type becomes NULL and is kept,
-by column, in _rescued_data (as lakeforge's own ingestion does); a line that cannot be parsed at all goes to
-_rescued_data whole. _batch_id is the micro-batch's time in microseconds (ascending, as lakeforge's batch ids).
+Columns are read as text and typed with try_cast (PROJECTIONS: the SQL lakeforge's own ingestion runs), so a value
+that does not fit its type becomes NULL and is kept, by column, in _rescued_data; a line that cannot be parsed at
+all goes to _rescued_data whole. _batch_id is the micro-batch's time in microseconds (ascending, as lakeforge's
+batch ids).
 """
 
 import json
@@ -120,6 +106,9 @@ from pyspark.sql import functions as F
 
 SOURCES = json.loads(r"""
 @SOURCES@
+""")
+PROJECTIONS = json.loads(r"""
+@PROJECTIONS@
 """)
 READER = spark.conf.get("lakeforge.reader", "files")  # noqa: F821 (the pipeline runner defines `spark`)
 LANDING = spark.conf.get("lakeforge.landing").rstrip("/")  # noqa: F821
@@ -158,7 +147,7 @@ def _options(source: dict, fmt: str) -> dict:
 
 def _read(source: dict, fmt: str) -> DataFrame:
     typed = fmt == "parquet"  # Parquet carries its types; JSON lines and CSV are read as text, then typed
-    schema = ", ".join(f"`{name}` {kind if typed else 'STRING'}" for name, kind in source["columns"].items())
+    schema = PROJECTIONS[source["table"]]["parquet" if typed else "text"]["schema"]
     if READER != "cloudFiles" and not typed:
         schema += ", `_corrupt_record` STRING"
     reader = spark.readStream.format(  # noqa: F821
@@ -170,23 +159,9 @@ def _read(source: dict, fmt: str) -> DataFrame:
 
 
 def _typed(frame: DataFrame, source: dict, typed: bool) -> DataFrame:
-    columns, misfits = [], []
-    for name, kind in source["columns"].items():
-        raw = F.col(f"`{name}`")
-        if typed or kind == "STRING":
-            value = raw
-        elif kind == "TIMESTAMP" and source["timestamp_format"]:
-            value = F.try_to_timestamp(raw, F.lit(source["timestamp_format"]))
-        else:
-            value = raw.try_cast(kind)
-        columns.append(value.alias(name))
-        if not typed and kind != "STRING":
-            misfits.append(F.when(raw.isNotNull() & value.isNull(),
-                                  F.struct(F.lit(name).alias("key"), raw.alias("value"))))
-    rescued = F.lit(None).cast("string")
-    if misfits:
-        found = F.filter(F.array(*misfits), lambda item: item.isNotNull())
-        rescued = F.when(F.size(found) > 0, F.to_json(F.map_from_entries(found)))
+    projection = PROJECTIONS[source["table"]]["parquet" if typed else "text"]
+    columns = [F.expr(column) for column in projection["columns"]]
+    rescued = F.expr(projection["rescued"])
     # (no frame.columns here: a query function may not analyze its DataFrame)
     if READER == "cloudFiles" and not typed and source["rescue_unknown"]:  # Auto Loader: fields not declared
         rescued = F.coalesce(rescued, F.col("_lf_autoloader_rescued"))

@@ -362,3 +362,25 @@ def test_cli_writes_each_kind(example: Project) -> None:
         assert data["out"] == str(example.path / "deploy" / folder) and data["files"]
     bad = runner.invoke(app, ["deploy", "databricks", "-p", str(example.path), "--as", "job", "--target", "spark"])
     assert bad.exit_code != 0
+
+
+def test_bronze_python_projects_odd_names_with_the_engines_projection(make_project: MakeProject,
+                                                                      tmp_path: Path) -> None:
+    odd = {"id": "bigint", "a`b": "double", 'q"r s': "timestamp", "it's": "string"}
+    project = make_project({"sources": {"events": {"format": "auto", "schema_hints": odd,
+                                                   "timestamp_format": "%d/%m/%Y %H:%M"}}},
+                           {"silver.events": "SELECT * FROM bronze.events"})
+    write_pipeline(project, tmp_path / "p", target="spark")
+    bronze = (tmp_path / "p" / "transformations" / "bronze.py").read_text()
+    compile(bronze, "bronze.py", "exec")
+    projections = json.loads(bronze.split('PROJECTIONS = json.loads(r"""')[1].split('""")')[0])
+    text, parquet = projections["bronze_events"]["text"], projections["bronze_events"]["parquet"]
+    assert text["schema"] == "`id` STRING, `a``b` STRING, `q\"r s` STRING, `it's` STRING"
+    assert parquet["schema"] == "`id` BIGINT, `a``b` DOUBLE, `q\"r s` TIMESTAMP, `it's` STRING"
+    typed = [sqlglot.parse_one(c, read="databricks") for c in text["columns"]]
+    assert [c.alias_or_name for c in typed] == list(odd)
+    assert "TRY_TO_TIMESTAMP(`q\"r s`, 'dd/MM/yyyy HH:mm')" in text["columns"][2]
+    rescued = sqlglot.parse_one(text["rescued"], read="databricks")
+    assert {c.name for c in rescued.find_all(exp.Column)} == {"id", "a`b", 'q"r s'}  # text stays text
+    assert parquet["columns"] == ["`id` AS `id`", "`a``b` AS `a``b`", "`q\"r s` AS `q\"r s`", "`it's` AS `it's`"]
+    assert parquet["rescued"] == "CAST(NULL AS STRING)"  # Parquet is read with the declared types

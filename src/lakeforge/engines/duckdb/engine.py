@@ -22,6 +22,7 @@ from lakeforge import duckdb_connect
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
 from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Relation
 from lakeforge.engines.duckdb.errors import stream_failure
+from lakeforge.engines.projection import bronze_type, projection, raw_type
 from lakeforge.engines.rules import RulePlan, rule_outcome, rule_plan
 from lakeforge.errors import EngineError, LakeforgeError, ModelError
 from lakeforge.lakehouse.catalog import LAYERS, Catalog
@@ -49,13 +50,7 @@ _UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "K
           "GB": 10**9, "TB": 10**12}
 STREAM_BATCH_ROWS = 256 * 1024
 SAMPLE_ROWS = 4096  # rows of each file that schema inference looks at
-
-
-def sql_type(type_name: str) -> str:
-    """A type as written in the project (Databricks names welcome) → DuckDB type."""
-    from sqlglot import exp
-
-    return exp.DataType.build(type_name, dialect="databricks").sql(dialect="duckdb")
+SOURCE_FILE = DUCKDB.ident("_source_file")  # the scan's file name column (the metadata join replaces it)
 
 
 def project_type(duckdb_type: str) -> str:
@@ -222,10 +217,9 @@ class DuckDBEngine:
 
     def typed_schema(self, types: Mapping[str, str]) -> pa.Schema:
         """The Arrow schema of typed bronze columns plus ``_rescued_data`` (for batches without rows)."""
-        columns = [f"CAST(NULL AS {sql_type(t)}) AS {DUCKDB.ident(c)}" for c, t in types.items()]
-        if not columns:
+        if not types:
             return pa.schema([])
-        columns.append("CAST(NULL AS VARCHAR) AS _rescued_data")
+        columns = projection({}, ReadPlan(types=types)).sql(dialect="duckdb")
         cursor = self.con.cursor()  # its own connection: a result still streaming on the main one stays open
         try:
             return cursor.sql(f"SELECT {', '.join(columns)} LIMIT 0").to_arrow_table().schema
@@ -272,64 +266,33 @@ class DuckDBEngine:
         return f"read_parquet({paths}, union_by_name=true, filename='_source_file')"
 
     def _typed_scan(self, files: list[FileInfo], *, location: Location, plan: ReadPlan) -> str:
-        """JSON read with the typed columns parsed by the reader itself: DuckDB's fastest path."""
+        """JSON read with the typed columns parsed by the reader itself: DuckDB's fastest path (the projection then
+        only adds the typed columns absent from the files, and an empty ``_rescued_data``)."""
         paths = _paths(files, location)
         names = list(plan.columns)
-        typed = {c: sql_type(t) for c, t in plan.types.items()}
-        cols = ", ".join(f"{DUCKDB.literal(n)}: {DUCKDB.literal(typed.get(n, 'VARCHAR'))}" for n in names)
-        added = [f"CAST(NULL AS {t}) AS {DUCKDB.ident(c)}" for c, t in typed.items() if c not in names]
+        typed = {c: bronze_type(t) for c, t in plan.types.items()}
+        read_as = {n: typed[n].sql(dialect="duckdb") if n in typed else "VARCHAR" for n in names}
+        cols = ", ".join(f"{DUCKDB.literal(n)}: {DUCKDB.literal(t)}" for n, t in read_as.items())
         scan = (f"read_json({paths}, format='newline_delimited', records='true', columns={{{cols}}}, "
                 "filename='_source_file')")
-        extra = "".join(", " + a for a in added)
-        return f"SELECT *{extra}, CAST(NULL AS VARCHAR) AS _rescued_data FROM {scan}"
+        select = projection({n: typed.get(n) for n in names}, plan).sql(dialect="duckdb", with_rescued=True)
+        return f"SELECT {', '.join([*select, SOURCE_FILE])} FROM {scan}"
+
+    def _described(self, scan: str) -> dict[str, str]:
+        """The scan's columns and their DuckDB types."""
+        return {str(row[0]): str(row[1]) for row in self.con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
 
     def _columns(self, scan: str) -> list[str]:
-        return [str(row[0]) for row in self.con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+        return list(self._described(scan))
 
     def _planned_select(self, scan: str, source: SourceConfig, plan: ReadPlan) -> str:
         """Typed columns (always present); values that do not fit, and rescued columns, go to ``_rescued_data``;
-        ignored columns are left out."""
+        ignored columns are left out (:mod:`lakeforge.engines.projection`)."""
         if not plan.types and not plan.rescue and not plan.ignore:
             return f"SELECT * FROM {scan}"
-        present = set(self._columns(scan))
-        casts, added, checks, entries = [], [], [], []
-        for column, type_name in plan.types.items():
-            col = DUCKDB.ident(column)
-            duck_type = sql_type(type_name)
-            if column not in present:
-                added.append(f"CAST(NULL AS {duck_type}) AS {col}")
-                continue
-            if duck_type == "VARCHAR" and column not in source.schema_hints:
-                continue  # text stays text
-            if source.timestamp_format and duck_type.startswith("TIMESTAMP"):
-                typed = (f"TRY_CAST(TRY_STRPTIME(CAST({col} AS VARCHAR), {DUCKDB.literal(source.timestamp_format)}) "
-                         f"AS {duck_type})")
-            else:
-                typed = f"TRY_CAST({col} AS {duck_type})"
-            casts.append(f"{typed} AS {col}")
-            failed = f"({col} IS NOT NULL AND {typed} IS NULL)"
-            checks.append(failed)
-            entries.append(f"{{'k': {DUCKDB.literal(column)}, "
-                           f"'v': CASE WHEN {failed} THEN CAST({col} AS VARCHAR) END}}")
-        for column in plan.rescue:
-            if column in present:
-                col = DUCKDB.ident(column)
-                checks.append(f"({col} IS NOT NULL)")
-                entries.append(f"{{'k': {DUCKDB.literal(column)}, 'v': CAST({col} AS VARCHAR)}}")
-        left_out = [DUCKDB.ident(c) for c in (*plan.rescue, *plan.ignore) if c in present]
-        star = "*"
-        if left_out:
-            star += f" EXCLUDE ({', '.join(left_out)})"
-        if casts:
-            star += f" REPLACE ({', '.join(casts)})"
-        select = [star, *added]
-        if entries:
-            listed = f"list_filter([{', '.join(entries)}], lambda x: x.v IS NOT NULL)"
-            select.append(f"CASE WHEN {' OR '.join(checks)} THEN "
-                          f"CAST(to_json(map_from_entries({listed})) AS VARCHAR) END AS _rescued_data")
-        else:
-            select.append("CAST(NULL AS VARCHAR) AS _rescued_data")
-        return f"SELECT {', '.join(select)} FROM (SELECT * FROM {scan}) AS raw"
+        raw = {c: raw_type(t, dialect="duckdb") for c, t in self._described(scan).items() if c != "_source_file"}
+        select = projection(raw, plan, timestamp_format=source.timestamp_format).sql(dialect="duckdb")
+        return f"SELECT {', '.join([*select, SOURCE_FILE])} FROM (SELECT * FROM {scan}) AS raw"
 
     # -- models -------------------------------------------------------------------------------
     def run_model(

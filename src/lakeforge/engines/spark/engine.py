@@ -9,7 +9,6 @@ sniffing, SCD2 history) is done by the embedded engine beside it, so both engine
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,11 +20,12 @@ from sqlglot import exp
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig, SparkEngineConfig
 from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Relation
 from lakeforge.engines.duckdb import DuckDBEngine
+from lakeforge.engines.projection import projection, raw_type
 from lakeforge.engines.rules import rule_outcome, rule_plan
 from lakeforge.engines.spark.catalog import SparkCatalog
 from lakeforge.engines.spark.errors import engine_error
 from lakeforge.engines.spark.session import spark_session
-from lakeforge.errors import ModelError, SourceError
+from lakeforge.errors import ModelError
 from lakeforge.lakehouse.catalog import LAYERS
 from lakeforge.quality import Expectation
 from lakeforge.sql import SPARK
@@ -41,32 +41,6 @@ CAPABILITIES = EngineCapabilities(
 # Spark errors that mean "this input cannot be parsed" (the file is triaged); anything else raises
 _BAD_INPUT_MARKERS = ("MALFORMED_RECORD", "Malformed records", "FAILFAST", "CANNOT_READ_FILE",
                       "FAILED_READ_FILE", "CANNOT_PARSE_JSON", "Malformed CSV", "EOFException", "Not in GZIP format")
-# strptime directives (DuckDB, Python) -> Java DateTimeFormatter patterns (Spark)
-_STRPTIME = {"%Y": "yyyy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm", "%S": "ss", "%f": "SSSSSS",
-             "%y": "yy", "%b": "MMM", "%B": "MMMM", "%j": "DDD", "%z": "XX", "%Z": "z", "%p": "a", "%I": "hh",
-             "%%": "%", "%T": "HH:mm:ss", "%F": "yyyy-MM-dd"}
-
-
-def spark_type(type_name: str) -> str:
-    return exp.DataType.build(type_name, dialect="databricks").sql(dialect="spark")
-
-
-def java_pattern(strptime: str) -> str:
-    """A strptime format as a Spark datetime pattern (literal text quoted the Java DateTimeFormatter way, ``''``
-    for a quote: pattern syntax, not SQL, so not :mod:`lakeforge.sql`; the pattern itself then goes into SQL as a
-    literal)."""
-    out, pos = [], 0
-    for match in re.finditer(r"%.", strptime):
-        if match.start() > pos:
-            out.append("'" + strptime[pos:match.start()].replace("'", "''") + "'")
-        if match.group() not in _STRPTIME:
-            raise SourceError(f"timestamp_format {strptime!r}: {match.group()} has no Spark equivalent",
-                              hint=f"use the directives {' '.join(sorted(_STRPTIME))}")
-        out.append(_STRPTIME[match.group()])
-        pos = match.end()
-    if pos < len(strptime):
-        out.append("'" + strptime[pos:].replace("'", "''") + "'")
-    return "".join(out).replace("''", "")
 
 
 def _first_line(message: str) -> str:
@@ -217,42 +191,12 @@ class SparkEngine:
 
     def _planned(self, raw: Any, source: SourceConfig, plan: ReadPlan) -> Any:
         """Typed columns (always present); values that do not fit, and rescued columns, go to ``_rescued_data``;
-        ignored columns are left out — the same rules, column order and JSON as the DuckDB engine."""
-        present = [c for c in raw.columns if not c.startswith("__lf_")]
-        if not plan.types and not plan.rescue and not plan.ignore:
-            return raw.selectExpr(*[SPARK.ident(c) for c in present], *FILE_COLUMNS)
-        casts: dict[str, str] = {}
-        added, checks, entries = [], [], []
-        for column, type_name in plan.types.items():
-            col = SPARK.ident(column)
-            target = spark_type(type_name)
-            if column not in present:
-                added.append(f"CAST(NULL AS {target}) AS {col}")
-                continue
-            if target == "STRING" and column not in source.schema_hints:
-                continue
-            if source.timestamp_format and target.startswith("TIMESTAMP"):
-                pattern = SPARK.literal(java_pattern(source.timestamp_format))
-                typed = f"try_to_timestamp(CAST({col} AS STRING), {pattern})"
-            else:
-                typed = f"try_cast({col} AS {target})"
-            casts[column] = f"{typed} AS {col}"
-            failed = f"({col} IS NOT NULL AND {typed} IS NULL)"
-            checks.append(failed)
-            entries.append(f"{SPARK.literal(column)}, CASE WHEN {failed} THEN CAST({col} AS STRING) END")
-        for column in plan.rescue:
-            if column in present:
-                col = SPARK.ident(column)
-                checks.append(f"({col} IS NOT NULL)")
-                entries.append(f"{SPARK.literal(column)}, CAST({col} AS STRING)")
-        left_out = {c for c in (*plan.rescue, *plan.ignore) if c in present}
-        select = [casts.get(c, SPARK.ident(c)) for c in present if c not in left_out] + added
-        if entries:
-            rescued = (f"CASE WHEN {' OR '.join(checks)} THEN "
-                       f"to_json(map_filter(map({', '.join(entries)}), (k, v) -> v IS NOT NULL)) END")
-        else:
-            rescued = "CAST(NULL AS STRING)"
-        return raw.selectExpr(*select, f"{rescued} AS _rescued_data", *FILE_COLUMNS)
+        ignored columns are left out: the projection the DuckDB engine runs (:mod:`lakeforge.engines.projection`),
+        written in Spark SQL."""
+        types = dict(raw.dtypes)
+        present = {c: raw_type(types[c], dialect="spark") for c in raw.columns if not c.startswith("__lf_")}
+        select = projection(present, plan, timestamp_format=source.timestamp_format).sql(dialect="spark")
+        return raw.selectExpr(*select, *FILE_COLUMNS)
 
     def check_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig,
                     plan: ReadPlan) -> dict[str, str]:
