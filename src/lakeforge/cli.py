@@ -16,6 +16,7 @@ from lakeforge.pipeline.progress import reporter_for
 
 if TYPE_CHECKING:
     from lakeforge.project import Project
+    from lakeforge.results import RunResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="lakeforge: equipment telemetry from a landing zone to Delta Lake and a warehouse.")
@@ -102,14 +103,14 @@ def run(project: ProjectOpt = Path("."),
 
 
 def _watch(project: Path, *, interval: float, as_json: bool) -> None:
-    def report(outcome: object) -> None:
+    def report(outcome: RunResult | LakeforgeError) -> None:
         if isinstance(outcome, LakeforgeError):
             run_ = getattr(outcome, "run", None)
             if as_json and run_ is not None:
                 _emit(run_.to_dict())
             err.print(f"[red]error: {outcome.message}[/]", highlight=False, soft_wrap=True)
         elif as_json:
-            _emit(outcome.to_dict())  # type: ignore[attr-defined]
+            _emit(outcome.to_dict())
         else:
             console.run_line(outcome)
 
@@ -201,12 +202,7 @@ def backfill(project: ProjectOpt = Path("."),
     """Recompute the selected models' rows of a date range from their upstream, idempotently, then load."""
     with _project(project) as proj:
         result = proj.backfill(start=start, end=end, select=select)
-    if as_json:
-        _emit(result)
-        return
-    for item in result["models"]:
-        out.print(f"{item['model']}: {item['rows_deleted']:,} rows replaced by {item['rows_written']:,} "
-                  f"({item['column']} in {result['from']} .. {result['to']})")
+    console.show(result, as_json=as_json, text=console.backfilled)
 
 
 alerts_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
@@ -309,8 +305,8 @@ def report(name: Annotated[str | None, typer.Argument(help="the report; without 
         return
     with _project(project) as proj:
         if name is None:
-            listing = [{"name": r.name, "materialize": r.materialize, "description": r.description}
-                       for r in proj.reports()]
+            listing: list[console.ReportEntry] = [
+                {"name": r.name, "materialize": r.materialize, "description": r.description} for r in proj.reports()]
             console.show(listing, as_json=as_json, text=console.reports)
             return
         result = proj.report(name)

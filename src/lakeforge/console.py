@@ -12,22 +12,50 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+if TYPE_CHECKING:  # the results' types: declared where each is produced
+    import pyarrow as pa
+
+    from lakeforge.deploy.databricks import Written
+    from lakeforge.generate import GenerateSummary
+    from lakeforge.ml.cmapss import CmapssEvaluation
+    from lakeforge.ml.nab import NabEvaluation
+    from lakeforge.ml.registry import PromoteResult, RegisteredVersion, TrainResult
+    from lakeforge.ops.alerts import ActiveAlert, SentAlert
+    from lakeforge.ops.slo import SloReport
+    from lakeforge.pipeline.backfill import BackfillResult
+    from lakeforge.pipeline.events import EventRow
+    from lakeforge.pipeline.status import StatusReport
+    from lakeforge.project import Optimized, Plan, Vacuumed
+    from lakeforge.quality.gx import ImportResult
+    from lakeforge.quality.profile import TableProfile
+    from lakeforge.results import RunResult
+    from lakeforge.warehouses.verify import TableCheckDict
+
 out = Console()
 err = Console(stderr=True)
+T = TypeVar("T")
 
 
-def emit(data: Any) -> None:
+class ReportEntry(TypedDict):
+    """A report's line of ``lakeforge report`` (without a name)."""
+
+    name: str
+    materialize: bool
+    description: str | None
+
+
+def emit(data: object) -> None:
     """``data`` as one line of JSON on stdout."""
     sys.stdout.write(json.dumps(data, default=str) + "\n")
 
 
-def show(data: Any, *, as_json: bool, text: Callable[[Any], None]) -> None:
+def show(data: T, *, as_json: bool, text: Callable[[T], None]) -> None:
     """``data`` as JSON (``--json``) or in its text form."""
     if as_json:
         emit(data)
@@ -60,18 +88,18 @@ def unexpected(exc: Exception) -> tuple[str, str]:
 
 
 # -- the text forms, one per kind of result ----------------------------------------------------------------------
-def run_line(result: Any) -> None:
+def run_line(result: RunResult) -> None:
     if result.status == "nothing_to_do":
         out.print("nothing to do: no new files and every table is up to date")
     else:
         out.print(f"run {result.run_id} {result.status} in {result.seconds:.2f}s")
 
 
-def generated(result: dict[str, Any]) -> None:
+def generated(result: GenerateSummary) -> None:
     out.print(f"wrote {result['rows']:,} rows in {result['files']} files to {result['path']}")
 
 
-def plan(data: dict[str, Any]) -> None:
+def plan(data: Plan) -> None:
     table = Table("step", "would", "recomputes", "why")
     for s in data["sources"]:
         table.add_row(f"ingest {s['name']}", "run" if s["run"] else "skip", "new files" if s["run"] else "",
@@ -85,7 +113,7 @@ def plan(data: dict[str, Any]) -> None:
     out.print(table)
 
 
-def profile(data: dict[str, Any]) -> None:
+def profile(data: TableProfile) -> None:
     out.print(f"{data['table']} v{data['version']}: {data['rows']:,} rows")
     grid = Table("column", "type", "nulls", "distinct", "min", "max", "p50")
     for c in data["columns"]:
@@ -94,13 +122,13 @@ def profile(data: dict[str, Any]) -> None:
     out.print(grid)
 
 
-def optimized(done: list[dict[str, Any]]) -> None:
+def optimized(done: list[Optimized]) -> None:
     for d in done:
         out.print(f"{d['table']}: {d['files_removed']} files compacted into {d['files_added']}"
                   + (f", Z-ordered by {', '.join(d['zorder'])}" if d["zorder"] else ""))
 
 
-def vacuumed(done: list[dict[str, Any]], *, applied: bool) -> None:
+def vacuumed(done: list[Vacuumed], *, applied: bool) -> None:
     for d in done:
         verb = "deleted" if d["deleted"] else "would delete"
         out.print(f"{d['table']}: {verb} {len(d['files'])} files")
@@ -108,7 +136,7 @@ def vacuumed(done: list[dict[str, Any]], *, applied: bool) -> None:
         out.print("dry run: pass --apply to delete")
 
 
-def status(data: dict[str, Any]) -> None:
+def status(data: StatusReport) -> None:
     table = Table("table", "rows", "version", "last modified", "freshness (s)")
     for t in data["tables"]:
         table.add_row(t["name"], f"{t['rows']:,}", str(t["version"]), t["last_modified"], str(t["freshness_seconds"]))
@@ -124,7 +152,7 @@ def status(data: dict[str, Any]) -> None:
         out.print(f"last run: {last['run_id']} {last['status']} ({last['seconds']}s)")
 
 
-def runs(history: list[dict[str, Any]]) -> None:
+def runs(history: list[EventRow]) -> None:
     table = Table("run", "status", "started", "seconds", "rows in", "MB in", "cost $", "error")
     for r in history:
         state = r["status"] if r["status"] in ("succeeded", "nothing_to_do") else f"[red]{r['status']}[/red]"
@@ -134,7 +162,7 @@ def runs(history: list[dict[str, Any]]) -> None:
     out.print(table)
 
 
-def rows(result: Any, *, as_json: bool) -> None:
+def rows(result: pa.Table, *, as_json: bool) -> None:
     """An Arrow table as JSON (``columns``, ``rows``) or as a table on the terminal."""
     values = [list(r.values()) for r in result.to_pylist()]
     if as_json:
@@ -146,42 +174,48 @@ def rows(result: Any, *, as_json: bool) -> None:
     out.print(table)
 
 
-def alerts_firing(active: list[dict[str, Any]]) -> None:
+def backfilled(result: BackfillResult) -> None:
+    for item in result["models"]:
+        out.print(f"{item['model']}: {item['rows_deleted']:,} rows replaced by {item['rows_written']:,} "
+                  f"({item['column']} in {result['from']} .. {result['to']})")
+
+
+def alerts_firing(active: list[ActiveAlert]) -> None:
     for item in active:
         out.print(f"[red]{item['name']}[/red] ({item['severity']}): {item['message']} — since {item['since']}")
     if not active:
         out.print("no alert is firing")
 
 
-def alerts_sent(sent: list[dict[str, Any]]) -> None:
+def alerts_sent(sent: list[SentAlert]) -> None:
     for item in sent:
         out.print(f"{item['state']}: {item['name']}: {item['message']}", soft_wrap=True)
 
 
-def pairs(result: dict[str, Any]) -> None:
+def pairs(result: CmapssEvaluation | NabEvaluation) -> None:
     for key, value in result.items():
         out.print(f"{key}: {value}")
 
 
-def trained(result: dict[str, Any]) -> None:
+def trained(result: TrainResult) -> None:
     m = result["metrics"]
     out.print(f"{result['model']} version {result['version']} is the {result['alias']}: macro F1 "
               f"{m['macro_f1']:.3f}, AUC-PR (any failure) {m.get('auc_pr_any_failure', float('nan')):.3f} on "
               f"{result['rows_test']:,} holdout rows (run {result['run_id']})", soft_wrap=True)
 
 
-def promoted(result: dict[str, Any]) -> None:
+def promoted(result: PromoteResult) -> None:
     verdict = "promoted" if result["promoted"] else "not promoted"
     out.print(f"{result['model']} version {result['challenger']} {verdict}: {result['reason']}; "
               f"champion: version {result['champion']}", soft_wrap=True)
 
 
-def scored(result: Any) -> None:
+def scored(result: RunResult) -> None:
     for s in result.stages:
         out.print(f"{s.name}: {s.status}: {s.detail}", soft_wrap=True, highlight=False, markup=False)
 
 
-def registered(versions: list[dict[str, Any]]) -> None:
+def registered(versions: list[RegisteredVersion]) -> None:
     table = Table("version", "aliases", "macro F1", "AUC-PR", "seed", "run")
     for v in versions:
         m = v["metrics"]
@@ -190,18 +224,18 @@ def registered(versions: list[dict[str, Any]]) -> None:
     out.print(table if versions else "no model is registered yet: `lakeforge ml train`")
 
 
-def slo(data: dict[str, Any]) -> None:
+def slo(data: SloReport) -> None:
     from lakeforge.ops.slo import render
 
     render(data, out)
 
 
-def reports(listing: list[dict[str, Any]]) -> None:
+def reports(listing: list[ReportEntry]) -> None:
     for item in listing:
         out.print(f"{item['name']}: {' '.join(str(item['description'] or '').split())}")
 
 
-def verified(checks: list[dict[str, Any]]) -> None:
+def verified(checks: list[TableCheckDict]) -> None:
     for check in checks:
         if check["ok"]:
             out.print(f"{check['table']}: ok ({check['gold_rows']:,} rows, {check['partitions']} partitions)")
@@ -217,7 +251,7 @@ def verified(checks: list[dict[str, Any]]) -> None:
         out.print(f"[red]{check['table']}: differs[/red] {'; '.join(why)}")
 
 
-def deployed(written: Any, *, as_json: bool) -> None:
+def deployed(written: Written, *, as_json: bool) -> None:
     """What a ``deploy`` command wrote, and its notes on stderr."""
     if as_json:
         emit({"out": str(written.out), "files": [str(f) for f in written.files], "notes": written.notes})
@@ -227,7 +261,7 @@ def deployed(written: Any, *, as_json: bool) -> None:
         note(f"note: {line}")
 
 
-def gx_imported(result: Any, *, written: Path | None, as_json: bool) -> None:
+def gx_imported(result: ImportResult, *, written: Path | None, as_json: bool) -> None:
     """The imported rules: as JSON, as header lines to paste, or the model file they were added to."""
     if as_json:
         emit(result.to_dict())

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from lakeforge.config import CONFIG_FILE, DuckDBEngineConfig, ProjectConfig
 from lakeforge.config.models import NAME_PATTERN
@@ -35,9 +35,75 @@ from lakeforge.workspace import Workspace
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from lakeforge.deploy.databricks import Written
+    from lakeforge.deploy.iam import IamPolicy
+    from lakeforge.generate import GenerateSummary
+    from lakeforge.ml.cmapss import CmapssEvaluation
+    from lakeforge.ml.nab import NabEvaluation
+    from lakeforge.ml.registry import PromoteResult, RegisteredVersion, TrainResult
+    from lakeforge.ops.alerts import ActiveAlert, SentAlert
+    from lakeforge.ops.slo import SloReport
+    from lakeforge.pipeline.backfill import BackfillResult
+    from lakeforge.pipeline.events import EventRow
+    from lakeforge.pipeline.status import StatusReport
+    from lakeforge.quality.gx import ImportResult
+    from lakeforge.quality.profile import HistogramBin, TableProfile
     from lakeforge.warehouses.reports import Report
+    from lakeforge.warehouses.verify import TableCheckDict
 
 EXAMPLE = "telemetry"
+
+
+# -- what the commands that are worked out here return (the others' types are declared by their producers) ----
+class PlannedSource(TypedDict):
+    """A source's line of the plan: the files waiting and whether its ingestion would run."""
+
+    name: str
+    table: str  # bronze.<name>
+    files: int
+    bytes: int
+    run: bool
+
+
+class Incremental(TypedDict):
+    """How the model can be recomputed incrementally (its SQL's shape), and why."""
+
+    strategy: str
+    why: str
+
+
+class PlannedModel(TypedDict):
+    """A model's line of the plan: whether it would run, how, what it would recompute, and why."""
+
+    name: str
+    kind: str
+    upstream: list[str]
+    run: bool
+    strategy: str  # "" when it would not run
+    reason: str
+    recompute: str  # "" when it would not run
+    changed: list[str]  # the edits that make it rebuild
+    incremental: Incremental | None  # None: a view, or not analyzed
+
+
+class Plan(TypedDict):
+    """``lakeforge plan`` (``run --dry-run``)."""
+
+    sources: list[PlannedSource]
+    models: list[PlannedModel]
+
+
+class Optimized(TypedDict):
+    table: str
+    zorder: list[str]
+    files_added: int
+    files_removed: int
+
+
+class Vacuumed(TypedDict):
+    table: str
+    files: list[str]  # deleted (``deleted``), else what would be
+    deleted: bool
 
 
 class Project:
@@ -156,7 +222,7 @@ class Project:
         return self.workspace.select(patterns, graph=graph)
 
     # -- commands ---------------------------------------------------------------------------------
-    def generate(self, **options: Any) -> dict[str, object]:
+    def generate(self, **options: Any) -> GenerateSummary:
         from lakeforge.generate import generate
 
         options = {"duckdb_settings": self.duckdb_settings, **options}
@@ -183,7 +249,7 @@ class Project:
         return execute(self.workspace, observers=self.observers(), full_refresh=full_refresh, score_only=True,
                        reporter=reporter or Reporter())
 
-    def backfill(self, *, start: str, end: str, select: list[str] | None = None) -> dict[str, Any]:
+    def backfill(self, *, start: str, end: str, select: list[str] | None = None) -> BackfillResult:
         """Recompute the selected models' rows of the days ``start`` .. ``end`` (YYYY-MM-DD, both included) from
         their upstream tables as they are now: one commit per model replaces exactly those rows (idempotent), in
         graph order, then the warehouse loads. By default every stored model that has a date or timestamp column;
@@ -205,7 +271,7 @@ class Project:
         return watch(run=lambda: self.run(reporter=reporter), backlog=self.backlog, interval=interval,
                      max_runs=max_runs, idle_timeout=idle_timeout, on_run=on_run)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusReport:
         """The tables, the rows in quarantine, the files waiting per source and the last run."""
         return status(self.workspace)
 
@@ -215,11 +281,11 @@ class Project:
 
         return query(self.workspace, sql)
 
-    def plan(self, *, full_refresh: bool = False, select: list[str] | None = None) -> dict[str, Any]:
+    def plan(self, *, full_refresh: bool = False, select: list[str] | None = None) -> Plan:
         """What a run would do, and why, without doing it (``lakeforge plan`` / ``run --dry-run``): per model its
         strategy, the reason, what it would recompute, and the edits that make it rebuild."""
         graph = self.graph()
-        sources = []
+        sources: list[PlannedSource] = []
         changing: set[str] = set()
         for name in self.config.sources:
             files = self.ingestor(name).backlog()
@@ -227,7 +293,7 @@ class Project:
                             "bytes": sum(f.size for f in files), "run": bool(files)})
             if files:
                 changing.add(f"bronze.{name}")
-        models = []
+        models: list[PlannedModel] = []
         rebuilt: set[str] = set()
         chosen = self.select(select, graph=graph)
         self.workspace.check_strategies(chosen)
@@ -245,7 +311,7 @@ class Project:
         """What watches each run, as configured: OpenLineage events, alert rules."""
         return configured(self.workspace)
 
-    def runs(self, *, limit: int | None = 20) -> list[dict[str, Any]]:
+    def runs(self, *, limit: int | None = 20) -> list[EventRow]:
         """Run history from the event log, newest first (crashed runs included)."""
         from lakeforge.pipeline import events
 
@@ -271,7 +337,7 @@ class Project:
                 if not (pa.types.is_nested(f.type) or pa.types.is_null(f.type))]
         return rows.sort_by(keys) if keys and rows.num_rows > 1 else rows
 
-    def verify_warehouse(self) -> list[dict[str, Any]]:
+    def verify_warehouse(self) -> list[TableCheckDict]:
         """Each loaded gold table against its warehouse copy: rows, and per partition rows and a checksum."""
         from lakeforge.warehouses.verify import verify
 
@@ -284,7 +350,7 @@ class Project:
             warehouse.close()
         return [c.to_dict() for c in checks]
 
-    def iam_policy(self) -> dict[str, Any]:
+    def iam_policy(self) -> IamPolicy:
         """The least-privilege AWS IAM policy for this project's S3 locations (``lakeforge deploy iam``)."""
         from lakeforge.deploy import iam_policy
 
@@ -297,7 +363,7 @@ class Project:
             can_delete_landing=any(s.clean_source == "delete" for s in sources),
         )
 
-    def profile(self, name: str, *, version: int | None = None) -> dict[str, Any]:
+    def profile(self, name: str, *, version: int | None = None) -> TableProfile:
         """Per column: null rate, distinct count, min, max, quantiles and a histogram, at a table version."""
         from lakeforge.quality import profile as prof
 
@@ -307,7 +373,7 @@ class Project:
         engine.register("__lf_profile", dataset)
         sql, numeric = prof.profile_sql(dataset.schema, "__lf_profile")
         row = engine.to_arrow(engine.query(sql, relations={})).to_pylist()[0]
-        histograms = {}
+        histograms: dict[str, list[HistogramBin]] = {}
         for i, field in enumerate(dataset.schema):
             low, high = row.get(f"c{i}_min"), row.get(f"c{i}_max")
             if field.name in numeric and low is not None and high is not None:
@@ -320,10 +386,10 @@ class Project:
         return {"table": name, "version": table.version(), "rows": int(row["__rows"]),
                 "columns": prof.assemble(dataset.schema, row, histograms)}
 
-    def optimize(self, tables: list[str] | None = None) -> list[dict[str, Any]]:
+    def optimize(self, tables: list[str] | None = None) -> list[Optimized]:
         """Compact every (or the named) lakehouse table; models with ``cluster_by`` are Z-ordered by it."""
         clusters = {m.name: m.config.cluster_by for m in self.models() if m.config.cluster_by}
-        done = []
+        done: list[Optimized] = []
         for name in tables or self.catalog.names():
             metrics = self.catalog.optimize(name, zorder=clusters.get(name))
             done.append({"table": name, "zorder": clusters.get(name, []),
@@ -332,7 +398,7 @@ class Project:
         return done
 
     def vacuum(self, tables: list[str] | None = None, *, retention_hours: int = 168,
-               apply: bool = False) -> list[dict[str, Any]]:
+               apply: bool = False) -> list[Vacuumed]:
         """Files older versions needed, past the retention: listed (dry run) unless ``apply``."""
         if retention_hours < 1:
             raise ConfigError("a vacuum retention under 1 hour would break readers of recent versions",
@@ -341,33 +407,33 @@ class Project:
                  "deleted": apply} for name in tables or self.catalog.names()]
 
     # -- services: what the command line's other commands call (each a few lines; the work is the service's) ----
-    def alerts(self) -> list[dict[str, Any]]:
+    def alerts(self) -> list[ActiveAlert]:
         """The alerts firing now, with when they began and were last sent."""
         from lakeforge.ops.alerts import status as alert_status
 
         return alert_status(self.workspace)
 
-    def check_alerts(self) -> list[dict[str, Any]]:
+    def check_alerts(self) -> list[SentAlert]:
         """Evaluate every alert rule now and notify (what ``lakeforge serve`` does every few minutes)."""
         from lakeforge.ops.alerts import evaluate
 
         return evaluate(self.workspace)
 
-    def slo(self, *, window_days: float | None = None) -> dict[str, Any]:
+    def slo(self, *, window_days: float | None = None) -> SloReport:
         """The service-level objectives over the window, each against its target."""
         from lakeforge.ops.slo import compute
 
         return compute(self.workspace, window_days=window_days)
 
     def train(self, *, seed: int = 42, num_boost_round: int | None = None,
-              tracking_uri: str | None = None) -> dict[str, Any]:
+              tracking_uri: str | None = None) -> TrainResult:
         """Train the failure-within-24 h model, log it to MLflow and register it as the challenger."""
         from lakeforge.ml.registry import train
 
         rounds = {} if num_boost_round is None else {"num_boost_round": num_boost_round}
         return train(self.workspace, seed=seed, tracking_uri=tracking_uri, **rounds)
 
-    def promote(self, *, tracking_uri: str | None = None) -> dict[str, Any]:
+    def promote(self, *, tracking_uri: str | None = None) -> PromoteResult:
         """Make the challenger the champion if it beats the champion on the current holdout."""
         from lakeforge.ml.registry import promote
 
@@ -379,7 +445,7 @@ class Project:
 
         return champion_version(self.workspace, tracking_uri=tracking_uri)
 
-    def registered_models(self, *, tracking_uri: str | None = None) -> list[dict[str, Any]]:
+    def registered_models(self, *, tracking_uri: str | None = None) -> list[RegisteredVersion]:
         """The registered versions of the project's model, with aliases and holdout metrics."""
         from lakeforge.ml.registry import models
 
@@ -387,7 +453,7 @@ class Project:
 
     @staticmethod
     def evaluate(dataset: str, *, data_dir: Path, subset: str = "FD001", seed: int = 42,
-                 work_dir: Path | None = None) -> dict[str, Any]:
+                 work_dir: Path | None = None) -> CmapssEvaluation | NabEvaluation:
         """A public benchmark (``cmapss``: remaining useful life; ``nab``: anomaly windows); needs no project
         (C-MAPSS builds one, in ``work_dir`` when given, else in a temporary folder)."""
         if dataset == "cmapss":
@@ -434,7 +500,7 @@ class Project:
                                        lakeforge_bin=lakeforge_bin)
 
     def deploy_databricks(self, *, out: Path | None = None, kind: str = "job",
-                          target: str = "databricks") -> Any:
+                          target: str = "databricks") -> Written:
         """A Databricks Asset Bundle (``kind`` job or pipeline), or a pipeline open-source Spark runs."""
         from lakeforge.deploy.databricks import write_job_bundle
         from lakeforge.deploy.pipeline import TARGETS, default_out, write_pipeline
@@ -448,7 +514,8 @@ class Project:
             return write_job_bundle(self.workspace, out or self.path / "deploy" / "databricks")
         return write_pipeline(self.workspace, out or default_out(self.workspace, target=target), target=target)
 
-    def import_gx(self, suite: Path, *, model: str | None = None, action: str = "warn") -> tuple[Any, Path | None]:
+    def import_gx(self, suite: Path, *, model: str | None = None, action: str = "warn"
+                  ) -> tuple[ImportResult, Path | None]:
         """A Great Expectations suite as rules, appended to ``model``'s header when given. Returns the import and
         the model file written (None: nothing written)."""
         from lakeforge.quality.gx import import_into
@@ -469,7 +536,7 @@ class Project:
         serve(self.workspace, host=host, port=port, scheduler=scheduler)
 
 
-def _planned(model: Model, decision: Decision, *, feeding: list[str]) -> dict[str, Any]:
+def _planned(model: Model, decision: Decision, *, feeding: list[str]) -> PlannedModel:
     """A model's line of the plan; ``feeding``: its upstream tables that this run changes before it runs (the
     decision, made on the lakehouse as it is, cannot see those)."""
     run, reason, strategy, recompute = decision.run, decision.reason, decision.strategy, decision.recompute

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from lakeforge.quality import RuleResult
 
@@ -50,6 +50,22 @@ class StageResult:
         return data
 
 
+class RunDict(TypedDict):
+    """A run as JSON (:meth:`RunResult.to_dict`): what ``run --json`` prints and the run's record holds."""
+
+    run_id: str
+    status: Literal["succeeded", "failed", "nothing_to_do"]
+    started_at: str
+    seconds: float
+    bytes_processed: int
+    stages: list[dict[str, Any]]  # StageResult.to_dict: the dataclass's fields (asdict)
+    expectations: list[dict[str, Any]]  # RuleResult.to_dict
+    error: str | None
+    failed_stage: str | None
+    failed_attempts: int | None
+    crashed_runs: list[str]
+
+
 @dataclass
 class RunResult:
     run_id: str
@@ -63,7 +79,7 @@ class RunResult:
     failed_attempts: int | None = None  # tries of the failed stage
     crashed_runs: list[str] = field(default_factory=list)  # runs that died before it, logged as crashed
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> RunDict:
         return {
             "run_id": self.run_id,
             "status": self.status,

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from lakeforge.errors import ConfigError
 
@@ -24,6 +24,25 @@ DEFAULT_LIFECYCLE_PREFIXES: tuple[str, ...] = ("processed", "archive")
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IAM_SPECIAL = set("*?$")  # wildcards and policy variables would widen what a resource or condition matches
+
+
+# an IAM condition: operator -> key -> values, e.g. {"StringLike": {"s3:prefix": ["landing/", "landing/*"]}}
+IamCondition = dict[str, dict[str, list[str]]]
+
+
+class IamStatement(TypedDict):
+    Sid: str
+    Effect: str
+    Action: list[str]
+    Resource: list[str]
+    Condition: NotRequired[IamCondition]
+
+
+class IamPolicy(TypedDict):
+    """An IAM policy document (what ``lakeforge deploy iam`` prints)."""
+
+    Version: str
+    Statement: list[IamStatement]
 
 
 @dataclass(frozen=True)
@@ -41,7 +60,7 @@ class _S3Root:
         key = self.key(folder)
         return f"{self.bucket_arn()}/{key}/*" if key else f"{self.bucket_arn()}/*"
 
-    def list_condition(self, folders: Sequence[str] = ("",)) -> dict[str, Any] | None:
+    def list_condition(self, folders: Sequence[str] = ("",)) -> IamCondition | None:
         """The ``s3:prefix`` condition that limits listing to ``folders`` (default: everything under the root)."""
         keys = {self.key(folder) for folder in folders}
         if "" in keys:
@@ -81,9 +100,9 @@ def _folders(folders: Sequence[str], *, what: str) -> list[str]:
 
 
 def _statement(sid: str, actions: Sequence[str], resources: Sequence[str],
-               condition: dict[str, Any] | None = None) -> dict[str, Any]:
-    statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": sorted(actions),
-                                 "Resource": sorted(set(resources))}
+               condition: IamCondition | None = None) -> IamStatement:
+    statement: IamStatement = {"Sid": sid, "Effect": "Allow", "Action": sorted(actions),
+                               "Resource": sorted(set(resources))}
     if condition:
         statement["Condition"] = condition
     return statement
@@ -96,7 +115,7 @@ def iam_policy(
     source_folders: Sequence[str],
     lifecycle_prefixes: Sequence[str] = DEFAULT_LIFECYCLE_PREFIXES,
     can_delete_landing: bool = False,
-) -> dict[str, Any]:
+) -> IamPolicy:
     """The IAM policy document (``Version`` 2012-10-17) that lets lakeforge run and nothing more.
 
     ``landing`` and ``lakehouse`` are locations as in ``lakeforge.yml``; only ``s3://`` ones get statements.
@@ -114,7 +133,7 @@ def iam_policy(
         )
     sources = _folders(source_folders, what="source folder")
     lifecycle = _folders(lifecycle_prefixes, what="lifecycle prefix")
-    statements: list[dict[str, Any]] = []
+    statements: list[IamStatement] = []
     if landing_root is not None and sources:
         bucket = landing_root.bucket_arn()
         source_objects = [landing_root.objects_arn(folder) for folder in sources]
@@ -139,7 +158,7 @@ def iam_policy(
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def write_policy(policy: dict[str, Any], path: Path) -> None:
+def write_policy(policy: IamPolicy, path: Path) -> None:
     """Write ``policy`` as indented JSON (the form ``aws iam put-user-policy --policy-document file://...`` reads)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(policy, indent=2) + "\n", encoding="utf-8")

@@ -4,9 +4,10 @@ from lakeforge.generate.telemetry import (
     Dirt,
     GenerateError,
     GenerateResult,
+    GenerateSummary,
     describe_dirt,
     generate,
     run_tag,
 )
 
-__all__ = ["Dirt", "GenerateError", "GenerateResult", "describe_dirt", "generate", "run_tag"]
+__all__ = ["Dirt", "GenerateError", "GenerateResult", "GenerateSummary", "describe_dirt", "generate", "run_tag"]

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 import duckdb
 import numpy as np
@@ -111,13 +111,21 @@ def describe_dirt(d: Dirt) -> dict[str, float | None]:
     return {k: (None if v is None else float(v)) for k, v in asdict(d).items()}
 
 
+class GenerateSummary(TypedDict):
+    """``lakeforge generate``: the files and rows written, and where (:meth:`GenerateResult.to_dict`)."""
+
+    files: int
+    rows: int
+    path: str
+
+
 @dataclass(frozen=True)
 class GenerateResult:
     files: int
     rows: int  # across every file written, all sources
     path: str  # the landing root
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> GenerateSummary:
         return {"files": self.files, "rows": self.rows, "path": self.path}
 
 

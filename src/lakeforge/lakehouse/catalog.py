@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -38,6 +38,17 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+class TableInfoDict(TypedDict):
+    """A table's line of ``lakeforge status`` (:meth:`TableInfo.to_dict`)."""
+
+    name: str
+    layer: str
+    rows: int
+    version: int
+    last_modified: str  # ISO 8601, UTC
+    freshness_seconds: float
+
+
 @dataclass(frozen=True)
 class TableInfo:
     name: str
@@ -46,7 +57,7 @@ class TableInfo:
     version: int
     last_modified: float  # unix seconds
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> TableInfoDict:
         return {
             "name": self.name,
             "layer": self.layer,

@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -225,8 +225,30 @@ def cross_validate(train_rows: pa.Table, *, seed: int = 42, folds: int = 5, cuts
 
 
 # -- the benchmark ---------------------------------------------------------------------------------
+class CmapssEvaluation(TypedDict):
+    """``lakeforge ml evaluate --dataset cmapss``: the test set's RMSE and PHM08 score, what was trained on, the
+    published results to compare with (method -> rmse, score)."""
+
+    dataset: str
+    subset: str
+    rmse: float
+    score: float
+    units: int
+    train_rows: int
+    train_units: int
+    features: int
+    feature_table: str
+    target: str
+    model: str
+    seed: int
+    pipeline_seconds: float
+    train_seconds: float
+    published: dict[str, dict[str, float | None]]
+    validation: NotRequired[dict[str, float]]  # with folds: cross_validate's figures, folds and seconds
+
+
 def evaluate(data_dir: Path, *, load: Load, subset: str = "FD001", seed: int = 42, work_dir: Path | None = None,
-             folds: int = 0) -> dict[str, Any]:
+             folds: int = 0) -> CmapssEvaluation:
     """Run the subset through the pipeline, train, and score one prediction per test engine at its last cycle.
 
     ``load`` lands the files in a project and runs it (:meth:`Project.cmapss_features`). ``work_dir``: the folder
@@ -248,7 +270,7 @@ def evaluate(data_dir: Path, *, load: Load, subset: str = "FD001", seed: int = 4
     if np.isnan(true).any():
         raise LakeforgeError(f"some test engines of {subset} have no RUL", hint=f"check RUL_{subset}.txt")
     predicted = predict(model, matrix(test_last, columns))
-    result: dict[str, Any] = {
+    result: CmapssEvaluation = {
         "dataset": "cmapss",
         "subset": subset,
         "rmse": round(rmse(predicted, true), 4),

@@ -32,7 +32,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -342,8 +342,32 @@ def _round(result: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}
 
 
+class ProfileScore(TypedDict):
+    threshold: float
+    combined: float
+
+
+class NabDetails(TypedDict):
+    streams: dict[str, dict[str, Any]]  # per stream: score()'s figures, floats rounded
+    combined: dict[str, Any]  # the streams' figures summed, normalized
+
+
+class NabEvaluation(TypedDict):
+    """``lakeforge ml evaluate --dataset nab``: the normalized score per stream and over all, at the threshold
+    optimized for ``profile``; the other profiles' thresholds and scores; the published scores to compare with."""
+
+    profile: str
+    threshold: float
+    streams: dict[str, float]
+    combined: float
+    details: NabDetails
+    other_profiles: dict[str, ProfileScore]
+    published: dict[str, float]
+    detector: object  # the detector's parameters: their describe(), else their repr
+
+
 def evaluate(data_dir: Path | str, *, params: Any = None, profile: str = "standard",
-             streams: Sequence[str] = STREAMS) -> dict[str, Any]:
+             streams: Sequence[str] = STREAMS) -> NabEvaluation:
     """Run ``lakeforge.ml.anomaly.detect`` over the NAB streams in ``data_dir`` (the folder holding
     ``realKnownCause/`` and ``labels/``), optimize one threshold over them jointly for ``profile`` (as NAB does
     over its corpus) and score each stream and the total at that threshold (NAB's normalized 0..100 scale)."""
@@ -378,7 +402,7 @@ def evaluate(data_dir: Path | str, *, params: Any = None, profile: str = "standa
         return best["threshold"], per, combined
 
     threshold, per, combined = at(profiles[profile])
-    others = {}
+    others: dict[str, ProfileScore] = {}
     for name, cost in profiles.items():
         if name != profile:
             t, _, c = at(cost)

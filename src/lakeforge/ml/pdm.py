@@ -22,7 +22,7 @@ import importlib.util
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -127,6 +127,17 @@ def load(workspace: Workspace, *, horizon_hours: int = HORIZON_HOURS) -> pd.Data
     return frame
 
 
+class SplitSummary(TypedDict):
+    """A time split in figures (:meth:`Split.describe`)."""
+
+    cutoff: str  # ISO 8601: the last hour that is not in the holdout
+    gap_hours: int
+    rows_train: int
+    rows_test: int
+    failures_train: int
+    failures_test: int
+
+
 @dataclass
 class Split:
     train: pd.DataFrame
@@ -134,7 +145,7 @@ class Split:
     cutoff: dt.datetime  # the last hour that is not in the holdout
     gap_hours: int
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> SplitSummary:
         return {"cutoff": self.cutoff.isoformat(), "gap_hours": self.gap_hours, "rows_train": len(self.train),
                 "rows_test": len(self.test), "failures_train": int((self.train[LABEL] != "none").sum()),
                 "failures_test": int((self.test[LABEL] != "none").sum())}

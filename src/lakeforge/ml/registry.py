@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from lakeforge.errors import LakeforgeError, MissingDependency
 from lakeforge.ml import pdm
@@ -41,6 +41,47 @@ CHALLENGER = "challenger"
 METRIC = "macro_f1"  # what promotion compares (higher is better)
 ENCODING_FILE = "feature_encoding.json"
 IMPORTANCE_FILE = "feature_importance.json"
+
+
+class TrainResult(pdm.SplitSummary):
+    """``lakeforge ml train``: the version registered (the challenger), the split and the holdout metrics."""
+
+    model: str
+    version: str
+    alias: str
+    run_id: str
+    tracking_uri: str
+    seed: int
+    num_boost_round: int
+    metrics: dict[str, float]  # pdm.metrics: macro_f1, auc_pr_any_failure, per class precision, recall ...
+
+
+class PromoteResult(TypedDict):
+    """``lakeforge ml promote``: the challenger's and the champion's scores on the current holdout, the verdict."""
+
+    model: str
+    metric: str
+    challenger: str
+    challenger_score: float
+    rows_test: int
+    champion_before: str | None
+    champion_score: float | None
+    promoted: bool
+    reason: str
+    champion: str | None  # after
+
+
+class RegisteredVersion(TypedDict):
+    """A registered version (``lakeforge ml models``); ``metrics``: its MLflow run's, as logged."""
+
+    model: str
+    version: str
+    aliases: list[str]
+    run_id: str | None
+    created: int | None  # ms since the epoch (MLflow's creation_timestamp)
+    tags: dict[str, str]
+    seed: str | None  # an MLflow run parameter: text
+    metrics: dict[str, float]
 
 
 def _mlflow() -> Any:
@@ -125,7 +166,7 @@ def _experiment(mlflow: Any, workspace: Workspace, uri: str) -> str:
 
 
 def train(workspace: Workspace, *, seed: int = 42, num_boost_round: int = pdm.NUM_BOOST_ROUND,
-          test_fraction: float = 0.3, tracking_uri: str | None = None) -> dict[str, Any]:
+          test_fraction: float = 0.3, tracking_uri: str | None = None) -> TrainResult:
     """Fit on the project's current data, log everything to MLflow, register a version: the new challenger."""
     frame = pdm.load(workspace)
     trained = pdm.train_frame(frame, seed=seed, num_boost_round=num_boost_round, test_fraction=test_fraction)
@@ -152,7 +193,7 @@ def train(workspace: Workspace, *, seed: int = 42, num_boost_round: int = pdm.NU
                 "failures_table": pdm.FAILURES_TABLE,
             })
             mlflow.log_metrics({**trained.metrics, **{k: float(v) for k, v in trained.split.describe().items()
-                                                      if k.startswith(("rows_", "failures_"))}})
+                                                      if isinstance(v, int) and k.startswith(("rows_", "failures_"))}})
             mlflow.set_tags({"lakeforge.project": workspace.config.name, "lakeforge.task": "failure_24h"})
             mlflow.log_dict({"importance": pdm.importance(trained.booster)}, IMPORTANCE_FILE)
             mlflow.log_dict(trained.encoding.to_dict(), ENCODING_FILE)
@@ -186,7 +227,7 @@ def _score(mlflow: Any, client: MlflowClient, name: str, version: Any, test: Any
     return pdm.metrics(test[pdm.LABEL], pdm.predict_proba(booster, test, encoding))
 
 
-def promote(workspace: Workspace, *, test_fraction: float = 0.3, tracking_uri: str | None = None) -> dict[str, Any]:
+def promote(workspace: Workspace, *, test_fraction: float = 0.3, tracking_uri: str | None = None) -> PromoteResult:
     """Move ``champion`` to the challenger when it scores a higher macro F1 than the champion on the current
     data's holdout; the first model becomes champion. Tags both versions with the scores."""
     name = model_name(workspace)
@@ -198,19 +239,15 @@ def promote(workspace: Workspace, *, test_fraction: float = 0.3, tracking_uri: s
         champion = _version_of(client, name, CHAMPION)
         test = pdm.split(pdm.load(workspace), test_fraction=test_fraction).test
         challenger_scores = _score(mlflow, client, name, challenger, test)
-        result: dict[str, Any] = {
-            "model": name, "metric": METRIC, "challenger": str(challenger.version),
-            "challenger_score": challenger_scores[METRIC], "rows_test": len(test),
-            "champion_before": None if champion is None else str(champion.version), "champion_score": None,
-        }
+        champion_before = None if champion is None else str(champion.version)
+        champion_score: float | None = None
         if champion is None:
             promoted, reason = True, "no champion yet: the first model becomes champion"
         elif str(champion.version) == str(challenger.version):
             promoted, reason = False, "the challenger is already the champion"
-            result["champion_score"] = challenger_scores[METRIC]
+            champion_score = challenger_scores[METRIC]
         else:
             champion_score = _score(mlflow, client, name, champion, test)[METRIC]
-            result["champion_score"] = champion_score
             promoted = challenger_scores[METRIC] > champion_score
             reason = (f"{METRIC} {challenger_scores[METRIC]:.4f} > {champion_score:.4f}" if promoted else
                       f"{METRIC} {challenger_scores[METRIC]:.4f} <= {champion_score:.4f}: the champion stays")
@@ -221,12 +258,13 @@ def promote(workspace: Workspace, *, test_fraction: float = 0.3, tracking_uri: s
         if promoted:
             client.set_registered_model_alias(name, CHAMPION, str(challenger.version))
             client.delete_registered_model_alias(name, CHALLENGER)
-        result.update(promoted=promoted, reason=reason,
-                      champion=str(challenger.version) if promoted else result["champion_before"])
-    return result
+    return {"model": name, "metric": METRIC, "challenger": str(challenger.version),
+            "challenger_score": challenger_scores[METRIC], "rows_test": len(test), "champion_before": champion_before,
+            "champion_score": champion_score, "promoted": promoted, "reason": reason,
+            "champion": str(challenger.version) if promoted else champion_before}
 
 
-def models(workspace: Workspace, *, tracking_uri: str | None = None) -> list[dict[str, Any]]:
+def models(workspace: Workspace, *, tracking_uri: str | None = None) -> list[RegisteredVersion]:
     """Every registered version of the project's model, newest first, with aliases, metrics and seed."""
     from mlflow.exceptions import MlflowException
 
@@ -240,7 +278,7 @@ def models(workspace: Workspace, *, tracking_uri: str | None = None) -> list[dic
         by_version: dict[str, list[str]] = {}
         for alias, number in aliases.items():
             by_version.setdefault(str(number), []).append(alias)
-        out = []
+        out: list[RegisteredVersion] = []
         for v in sorted(versions, key=lambda v: -int(v.version)):
             run = client.get_run(v.run_id) if v.run_id else None
             out.append({

@@ -21,7 +21,7 @@ import datetime as dt
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from lakeforge.config.operations import AlertRule
 from lakeforge.ops.channels import Notification, send
@@ -35,6 +35,35 @@ if TYPE_CHECKING:
 
 STATE = "_lakeforge/alerts/state.json"
 GB = 1e9
+
+
+class SentAlert(TypedDict):
+    """A notification that was due (``lakeforge alerts check``): ``channels`` it was delivered to, ``failed``
+    those that could not be reached (tried again next time)."""
+
+    state: str  # firing | repeat | resolved
+    name: str
+    subject: str
+    severity: str
+    message: str
+    value: str | float | None  # what was measured (a run's status, minutes, a rate, files ...)
+    threshold: float | None
+    channels: list[str]
+    failed: list[str]
+
+
+class ActiveAlert(TypedDict):
+    """An alert firing now (``lakeforge alerts``), from the state of the last evaluation."""
+
+    name: str
+    severity: str
+    message: str
+    since: str  # ISO 8601
+    subject: str
+    value: str | float | None
+    threshold: float | None
+    last_sent: str | None
+    pending: list[str]  # channels not reached yet
 
 
 @dataclass(frozen=True)
@@ -64,7 +93,7 @@ class AlertObserver(Observer):
 
 # -- the entry points ------------------------------------------------------------------------------
 def evaluate(workspace: Workspace, *, result: RunResult | None = None, now: dt.datetime | None = None,
-             ) -> list[dict[str, Any]]:
+             ) -> list[SentAlert]:
     """Check every rule, notify what is new, due again or resolved, and keep the state. ``result``: the run that
     just ended (else the event log's newest run); ``now``: the time to judge freshness and repeats by.
 
@@ -89,7 +118,7 @@ def evaluate(workspace: Workspace, *, result: RunResult | None = None, now: dt.d
     resolving: dict[str, dict[str, Any]] = state["resolving"]
     rules = {r.name: r for r in config.rules}
     repeat = dt.timedelta(minutes=config.repeat_minutes)
-    sent: list[dict[str, Any]] = []
+    sent: list[SentAlert] = []
 
     def deliver(kind: str, entry: dict[str, Any], targets: list[str]) -> list[str]:
         """Send to ``targets``; returns those that failed."""
@@ -171,7 +200,7 @@ def evaluate(workspace: Workspace, *, result: RunResult | None = None, now: dt.d
     return sent
 
 
-def status(workspace: Workspace) -> list[dict[str, Any]]:
+def status(workspace: Workspace) -> list[ActiveAlert]:
     """The alerts firing now, from the state of the last evaluation: ``name``, ``severity``, ``message``,
     ``since``, and ``subject``, ``value``, ``threshold``, ``last_sent``, ``pending`` (channels not reached)."""
     active = _load(workspace)["active"]

@@ -30,10 +30,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from lakeforge.errors import ConfigError, LakeforgeError, MissingDependency, RunLocked
 from lakeforge.workspace import Workspace
+
+if TYPE_CHECKING:
+    from lakeforge.ops.alerts import SentAlert
 
 log = logging.getLogger("lakeforge.scheduler")
 
@@ -119,7 +122,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _no_alerts(workspace: Workspace, **_: Any) -> list[dict[str, Any]]:
+def _no_alerts(workspace: Workspace, **_: Any) -> list[SentAlert]:
     return []
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -47,13 +47,50 @@ OBJECTIVES = {  # name -> (label, unit, higher is better)
 }
 
 
+
+class TableFreshness(TypedDict):
+    table: str
+    p95_minutes: float
+    observations: int
+    met: bool
+
+
+class Episode(TypedDict):
+    """A failure episode: from the start of its first bad run to the end of the next good run (None: open)."""
+
+    failed_at: str
+    recovered_at: str | None
+    failed_runs: int
+    minutes: float
+    open: bool
+
+
+class Objective(TypedDict):
+    """One objective against its target; ``value`` and ``met`` None: nothing to measure."""
+
+    label: str
+    value: float | None
+    target: float
+    unit: str
+    met: bool | None
+    detail: str
+    tables: NotRequired[list[TableFreshness]]  # freshness: per table, worst first
+    episodes: NotRequired[list[Episode]]  # recovery
+
+
+# ``lakeforge report slo`` (``from`` is a keyword: the functional form)
+SloReport = TypedDict("SloReport", {
+    "project": str, "window_days": float, "from": str, "to": str, "runs": int, "runs_by_status": dict[str, int],
+    "objectives": dict[str, Objective], "met": bool})  # objectives: by the names of OBJECTIVES
+
+
 def p95(values: list[float]) -> float:
     """The 95th percentile, interpolating linearly between the closest ranks (numpy's default method)."""
     return float(np.percentile(np.asarray(values, dtype=float), PERCENTILE))
 
 
 def compute(workspace: Workspace, *, window_days: float | None = None,
-            now: dt.datetime | None = None) -> dict[str, Any]:
+            now: dt.datetime | None = None) -> SloReport:
     """The objectives over the window ending ``now`` (default: the current time), each against its target."""
     targets = workspace.config.monitoring.slo
     days = targets.window_days if window_days is None else window_days
@@ -70,7 +107,7 @@ def compute(workspace: Workspace, *, window_days: float | None = None,
     tables = _rows(log, "table", start, end, ("name", "kind", "freshness_seconds"), at="ended_at")
     checks = _rows(log, "expectation", start, end, ("name", "dq_passed", "dq_failed"))
 
-    objectives = {
+    objectives: dict[str, Objective] = {
         "success_rate": _success(runs, targets.success_rate),
         "freshness": _freshness(tables, targets.freshness_minutes),
         "dq_accuracy": _accuracy(checks, targets.dq_accuracy),
@@ -98,14 +135,20 @@ def _rows(log: pa.Table, event: str, start: dt.datetime, end: dt.datetime, colum
     return rows
 
 
-def _objective(name: str, value: float | None, target: float, detail: str, **extra: Any) -> dict[str, Any]:
+def _objective(name: str, value: float | None, target: float, detail: str, *,
+               tables: list[TableFreshness] | None = None, episodes: list[Episode] | None = None) -> Objective:
     higher = OBJECTIVES[name][2]
     met = None if value is None else (value >= target if higher else value <= target)
-    return {"label": OBJECTIVES[name][0], "value": value, "target": target, "unit": OBJECTIVES[name][1],
-            "met": met, "detail": detail, **extra}
+    objective: Objective = {"label": OBJECTIVES[name][0], "value": value, "target": target,
+                            "unit": OBJECTIVES[name][1], "met": met, "detail": detail}
+    if tables is not None:
+        objective["tables"] = tables
+    if episodes is not None:
+        objective["episodes"] = episodes
+    return objective
 
 
-def _success(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
+def _success(runs: list[dict[str, Any]], target: float) -> Objective:
     if not runs:
         return _objective("success_rate", None, target, "not measurable: no run in the window")
     good = sum(r["status"] in GOOD for r in runs)
@@ -115,7 +158,7 @@ def _success(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
                       f"{good} of {len(runs)} runs good ({failed} failed, {crashed} crashed)")
 
 
-def _freshness(rows: list[dict[str, Any]], target: float) -> dict[str, Any]:
+def _freshness(rows: list[dict[str, Any]], target: float) -> Objective:
     seen: dict[str, list[float]] = defaultdict(list)
     for row in rows:
         if row["freshness_seconds"] is not None and row["kind"] != "quarantine":
@@ -124,8 +167,8 @@ def _freshness(rows: list[dict[str, Any]], target: float) -> dict[str, Any]:
         return _objective("freshness", None, target, "not measurable: no table observed in the window")
     worst_first = sorted(((p95(values), name, len(values)) for name, values in seen.items()),
                          key=lambda t: (-t[0], t[1]))
-    tables = [{"table": name, "p95_minutes": value, "observations": n, "met": value <= target}
-              for value, name, n in worst_first]
+    tables: list[TableFreshness] = [{"table": name, "p95_minutes": value, "observations": n, "met": value <= target}
+                                    for value, name, n in worst_first]
     worst = tables[0]
     late = [t["table"] for t in tables if not t["met"]]
     detail = (f"worst: {worst['table']}; " + (f"{len(late)} of {len(tables)} tables over the target"
@@ -133,7 +176,7 @@ def _freshness(rows: list[dict[str, Any]], target: float) -> dict[str, Any]:
     return _objective("freshness", worst_first[0][0], target, detail, tables=tables)
 
 
-def _accuracy(rows: list[dict[str, Any]], target: float) -> dict[str, Any]:
+def _accuracy(rows: list[dict[str, Any]], target: float) -> Objective:
     passed = sum(r["dq_passed"] or 0 for r in rows)
     failed = sum(r["dq_failed"] or 0 for r in rows)
     if passed + failed == 0:
@@ -143,9 +186,9 @@ def _accuracy(rows: list[dict[str, Any]], target: float) -> dict[str, Any]:
                       f"{passed:,} of {passed + failed:,} row checks passed ({rules} rules)")
 
 
-def _recovery(runs: list[dict[str, Any]], target: float, now: dt.datetime) -> dict[str, Any]:
+def _recovery(runs: list[dict[str, Any]], target: float, now: dt.datetime) -> Objective:
     """Failure episodes, in run order: from the start of the first bad run to the end of the next good one."""
-    episodes: list[dict[str, Any]] = []
+    episodes: list[Episode] = []
     began: dict[str, Any] | None = None
     bad = 0
     for run in runs:
@@ -171,7 +214,7 @@ def _recovery(runs: list[dict[str, Any]], target: float, now: dt.datetime) -> di
     return _objective("recovery", mean, target, detail, episodes=episodes)
 
 
-def _cost(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
+def _cost(runs: list[dict[str, Any]], target: float) -> Objective:
     cost = sum(r["cost"] or 0.0 for r in runs)
     gb = sum(r["bytes_in"] or 0 for r in runs) / events.GB
     if gb <= 0:
@@ -189,7 +232,7 @@ def _show(value: float | None, unit: str) -> str:
     return f"{value:,.1f} min"
 
 
-def render(slo: dict[str, Any], console: Console) -> None:
+def render(slo: SloReport, console: Console) -> None:
     """The objectives as a table (and the tables that miss the freshness target)."""
     from rich.table import Table
 

@@ -37,7 +37,7 @@ import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -229,11 +229,43 @@ def pushdown(model: Model, column: str, schemas: dict[str, pa.Schema]) -> dict[s
     return found
 
 
+class BackfilledModel(TypedDict):
+    """A model's line of the result: its window column (``*``: recomputed in full), the rows replaced, and the
+    upstream tables read only in the window (table -> their column)."""
+
+    model: str
+    column: str
+    strategy: Literal["window", "full"]
+    rows_deleted: int
+    rows_written: int
+    upstream_filters: dict[str, str]
+    seconds: float
+
+
+class SkippedModel(TypedDict):
+    model: str
+    reason: str
+
+
+class WarehouseLoad(TypedDict):
+    status: str
+    detail: str
+    rows: int
+    attempts: int
+
+
+# ``lakeforge backfill``: what was replaced, what was skipped and why, the warehouse load (``from`` is a keyword:
+# the functional form)
+BackfillResult = TypedDict("BackfillResult", {
+    "run_id": str, "status": str, "from": str, "to": str, "models": list[BackfilledModel],
+    "skipped": list[SkippedModel], "warehouse": WarehouseLoad, "crashed_runs": list[str], "seconds": float})
+
+
 @dataclass
 class Backfilled:
     """What backfilling one model did."""
 
-    item: dict[str, Any]
+    item: BackfilledModel
     stage: StageResult
     column: str | None  # the window column (None: recomputed in full)
     filters: dict[str, str] = field(default_factory=dict)
@@ -364,8 +396,8 @@ def backfill_model(model: Model, *, workspace: Workspace, window: Window, run_id
     stage.rows_out = stage.rows_in - stage.rows_dropped - stage.rows_quarantined
     stage.rows_read = stage.rows_in
     stage.seconds = time.perf_counter() - started
-    item = {"model": name, "column": column, "strategy": "window", "rows_deleted": rows_deleted,
-            "rows_written": written, "upstream_filters": filters, "seconds": round(stage.seconds, 3)}
+    item: BackfilledModel = {"model": name, "column": column, "strategy": "window", "rows_deleted": rows_deleted,
+                             "rows_written": written, "upstream_filters": filters, "seconds": round(stage.seconds, 3)}
     return Backfilled(item=item, stage=stage, column=column, filters=filters)
 
 
@@ -375,16 +407,17 @@ def recompute_model(model: Model, *, workspace: Workspace, run_id: str) -> Backf
     keys = {m.name: m.config.unique_key for m in workspace.graph().ordered() if m.config.unique_key}
     stage = run_model(model, catalog=workspace.run_catalog, engine=workspace.engine, run_id=run_id, full_refresh=True,
                       upstream_keys=keys)
-    item = {"model": model.name, "column": "*", "strategy": "full", "rows_deleted": rows_before,
-            "rows_written": stage.rows_written, "upstream_filters": {}, "seconds": round(stage.seconds, 3)}
+    item: BackfilledModel = {"model": model.name, "column": "*", "strategy": "full", "rows_deleted": rows_before,
+                             "rows_written": stage.rows_written, "upstream_filters": {},
+                             "seconds": round(stage.seconds, 3)}
     return Backfilled(item=item, stage=stage, column=None)
 
 
-def plan(workspace: Workspace, select: list[str] | None) -> tuple[list[tuple[Model, str | None]], list[dict[str, str]]]:
+def plan(workspace: Workspace, select: list[str] | None) -> tuple[list[tuple[Model, str | None]], list[SkippedModel]]:
     """The models to backfill with their window column (None: in full), and the skipped ones with the reason."""
     explicit = select is not None
     chosen: list[tuple[Model, str | None]] = []
-    skipped: list[dict[str, str]] = []
+    skipped: list[SkippedModel] = []
     for model in workspace.graph().select(select):
         name = model.name
         if model.config.kind == "view":
@@ -409,12 +442,12 @@ def plan(workspace: Workspace, select: list[str] | None) -> tuple[list[tuple[Mod
 
 
 def backfill(workspace: Workspace, *, start: str, end: str, select: list[str] | None = None,
-             observers: Sequence[Observer] = ()) -> dict[str, Any]:
+             observers: Sequence[Observer] = ()) -> BackfillResult:
     """Backfill the days ``start`` .. ``end`` of the selected models (all stored windowable ones by default), then
     load the warehouse: a run session like a run's (the lock, the records, the retries, the observers), recorded
     in the event log as ``backfill <from>..<to>``. See the module's docstring."""
     window = parse_window(start, end)
-    items: list[dict[str, Any]] = []
+    items: list[BackfilledModel] = []
     label = f"the backfill of {window.label}"
     extra = {"backfill": {"from": window.start.isoformat(), "to": window.end.isoformat()}}
     chosen, skipped = plan(workspace, select)

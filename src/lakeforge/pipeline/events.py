@@ -19,7 +19,7 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
@@ -46,6 +46,36 @@ SCHEMA = pa.schema([
     ("cost_per_gb", pa.float64()), ("engine", pa.string()), ("error", pa.string()), ("detail", pa.string()),
 ])
 GB = 1e9
+
+
+class EventRow(TypedDict):
+    """One row of the event log (``SCHEMA``), as Arrow's ``to_pylist`` gives it: ``lakeforge runs`` lists those
+    of the runs."""
+
+    run_id: str
+    event: str  # run | stage | expectation | table | file
+    name: str | None
+    kind: str | None
+    status: str | None
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    seconds: float | None
+    rows_in: int | None
+    rows_out: int | None
+    rows_dropped: int | None
+    rows_quarantined: int | None
+    bytes_in: int | None
+    bytes_out: int | None
+    dq_passed: int | None
+    dq_failed: int | None
+    attempts: int | None
+    freshness_seconds: float | None
+    compute_seconds: float | None
+    cost: float | None
+    cost_per_gb: float | None
+    engine: str | None
+    error: str | None
+    detail: str | None
 
 
 def _uri(workspace: Workspace) -> str:
@@ -301,9 +331,9 @@ def read(workspace: Workspace, *, event: str | None = None, since: dt.datetime |
     return data
 
 
-def runs(workspace: Workspace, *, limit: int | None = 20) -> list[dict[str, Any]]:
+def runs(workspace: Workspace, *, limit: int | None = 20) -> list[EventRow]:
     """The runs, newest first."""
-    rows = read(workspace, event="run").to_pylist()
+    rows: list[EventRow] = read(workspace, event="run").to_pylist()
     rows.sort(key=lambda r: (r["started_at"] or dt.datetime.min.replace(tzinfo=dt.UTC)), reverse=True)
     return rows[:limit] if limit else rows
 

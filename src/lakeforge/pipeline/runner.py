@@ -15,7 +15,7 @@ from lakeforge.pipeline import warehouse
 from lakeforge.pipeline.hooks import Observer
 from lakeforge.pipeline.progress import Reporter
 from lakeforge.pipeline.session import RUNS, RunSession, disk_full, no_space_left, run_lock, unwritable
-from lakeforge.results import RunResult
+from lakeforge.results import RunDict, RunResult
 
 if TYPE_CHECKING:
     from lakeforge.models import Model
@@ -108,9 +108,10 @@ def _task_scope(workspace: Workspace, ordered: list[Model], task: str) -> tuple[
     return [], chosen, False
 
 
-def last_run(workspace: Workspace) -> dict[str, object] | None:
+def last_run(workspace: Workspace) -> RunDict | None:
+    """The newest run's record (:meth:`RunResult.to_dict`, with what the session added, e.g. ``backfill``)."""
     runs = workspace.lakehouse.list_files(RUNS, pattern="*.json")
     if not runs:
         return None
-    data: dict[str, object] = workspace.lakehouse.read_json(runs[-1].path)
+    data: RunDict = workspace.lakehouse.read_json(runs[-1].path)
     return data

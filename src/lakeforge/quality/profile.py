@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import pyarrow as pa
 import pyarrow.types as pat
@@ -11,6 +11,29 @@ from lakeforge.sql import DUCKDB
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 BINS = 10
+
+# a histogram's bin: [from, to) and its count (``from`` is a keyword: the functional form)
+HistogramBin = TypedDict("HistogramBin", {"from": float, "to": float, "count": int})
+
+
+class ColumnProfile(TypedDict):
+    name: str
+    type: str
+    null_rate: float
+    distinct: int
+    min: object  # the column's own type (a number, a string, a date ...): JSON prints it as text where it must
+    max: object
+    quantiles: NotRequired[dict[str, float]]  # p5 .. p95 (numeric columns; a Decimal for a decimal column)
+    histogram: NotRequired[list[HistogramBin]]  # numeric columns with values
+
+
+class TableProfile(TypedDict):
+    """``lakeforge profile``: a table at a version, per column."""
+
+    table: str
+    version: int
+    rows: int
+    columns: list[ColumnProfile]
 
 
 def profile_sql(schema: pa.Schema, relation: str) -> tuple[str, list[str]]:
@@ -37,12 +60,13 @@ def histogram_sql(column: str, relation: str, low: float, high: float) -> str:
             f"FROM {relation} WHERE {col} IS NOT NULL GROUP BY 1 ORDER BY 1")
 
 
-def assemble(schema: pa.Schema, row: dict[str, Any], histograms: dict[str, list[dict[str, Any]]]) -> list[dict]:
+def assemble(schema: pa.Schema, row: dict[str, Any], histograms: dict[str, list[HistogramBin]]
+             ) -> list[ColumnProfile]:
     rows = int(row["__rows"])
     columns = []
     for i, field in enumerate(schema):
         non_null = int(row[f"c{i}_n"])
-        entry: dict[str, Any] = {
+        entry: ColumnProfile = {
             "name": field.name, "type": str(field.type),
             "null_rate": round(1 - non_null / rows, 6) if rows else 0.0,
             "distinct": int(row[f"c{i}_d"]),

@@ -9,7 +9,7 @@ order-independent checksum of every row's values as text. A difference names the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 import pyarrow as pa
 
@@ -22,20 +22,40 @@ from lakeforge.warehouses.sql import ident
 BUCKETS = 16
 
 
+class PartitionDiff(TypedDict):
+    """A partition whose rows differ (``(columns)``: the column sets differ; the rows are the column counts)."""
+
+    partition: str
+    gold_rows: int
+    warehouse_rows: int
+
+
+class TableCheckDict(TypedDict):
+    """A table's line of ``lakeforge warehouse verify`` (:meth:`TableCheck.to_dict`)."""
+
+    table: str
+    ok: bool
+    gold_rows: int
+    warehouse_rows: int
+    partitions: int
+    differing: list[PartitionDiff]
+    stale_source: bool
+
+
 @dataclass
 class TableCheck:
     table: str
     gold_rows: int
     warehouse_rows: int
     partitions: int
-    differing: list[dict[str, Any]] = field(default_factory=list)  # partition, gold rows, warehouse rows
+    differing: list[PartitionDiff] = field(default_factory=list)
     stale_source: bool = False  # the warehouse copy came from another Delta table than gold's (recreated)
 
     @property
     def ok(self) -> bool:
         return self.gold_rows == self.warehouse_rows and not self.differing and not self.stale_source
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> TableCheckDict:
         return {"table": self.table, "ok": self.ok, "gold_rows": self.gold_rows,
                 "warehouse_rows": self.warehouse_rows, "partitions": self.partitions, "differing": self.differing,
                 "stale_source": self.stale_source}
@@ -80,8 +100,9 @@ def verify(warehouse: Warehouse, *, catalog: Catalog, engine: Engine, tables: di
         partition = partition_expr(gold.schema, keys)
         ours = checksums(engine, gold, columns=columns, partition=partition)
         theirs = checksums(engine, copy, columns=columns, partition=partition)
-        differing = [{"partition": p, "gold_rows": ours.get(p, (0, 0))[0], "warehouse_rows": theirs.get(p, (0, 0))[0]}
-                     for p in sorted(set(ours) | set(theirs)) if ours.get(p) != theirs.get(p)]
+        differing: list[PartitionDiff] = [
+            {"partition": p, "gold_rows": ours.get(p, (0, 0))[0], "warehouse_rows": theirs.get(p, (0, 0))[0]}
+            for p in sorted(set(ours) | set(theirs)) if ours.get(p) != theirs.get(p)]
         if set(gold.column_names) != set(copy.column_names):
             differing.insert(0, {"partition": "(columns)", "gold_rows": gold.num_columns,
                                  "warehouse_rows": copy.num_columns})
