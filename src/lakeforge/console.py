@@ -30,8 +30,9 @@ if TYPE_CHECKING:  # the results' types: declared where each is produced
     from lakeforge.ops.slo import SloReport
     from lakeforge.pipeline.backfill import BackfillResult
     from lakeforge.pipeline.events import EventRow
+    from lakeforge.pipeline.plan import Plan
     from lakeforge.pipeline.status import StatusReport
-    from lakeforge.project import Optimized, Plan, Vacuumed
+    from lakeforge.project import Optimized, Vacuumed
     from lakeforge.quality.gx import ImportResult
     from lakeforge.quality.profile import TableProfile
     from lakeforge.results import RunResult

@@ -1,13 +1,13 @@
 """The typed/rescue projection of ingestion (lakeforge.engines.projection): DuckDB runs its rendering and gets what
 a reference computed here in Python says, for random column names (quotes, backticks, spaces, any script), types
-and values; the Spark rendering parses in sqlglot's Spark dialect and writes back the same; Spark itself (slow)
-computes what DuckDB computes on the same rows."""
+and values; the Spark rendering parses in sqlglot's Spark dialect and writes back the same (Spark itself computing
+what DuckDB computes on the same rows: tests/integration/test_projection_spark.py, slow)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,46 +216,3 @@ def test_a_directive_spark_cannot_parse_is_refused_with_the_fix(bad: str) -> Non
 def test_spark_types() -> None:
     assert [spark_type(t) for t in ("varchar", "string", "long", "timestamptz", "timestamp_ntz", "decimal(10,2)")] \
         == ["STRING", "STRING", "BIGINT", "TIMESTAMP", "TIMESTAMP_NTZ", "DECIMAL(10, 2)"]
-
-
-# -- DuckDB against Spark, on the same rows ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def spark() -> Any:
-    pytest.importorskip("pyspark")
-    from lakeforge.config.models import SparkEngineConfig
-    from lakeforge.engines.spark.session import find_jars_dir, spark_session
-    from tests.conftest import REPO
-
-    if find_jars_dir(None, base_dir=str(REPO)) is None:
-        pytest.skip("Delta's jars are missing (make spark-deps)")
-    return spark_session(SparkEngineConfig(master="local[1]", shuffle_partitions=1), base_dir=str(REPO))
-
-
-def spark_runner(spark: Any) -> Callable[[Case], pa.Table]:
-    from pyspark.sql.types import StringType, StructField, StructType
-
-    def run(case: Case) -> pa.Table:
-        schema = StructType([StructField(c, StringType()) for c in case.columns])
-        frame = spark.createDataFrame([tuple(r[c] for c in case.columns) for r in case.rows], schema)
-        return frame.selectExpr(*built(case).sql(dialect="spark", with_rescued=True)).toArrow()
-
-    return run
-
-
-@pytest.mark.slow
-@pytest.mark.spark
-@pytest.mark.timeout(180)
-def test_spark_computes_what_duckdb_computes(con: duckdb.DuckDBPyConnection, spark: Any) -> None:
-    run = spark_runner(spark)
-    checked = []
-
-    @settings(derandomize=True, database=None, deadline=None, max_examples=10,
-              suppress_health_check=[HealthCheck.too_slow])
-    @given(cases(name=PLAIN_NAME, max_rows=6))
-    def same(case: Case) -> None:
-        ours, theirs = outcome(run_duckdb(con, case)), outcome(run(case))
-        assert theirs == ours == (case.expected, case.rescued)
-        checked.append(case)
-
-    same()
-    assert checked
