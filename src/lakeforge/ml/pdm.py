@@ -85,7 +85,7 @@ def installed(module: str) -> bool:
 def labelled(features: pa.Table, failures: pa.Table, *, horizon_hours: int = HORIZON_HOURS,
              settings: DuckDBSettings) -> pa.Table:
     """Every feature row with its label; rows whose horizon passes the end of the data are left out.
-    ``settings``: of the DuckDB connection that joins them (the project's: :attr:`Project.duckdb_settings`)."""
+    ``settings``: of the DuckDB connection that joins them (the project's: :attr:`Workspace.duckdb_settings`)."""
     for name, table, needed in (("features", features, KEYS), ("failures", failures, ("machine_id", "ts",
                                                                                       "component"))):
         missing = [c for c in needed if c not in table.column_names]

@@ -22,7 +22,6 @@ from lakeforge import duckdb_connect
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
 from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Relation
 from lakeforge.engines.duckdb.errors import stream_failure
-from lakeforge.engines.projection import bronze_type, projection, raw_type
 from lakeforge.engines.rules import RulePlan, rule_outcome, rule_plan
 from lakeforge.errors import EngineError, LakeforgeError, ModelError
 from lakeforge.lakehouse.catalog import LAYERS, Catalog
@@ -219,6 +218,8 @@ class DuckDBEngine:
         """The Arrow schema of typed bronze columns plus ``_rescued_data`` (for batches without rows)."""
         if not types:
             return pa.schema([])
+        from lakeforge.engines.projection import projection  # sqlglot: only when a batch is read
+
         columns = projection({}, ReadPlan(types=types)).sql(dialect="duckdb")
         cursor = self.con.cursor()  # its own connection: a result still streaming on the main one stays open
         try:
@@ -268,6 +269,8 @@ class DuckDBEngine:
     def _typed_scan(self, files: list[FileInfo], *, location: Location, plan: ReadPlan) -> str:
         """JSON read with the typed columns parsed by the reader itself: DuckDB's fastest path (the projection then
         only adds the typed columns absent from the files, and an empty ``_rescued_data``)."""
+        from lakeforge.engines.projection import bronze_type, projection  # sqlglot: only when a batch is read
+
         paths = _paths(files, location)
         names = list(plan.columns)
         typed = {c: bronze_type(t) for c, t in plan.types.items()}
@@ -290,6 +293,8 @@ class DuckDBEngine:
         ignored columns are left out (:mod:`lakeforge.engines.projection`)."""
         if not plan.types and not plan.rescue and not plan.ignore:
             return f"SELECT * FROM {scan}"
+        from lakeforge.engines.projection import projection, raw_type  # sqlglot: only when a batch is read
+
         raw = {c: raw_type(t, dialect="duckdb") for c, t in self._described(scan).items() if c != "_source_file"}
         select = projection(raw, plan, timestamp_format=source.timestamp_format).sql(dialect="duckdb")
         return f"SELECT {', '.join([*select, SOURCE_FILE])} FROM (SELECT * FROM {scan}) AS raw"
