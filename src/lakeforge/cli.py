@@ -237,13 +237,15 @@ def ml_evaluate(dataset: Annotated[str, typer.Option(help="cmapss | nab")],
                 data_dir: Annotated[Path, typer.Option(help="the dataset's folder (its published layout)")],
                 subset: Annotated[str, typer.Option(help="cmapss: FD001 .. FD004")] = "FD001",
                 seed: Annotated[int, typer.Option(help="random seed")] = 42,
+                streams: Annotated[str | None, typer.Option(help="nab: globs of the streams to score, comma-separated, "
+                                                            "e.g. 'realKnownCause/*' (default: all)")] = None,
                 as_json: JsonOpt = False) -> None:
-    """Evaluate on a public benchmark: C-MAPSS remaining useful life (RMSE, PHM08 score) or NAB (score per
-    stream, standard profile)."""
+    """Evaluate on a public benchmark: C-MAPSS remaining useful life (RMSE, PHM08 score) or a NAB corpus (the
+    corpus, each category and each stream, for every profile)."""
     from lakeforge.project import Project
 
-    result = Project.evaluate(dataset, data_dir=data_dir, subset=subset, seed=seed)
-    console.show(result, as_json=as_json, text=console.pairs)
+    result = Project.evaluate(dataset, data_dir=data_dir, subset=subset, seed=seed, streams=streams)
+    console.show(result, as_json=as_json, text=console.nab_evaluated if dataset == "nab" else console.pairs)
 
 
 TrackingOpt = Annotated[str | None, typer.Option(

@@ -12,11 +12,11 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 if TYPE_CHECKING:  # the results' types: declared where each is produced
     import pyarrow as pa
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the results' types: declared where each is produced
     from lakeforge.deploy.databricks import Written
     from lakeforge.generate import GenerateSummary
     from lakeforge.ml.cmapss import CmapssEvaluation
-    from lakeforge.ml.nab import NabEvaluation
+    from lakeforge.ml.nab_eval import NabEvaluation
     from lakeforge.ml.registry import PromoteResult, RegisteredVersion, TrainResult
     from lakeforge.ops.alerts import ActiveAlert, SentAlert
     from lakeforge.ops.slo import SloReport
@@ -196,6 +196,40 @@ def alerts_sent(sent: list[SentAlert]) -> None:
 def pairs(result: CmapssEvaluation | NabEvaluation) -> None:
     for key, value in result.items():
         out.print(f"{key}: {value}")
+
+
+def _nab_score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def nab_evaluated(result: CmapssEvaluation | NabEvaluation) -> None:
+    """A NAB corpus: each profile's score and threshold, then per category and per stream (standard profile
+    unless said; a stream without labeled windows shows its false positives, not a score)."""
+    if "profiles" not in result:
+        pairs(result)
+        return
+    nab = cast("NabEvaluation", result)
+    profiles = Table("profile", "score", "threshold", "windows found", "false positives")
+    for name, p in nab["profiles"].items():
+        profiles.add_row(name, f"{p['score']:.2f}", f"{p['threshold']:.4f}",
+                         f"{p['windows_detected']}/{p['windows_detected'] + p['windows_missed']}",
+                         str(p["false_positives"]))
+    out.print(profiles)
+    names = list(nab["profiles"])
+    categories = Table(Column("category", overflow="fold"), "streams", "windows",
+                       *[Column(n, overflow="fold") for n in names], "false positives (standard)")
+    for category, g in nab["categories"].items():
+        categories.add_row(category, str(g["streams"]), str(g["windows"]), *[_nab_score(g["scores"][n]) for n in names],
+                           str(g["false_positives"]["standard"]))
+    out.print(categories)
+    streams = Table(Column("stream", overflow="fold"), "windows", "found", "standard", "false positives", "raw")
+    for key, s in nab["streams"].items():
+        streams.add_row(key, str(s["windows"]), str(s["windows_detected"]["standard"]),
+                        _nab_score(s["scores"]["standard"]), str(s["false_positives"]["standard"]),
+                        f"{s['raw']['standard']:.3f}")
+    out.print(streams)
+    out.print(f"NAB standard score {nab['score']:.2f} over {len(nab['streams'])} streams (published, whole corpus of "
+              f"58: " + ", ".join(f"{k} {v}" for k, v in nab["published"].items()) + ")", soft_wrap=True)
 
 
 def trained(result: TrainResult) -> None:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from lakeforge.deploy.iam import IamPolicy
     from lakeforge.generate import GenerateSummary
     from lakeforge.ml.cmapss import CmapssEvaluation
-    from lakeforge.ml.nab import NabEvaluation
+    from lakeforge.ml.nab_eval import NabEvaluation
     from lakeforge.ml.registry import PromoteResult, RegisteredVersion, TrainResult
     from lakeforge.ops.alerts import ActiveAlert, SentAlert
     from lakeforge.ops.slo import SloReport
@@ -394,18 +394,19 @@ class Project:
 
     @staticmethod
     def evaluate(dataset: str, *, data_dir: Path, subset: str = "FD001", seed: int = 42,
-                 work_dir: Path | None = None) -> CmapssEvaluation | NabEvaluation:
-        """A public benchmark (``cmapss``: remaining useful life; ``nab``: anomaly windows); needs no project
-        (C-MAPSS builds one, in ``work_dir`` when given, else in a temporary folder)."""
+                 work_dir: Path | None = None, streams: str | None = None) -> CmapssEvaluation | NabEvaluation:
+        """A public benchmark (``cmapss``: remaining useful life; ``nab``: anomaly windows over a corpus, every
+        stream or those matching the glob ``streams``); needs no project (C-MAPSS builds one, in ``work_dir`` when
+        given, else in a temporary folder)."""
         if dataset == "cmapss":
             from lakeforge.ml.cmapss import evaluate as evaluate_cmapss
 
             return evaluate_cmapss(data_dir, load=Project.cmapss_features, subset=subset, seed=seed,
                                    work_dir=work_dir)
         if dataset == "nab":
-            from lakeforge.ml.nab import evaluate as evaluate_nab
+            from lakeforge.ml.nab_eval import evaluate as evaluate_nab
 
-            return evaluate_nab(data_dir)
+            return evaluate_nab(data_dir, streams=streams)
         raise LakeforgeError(f"unknown dataset {dataset!r}", hint="use --dataset cmapss or --dataset nab")
 
     @staticmethod

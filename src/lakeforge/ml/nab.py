@@ -32,14 +32,14 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 
 from lakeforge.errors import LakeforgeError
 
 PROBATIONARY_PERCENT = 0.15
-STREAMS = (
+STREAMS = (  # the two industrial streams (the detector's defaults were first tuned on them)
     "realKnownCause/machine_temperature_system_failure.csv",
     "realKnownCause/ambient_temperature_system_failure.csv",
 )
@@ -106,17 +106,20 @@ def load_stream(data_dir: Path | str, name: str) -> tuple[np.ndarray, np.ndarray
     return timestamps, values
 
 
-def load_windows(data_dir: Path | str) -> dict[str, list[Window]]:
-    """``labels/windows.json``: each stream's labeled windows as ``(start, end)`` timestamps."""
-    with (Path(data_dir) / "labels" / "windows.json").open() as f:
+def load_windows(data_dir: Path | str, *, path: Path | None = None) -> dict[str, list[Window]]:
+    """``labels/windows.json`` (or the labels file at ``path``, in NAB's ``combined_windows.json`` format): each
+    stream's labeled windows as ``(start, end)`` timestamps."""
+    with (path or Path(data_dir) / "labels" / "windows.json").open() as f:
         raw = json.load(f)
     return {key: [(np.datetime64(a, "s"), np.datetime64(b, "s")) for a, b in limits] for key, limits in raw.items()}
 
 
 def load_profiles(data_dir: Path | str) -> dict[str, CostMatrix]:
-    """``labels/profiles.json`` (NAB's application profiles); the built-in ``PROFILES`` if the file is absent."""
-    path = Path(data_dir) / "labels" / "profiles.json"
-    if not path.is_file():
+    """``labels/profiles.json`` (NAB's application profiles; ``config/profiles.json`` in NAB's repository); the
+    built-in ``PROFILES`` if neither is there."""
+    path = next((p for p in (Path(data_dir) / "labels" / "profiles.json", Path(data_dir) / "config" / "profiles.json")
+                 if p.is_file()), None)
+    if path is None:
         return dict(PROFILES)
     with path.open() as f:
         raw = json.load(f)
@@ -334,87 +337,3 @@ def optimize_threshold(streams: Sequence[StreamScores], profile: str | CostMatri
         perfect += cost.tp * len(list(windows))
     return {"threshold": float(thresholds[best]), "raw": float(raw[best]),
             "normalized": normalize(float(raw[best]), null, perfect)}
-
-
-# -- the benchmark ------------------------------------------------------------------------------------------------
-
-def _round(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}
-
-
-class ProfileScore(TypedDict):
-    threshold: float
-    combined: float
-
-
-class NabDetails(TypedDict):
-    streams: dict[str, dict[str, Any]]  # per stream: score()'s figures, floats rounded
-    combined: dict[str, Any]  # the streams' figures summed, normalized
-
-
-class NabEvaluation(TypedDict):
-    """``lakeforge ml evaluate --dataset nab``: the normalized score per stream and over all, at the threshold
-    optimized for ``profile``; the other profiles' thresholds and scores; the published scores to compare with."""
-
-    profile: str
-    threshold: float
-    streams: dict[str, float]
-    combined: float
-    details: NabDetails
-    other_profiles: dict[str, ProfileScore]
-    published: dict[str, float]
-    detector: object  # the detector's parameters: their describe(), else their repr
-
-
-def evaluate(data_dir: Path | str, *, params: Any = None, profile: str = "standard",
-             streams: Sequence[str] = STREAMS) -> NabEvaluation:
-    """Run ``lakeforge.ml.anomaly.detect`` over the NAB streams in ``data_dir`` (the folder holding
-    ``realKnownCause/`` and ``labels/``), optimize one threshold over them jointly for ``profile`` (as NAB does
-    over its corpus) and score each stream and the total at that threshold (NAB's normalized 0..100 scale)."""
-    from lakeforge.ml.anomaly import DetectorParams, detect
-
-    data_dir = Path(data_dir)
-    params = params if params is not None else DetectorParams()
-    profiles = load_profiles(data_dir)
-    if profile not in profiles:
-        raise LakeforgeError(f"unknown NAB profile {profile!r}", hint=f"use one of {sorted(profiles)}")
-    labels = load_windows(data_dir)
-    runs: dict[str, StreamScores] = {}
-    for name in streams:
-        key = _stream_key(name)
-        if key not in labels:
-            raise LakeforgeError(f"no labeled windows for {key} in labels/windows.json")
-        timestamps, values = load_stream(data_dir, key)
-        anomaly, _ = detect(values, timestamps, params=params)
-        runs[key] = (timestamps, anomaly, labels[key])
-
-    def at(cost: CostMatrix) -> tuple[float, dict[str, dict[str, Any]], dict[str, Any]]:
-        best = optimize_threshold(list(runs.values()), cost)
-        per = {key: score(ts, anomaly >= best["threshold"], windows, cost) for key, (ts, anomaly, windows)
-               in runs.items()}
-        raw = sum(r["raw"] for r in per.values())
-        null = sum(r["null"] for r in per.values())
-        perfect = sum(r["perfect"] for r in per.values())
-        combined = {"normalized": normalize(raw, null, perfect), "raw": raw, "null": null, "perfect": perfect,
-                    "windows_detected": sum(r["windows_detected"] for r in per.values()),
-                    "windows_missed": sum(r["windows_missed"] for r in per.values()),
-                    "false_positives": sum(r["false_positives"] for r in per.values())}
-        return best["threshold"], per, combined
-
-    threshold, per, combined = at(profiles[profile])
-    others: dict[str, ProfileScore] = {}
-    for name, cost in profiles.items():
-        if name != profile:
-            t, _, c = at(cost)
-            others[name] = {"threshold": t, "combined": round(c["normalized"], 2)}
-    return {
-        "profile": profile,
-        "threshold": threshold,
-        "streams": {key: round(r["normalized"], 2) for key, r in per.items()},
-        "combined": round(combined["normalized"], 2),
-        "details": {"streams": {key: _round(r) for key, r in per.items()},
-                    "combined": _round(combined)},
-        "other_profiles": others,
-        "published": dict(PUBLISHED),
-        "detector": params.describe() if hasattr(params, "describe") else repr(params),
-    }
