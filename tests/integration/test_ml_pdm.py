@@ -45,7 +45,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project.close()
 
 
-def test_labels_look_24_hours_ahead_and_the_split_keeps_a_gap(fleet: Project) -> None:
+def test_labels_look_24_hours_ahead_from_the_end_of_the_feature_hour_and_the_split_keeps_a_gap(
+        fleet: Project) -> None:
     frame = pdm.load(fleet)
     failures = fleet.table("gold.fact_failures").to_pylist()
     hours = fleet.table("gold.machine_features")["hour"].to_pylist()
@@ -58,11 +59,11 @@ def test_labels_look_24_hours_ahead_and_the_split_keeps_a_gap(fleet: Project) ->
     for row in frame.itertuples():
         hour = row.hour.to_pydatetime()
         ahead = sorted((f["ts"], f["component"]) for f in by_machine.get(row.machine_id, [])  # type: ignore[type-var]
-                       if hour < f["ts"] <= hour + dt.timedelta(hours=24))  # type: ignore[operator]
+                       if hour + dt.timedelta(hours=1) < f["ts"] <= hour + dt.timedelta(hours=25))  # type: ignore[operator]
         assert row.label == (ahead[0][1] if ahead else "none"), (row.machine_id, hour)
 
     parts = pdm.split(frame, test_fraction=0.3)
-    assert parts.train["hour"].max() + dt.timedelta(hours=24) <= parts.cutoff < parts.test["hour"].min()
+    assert parts.train["hour"].max() + dt.timedelta(hours=25) <= parts.cutoff < parts.test["hour"].min()
     assert len(parts.train) + len(parts.test) < len(frame)  # the gap's rows are in neither
     assert (parts.test["label"] != "none").sum() > 0 and (parts.train["label"] != "none").sum() > 0
 
@@ -182,5 +183,5 @@ def test_azure_sample_through_the_pipeline(tmp_path: Path) -> None:
         assert project.table("gold.machine_features").num_rows == 20 * 2160
         result = pdm.evaluate(project, seed=42)
     assert result["failures_test"] > 0 and result["rows_test"] > 10_000
-    assert result["macro_f1"] > 0.9
+    assert result["macro_f1"] > 0.85  # 0.881 with labels after the feature hour (0.975 when the failure hour leaked)
     assert result["auc_pr_any_failure"] > 0.9 > 10 * result["failure_rate_test"]

@@ -1,12 +1,17 @@
 """Predictive maintenance: will a machine fail within 24 hours, and which component?
 
 The rows are the point-in-time features of ``gold.machine_features`` (one per machine and hour; no feature reads
-a later row). The label of a row is the component (``comp1`` .. ``comp4``) of the first failure in
-``(hour, hour + 24 h]`` (from ``gold.fact_failures``), else ``none``. Rows whose 24 h horizon passes the end of
-the data are left out: their label is not known yet.
+a later row). A row's features are complete at ``hour + 1 h`` (the hourly averages cover ``[hour, hour + 1 h)``),
+so its label window starts there: the label is the component (``comp1`` .. ``comp4``) of the first failure in
+``(hour + 1 h, hour + 1 h + 24 h]`` (from ``gold.fact_failures``), else ``none``. A failure inside the feature
+hour would otherwise label the hour whose averages already show it. Rows whose horizon passes the end of the data
+are left out: their label is not known yet. A failure of a component not in ``CLASSES`` is an error.
+
+The model reads the declared ``FEATURES`` only, never "every other column"; a declared column named like the label
+or the failures, or one that on its own separates failing rows from the others almost perfectly, is refused.
 
 The split is by time: the last ``test_fraction`` of the hours is the holdout (``hour > cutoff``); training
-uses the hours up to ``cutoff - 24 h``, so no training label looks into the holdout. The model is LightGBM
+uses the hours up to ``cutoff - 25 h``, so no training label window reaches into the holdout. The model is LightGBM
 multiclass, deterministic (``deterministic``, a fixed ``num_threads``, ``seed``), with class weights that lift
 the rare failure classes. Metrics: per class precision, recall and F1; macro F1 over the classes that occur in
 the holdout or its predictions; and the area under the precision-recall curve (average precision) of "any
@@ -38,11 +43,22 @@ if TYPE_CHECKING:
 
 CLASSES: tuple[str, ...] = ("none", "comp1", "comp2", "comp3", "comp4")
 HORIZON_HOURS = 24
+FEATURE_HOURS = 1  # a row's features are complete this long after its hour: its label window starts there
 FEATURES_TABLE = "gold.machine_features"
 FAILURES_TABLE = "gold.fact_failures"
 KEYS: tuple[str, ...] = ("machine_id", "hour")
 LABEL = "label"
 CATEGORICAL = "model"  # the machine model: a string, encoded as ``model_code`` (its index in ``categories``)
+SENSORS = ("volt", "rotate", "pressure", "vibration", "temperature")
+# the columns of gold.machine_features the model reads, in this order (declared: a new column is not a feature)
+FEATURES: tuple[str, ...] = (
+    *(f"{s}_{stat}_{w}" for s in SENSORS for w in ("3h", "24h") for stat in ("mean", "std", "slope")),
+    "errors_24h", *(f"error{i}_24h" for i in range(1, 6)),
+    *(f"comp{i}_hours_since_maint" for i in range(1, 5)),
+    CATEGORICAL, "age",
+)
+LABEL_FAMILY = ("label", "failure", "fail_", "rul")  # a feature named with one of these is the label's kin
+SEPARATES_ALONE = 0.99  # a feature whose ranking alone separates failing rows this well (ROC AUC) is refused
 NUM_BOOST_ROUND = 300
 PARAMS: dict[str, Any] = {
     "objective": "multiclass",
@@ -96,11 +112,14 @@ def labelled(features: pa.Table, failures: pa.Table, *, horizon_hours: int = HOR
     try:
         con.register("f", features)
         con.register("x", failures.select(["machine_id", "ts", "component"]))
+        _check_classes([str(r[0]) for r in con.sql("SELECT DISTINCT component FROM x WHERE component IS NOT NULL "
+                                                     "ORDER BY 1").fetchall()])
+        start, end = FEATURE_HOURS, FEATURE_HOURS + int(horizon_hours)
         return con.sql(f"""
             WITH firsts AS (
               SELECT f.machine_id, f.hour, first(x.component ORDER BY x.ts, x.component) AS component
-              FROM f JOIN x ON x.machine_id = f.machine_id AND x.ts > f.hour
-                           AND x.ts <= f.hour + INTERVAL {int(horizon_hours)} HOUR
+              FROM f JOIN x ON x.machine_id = f.machine_id AND x.ts > f.hour + INTERVAL {start} HOUR
+                           AND x.ts <= f.hour + INTERVAL {end} HOUR
               GROUP BY f.machine_id, f.hour
             )
             SELECT f.*, coalesce(firsts.component, 'none') AS {LABEL}
@@ -110,6 +129,14 @@ def labelled(features: pa.Table, failures: pa.Table, *, horizon_hours: int = HOR
         """).to_arrow_table()
     finally:
         con.close()
+
+
+def _check_classes(found: list[str]) -> None:
+    unknown = [c for c in found if c not in CLASSES[1:]]
+    if unknown:
+        raise LakeforgeError(f"{FAILURES_TABLE} has failures of {', '.join(map(repr, unknown))}, not a known class",
+                             hint=f"the classes are {', '.join(CLASSES[1:])}: map the component to one of them in "
+                                  "the failures model, or leave those rows out")
 
 
 def load(workspace: Workspace, *, horizon_hours: int = HORIZON_HOURS) -> pd.DataFrame:
@@ -151,7 +178,7 @@ class Split:
                 "failures_test": int((self.test[LABEL] != "none").sum())}
 
 
-def split(frame: pd.DataFrame, *, test_fraction: float = 0.3, gap_hours: int = HORIZON_HOURS) -> Split:
+def split(frame: pd.DataFrame, *, test_fraction: float = 0.3, gap_hours: int = HORIZON_HOURS + FEATURE_HOURS) -> Split:
     """The last ``test_fraction`` of the time span is the holdout; training ends ``gap_hours`` before it."""
     import pandas as pd
 
@@ -178,11 +205,12 @@ class Encoding:
     categories: list[str] = field(default_factory=list)
 
     @staticmethod
-    def fit(frame: pd.DataFrame) -> Encoding:
-        skip = {*KEYS, LABEL, CATEGORICAL}
-        features = [c for c in frame.columns if c not in skip and not str(c).startswith("_")]
+    def fit(frame: pd.DataFrame, *, declared: tuple[str, ...] = FEATURES) -> Encoding:
+        """The declared features of ``frame`` (each must be there; see :func:`check_features`)."""
+        check_features(frame, declared)
+        features = [c for c in declared if c != CATEGORICAL]
         categories: list[str] = []
-        if CATEGORICAL in frame.columns:
+        if CATEGORICAL in declared:
             categories = sorted(str(v) for v in frame[CATEGORICAL].dropna().unique())
             features.append(f"{CATEGORICAL}_code")
         return Encoding(features=features, categories=categories)
@@ -210,6 +238,37 @@ class Encoding:
     def from_dict(data: dict[str, Any]) -> Encoding:
         return Encoding(features=list(data["features"]),
                         categories=list(data.get("categorical", {}).get(f"{CATEGORICAL}_code", [])))
+
+
+def check_features(frame: pd.DataFrame, declared: tuple[str, ...]) -> None:
+    """Refuse a declared feature that is missing, named like the label or the failures, or that on its own ranks
+    failing rows (``label != none``) above the others almost perfectly (ROC AUC >= ``SEPARATES_ALONE`` either way):
+    the label, or something derived from it."""
+    from sklearn.metrics import roc_auc_score
+
+    missing = [c for c in declared if c not in frame.columns]
+    if missing:
+        raise LakeforgeError(f"the features table has no column {', '.join(missing)}",
+                             hint=f"the model reads {FEATURES_TABLE}'s declared features: {', '.join(declared)}")
+    kin = [c for c in declared if any(word in c.lower() for word in LABEL_FAMILY)]
+    if kin:
+        raise LakeforgeError(f"feature {kin[0]} is named like the label or the failures it predicts",
+                             hint="a feature must be known before the label window: leave it out of the features")
+    failing = (frame[LABEL] != "none").to_numpy() if LABEL in frame.columns else np.zeros(0, dtype=bool)
+    if failing.size == 0 or failing.all() or not failing.any():
+        return
+    for name in declared:
+        if name == CATEGORICAL:
+            continue
+        values = np.asarray(frame[name], dtype="float64")
+        known = ~np.isnan(values)
+        if known.sum() < 2 or failing[known].all() or not failing[known].any():
+            continue
+        auc = float(roc_auc_score(failing[known], values[known]))
+        if max(auc, 1.0 - auc) >= SEPARATES_ALONE:
+            raise LakeforgeError(f"feature {name} alone separates failing rows from the others (ROC AUC "
+                                 f"{max(auc, 1.0 - auc):.3f}): it is the label or derived from it",
+                                 hint="a feature must be known before the label window: leave it out of the features")
 
 
 # -- model ------------------------------------------------------------------------------------------
