@@ -169,6 +169,22 @@ AZURE_GOLD = {
 }
 
 
+
+@pytest.mark.slow
+def test_promote_compares_on_rows_after_both_training_cutoffs(fleet: Project, tmp_path: Path) -> None:
+    """A champion trained on more of the data (a later cutoff) is not scored on rows it trained on: the holdout
+    starts after the later cutoff of the two."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    late = registry.train(fleet, seed=SEED, test_fraction=0.2, tracking_uri=uri)  # the later cutoff
+    registry.promote(fleet, tracking_uri=uri)
+    early = registry.train(fleet, seed=SEED, test_fraction=0.4, tracking_uri=uri)
+    assert early["cutoff"] < late["cutoff"]
+    verdict = registry.promote(fleet, tracking_uri=uri)
+    assert verdict["holdout_after"] == late["cutoff"]
+    frame = pdm.load(fleet)
+    after = frame[frame["hour"] > dt.datetime.fromisoformat(late["cutoff"])]
+    assert verdict["rows_test"] == len(after) == late["rows_test"]
+
 @pytest.mark.slow
 def test_azure_sample_through_the_pipeline(tmp_path: Path) -> None:
     """The Azure sample (machines 1-20, Q1 2015) through ingestion, silver, gold and the same feature model."""

@@ -57,13 +57,15 @@ class TrainResult(pdm.SplitSummary):
 
 
 class PromoteResult(TypedDict):
-    """``lakeforge ml promote``: the challenger's and the champion's scores on the current holdout, the verdict."""
+    """``lakeforge ml promote``: the challenger's and the champion's scores on the rows after both training
+    cutoffs, the verdict."""
 
     model: str
     metric: str
     challenger: str
     challenger_score: float
     rows_test: int
+    holdout_after: str  # ISO 8601: the later training cutoff of the two versions; the holdout is after it
     champion_before: str | None
     champion_score: float | None
     promoted: bool
@@ -227,9 +229,29 @@ def _score(mlflow: Any, client: MlflowClient, name: str, version: Any, test: Any
     return pdm.metrics(test[pdm.LABEL], pdm.predict_proba(booster, test, encoding))
 
 
+def _holdout(client: MlflowClient, versions: list[Any], frame: Any, *, test_fraction: float) -> tuple[Any, str]:
+    """The rows neither version trained on: after the later of their training cutoffs (each run's ``cutoff``
+    parameter), and never before the current data's own holdout."""
+    import pandas as pd
+
+    current = pdm.split(frame, test_fraction=test_fraction)
+    cutoffs = [pd.Timestamp(current.cutoff)]
+    for version in versions:
+        logged = client.get_run(version.run_id).data.params.get("cutoff") if version.run_id else None
+        if logged is not None:
+            cutoffs.append(pd.Timestamp(logged))
+    after = max(cutoffs)
+    test = frame[pd.to_datetime(frame["hour"], utc=True) > after].reset_index(drop=True)
+    if test.empty or not (test[pdm.LABEL] != "none").any():
+        raise LakeforgeError(f"no labelled failure after {after.isoformat()}, the later training cutoff of the "
+                             "models compared: they cannot be compared on data neither has seen",
+                             hint="land and run more data, then promote (or train again on the current data)")
+    return test, after.isoformat()
+
+
 def promote(workspace: Workspace, *, test_fraction: float = 0.3, tracking_uri: str | None = None) -> PromoteResult:
-    """Move ``champion`` to the challenger when it scores a higher macro F1 than the champion on the current
-    data's holdout; the first model becomes champion. Tags both versions with the scores."""
+    """Move ``champion`` to the challenger when it scores a higher macro F1 than the champion on the rows after
+    both versions' training cutoffs; the first model becomes champion. Tags both versions with the scores."""
     name = model_name(workspace)
     with _tracking(workspace, tracking_uri) as (mlflow, client, _uri):
         challenger = _version_of(client, name, CHALLENGER)
@@ -237,7 +259,8 @@ def promote(workspace: Workspace, *, test_fraction: float = 0.3, tracking_uri: s
             raise LakeforgeError(f"model {name} has no {CHALLENGER} to promote",
                                  hint="train one first: `lakeforge ml train`")
         champion = _version_of(client, name, CHAMPION)
-        test = pdm.split(pdm.load(workspace), test_fraction=test_fraction).test
+        compared = [v for v in (challenger, champion) if v is not None]
+        test, holdout_after = _holdout(client, compared, pdm.load(workspace), test_fraction=test_fraction)
         challenger_scores = _score(mlflow, client, name, challenger, test)
         champion_before = None if champion is None else str(champion.version)
         champion_score: float | None = None
@@ -259,7 +282,8 @@ def promote(workspace: Workspace, *, test_fraction: float = 0.3, tracking_uri: s
             client.set_registered_model_alias(name, CHAMPION, str(challenger.version))
             client.delete_registered_model_alias(name, CHALLENGER)
     return {"model": name, "metric": METRIC, "challenger": str(challenger.version),
-            "challenger_score": challenger_scores[METRIC], "rows_test": len(test), "champion_before": champion_before,
+            "challenger_score": challenger_scores[METRIC], "rows_test": len(test), "holdout_after": holdout_after,
+            "champion_before": champion_before,
             "champion_score": champion_score, "promoted": promoted, "reason": reason,
             "champion": str(challenger.version) if promoted else champion_before}
 
