@@ -60,6 +60,21 @@ PUBLISHED: dict[str, dict[str, dict[str, float | None]]] = {  # RMSE / PHM08 sco
         "DAST (Zhang et al. 2022)": {"rmse": 11.43, "score": None},
         "STAR (Fan et al. 2024)": {"rmse": 10.61, "score": 169},
     },
+    # FD002 and FD003: RMSE as ../shared/data/README.md quotes the papers (their PHM08 scores are not quoted there)
+    "FD002": {
+        "CNN (Babu et al. 2016)": {"rmse": 30.29, "score": None},
+        "LSTM (Zheng et al. 2017)": {"rmse": 24.49, "score": None},
+        "DCNN (Li, Ding & Sun 2018)": {"rmse": 22.36, "score": None},
+        "DAST (Zhang et al. 2022)": {"rmse": 15.25, "score": None},
+        "STAR (Fan et al. 2024)": {"rmse": 13.47, "score": None},
+    },
+    "FD003": {
+        "CNN (Babu et al. 2016)": {"rmse": 19.82, "score": None},
+        "LSTM (Zheng et al. 2017)": {"rmse": 16.18, "score": None},
+        "DCNN (Li, Ding & Sun 2018)": {"rmse": 12.64, "score": None},
+        "DAST (Zhang et al. 2022)": {"rmse": 11.32, "score": None},
+        "STAR (Fan et al. 2024)": {"rmse": 10.71, "score": None},
+    },
 }
 LGBM_PARAMS: dict[str, Any] = {
     "n_estimators": 600,
