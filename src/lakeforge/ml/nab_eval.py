@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
+from lakeforge.config.ml import DetectorParams
 from lakeforge.errors import LakeforgeError
 from lakeforge.ml.nab import (
     PUBLISHED,
@@ -117,7 +118,7 @@ class NabEvaluation(TypedDict):
 def detect_corpus(corpus: Corpus, keys: list[str], *, params: Any = None) -> dict[str, StreamScores]:
     """Each stream's anomaly scores from the streaming detector (``params``: its settings, default the
     detector's), with its timestamps and windows."""
-    from lakeforge.ml.anomaly import DetectorParams, detect
+    from lakeforge.ml.anomaly import detect
 
     params = params if params is not None else DetectorParams()
     runs: dict[str, StreamScores] = {}
@@ -179,11 +180,9 @@ def evaluate(data_dir: Path | str, *, streams: str | None = None, params: Any = 
     corpus = open_corpus(data_dir)
     if "standard" not in corpus.profiles:
         raise LakeforgeError("the NAB profiles have no 'standard' profile", hint="use NAB's labels/profiles.json")
-    runs = detect_corpus(corpus, stream_keys(corpus, streams), params=params)
-    totals, categories, per_stream = score_corpus(runs, corpus.profiles)
-    from lakeforge.ml.anomaly import DetectorParams
-
     used = params if params is not None else DetectorParams()
+    runs = detect_corpus(corpus, stream_keys(corpus, streams), params=used)
+    totals, categories, per_stream = score_corpus(runs, corpus.profiles)
     return {
         "score": totals["standard"]["score"],
         "threshold": totals["standard"]["threshold"],
