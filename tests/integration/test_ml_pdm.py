@@ -201,3 +201,79 @@ def test_azure_sample_through_the_pipeline(tmp_path: Path) -> None:
     assert result["failures_test"] > 0 and result["rows_test"] > 10_000
     assert result["macro_f1"] > 0.85  # 0.881 with labels after the feature hour (0.975 when the failure hour leaked)
     assert result["auc_pr_any_failure"] > 0.9 > 10 * result["failure_rate_test"]
+
+
+# -- a user's own tables (ml: failure: in lakeforge.yml) ------------------------------------------------------
+PARTS = {"comp1": "pump", "comp2": "motor", "comp3": "belt", "comp4": "fan"}
+
+
+def _own_tables(fleet: Project, root: Path, **failure: object) -> Project:
+    """A project whose failure tables have other names, columns and classes: the fleet's, renamed. The age
+    feature is ``machine_age`` and the machine model ``vendor`` (a text column, encoded as categories)."""
+    import pyarrow as pa
+    import yaml
+
+    Project.init(root)
+    config = yaml.safe_load((root / "lakeforge.yml").read_text())
+    renamed = {"machine_id": "asset", "hour": "t", "age": "machine_age", "model": "vendor"}
+    columns = [renamed.get(c, c) for c in pdm.FEATURES]
+    config["ml"]["failure"] = {"features": "gold.asset_hours", "events": "gold.breakdowns", "entity": "asset",
+                               "time": "t", "event_time": "failed_at", "label": "part",
+                               "classes": list(PARTS.values()), "columns": columns, **failure}
+    (root / "lakeforge.yml").write_text(yaml.safe_dump(config))
+    features = fleet.table("gold.machine_features")
+    features = features.rename_columns([renamed.get(c, c) for c in features.column_names])
+    events = fleet.table("gold.fact_failures")
+    events = pa.table({"asset": events["machine_id"], "failed_at": events["ts"],
+                       "part": [PARTS[c] for c in events["component"].to_pylist()]})
+    project = Project(root)
+    project.catalog.write("gold.asset_hours", features, mode="overwrite")
+    project.catalog.write("gold.breakdowns", events, mode="overwrite")
+    return project
+
+
+def test_a_users_own_tables_train_without_renaming_and_give_the_same_model(fleet: Project, tmp_path: Path) -> None:
+    """The same data under other table, column and class names, declared in lakeforge.yml: the same split and
+    the same scores as the example's tables (a differential test of the configuration)."""
+    with _own_tables(fleet, tmp_path / "own") as own:
+        mine, example = pdm.evaluate(own, seed=SEED), pdm.evaluate(fleet, seed=SEED)
+    for key in ("cutoff", "rows_train", "rows_test", "failures_train", "failures_test", "macro_f1",
+                "auc_pr_any_failure"):
+        assert mine[key] == example[key], key
+    for comp, part in PARTS.items():
+        assert mine[f"f1_{part}"] == example[f"f1_{comp}"]
+
+
+def test_the_horizon_and_an_unknown_class_come_from_the_configuration(fleet: Project, tmp_path: Path) -> None:
+    with _own_tables(fleet, tmp_path / "own", horizon="2d") as own:
+        frame = pdm.load(own)
+        events = own.table("gold.breakdowns").to_pylist()
+        last = max(own.table("gold.asset_hours")["t"].to_pylist())
+    assert frame["t"].max().to_pydatetime() == last - dt.timedelta(hours=48)
+    assert set(frame["label"]) <= {"none", *PARTS.values()} and (frame["label"] != "none").any()
+    for row in frame.sample(n=2000, random_state=0).itertuples():
+        t = row.t.to_pydatetime()
+        ahead = sorted((e["failed_at"], e["part"]) for e in events if e["asset"] == row.asset
+                       and t + dt.timedelta(hours=1) < e["failed_at"] <= t + dt.timedelta(hours=49))
+        assert row.label == (ahead[0][1] if ahead else "none"), (row.asset, t)
+    with _own_tables(fleet, tmp_path / "fewer", classes=["pump", "motor", "belt"]) as fewer, \
+            pytest.raises(lakeforge.errors.LakeforgeError, match="failures of 'fan', not a known class") as caught:
+        pdm.load(fewer)
+    assert "pump, motor, belt" in (caught.value.hint or "") and "ml.failure.classes" in (caught.value.hint or "")
+
+
+@pytest.mark.slow
+def test_a_users_own_tables_are_scored_under_their_own_names(fleet: Project, tmp_path: Path) -> None:
+    """Train, promote and score a project with its own tables and a 48 h horizon: the model, the risk table's
+    key and probability columns follow the configuration."""
+    with _own_tables(fleet, tmp_path / "own", horizon="48h") as own:
+        assert registry.model_name(own) == "telemetry_failure_48h"
+        trained = own.train(seed=SEED)
+        assert trained["metrics"]["macro_f1"] > 0.3
+        assert own.promote()["promoted"]
+        assert own.score().status == "succeeded"
+        risk = own.table("gold.machine_risk")
+        features = own.table("gold.asset_hours")
+    assert risk.column_names[:7] == ["asset", "t", "p_failure_48h", "p_pump", "p_motor", "p_belt", "p_fan"]
+    assert risk.num_rows == features.num_rows
+    assert set(risk["predicted_component"].to_pylist()) <= {"none", *PARTS.values()}

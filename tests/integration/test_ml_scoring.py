@@ -125,7 +125,7 @@ def test_risk_is_scored_with_the_champion_in_gold_the_warehouse_and_online(fleet
     latest = max((r for r in risk.to_pylist() if r["machine_id"] == machine), key=lambda r: r["hour"])
     assert answer["hour"] == latest["hour"].isoformat() and answer["model_version"] == trained["version"]
     assert answer["p_failure_24h"] == pytest.approx(latest["p_failure_24h"], abs=1e-12)
-    with pytest.raises(NotFound, match="machine 9999"):
+    with pytest.raises(NotFound, match="machine_id 9999 has no row"):
         online.predict(9999)
 
     # and over HTTP from lakeforge serve, with the token
@@ -141,7 +141,7 @@ def test_risk_is_scored_with_the_champion_in_gold_the_warehouse_and_online(fleet
         body = served.json()
         assert body.pop("scored_at") >= answer.pop("scored_at") and body == json.loads(json.dumps(answer))
         missing = client.get("/api/ml/predict/9999", headers=auth)
-        assert missing.status_code == 404 and "machine 9999" in missing.json()["error"] and missing.json()["fix"]
+        assert missing.status_code == 404 and "machine_id 9999" in missing.json()["error"] and missing.json()["fix"]
         assert client.get(f"/api/ml/predict/{machine}").status_code == 401
 
     # a run with no new feature hours does not score; new data scores only the new hours

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -73,9 +74,80 @@ class AnomalyDetectionConfig(_Strict):
         return self
 
 
+_DURATION = re.compile(r"^\s*(\d+)\s*(h|d)\s*$")
+FAILURE_CLASSES = ("comp1", "comp2", "comp3", "comp4")
+# the example's declared features (gold.machine_features of the telemetry example), in the model's order
+_SENSORS = ("volt", "rotate", "pressure", "vibration", "temperature")
+EXAMPLE_FEATURES: tuple[str, ...] = (
+    *(f"{s}_{stat}_{w}" for s in _SENSORS for w in ("3h", "24h") for stat in ("mean", "std", "slope")),
+    "errors_24h", *(f"error{i}_24h" for i in range(1, 6)),
+    *(f"comp{i}_hours_since_maint" for i in range(1, 5)),
+    "model", "age",
+)
+
+
+def whole_hours(value: Any, *, name: str) -> int:
+    """``24h``, ``2d`` or a number of hours, as whole hours."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: {value!r} is not a duration; write e.g. 24h or 2d")
+    if isinstance(value, int):
+        return value
+    found = _DURATION.match(str(value))
+    if not found:
+        raise ValueError(f"{name}: {value!r} is not a duration in whole hours or days; write e.g. 24h or 2d")
+    return int(found.group(1)) * (24 if found.group(2) == "d" else 1)
+
+
+class FailureModelConfig(_Strict):
+    """The failure-within-a-horizon model (``lakeforge ml train``): which tables it learns from, what it predicts.
+    The defaults are the telemetry example's tables, so a project with other tables sets them here."""
+
+    features: str = Field(default="gold.machine_features", description="point-in-time feature rows, one per "
+                          "entity and time (no feature may read a later row)")
+    events: str = Field(default="gold.fact_failures", description="the failure events the model predicts")
+    entity: str = Field(default="machine_id", description="the column naming one machine, in both tables")
+    time: str = Field(default="hour", description="the features table's time column (the start of its window)")
+    event_time: str = Field(default="ts", description="the events table's time column")
+    label: str = Field(default="component", description="the events table's column naming the failure class")
+    horizon: int | str = Field(default="24h", description="a row is labelled with the first failure within this "
+                               "long after its features are complete (whole hours or days: 24h, 2d)")
+    feature_window: int | str = Field(default="1h", description="how long after its time a row's features are "
+                                      "complete (an hourly average: 1h); the label window starts there")
+    classes: list[str] = Field(default_factory=lambda: list(FAILURE_CLASSES), description="the failure classes "
+                               "(values of label); an event of another class is an error")
+    columns: list[str] = Field(default_factory=lambda: list(EXAMPLE_FEATURES), description="the declared feature "
+                               "columns of the features table (the example's by default); text columns are "
+                               "encoded as categories")
+
+    @model_validator(mode="after")
+    def _check(self) -> FailureModelConfig:
+        hours = whole_hours(self.horizon, name="ml.failure.horizon")
+        if hours < 1:
+            raise ValueError("ml.failure.horizon: at least 1h")
+        if whole_hours(self.feature_window, name="ml.failure.feature_window") < 0:
+            raise ValueError("ml.failure.feature_window: 0h or more")
+        if not self.classes or "none" in self.classes or len(set(self.classes)) != len(self.classes):
+            raise ValueError("ml.failure.classes: name each failure class once; 'none' (no failure) is implied")
+        if not self.columns or len(set(self.columns)) != len(self.columns):
+            raise ValueError("ml.failure.columns: name each feature column once")
+        keys = {self.entity, self.time} & set(self.columns)
+        if keys:
+            raise ValueError(f"ml.failure.columns: {', '.join(sorted(keys))} is a key, not a feature")
+        return self
+
+    @property
+    def horizon_hours(self) -> int:
+        return whole_hours(self.horizon, name="ml.failure.horizon")
+
+    @property
+    def feature_hours(self) -> int:
+        return whole_hours(self.feature_window, name="ml.failure.feature_window")
+
+
 class RiskScoringConfig(_Strict):
-    """``gold.machine_risk``: every run scores the new rows of ``gold.machine_features`` with the champion of the
-    failure-within-24-hours model (``lakeforge ml train`` / ``promote``); without a champion the stage is skipped."""
+    """``gold.machine_risk``: every run scores the new rows of the features table (``ml.failure.features``) with the
+    champion of the failure-within-a-horizon model (``lakeforge ml train`` / ``promote``); without a champion the
+    stage is skipped."""
 
     enabled: bool = False
 
@@ -88,3 +160,4 @@ class MLConfig(_Strict):
                                      "MLFLOW_REGISTRY_URI overrides it")
     anomalies: AnomalyDetectionConfig = Field(default_factory=AnomalyDetectionConfig)
     risk: RiskScoringConfig = Field(default_factory=RiskScoringConfig)
+    failure: FailureModelConfig = Field(default_factory=FailureModelConfig)

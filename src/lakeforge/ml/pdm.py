@@ -1,21 +1,26 @@
-"""Predictive maintenance: will a machine fail within 24 hours, and which component?
+"""Predictive maintenance: will a machine fail within a horizon (24 hours), and of which class (component)?
 
-The rows are the point-in-time features of ``gold.machine_features`` (one per machine and hour; no feature reads
-a later row). A row's features are complete at ``hour + 1 h`` (the hourly averages cover ``[hour, hour + 1 h)``),
-so its label window starts there: the label is the component (``comp1`` .. ``comp4``) of the first failure in
-``(hour + 1 h, hour + 1 h + 24 h]`` (from ``gold.fact_failures``), else ``none``. A failure inside the feature
-hour would otherwise label the hour whose averages already show it. Rows whose horizon passes the end of the data
-are left out: their label is not known yet. A failure of a component not in ``CLASSES`` is an error.
+What the model learns from is a :class:`Task`, from ``ml: failure:`` in lakeforge.yml; the defaults are the
+telemetry example's tables, so a project with its own tables names them there instead of renaming anything.
 
-The model reads the declared ``FEATURES`` only, never "every other column"; a declared column named like the label
-or the failures, or one that on its own separates failing rows from the others almost perfectly, is refused.
+The rows are the point-in-time features of the features table (``gold.machine_features``: one per machine and
+hour; no feature reads a later row). A row's features are complete ``feature_window`` after its time (``hour + 1
+h``: the hourly averages cover ``[hour, hour + 1 h)``), so its label window starts there: the label is the class
+(``comp1`` .. ``comp4``) of the first event in ``(hour + 1 h, hour + 1 h + horizon]`` (from the events table,
+``gold.fact_failures``), else ``none``. A failure inside the feature hour would otherwise label the hour whose
+averages already show it. Rows whose horizon passes the end of the data are left out: their label is not known
+yet. An event of a class not in ``classes`` is an error naming it.
+
+The model reads the declared features only (``ml.failure.columns``, the example's ``FEATURES`` by default), never
+"every other column"; a declared column named like the label or the failures, or one that on its own separates
+failing rows from the others almost perfectly, is refused. Text columns are encoded as categories.
 
 The split is by time: the last ``test_fraction`` of the hours is the holdout (``hour > cutoff``); training
-uses the hours up to ``cutoff - 25 h``, so no training label window reaches into the holdout. The model is LightGBM
-multiclass, deterministic (``deterministic``, a fixed ``num_threads``, ``seed``), with class weights that lift
-the rare failure classes. Metrics: per class precision, recall and F1; macro F1 over the classes that occur in
-the holdout or its predictions; and the area under the precision-recall curve (average precision) of "any
-failure" scored by ``1 - P(none)``.
+uses the hours up to ``cutoff - (horizon + feature_window)``, so no training label window reaches into the
+holdout. The model is LightGBM multiclass, deterministic (``deterministic``, a fixed ``num_threads``, ``seed``),
+with class weights that lift the rare failure classes. Metrics: per class precision, recall and F1; macro F1 over
+the classes that occur in the holdout or its predictions; and the area under the precision-recall curve (average
+precision) of "any failure" scored by ``1 - P(none)``.
 
 scikit-learn, LightGBM and pandas are imported when needed (``pip install 'lakeforge[ml]'``).
 """
@@ -32,31 +37,70 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 import pyarrow as pa
 
+from lakeforge.config.ml import EXAMPLE_FEATURES, FAILURE_CLASSES
 from lakeforge.duckdb_connect import DuckDBSettings, connect
 from lakeforge.errors import LakeforgeError, MissingDependency
+from lakeforge.sql import DUCKDB
 
 if TYPE_CHECKING:
     import lightgbm
     import pandas as pd
 
+    from lakeforge.config.ml import FailureModelConfig
     from lakeforge.workspace import Workspace
 
-CLASSES: tuple[str, ...] = ("none", "comp1", "comp2", "comp3", "comp4")
+CLASSES: tuple[str, ...] = ("none", *FAILURE_CLASSES)  # the example's: "none" and the failure classes
 HORIZON_HOURS = 24
 FEATURE_HOURS = 1  # a row's features are complete this long after its hour: its label window starts there
 FEATURES_TABLE = "gold.machine_features"
 FAILURES_TABLE = "gold.fact_failures"
 KEYS: tuple[str, ...] = ("machine_id", "hour")
-LABEL = "label"
-CATEGORICAL = "model"  # the machine model: a string, encoded as ``model_code`` (its index in ``categories``)
-SENSORS = ("volt", "rotate", "pressure", "vibration", "temperature")
-# the columns of gold.machine_features the model reads, in this order (declared: a new column is not a feature)
-FEATURES: tuple[str, ...] = (
-    *(f"{s}_{stat}_{w}" for s in SENSORS for w in ("3h", "24h") for stat in ("mean", "std", "slope")),
-    "errors_24h", *(f"error{i}_24h" for i in range(1, 6)),
-    *(f"comp{i}_hours_since_maint" for i in range(1, 5)),
-    CATEGORICAL, "age",
-)
+LABEL = "label"  # the label's column in a labelled frame
+CATEGORICAL = "model"  # the example's machine model: a string, encoded as ``model_code``
+FEATURES = EXAMPLE_FEATURES  # the example's declared features, in the model's order (a new column is not one)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the model predicts from which tables (``ml: failure:`` in lakeforge.yml; the defaults: the example's)."""
+
+    features_table: str = FEATURES_TABLE
+    events_table: str = FAILURES_TABLE
+    entity: str = "machine_id"
+    time: str = "hour"
+    event_time: str = "ts"
+    event_class: str = "component"
+    horizon_hours: int = HORIZON_HOURS
+    feature_hours: int = FEATURE_HOURS
+    failure_classes: tuple[str, ...] = FAILURE_CLASSES
+    features: tuple[str, ...] = FEATURES
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The model's classes: ``none`` (no failure in the horizon), then the failure classes."""
+        return ("none", *self.failure_classes)
+
+    @property
+    def gap_hours(self) -> int:
+        """Training ends this long before the holdout, so that no training label window reaches into it."""
+        return self.horizon_hours + self.feature_hours
+
+    @staticmethod
+    def of(config: FailureModelConfig) -> Task:
+        return Task(features_table=config.features, events_table=config.events, entity=config.entity,
+                    time=config.time, event_time=config.event_time, event_class=config.label,
+                    horizon_hours=config.horizon_hours, feature_hours=config.feature_hours,
+                    failure_classes=tuple(config.classes), features=tuple(config.columns))
+
+
+DEFAULT = Task()
+
+
+def task_of(workspace: Workspace) -> Task:
+    """The project's failure model (``ml.failure``)."""
+    return Task.of(workspace.config.ml.failure)
+
+
 LABEL_FAMILY = ("label", "failure", "fail_", "rul")  # a feature named with one of these is the label's kin
 SEPARATES_ALONE = 0.99  # a feature whose ranking alone separates failing rows this well (ROC AUC) is refused
 NUM_BOOST_ROUND = 300
@@ -98,59 +142,66 @@ def installed(module: str) -> bool:
 
 
 # -- data ------------------------------------------------------------------------------------------
-def labelled(features: pa.Table, failures: pa.Table, *, horizon_hours: int = HORIZON_HOURS,
-             settings: DuckDBSettings) -> pa.Table:
-    """Every feature row with its label; rows whose horizon passes the end of the data are left out.
-    ``settings``: of the DuckDB connection that joins them (the project's: :attr:`Workspace.duckdb_settings`)."""
-    for name, table, needed in (("features", features, KEYS), ("failures", failures, ("machine_id", "ts",
-                                                                                      "component"))):
+def labelled(features: pa.Table, failures: pa.Table, *, task: Task = DEFAULT, settings: DuckDBSettings) -> pa.Table:
+    """Every feature row with its label (column ``label``); rows whose horizon passes the end of the data are left
+    out. ``settings``: of the DuckDB connection that joins them (the project's: :attr:`Workspace.duckdb_settings`)."""
+    for name, table, needed, hint in (
+            ("features", features, (task.entity, task.time), "ml.failure.entity and ml.failure.time"),
+            ("events", failures, (task.entity, task.event_time, task.event_class),
+             "ml.failure.entity, ml.failure.event_time and ml.failure.label")):
         missing = [c for c in needed if c not in table.column_names]
         if missing:
             raise LakeforgeError(f"the {name} table has no column {', '.join(missing)}",
-                                 hint="train on gold.machine_features and gold.fact_failures of the example project")
+                                 hint=f"name its columns in lakeforge.yml: {hint} (docs/ml.md)")
+    q = DUCKDB.ident
+    entity, time, label = q(task.entity), q(task.time), q(LABEL)
+    kept = [q(c) for c in features.column_names if c != LABEL]
     con = connect(settings=settings)
     try:
         con.register("f", features)
-        con.register("x", failures.select(["machine_id", "ts", "component"]))
-        _check_classes([str(r[0]) for r in con.sql("SELECT DISTINCT component FROM x WHERE component IS NOT NULL "
-                                                     "ORDER BY 1").fetchall()])
-        start, end = FEATURE_HOURS, FEATURE_HOURS + int(horizon_hours)
+        con.register("x", failures.select([task.entity, task.event_time, task.event_class]).rename_columns(
+            ["entity", "ts", "class"]))
+        _check_classes([str(r[0]) for r in con.sql("SELECT DISTINCT class FROM x WHERE class IS NOT NULL "
+                                                     "ORDER BY 1").fetchall()], task)
+        start, end = task.feature_hours, task.feature_hours + task.horizon_hours
         return con.sql(f"""
             WITH firsts AS (
-              SELECT f.machine_id, f.hour, first(x.component ORDER BY x.ts, x.component) AS component
-              FROM f JOIN x ON x.machine_id = f.machine_id AND x.ts > f.hour + INTERVAL {start} HOUR
-                           AND x.ts <= f.hour + INTERVAL {end} HOUR
-              GROUP BY f.machine_id, f.hour
+              SELECT f.{entity} AS entity, f.{time} AS t, first(x.class ORDER BY x.ts, x.class) AS class
+              FROM f JOIN x ON x.entity = f.{entity} AND x.ts > f.{time} + INTERVAL {start} HOUR
+                           AND x.ts <= f.{time} + INTERVAL {end} HOUR
+              GROUP BY ALL
             )
-            SELECT f.*, coalesce(firsts.component, 'none') AS {LABEL}
-            FROM f LEFT JOIN firsts USING (machine_id, hour)
-            WHERE f.hour <= (SELECT max(hour) FROM f) - INTERVAL {int(horizon_hours)} HOUR
-            ORDER BY f.hour, f.machine_id
+            SELECT {", ".join(f"f.{c}" for c in kept)}, coalesce(firsts.class, 'none') AS {label}
+            FROM f LEFT JOIN firsts ON firsts.entity = f.{entity} AND firsts.t = f.{time}
+            WHERE f.{time} <= (SELECT max({time}) FROM f) - INTERVAL {task.horizon_hours} HOUR
+            ORDER BY f.{time}, f.{entity}
         """).to_arrow_table()
     finally:
         con.close()
 
 
-def _check_classes(found: list[str]) -> None:
-    unknown = [c for c in found if c not in CLASSES[1:]]
+def _check_classes(found: list[str], task: Task) -> None:
+    unknown = [c for c in found if c not in task.failure_classes]
     if unknown:
-        raise LakeforgeError(f"{FAILURES_TABLE} has failures of {', '.join(map(repr, unknown))}, not a known class",
-                             hint=f"the classes are {', '.join(CLASSES[1:])}: map the component to one of them in "
-                                  "the failures model, or leave those rows out")
+        raise LakeforgeError(f"{task.events_table} has failures of {', '.join(map(repr, unknown))}, not a known "
+                             "class", hint=f"the classes are {', '.join(task.failure_classes)}: add it to "
+                             "ml.failure.classes in lakeforge.yml, or map it to one of them in the events model")
 
 
-def load(workspace: Workspace, *, horizon_hours: int = HORIZON_HOURS) -> pd.DataFrame:
-    """The labelled feature rows of a project, as pandas (sorted by hour, then machine)."""
+def load(workspace: Workspace, *, task: Task | None = None) -> pd.DataFrame:
+    """The labelled feature rows of a project, as pandas (sorted by time, then entity)."""
     require()
-    for name in (FEATURES_TABLE, FAILURES_TABLE):
+    task = task or task_of(workspace)
+    for name in (task.features_table, task.events_table):
         if not workspace.catalog.exists(name):
             raise LakeforgeError(f"{name} does not exist in project {workspace.config.name}",
-                                 hint="run the pipeline first: `lakeforge run` (the telemetry example has it)")
-    frame = labelled(workspace.table(FEATURES_TABLE), workspace.table(FAILURES_TABLE),
-                     horizon_hours=horizon_hours, settings=workspace.duckdb_settings).to_pandas()
+                                 hint="run the pipeline first (`lakeforge run`), or name your tables in "
+                                      "lakeforge.yml: ml.failure.features and ml.failure.events (docs/ml.md)")
+    frame = labelled(workspace.table(task.features_table), workspace.table(task.events_table), task=task,
+                     settings=workspace.duckdb_settings).to_pandas()
     if frame.empty:
-        raise LakeforgeError(f"{FEATURES_TABLE} has no row with a known {horizon_hours} h label",
-                             hint="generate more days of data (e.g. `lakeforge generate --days 20`) and run")
+        raise LakeforgeError(f"{task.features_table} has no row with a known {task.horizon_hours} h label",
+                             hint="land more data (the example: `lakeforge generate --days 20`) and run")
     return frame
 
 
@@ -178,13 +229,15 @@ class Split:
                 "failures_test": int((self.test[LABEL] != "none").sum())}
 
 
-def split(frame: pd.DataFrame, *, test_fraction: float = 0.3, gap_hours: int = HORIZON_HOURS + FEATURE_HOURS) -> Split:
-    """The last ``test_fraction`` of the time span is the holdout; training ends ``gap_hours`` before it."""
+def split(frame: pd.DataFrame, *, test_fraction: float = 0.3, gap_hours: int = DEFAULT.gap_hours,
+          time: str = DEFAULT.time) -> Split:
+    """The last ``test_fraction`` of the time span (column ``time``) is the holdout; training ends ``gap_hours``
+    before it."""
     import pandas as pd
 
     if not 0 < test_fraction < 1:
         raise LakeforgeError(f"test_fraction must be between 0 and 1, not {test_fraction}")
-    hours = pd.to_datetime(frame["hour"], utc=True)
+    hours = pd.to_datetime(frame[time], utc=True)
     start, end = hours.min(), hours.max()
     span_hours = (end - start) / pd.Timedelta(hours=1)
     cutoff = start + pd.Timedelta(hours=math.floor(span_hours * (1 - test_fraction)))
@@ -197,23 +250,36 @@ def split(frame: pd.DataFrame, *, test_fraction: float = 0.3, gap_hours: int = H
                  cutoff=cutoff.to_pydatetime(), gap_hours=gap_hours)
 
 
+def _categorical(frame: pd.DataFrame, name: str) -> bool:
+    """Whether a declared feature is encoded as categories (text) rather than read as a number."""
+    import pandas as pd
+
+    column = frame[name]
+    if pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column):
+        raise LakeforgeError(f"feature {name} is a time, not a number or a category",
+                             hint="derive a number from it in the features model (e.g. hours since it), or "
+                                  "leave it out of ml.failure.columns")
+    return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+
+
 @dataclass
 class Encoding:
-    """How a frame becomes the model's input: the feature columns, and the categories of ``model``."""
+    """How a frame becomes the model's input: the feature columns (a text column ``c`` becomes ``c_code``, its
+    index in ``categorical["c_code"]``), and the classes the model's outputs stand for."""
 
     features: list[str]
-    categories: list[str] = field(default_factory=list)
+    categorical: dict[str, list[str]] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
 
     @staticmethod
-    def fit(frame: pd.DataFrame, *, declared: tuple[str, ...] = FEATURES) -> Encoding:
+    def fit(frame: pd.DataFrame, *, declared: tuple[str, ...] = FEATURES,
+            classes: tuple[str, ...] = CLASSES) -> Encoding:
         """The declared features of ``frame`` (each must be there; see :func:`check_features`)."""
         check_features(frame, declared)
-        features = [c for c in declared if c != CATEGORICAL]
-        categories: list[str] = []
-        if CATEGORICAL in declared:
-            categories = sorted(str(v) for v in frame[CATEGORICAL].dropna().unique())
-            features.append(f"{CATEGORICAL}_code")
-        return Encoding(features=features, categories=categories)
+        text = [c for c in declared if _categorical(frame, c)]
+        categorical = {f"{c}_code": sorted(str(v) for v in frame[c].dropna().unique()) for c in text}
+        return Encoding(features=[c for c in declared if c not in text] + list(categorical),
+                        categorical=categorical, classes=list(classes))
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's input: float64 columns in a fixed order; an unknown or missing category is NaN."""
@@ -221,35 +287,36 @@ class Encoding:
 
         columns: dict[str, Any] = {}
         for name in self.features:
-            if name == f"{CATEGORICAL}_code":
-                codes = {c: float(i) for i, c in enumerate(self.categories)}
-                source = frame[CATEGORICAL] if CATEGORICAL in frame.columns else pd.Series(None, index=frame.index)
-                columns[name] = source.map(lambda v, codes=codes: codes.get(str(v), np.nan)).astype("float64")
-            elif name in frame.columns:
-                columns[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-            else:
+            source = name[:-len("_code")] if name in self.categorical else name
+            if source not in frame.columns:
                 columns[name] = pd.Series(np.nan, index=frame.index, dtype="float64")
+            elif name in self.categorical:
+                codes = {c: float(i) for i, c in enumerate(self.categorical[name])}
+                columns[name] = frame[source].map(lambda v, codes=codes: codes.get(str(v), np.nan)).astype("float64")
+            else:
+                columns[name] = pd.to_numeric(frame[source], errors="coerce").astype("float64")
         return pd.DataFrame(columns, index=frame.index)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": self.features, "categorical": {f"{CATEGORICAL}_code": self.categories}}
+        return {"features": self.features, "categorical": self.categorical, "classes": self.classes}
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Encoding:
+        """(A model logged before ``classes`` was kept predicts the example's classes.)"""
         return Encoding(features=list(data["features"]),
-                        categories=list(data.get("categorical", {}).get(f"{CATEGORICAL}_code", [])))
+                        categorical={k: list(v) for k, v in data.get("categorical", {}).items()},
+                        classes=list(data.get("classes", CLASSES)))
 
 
 def check_features(frame: pd.DataFrame, declared: tuple[str, ...]) -> None:
     """Refuse a declared feature that is missing, named like the label or the failures, or that on its own ranks
     failing rows (``label != none``) above the others almost perfectly (ROC AUC >= ``SEPARATES_ALONE`` either way):
     the label, or something derived from it."""
-    from sklearn.metrics import roc_auc_score
-
     missing = [c for c in declared if c not in frame.columns]
     if missing:
         raise LakeforgeError(f"the features table has no column {', '.join(missing)}",
-                             hint=f"the model reads {FEATURES_TABLE}'s declared features: {', '.join(declared)}")
+                             hint="the model reads the declared features (ml.failure.columns in lakeforge.yml; "
+                                  f"the example's by default): {', '.join(declared)}")
     kin = [c for c in declared if any(word in c.lower() for word in LABEL_FAMILY)]
     if kin:
         raise LakeforgeError(f"feature {kin[0]} is named like the label or the failures it predicts",
@@ -258,28 +325,33 @@ def check_features(frame: pd.DataFrame, declared: tuple[str, ...]) -> None:
     if failing.size == 0 or failing.all() or not failing.any():
         return
     for name in declared:
-        if name == CATEGORICAL:
-            continue
-        values = np.asarray(frame[name], dtype="float64")
-        known = ~np.isnan(values)
-        if known.sum() < 2 or failing[known].all() or not failing[known].any():
-            continue
-        auc = float(roc_auc_score(failing[known], values[known]))
-        if max(auc, 1.0 - auc) >= SEPARATES_ALONE:
-            raise LakeforgeError(f"feature {name} alone separates failing rows from the others (ROC AUC "
-                                 f"{max(auc, 1.0 - auc):.3f}): it is the label or derived from it",
-                                 hint="a feature must be known before the label window: leave it out of the features")
+        if not _categorical(frame, name):
+            _separates_alone(name, np.asarray(frame[name], dtype="float64"), failing)
+
+
+def _separates_alone(name: str, values: np.ndarray, failing: np.ndarray) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    known = ~np.isnan(values)
+    if known.sum() < 2 or failing[known].all() or not failing[known].any():
+        return
+    auc = float(roc_auc_score(failing[known], values[known]))
+    if max(auc, 1.0 - auc) >= SEPARATES_ALONE:
+        raise LakeforgeError(f"feature {name} alone separates failing rows from the others (ROC AUC "
+                             f"{max(auc, 1.0 - auc):.3f}): it is the label or derived from it",
+                             hint="a feature must be known before the label window: leave it out of the features")
 
 
 # -- model ------------------------------------------------------------------------------------------
-def class_weights(labels: pd.Series, *, power: float = CLASS_WEIGHT_POWER) -> dict[str, float]:
+def class_weights(labels: pd.Series, *, power: float = CLASS_WEIGHT_POWER,
+                  classes: tuple[str, ...] | list[str] = CLASSES) -> dict[str, float]:
     counts = labels.value_counts()
     base = float(counts.get("none", 0)) or float(counts.max())
-    return {c: (base / float(counts[c])) ** power if counts.get(c, 0) else 1.0 for c in CLASSES}
+    return {c: (base / float(counts[c])) ** power if counts.get(c, 0) else 1.0 for c in classes}
 
 
-def params_for(*, seed: int, **overrides: Any) -> dict[str, Any]:
-    return {**PARAMS, "seed": seed, **overrides}
+def params_for(*, seed: int, classes: int = len(CLASSES), **overrides: Any) -> dict[str, Any]:
+    return {**PARAMS, "seed": seed, "num_class": classes, **overrides}
 
 
 def fit(train: pd.DataFrame, encoding: Encoding, *, seed: int = 42, num_boost_round: int = NUM_BOOST_ROUND,
@@ -288,29 +360,31 @@ def fit(train: pd.DataFrame, encoding: Encoding, *, seed: int = 42, num_boost_ro
     import lightgbm as lgb
 
     x = encoding.transform(train)
-    y = train[LABEL].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
-    weights = class_weights(train[LABEL], power=class_weight_power)
+    y = train[LABEL].map({c: i for i, c in enumerate(encoding.classes)}).to_numpy()
+    weights = class_weights(train[LABEL], power=class_weight_power, classes=encoding.classes)
     w = train[LABEL].map(weights).to_numpy(dtype="float64")
-    categorical = [f"{CATEGORICAL}_code"] if f"{CATEGORICAL}_code" in encoding.features else []
+    categorical = list(encoding.categorical)
     data = lgb.Dataset(x, label=y, weight=w, categorical_feature=categorical or "auto", free_raw_data=True)
-    return lgb.train(params or params_for(seed=seed), data, num_boost_round=num_boost_round)
+    return lgb.train(params or params_for(seed=seed, classes=len(encoding.classes)), data,
+                     num_boost_round=num_boost_round)
 
 
 def predict_proba(model: Any, frame: pd.DataFrame, encoding: Encoding) -> np.ndarray:
-    """Class probabilities in :data:`CLASSES` order (a LightGBM booster, or anything with ``predict``)."""
+    """Class probabilities in ``encoding.classes`` order (a LightGBM booster, or anything with ``predict``)."""
     proba = np.asarray(model.predict(encoding.transform(frame)), dtype="float64")
-    return proba.reshape(len(frame), len(CLASSES))
+    return proba.reshape(len(frame), len(encoding.classes))
 
 
-def metrics(labels: pd.Series | np.ndarray | list[str], proba: np.ndarray) -> dict[str, float]:
+def metrics(labels: pd.Series | np.ndarray | list[str], proba: np.ndarray, *,
+            classes: tuple[str, ...] | list[str] = CLASSES) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, f1_score, precision_recall_fscore_support
 
     y_true = np.asarray(labels, dtype=object)
-    y_pred = np.asarray(CLASSES, dtype=object)[proba.argmax(axis=1)]
+    y_pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
     precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=list(CLASSES), zero_division=0)
+        y_true, y_pred, labels=list(classes), zero_division=0)
     out: dict[str, float] = {}
-    for i, name in enumerate(CLASSES):
+    for i, name in enumerate(classes):
         out[f"precision_{name}"] = float(precision[i])
         out[f"recall_{name}"] = float(recall[i])
         out[f"f1_{name}"] = float(f1[i])
@@ -344,22 +418,26 @@ class Trained:
     class_weights: dict[str, float]
 
 
-def train_frame(frame: pd.DataFrame, *, seed: int = 42, num_boost_round: int = NUM_BOOST_ROUND,
-                test_fraction: float = 0.3, gap_hours: int = HORIZON_HOURS,
+def train_frame(frame: pd.DataFrame, *, task: Task = DEFAULT, seed: int = 42,
+                num_boost_round: int = NUM_BOOST_ROUND, test_fraction: float = 0.3,
                 class_weight_power: float = CLASS_WEIGHT_POWER) -> Trained:
-    """Split, fit on the training part, score the holdout."""
-    parts = split(frame, test_fraction=test_fraction, gap_hours=gap_hours)
-    encoding = Encoding.fit(parts.train)
-    params = params_for(seed=seed)
+    """Split (by ``task.time``, training ending ``task.gap_hours`` before the holdout), fit on the training part,
+    score the holdout."""
+    parts = split(frame, test_fraction=test_fraction, gap_hours=task.gap_hours, time=task.time)
+    encoding = Encoding.fit(parts.train, declared=task.features, classes=task.classes)
+    params = params_for(seed=seed, classes=len(task.classes))
     booster = fit(parts.train, encoding, seed=seed, num_boost_round=num_boost_round, params=params,
                   class_weight_power=class_weight_power)
-    scores = metrics(parts.test[LABEL], predict_proba(booster, parts.test, encoding))
+    scores = metrics(parts.test[LABEL], predict_proba(booster, parts.test, encoding), classes=task.classes)
     return Trained(booster=booster, encoding=encoding, split=parts, params=params, num_boost_round=num_boost_round,
-                   metrics=scores, class_weights=class_weights(parts.train[LABEL], power=class_weight_power))
+                   metrics=scores, class_weights=class_weights(parts.train[LABEL], power=class_weight_power,
+                                                               classes=task.classes))
 
 
 def evaluate(workspace: Workspace, *, seed: int = 42, num_boost_round: int = NUM_BOOST_ROUND,
              test_fraction: float = 0.3) -> dict[str, Any]:
     """Train and score on a project's data without tracking anything (see ``lakeforge.ml.registry``)."""
-    trained = train_frame(load(workspace), seed=seed, num_boost_round=num_boost_round, test_fraction=test_fraction)
+    task = task_of(workspace)
+    trained = train_frame(load(workspace, task=task), task=task, seed=seed, num_boost_round=num_boost_round,
+                          test_fraction=test_fraction)
     return {**trained.split.describe(), **trained.metrics}

@@ -1,4 +1,5 @@
-"""The failure-within-24-hours model of a project, tracked and registered in MLflow.
+"""The failure-within-a-horizon model of a project (``ml: failure:``; 24 hours by default), tracked and
+registered in MLflow.
 
 - Tracking: ``sqlite:///<project>/mlflow/mlflow.db`` with artifacts under ``<project>/mlflow/artifacts`` (an
   embedded store: nothing to run), unless the ``tracking_uri`` argument, ``MLFLOW_TRACKING_URI`` or ``ml:
@@ -6,7 +7,7 @@
   is the tracking store unless ``MLFLOW_REGISTRY_URI`` or ``ml: registry_uri``.
 - :func:`train` fits :mod:`lakeforge.ml.pdm`'s model on the project's data, logs its parameters, metrics, the
   model (with an input example and a signature), the feature importance and the feature encoding, registers it
-  as ``<project>_failure_24h`` and points the alias ``challenger`` at the new version.
+  as ``<project>_failure_<horizon>h`` (``_failure_24h``) and points the alias ``challenger`` at the new version.
 - :func:`promote` scores the challenger and the champion on the same holdout (the current data's test split)
   and moves ``champion`` to the challenger only when its macro F1 is higher (a tie keeps the champion; the
   first model becomes champion).
@@ -98,7 +99,7 @@ def _mlflow() -> Any:
 
 
 def model_name(workspace: Workspace) -> str:
-    return f"{workspace.config.name}_failure_24h"
+    return f"{workspace.config.name}_failure_{workspace.config.ml.failure.horizon_hours}h"
 
 
 def store_dir(workspace: Workspace) -> Path:
@@ -170,8 +171,10 @@ def _experiment(mlflow: Any, workspace: Workspace, uri: str) -> str:
 def train(workspace: Workspace, *, seed: int = 42, num_boost_round: int = pdm.NUM_BOOST_ROUND,
           test_fraction: float = 0.3, tracking_uri: str | None = None) -> TrainResult:
     """Fit on the project's current data, log everything to MLflow, register a version: the new challenger."""
-    frame = pdm.load(workspace)
-    trained = pdm.train_frame(frame, seed=seed, num_boost_round=num_boost_round, test_fraction=test_fraction)
+    task = pdm.task_of(workspace)
+    frame = pdm.load(workspace, task=task)
+    trained = pdm.train_frame(frame, task=task, seed=seed, num_boost_round=num_boost_round,
+                              test_fraction=test_fraction)
     name = model_name(workspace)
     with _tracking(workspace, tracking_uri) as (mlflow, client, uri):
         from mlflow.models import infer_signature
@@ -186,17 +189,22 @@ def train(workspace: Workspace, *, seed: int = 42, num_boost_round: int = pdm.NU
                 "num_boost_round": num_boost_round,
                 "seed": seed,
                 "test_fraction": test_fraction,
-                "horizon_hours": pdm.HORIZON_HOURS,
+                "horizon_hours": task.horizon_hours,
+                "feature_hours": task.feature_hours,
                 "gap_hours": trained.split.gap_hours,
                 "cutoff": trained.split.cutoff.isoformat(),
                 "features": len(trained.encoding.features),
                 "class_weights": json.dumps({k: round(v, 4) for k, v in trained.class_weights.items()}),
-                "features_table": pdm.FEATURES_TABLE,
-                "failures_table": pdm.FAILURES_TABLE,
+                "features_table": task.features_table,
+                "failures_table": task.events_table,
+                "entity": task.entity,
+                "time": task.time,
+                "classes": ",".join(task.classes),
             })
             mlflow.log_metrics({**trained.metrics, **{k: float(v) for k, v in trained.split.describe().items()
                                                       if isinstance(v, int) and k.startswith(("rows_", "failures_"))}})
-            mlflow.set_tags({"lakeforge.project": workspace.config.name, "lakeforge.task": "failure_24h"})
+            mlflow.set_tags({"lakeforge.project": workspace.config.name,
+                             "lakeforge.task": f"failure_{task.horizon_hours}h"})
             mlflow.log_dict({"importance": pdm.importance(trained.booster)}, IMPORTANCE_FILE)
             mlflow.log_dict(trained.encoding.to_dict(), ENCODING_FILE)
             info = mlflow.lightgbm.log_model(trained.booster, name="model", input_example=example,
@@ -223,25 +231,28 @@ def _load(mlflow: Any, name: str, version: Any) -> tuple[Any, pdm.Encoding]:
     return mlflow.lightgbm.load_model(f"models:/{name}/{version.version}"), encoding
 
 
-def _score(mlflow: Any, client: MlflowClient, name: str, version: Any, test: Any) -> dict[str, float]:
-    """A registered version's metrics on ``test``."""
+def _score(mlflow: Any, name: str, version: Any, test: Any, task: pdm.Task) -> dict[str, float] | None:
+    """A registered version's metrics on ``test``; None when it predicts other classes than ``task``'s."""
     booster, encoding = _load(mlflow, name, version)
-    return pdm.metrics(test[pdm.LABEL], pdm.predict_proba(booster, test, encoding))
+    if tuple(encoding.classes) != task.classes:
+        return None
+    return pdm.metrics(test[pdm.LABEL], pdm.predict_proba(booster, test, encoding), classes=task.classes)
 
 
-def _holdout(client: MlflowClient, versions: list[Any], frame: Any, *, test_fraction: float) -> tuple[Any, str]:
+def _holdout(client: MlflowClient, versions: list[Any], frame: Any, *, test_fraction: float,
+             task: pdm.Task) -> tuple[Any, str]:
     """The rows neither version trained on: after the later of their training cutoffs (each run's ``cutoff``
     parameter), and never before the current data's own holdout."""
     import pandas as pd
 
-    current = pdm.split(frame, test_fraction=test_fraction)
+    current = pdm.split(frame, test_fraction=test_fraction, gap_hours=task.gap_hours, time=task.time)
     cutoffs = [pd.Timestamp(current.cutoff)]
     for version in versions:
         logged = client.get_run(version.run_id).data.params.get("cutoff") if version.run_id else None
         if logged is not None:
             cutoffs.append(pd.Timestamp(logged))
     after = max(cutoffs)
-    test = frame[pd.to_datetime(frame["hour"], utc=True) > after].reset_index(drop=True)
+    test = frame[pd.to_datetime(frame[task.time], utc=True) > after].reset_index(drop=True)
     if test.empty or not (test[pdm.LABEL] != "none").any():
         raise LakeforgeError(f"no labelled failure after {after.isoformat()}, the later training cutoff of the "
                              "models compared: they cannot be compared on data neither has seen",
@@ -260,8 +271,14 @@ def promote(workspace: Workspace, *, test_fraction: float = 0.3, tracking_uri: s
                                  hint="train one first: `lakeforge ml train`")
         champion = _version_of(client, name, CHAMPION)
         compared = [v for v in (challenger, champion) if v is not None]
-        test, holdout_after = _holdout(client, compared, pdm.load(workspace), test_fraction=test_fraction)
-        challenger_scores = _score(mlflow, client, name, challenger, test)
+        task = pdm.task_of(workspace)
+        test, holdout_after = _holdout(client, compared, pdm.load(workspace, task=task),
+                                       test_fraction=test_fraction, task=task)
+        challenger_scores = _score(mlflow, name, challenger, test, task)
+        if challenger_scores is None:
+            raise LakeforgeError(f"the {CHALLENGER} (version {challenger.version}) predicts other classes than "
+                                 f"ml.failure.classes ({', '.join(task.classes)})",
+                                 hint="train a new challenger on the current settings: `lakeforge ml train`")
         champion_before = None if champion is None else str(champion.version)
         champion_score: float | None = None
         if champion is None:
@@ -270,10 +287,8 @@ def promote(workspace: Workspace, *, test_fraction: float = 0.3, tracking_uri: s
             promoted, reason = False, "the challenger is already the champion"
             champion_score = challenger_scores[METRIC]
         else:
-            champion_score = _score(mlflow, client, name, champion, test)[METRIC]
-            promoted = challenger_scores[METRIC] > champion_score
-            reason = (f"{METRIC} {challenger_scores[METRIC]:.4f} > {champion_score:.4f}" if promoted else
-                      f"{METRIC} {challenger_scores[METRIC]:.4f} <= {champion_score:.4f}: the champion stays")
+            promoted, reason, champion_score = _verdict(challenger_scores[METRIC],
+                                                        _score(mlflow, name, champion, test, task))
         client.set_model_version_tag(name, str(challenger.version), f"holdout_{METRIC}",
                                      f"{challenger_scores[METRIC]:.6f}")
         client.set_model_version_tag(name, str(challenger.version), "promotion",
@@ -286,6 +301,16 @@ def promote(workspace: Workspace, *, test_fraction: float = 0.3, tracking_uri: s
             "champion_before": champion_before,
             "champion_score": champion_score, "promoted": promoted, "reason": reason,
             "champion": str(challenger.version) if promoted else champion_before}
+
+
+def _verdict(challenger: float, champion: dict[str, float] | None) -> tuple[bool, str, float | None]:
+    """Whether the challenger replaces the champion, why, and the champion's score."""
+    if champion is None:
+        return True, "the champion predicts other classes than ml.failure.classes: the challenger replaces it", None
+    score = champion[METRIC]
+    if challenger > score:
+        return True, f"{METRIC} {challenger:.4f} > {score:.4f}", score
+    return False, f"{METRIC} {challenger:.4f} <= {score:.4f}: the champion stays", score
 
 
 def models(workspace: Workspace, *, tracking_uri: str | None = None) -> list[RegisteredVersion]:

@@ -62,14 +62,15 @@ def enabled(workspace: Workspace) -> list[str]:
 
 def keys(workspace: Workspace) -> dict[str, list[str]]:
     """The scoring tables and their keys (the warehouse loads them like keyed gold models)."""
-    return {ANOMALIES: [workspace.config.ml.anomalies.entity, "sensor", "ts"], RISK: ["machine_id", "hour"]}
+    failure = workspace.config.ml.failure
+    return {ANOMALIES: [workspace.config.ml.anomalies.entity, "sensor", "ts"], RISK: [failure.entity, failure.time]}
 
 
 def io(workspace: Workspace, name: str) -> tuple[list[str], list[str]]:
     """The tables a scoring stage reads and the one it writes."""
     if name == ANOMALY_STAGE:
         return [workspace.config.ml.anomalies.source], [ANOMALIES]
-    return [pdm.FEATURES_TABLE], [RISK]
+    return [workspace.config.ml.failure.features], [RISK]
 
 
 def run_stage(workspace: Workspace, name: str, *, run_id: str, full_refresh: bool = False,
@@ -331,40 +332,51 @@ def score_anomalies(workspace: Workspace, *, run_id: str, full_refresh: bool = F
 
 
 # -- failure risk ---------------------------------------------------------------------------------------------
-RISK_SCHEMA = pa.schema([
-    ("machine_id", pa.int64()), ("hour", pa.timestamp("us", tz="UTC")), ("p_failure_24h", pa.float64()),
-    *[(f"p_{c}", pa.float64()) for c in pdm.CLASSES[1:]], ("predicted_component", pa.string()),
-    ("model_name", pa.string()), ("model_version", pa.string()), ("scored_at", pa.timestamp("us", tz="UTC")),
-    ("run_id", pa.string()),
-])
+def risk_schema(task: pdm.Task, features: pa.Schema) -> pa.Schema:
+    """``gold.machine_risk``: the features table's entity and time, ``p_failure_<horizon>h`` (``p_failure_24h``),
+    ``p_<class>`` for each failure class, the predicted class (``predicted_component``) and the model's version."""
+    return pa.schema([
+        (task.entity, features.field(task.entity).type), (task.time, pa.timestamp("us", tz="UTC")),
+        (f"p_failure_{task.horizon_hours}h", pa.float64()), *[(f"p_{c}", pa.float64()) for c in task.failure_classes],
+        ("predicted_component", pa.string()), ("model_name", pa.string()), ("model_version", pa.string()),
+        ("scored_at", pa.timestamp("us", tz="UTC")), ("run_id", pa.string()),
+    ])
 
 
-def risk_rows(frame: pd.DataFrame, champion: Champion, *, run_id: str | None) -> pa.Table:
-    """``gold.machine_risk`` rows for feature rows (``machine_id``, ``hour`` and the features)."""
+def risk_rows(frame: pd.DataFrame, champion: Champion, *, task: pdm.Task, schema: pa.Schema,
+              run_id: str | None) -> pa.Table:
+    """``gold.machine_risk`` rows for feature rows (entity, time and the features)."""
+    classes = tuple(champion.encoding.classes)
+    if classes != task.classes:
+        raise LakeforgeError(f"the champion {champion.model} v{champion.version} predicts {', '.join(classes)}, "
+                             f"not ml.failure.classes ({', '.join(task.classes)})",
+                             hint="train and promote a model on the current settings: `lakeforge ml train`, "
+                                  "`lakeforge ml promote`")
     proba = pdm.predict_proba(champion.booster, frame, champion.encoding)
     now = dt.datetime.now(dt.UTC)
     n = len(frame)
     columns: dict[str, Any] = {
-        "machine_id": frame["machine_id"].to_numpy(dtype="int64"),
-        "hour": frame["hour"].to_numpy(),
-        "p_failure_24h": 1.0 - proba[:, 0],
-        **{f"p_{c}": proba[:, i] for i, c in enumerate(pdm.CLASSES) if i},
-        "predicted_component": np.asarray(pdm.CLASSES, dtype=object)[proba.argmax(axis=1)],
+        task.entity: frame[task.entity].to_numpy(), task.time: frame[task.time].to_numpy(),
+        f"p_failure_{task.horizon_hours}h": 1.0 - proba[:, 0],
+        **{f"p_{c}": proba[:, i] for i, c in enumerate(classes) if i},
+        "predicted_component": np.asarray(classes, dtype=object)[proba.argmax(axis=1)],
         "model_name": [champion.model] * n, "model_version": [champion.version] * n,
         "scored_at": [now] * n, "run_id": [run_id] * n,
     }
-    return pa.table({f.name: pa.array(columns[f.name], f.type) for f in RISK_SCHEMA}, schema=RISK_SCHEMA)
+    return pa.table({f.name: pa.array(columns[f.name], f.type) for f in schema}, schema=schema)
 
 
 def score_risk(workspace: Workspace, *, run_id: str, full_refresh: bool = False, force: bool = False) -> StageResult:
     started = time.perf_counter()
     stage = StageResult(name=RISK_STAGE, kind="ml", strategy="champion")
-    if not workspace.catalog.exists(pdm.FEATURES_TABLE):
-        return _skipped(stage, f"{pdm.FEATURES_TABLE} does not exist yet", started)
-    version = workspace.catalog.version(pdm.FEATURES_TABLE)
+    task = pdm.task_of(workspace)
+    source = task.features_table
+    if not workspace.catalog.exists(source):
+        return _skipped(stage, f"{source} does not exist yet", started)
+    version = workspace.catalog.version(source)
     state = {} if full_refresh or not workspace.catalog.exists(RISK) else _state(workspace, "risk")
     if not force and state.get("features_version") == version:
-        return _skipped(stage, f"{pdm.FEATURES_TABLE} unchanged (v{version})", started)
+        return _skipped(stage, f"{source} unchanged (v{version})", started)
     from lakeforge.ml import registry
 
     pdm.require()
@@ -376,21 +388,23 @@ def score_risk(workspace: Workspace, *, run_id: str, full_refresh: bool = False,
 
     rescore = full_refresh or not state or state.get("model_version") != champion.version
     mark = None if rescore or not state.get("watermark") else dt.datetime.fromisoformat(state["watermark"])
-    dataset = workspace.catalog.dataset(pdm.FEATURES_TABLE)
-    features = dataset.to_table(filter=None if mark is None else pc.field("hour") > pa.scalar(
-        mark, dataset.schema.field("hour").type))
-    table = risk_rows(features.to_pandas(), champion, run_id=run_id) if features.num_rows else RISK_SCHEMA.empty_table()
+    dataset = workspace.catalog.dataset(source)
+    features = dataset.to_table(filter=None if mark is None else pc.field(task.time) > pa.scalar(
+        mark, dataset.schema.field(task.time).type))
+    schema = risk_schema(task, dataset.schema)
+    table = (risk_rows(features.to_pandas(), champion, task=task, schema=schema, run_id=run_id)
+             if features.num_rows else schema.empty_table())
     if table.num_rows or rescore:
         _commit(workspace, RISK, table, key=keys(workspace)[RISK], replace=rescore)
-    latest = pc.max(features["hour"]).as_py() if features.num_rows else mark
+    latest = pc.max(features[task.time]).as_py() if features.num_rows else mark
     _save_state(workspace, "risk", {"features_version": version, "model_version": champion.version,
                                   "watermark": latest.isoformat() if latest else None})
     stage.rows_in = stage.rows_out = stage.rows_read = stage.rows_written = table.num_rows
     stage.status = "ok" if table.num_rows or rescore else "skipped"
-    stage.detail = (f"{table.num_rows:,} machine-hours scored by {champion.model} v{champion.version}"
+    stage.detail = (f"{table.num_rows:,} rows of {source} scored by {champion.model} v{champion.version}"
                     + (" (every hour: a new champion)" if rescore and state else "")
                     if stage.status == "ok" else
-                    f"no new hours in {pdm.FEATURES_TABLE}: every hour is scored by {champion.model} "
+                    f"no new hours in {source}: every hour is scored by {champion.model} "
                     f"v{champion.version}, the champion")
     stage.seconds = time.perf_counter() - started
     return stage
@@ -419,25 +433,28 @@ class OnlineScorer:
                 self._loaded = registry.load_champion(self.workspace)
             return self._loaded
 
-    def predict(self, machine_id: int) -> dict[str, Any]:
+    def predict(self, machine_id: Any) -> dict[str, Any]:
+        """The latest row of ``machine_id`` (a value of ``ml.failure.entity``), scored by the champion."""
         import pyarrow.compute as pc
 
-        if not self.workspace.catalog.exists(pdm.FEATURES_TABLE):
-            raise NotFound(f"{pdm.FEATURES_TABLE} does not exist yet", hint="run the pipeline: `lakeforge run`")
-        rows = self.workspace.catalog.dataset(pdm.FEATURES_TABLE).to_table(
-            filter=pc.field("machine_id") == machine_id)
+        task = pdm.task_of(self.workspace)
+        if not self.workspace.catalog.exists(task.features_table):
+            raise NotFound(f"{task.features_table} does not exist yet", hint="run the pipeline: `lakeforge run`")
+        dataset = self.workspace.catalog.dataset(task.features_table)
+        rows = dataset.to_table(filter=pc.field(task.entity) == machine_id)
         if not rows.num_rows:
-            raise NotFound(f"machine {machine_id} has no row in {pdm.FEATURES_TABLE}",
-                           hint="check the machine id (dim_machine) or wait for its telemetry")
-        latest = rows.take([int(pc.index(rows["hour"], pc.max(rows["hour"])).as_py())])
+            raise NotFound(f"{task.entity} {machine_id} has no row in {task.features_table}",
+                           hint=f"check the {task.entity} (dim_machine in the example) or wait for its data")
+        latest = rows.take([int(pc.index(rows[task.time], pc.max(rows[task.time])).as_py())])
         champion = self.champion()
         if champion is None:
             from lakeforge.ml import registry
 
             raise NotFound(f"no champion of {registry.model_name(self.workspace)} yet",
                            hint="`lakeforge ml train` then `lakeforge ml promote`")
-        row = risk_rows(latest.to_pandas(), champion, run_id=None).to_pylist()[0]
+        row = risk_rows(latest.to_pandas(), champion, task=task, schema=risk_schema(task, dataset.schema),
+                        run_id=None).to_pylist()[0]
         row.pop("run_id")
-        row["hour"] = row["hour"].isoformat()
+        row[task.time] = row[task.time].isoformat()
         row["scored_at"] = row["scored_at"].isoformat()
         return row

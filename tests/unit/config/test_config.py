@@ -118,3 +118,28 @@ def test_unset_warehouse_and_channel_variables_wait_until_used(tmp_path: Path, m
     write(tmp_path, "name: plant\nstorage: {delta_options: {aws_secret_access_key: '${AWS_NOT_SET_HERE}'}}\n")
     with pytest.raises(ConfigError, match="AWS_NOT_SET_HERE is not set"):  # elsewhere: an error when read
         load_config(tmp_path, environ={})
+
+
+def test_the_failure_model_reads_the_example_tables_unless_told_otherwise(tmp_path: Path) -> None:
+    failure = load_config(write(tmp_path, "name: plant\n")).ml.failure
+    assert (failure.features, failure.events, failure.entity, failure.time, failure.horizon_hours,
+            failure.feature_hours) == ("gold.machine_features", "gold.fact_failures", "machine_id", "hour", 24, 1)
+    write(tmp_path, "name: plant\nml:\n  failure: {features: gold.asset_hours, events: gold.breakdowns, "
+                    "entity: asset, time: t, event_time: failed_at, label: part, horizon: 2d, "
+                    "classes: [pump, motor], columns: [temp_mean, vendor]}\n")
+    failure = load_config(tmp_path).ml.failure
+    assert failure.horizon_hours == 48 and failure.classes == ["pump", "motor"]
+    assert failure.columns == ["temp_mean", "vendor"]
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("horizon: soon", r"ml\.failure\.horizon: 'soon' is not a duration .*24h or 2d"),
+    ("horizon: 0h", r"ml\.failure\.horizon: at least 1h"),
+    ("classes: [none, pump]", r"'none' \(no failure\) is implied"),
+    ("columns: [hour, volt]", r"hour is a key, not a feature"),
+    ("lable: part", r"(?s)ml\.failure\.lable.*did you mean 'label'"),
+])
+def test_a_wrong_failure_setting_names_itself(tmp_path: Path, setting: str, message: str) -> None:
+    write(tmp_path, f"name: plant\nml:\n  failure:\n    {setting}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path)

@@ -80,7 +80,7 @@ def test_the_features_are_the_declared_ones_in_order() -> None:
     frame["an_extra_column"] = 1.0  # not declared: not a feature
     encoding = pdm.Encoding.fit(frame)
     assert encoding.features == [*(f for f in pdm.FEATURES if f != pdm.CATEGORICAL), f"{pdm.CATEGORICAL}_code"]
-    assert encoding.categories == ["model1", "model2"]
+    assert encoding.categorical == {"model_code": ["model1", "model2"]}
     with pytest.raises(LakeforgeError, match="no column age"):
         pdm.Encoding.fit(frame.drop(columns=["age"]))
 
