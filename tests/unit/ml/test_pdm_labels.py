@@ -58,6 +58,8 @@ def test_moving_a_failure_later_changes_labels_only_within_its_windows() -> None
     before, after = _labels(_failures((1, 40.0, "comp3"))), _labels(_failures((1, 45.0, "comp3")))
     changed = {h for h in before if before[h] != after[h]}
     assert changed == {h for h in before if (h + 1 < 40.0 <= h + 25) != (h + 1 < 45.0 <= h + 25)}
+    early, late = (pdm.labelled(_features(), _failures((1, at, "comp3")), settings=DEFAULTS) for at in (40.0, 45.0))
+    assert early.drop_columns(["label"]).equals(late.drop_columns(["label"]))  # no feature moved with the event
 
 
 def test_an_unknown_failure_class_is_an_error_naming_it_and_the_known_ones() -> None:
