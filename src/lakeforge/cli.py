@@ -22,13 +22,46 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="lakeforge: equipment telemetry from a landing zone to Delta Lake and a warehouse.")
 STATE: dict[str, Any] = {"debug": False}
 
+# exit codes (docs/cli.md): 0 ok; 1 an error (a failed run, a bad input: `error:` and `fix:` lines); 2 a usage
+# error (click's: an unknown option, a missing argument); 3 the command worked and found something wrong (an alert
+# firing, a check failing: warehouse verify, report slo); 130 interrupted (Ctrl-C)
+EXIT_FOUND = 3
+
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="project folder")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON on stdout")]
+# one name per concept: --out for where a command writes; --output is kept, hidden, for scripts that used it
+OutputAlias = Annotated[Path | None, typer.Option("--output", hidden=True)]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from lakeforge import __version__
+
+        out.print(f"lakeforge {__version__}", highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
-def main_options(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
+def main_options(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+                 version: Annotated[bool, typer.Option("--version", help="print the version and exit",
+                                                       callback=_version, is_eager=True)] = False) -> None:
     STATE["debug"] = debug
+
+
+def _flags_without_a_type() -> None:
+    """Typer 0.29 shows each option's type in --help, a flag's as ``<bool>`` although it takes no value: a flag
+    shows none (what click and argparse print)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_type()
 
 
 def _project(path: Path, *, engine: str | None = None) -> Project:
@@ -218,14 +251,19 @@ def alerts_status(ctx: typer.Context, project: ProjectOpt = Path("."), as_json: 
     with _project(project) as proj:
         active = proj.alerts()
     console.show(active, as_json=as_json, text=console.alerts_firing)
+    if active:
+        raise typer.Exit(EXIT_FOUND)
 
 
 @alerts_app.command("check")
 def alerts_check(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
-    """Evaluate every rule now and notify (what `lakeforge serve` does every few minutes)."""
+    """Evaluate every rule now and notify (what `lakeforge serve` does every few minutes); exit 3 while one fires."""
     with _project(project) as proj:
         sent = proj.check_alerts()
+        firing = proj.alerts()
     console.show(sent, as_json=as_json, text=console.alerts_sent)
+    if firing:
+        raise typer.Exit(EXIT_FOUND)
 
 
 ml_app = typer.Typer(no_args_is_help=True, help="Machine learning: anomaly detection and predictive maintenance.")
@@ -303,7 +341,7 @@ def report(name: Annotated[str | None, typer.Argument(help="the report; without 
             slo = proj.slo(window_days=window_days)
         console.show(slo, as_json=as_json, text=console.slo)
         if not slo["met"]:
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_FOUND)
         return
     with _project(project) as proj:
         if name is None:
@@ -323,20 +361,21 @@ app.add_typer(warehouse_app, name="warehouse")
 
 @warehouse_app.command("verify")
 def warehouse_verify(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
-    """Compare every loaded warehouse table with gold: rows, and per partition rows and a checksum (exit 1 when
+    """Compare every loaded warehouse table with gold: rows, and per partition rows and a checksum (exit 3 when
     they differ)."""
     with _project(project) as proj:
         checks = proj.verify_warehouse()
     console.show(checks, as_json=as_json, text=console.verified)
     if any(not c["ok"] for c in checks):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FOUND)
 
 
 @deploy.command("iam")
 def deploy_iam(project: ProjectOpt = Path("."),
-               output: Annotated[Path | None, typer.Option("--output", "-o", help="write it to this file")] = None,
-               ) -> None:
+               output: Annotated[Path | None, typer.Option("--out", "-o", help="write it to this file")] = None,
+               output_alias: OutputAlias = None) -> None:
     """The least-privilege AWS IAM policy for the project's buckets and prefixes."""
+    output = output or output_alias
     proj = _project(project)
     if output is None:
         _emit(proj.iam_policy())
@@ -353,10 +392,10 @@ def deploy_airflow(project: ProjectOpt = Path("."),
                    lakeforge_bin: Annotated[str | None, typer.Option(
                        "--lakeforge-bin", help="the lakeforge command on the Airflow workers "
                        "(default: deploy.airflow.lakeforge_bin)")] = None,
-                   ) -> None:
+                   output_alias: OutputAlias = None) -> None:
     """An Airflow 3 DAG file: one task per stage (`lakeforge run --task`), scheduled and retried as `deploy:` says."""
     proj = _project(project)
-    dag, path = proj.deploy_airflow(out=output, lakeforge_bin=lakeforge_bin)
+    dag, path = proj.deploy_airflow(out=output or output_alias, lakeforge_bin=lakeforge_bin)
     out.print(f"wrote the Airflow DAG {dag} ({len(proj.tasks())} tasks) to {path}", soft_wrap=True)
 
 
@@ -371,9 +410,9 @@ def deploy_databricks(project: ProjectOpt = Path("."),
                       target: Annotated[str, typer.Option(
                           "--target", help="--as pipeline: databricks (an Asset Bundle), or spark (what open-source "
                           "Spark's spark-pipelines runs locally)")] = "databricks",
-                      as_json: JsonOpt = False) -> None:
+                      output_alias: OutputAlias = None, as_json: JsonOpt = False) -> None:
     """A Databricks Asset Bundle (a job, or a declarative pipeline), or a pipeline open-source Spark runs."""
-    written = _project(project).deploy_databricks(out=output, kind=kind, target=target)
+    written = _project(project).deploy_databricks(out=output or output_alias, kind=kind, target=target)
     console.deployed(written, as_json=as_json)
 
 

@@ -224,17 +224,20 @@ def test_the_alerts_commands(tmp_path: Path, http: HttpReceiver, projects: list[
               "channels": {"hook": {"type": "webhook", "url": http.url}}}
     project = open_project(tmp_path / "p", alerts, projects)
 
-    def lakeforge(*args: str) -> Any:
+    def lakeforge(*args: str, code: int) -> Any:
         done = subprocess.run([sys.executable, "-m", "lakeforge.cli", *args, "--project", str(project.path),
                                "--json"], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == code, done.stderr
         return json.loads(done.stdout)
 
-    [sent] = lakeforge("alerts", "check")
+    [sent] = lakeforge("alerts", "check", code=3)  # 3: the command worked and an alert fires
     assert sent["state"] == "firing" and sent["name"] == "backlog_any" and "1 file waits" in sent["message"]
-    [active] = lakeforge("alerts")
+    [active] = lakeforge("alerts", code=3)
     assert {"name", "severity", "message", "since"} <= set(active) and active["severity"] == "critical"
-    assert lakeforge("alerts", "check") == [] and len(http.requests) == 1
+    assert lakeforge("alerts", "check", code=3) == [] and len(http.requests) == 1  # still firing, already sent
+    assert project.run().status == "succeeded"  # the backlog is ingested (and the run's evaluation resolves it)
+    assert http.requests[-1].json["state"] == "resolved"
+    assert lakeforge("alerts", "check", code=0) == [] and lakeforge("alerts", code=0) == []
 
 
 def test_email_over_starttls_with_login(tmp_path: Path, projects: list[Project],

@@ -116,8 +116,11 @@ def test_deploy_iam_writes_the_policy_for_the_project_buckets(tmp_path: Path) ->
     (tmp_path / "lakeforge.yml").write_text(
         "name: p\nlanding: s3://acme-landing/raw\nlakehouse: s3://acme-lake/lakehouse\n"
         "sources:\n  telemetry: {clean_source: move, move_to: archive}\n")
-    out = lakeforge("deploy", "iam", "--project", str(tmp_path), "--output", str(tmp_path / "policy.json"))
+    out = lakeforge("deploy", "iam", "--project", str(tmp_path), "--out", str(tmp_path / "policy.json"))
     assert out.returncode == 0, out.stderr
+    alias = lakeforge("deploy", "iam", "--project", str(tmp_path), "--output", str(tmp_path / "again.json"))
+    assert alias.returncode == 0, alias.stderr  # --output: the old name, kept hidden
+    assert (tmp_path / "again.json").read_text() == (tmp_path / "policy.json").read_text()
     policy = json.loads((tmp_path / "policy.json").read_text())
     resources = {r for s in policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str)
                                                           else s["Resource"])}
@@ -177,3 +180,17 @@ def test_init_names_the_project_after_its_folder_or_the_name_given(tmp_path: Pat
     bad = lakeforge("init", str(tmp_path / "y"), "--name", "7-plant")
     assert bad.returncode == 1 and "'7-plant' cannot name a project" in bad.stderr and "--name" in bad.stderr
     assert not (tmp_path / "y").exists()  # refused before anything was written
+
+
+def test_version_usage_errors_and_flags_in_help() -> None:
+    from lakeforge import __version__
+
+    version = lakeforge("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"lakeforge {__version__}"
+    usage = lakeforge("run", "--no-such-option")
+    assert usage.returncode == 2 and "No such option" in usage.stderr  # 2: a usage error (docs/cli.md)
+    for command in (["run"], ["init"], ["deploy", "iam"], ["deploy", "databricks"]):
+        shown = lakeforge(*command, "--help")
+        assert shown.returncode == 0 and "<bool>" not in shown.stdout, command  # a flag takes no value
+        assert "--output" not in shown.stdout, command  # one name per concept: --out
+    assert "--out" in lakeforge("deploy", "databricks", "--help").stdout

@@ -170,7 +170,7 @@ def test_cli_json_and_exit_code(tmp_path: Path) -> None:
     bad = project_with(tmp_path / "bad")
     events.append(bad, known_log(now))
     result = runner.invoke(app, ["report", "slo", "--project", str(bad.path), "--json"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # a check failing (docs/cli.md's exit codes)
     data = json.loads(result.stdout)
     assert data["met"] is False and data["objectives"]["success_rate"]["value"] == pytest.approx(0.8)
     wide = runner.invoke(app, ["report", "slo", "--project", str(bad.path), "--json", "--window-days", "30"])
