@@ -38,8 +38,9 @@ class ModelGraph:
         return [self.models[n] for n in self.order]
 
     def select(self, patterns: list[str] | None, *, modified: Callable[[], set[str]] | None = None) -> list[Model]:
-        """Models matching ``patterns`` in run order: ``name`` (globs allowed, e.g. ``gold.*``), ``name+`` with
-        everything downstream, ``+name`` with everything upstream, ``state:modified`` the models whose SQL or
+        """Models matching ``patterns`` in run order: ``name`` (``gold.x``, or ``x`` when one layer has it; globs
+        allowed, e.g. ``gold.*``), ``tag:<tag>`` (``-- tags: [...]`` in the header), ``name+`` with everything
+        downstream, ``+name`` with everything upstream, ``state:modified`` the models whose SQL or
         output-changing settings differ from what their tables were built with (``modified`` says which; as in
         dbt). None selects every model."""
         if not patterns:
@@ -53,17 +54,24 @@ class ModelGraph:
                     raise ModelError("--select state:modified needs the lakehouse to compare with",
                                      hint="select by name here")
                 matched = [n for n in self.order if n in modified()]
+            elif base.startswith("tag:"):
+                matched = [n for n in self.order if base[4:] in self.models[n].config.tags]
             else:
-                matched = [n for n in self.order if fnmatch.fnmatch(n, base)]
-            if not matched and base.startswith("state:"):
+                matched = self._named(base)
+            if not matched and base.startswith(("state:", "tag:")):
+                if base.startswith("tag:"):
+                    tags = sorted({t for m in self.models.values() for t in m.config.tags})
+                    raise ModelError(f"--select {raw!r}: no model has the tag {base[4:]!r}",
+                                     hint=f"tags: {', '.join(tags)}" if tags else
+                                     "tag models in their header: `-- tags: [daily]`")
                 if base != "state:modified":
                     raise ModelError(f"--select {raw!r}: the only state selector is state:modified",
                                      hint="use state:modified or state:modified+")
                 continue  # nothing is modified: selects nothing
             if not matched:
                 raise ModelError(f"--select {raw!r} matches no model",
-                                 hint=f"models: {', '.join(self.order)}; use name, name+, +name, globs like gold.* "
-                                      "or state:modified")
+                                 hint=f"models: {', '.join(self.order)}; use name, name+, +name, globs like gold.*, "
+                                      "tag:<tag> or state:modified")
             for name in matched:
                 chosen.add(name)
                 if down:
@@ -71,6 +79,16 @@ class ModelGraph:
                 if up:
                     chosen.update(self.upstream_of(name))
         return [self.models[n] for n in self.order if n in chosen]
+
+    def _named(self, pattern: str) -> list[str]:
+        """The models a name or glob selects: ``layer.table``, or a bare ``table`` when one layer has it."""
+        if "." in pattern:
+            return [n for n in self.order if fnmatch.fnmatch(n, pattern)]
+        matched = [n for n in self.order if fnmatch.fnmatch(n.split(".", 1)[1], pattern)]
+        if len(matched) > 1 and not any(c in pattern for c in "*?["):
+            raise ModelError(f"--select {pattern!r} is ambiguous: {', '.join(matched)}",
+                             hint=f"name the layer, e.g. --select {matched[0]}")
+        return matched
 
     def upstream_of(self, name: str) -> list[str]:
         found: list[str] = []

@@ -70,6 +70,7 @@ class ModelConfig(BaseModel):
     cluster_by: list[str] = Field(default_factory=list, description="Z-order columns for `lakeforge optimize`")
     description: str | None = None
     owner: str | None = None
+    tags: list[str] = Field(default_factory=list, description="labels to select by: `--select tag:<label>`")
     expectations: list[Expectation] = Field(default_factory=list)
     contract: dict[str, str] | None = Field(
         default=None, description="the columns and types the model promises; any drift fails the model")
@@ -343,7 +344,9 @@ def load_models(models_dir: Path, *, dialect: str, cache: Location | None = None
             raise ConfigError(f"{path}: models live in models/<layer>/<name>.sql with layer one of "
                               f"{', '.join(MODEL_LAYERS)}", hint=f"move the file, e.g. to models/silver/{path.name}")
         files[f"{rel.parts[0]}.{path.stem}"] = path
-    texts = {name: path.read_text(encoding="utf-8") for name, path in files.items()}
+    from lakeforge.models.refs import resolve
+
+    texts = {name: resolve(path.read_text(encoding="utf-8"), path=path, models=files) for name, path in files.items()}
     if cache is not None:
         from lakeforge.models import analysis
 
