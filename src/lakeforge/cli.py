@@ -211,9 +211,12 @@ def runs(project: ProjectOpt = Path("."), as_json: JsonOpt = False,
 
 @app.command()
 def query(sql: Annotated[str, typer.Argument(help="read-only SQL")],
-          project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+          project: ProjectOpt = Path("."),
+          dialect: Annotated[str | None, typer.Option(help="the SQL's dialect (default: the project's, as in its "
+                                                      "models; duckdb: passed through)")] = None,
+          as_json: JsonOpt = False) -> None:
     """Query the warehouse (and lakehouse tables as bronze.x, silver.x, gold.x), read-only."""
-    console.rows(_project(project).query(sql), as_json=as_json)
+    console.rows(_project(project).query(sql, dialect=dialect), as_json=as_json)
 
 
 @app.command()

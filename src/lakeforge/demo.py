@@ -40,8 +40,8 @@ def run_demo(path: Path, *, machines: int, days: int, console: Console, progress
         for r in s.rules:
             rules.add_row(r.model, r.rule, r.action, f"{r.passed:,}", f"[red]{r.failed:,}[/]" if r.failed else "0")
     console.print(rules)
-    top = project.query("SELECT machine_id, round(avg(vibration_avg), 2) AS vibration, "
-                        "sum(readings) AS readings FROM fact_telemetry_daily GROUP BY 1 ORDER BY 2 DESC LIMIT 3")
+    top = project.query("SELECT machine_id, round(avg(vibration_avg), 2) AS vibration, sum(readings) AS readings "
+                        "FROM fact_telemetry_daily GROUP BY 1 ORDER BY 2 DESC LIMIT 3", dialect="duckdb")
     console.print("machines with the highest vibration: " + ", ".join(
         f"#{r['machine_id']} ({r['vibration']})" for r in top.to_pylist()))
     models = Table("model", "machines", "operating h", "failures", "MTBF h", "MTTR h",
@@ -88,10 +88,11 @@ def _show_ml(project: Project, *, console: Console) -> None:
     if project.catalog.exists("gold.machine_risk"):
         risk = project.query(
             "SELECT machine_id, arg_max(p_failure_24h, hour) AS p, arg_max(predicted_component, hour) AS component "
-            "FROM machine_risk GROUP BY 1 ORDER BY 2 DESC LIMIT 5")
+            "FROM machine_risk GROUP BY 1 ORDER BY 2 DESC LIMIT 5", dialect="duckdb")
         console.print("machines at risk (failure within 24 h, champion model): " + ", ".join(
             f"#{r['machine_id']} {r['p']:.0%}" + (f" ({r['component']})" if r["component"] != "none" else "")
             for r in risk.to_pylist()))
     if project.catalog.exists("gold.anomalies"):
-        found = project.query("SELECT sensor, count(*) AS n FROM anomalies GROUP BY 1 ORDER BY 2 DESC")
+        found = project.query("SELECT sensor, count(*) AS n FROM anomalies GROUP BY 1 ORDER BY 2 DESC",
+                              dialect="duckdb")
         console.print("anomalies (gold.anomalies): " + ", ".join(f"{r['sensor']} {r['n']}" for r in found.to_pylist()))

@@ -237,11 +237,12 @@ class Project:
         """The tables, the rows in quarantine, the files waiting per source and the last run."""
         return status(self.workspace)
 
-    def query(self, sql: str) -> pa.Table:
-        """Read-only SQL over the warehouse; lakehouse tables are addressable as ``bronze.x``, ``gold.x`` ..."""
+    def query(self, sql: str, *, dialect: str | None = None) -> pa.Table:
+        """Read-only SQL over the warehouse; lakehouse tables are addressable as ``bronze.x``, ``gold.x`` ...
+        Written in ``dialect`` (default: the project's, as the models are; ``duckdb`` passes through)."""
         from lakeforge.query import query
 
-        return query(self.workspace, sql)
+        return query(self.workspace, sql, dialect=dialect)
 
     def plan(self, *, full_refresh: bool = False, select: list[str] | None = None) -> Plan:
         """What a run would do, and why, without doing it (``lakeforge plan`` / ``run --dry-run``): per model its

@@ -1,6 +1,10 @@
 """``lakeforge query``: read-only SQL over the warehouse, with the lakehouse tables addressable as ``bronze.x``,
 ``silver.x``, ``gold.x`` and lakeforge's event log as ``_lakeforge.event_log`` (DuckDB warehouse); on Snowflake
-or PostgreSQL the statement is written in DuckDB SQL and run in the warehouse's own."""
+or PostgreSQL it runs in the warehouse's own SQL.
+
+The statement is written in the project's dialect, as the models are (Databricks SQL by default: backticks,
+``max_by``, ``date_add``), and transpiled by sqlglot; ``dialect="duckdb"`` (``--dialect duckdb``) passes DuckDB
+SQL through unchanged."""
 
 from __future__ import annotations
 
@@ -18,12 +22,16 @@ if TYPE_CHECKING:
     from sqlglot import exp
 
 
-def query(workspace: Workspace, sql: str) -> pa.Table:
-    """Read-only SQL over the warehouse; lakehouse tables are addressable as ``bronze.x``, ``gold.x`` ..."""
+def query(workspace: Workspace, sql: str, *, dialect: str | None = None) -> pa.Table:
+    """Read-only SQL over the warehouse; lakehouse tables are addressable as ``bronze.x``, ``gold.x`` ...
+    ``dialect``: the SQL's (default: the project's, ``dialect:`` of lakeforge.yml)."""
     import sqlglot
     from sqlglot import exp
 
-    statements = _parse_read_only(sql)
+    read = dialect or workspace.config.dialect
+    statements = _parse_read_only(sql, dialect=read)
+    if read != "duckdb":
+        sql = statements[0].sql(dialect="duckdb")
     views = {m.name: m for m in workspace.models() if m.config.kind == "view"}
     if views:  # a view is its query, in DuckDB SQL here
         statements = [replace_views(statements[0], lambda n: sqlglot.parse_one(
@@ -75,15 +83,17 @@ def _query_remote(workspace: Workspace, statement: exp.Expr, *, wanted: set[str]
         warehouse.close()
 
 
-def _parse_read_only(sql: str) -> list[exp.Expr]:
+def _parse_read_only(sql: str, *, dialect: str) -> list[exp.Expr]:
     import sqlglot
     from sqlglot import exp
 
     try:
-        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     except sqlglot.errors.ParseError as exc:
-        raise LakeforgeError(f"query does not parse: {str(exc).splitlines()[0]}",
-                             hint="write DuckDB SQL, e.g. SELECT * FROM fact_telemetry_hourly LIMIT 5") from None
+        other = "duckdb" if dialect != "duckdb" else "databricks"
+        raise LakeforgeError(f"query does not parse as {dialect} SQL: {str(exc).splitlines()[0]}",
+                             hint=f"write {dialect} SQL (the project's dialect, as in the models), e.g. SELECT * "
+                                  f"FROM fact_telemetry_hourly LIMIT 5, or pass --dialect {other}") from None
     if len(statements) != 1 or not isinstance(statements[0], exp.Query | exp.Describe):
         raise LakeforgeError("lakeforge query is read-only: one SELECT (or WITH ... SELECT / DESCRIBE) statement",
                              hint="change data through models and `lakeforge run`, not through query")

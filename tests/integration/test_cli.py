@@ -64,6 +64,25 @@ def test_query_json_contract_and_layers(project: Path) -> None:
     assert result["columns"] == ["machine_id", "hours"] and [r[0] for r in result["rows"]] == [1, 2, 3, 4, 5]
 
 
+def test_query_takes_the_projects_dialect_and_duckdb_on_request(project: Path) -> None:
+    """Databricks SQL as the models are written (backticks, max_by, to_date); --dialect duckdb passes through."""
+    lakeforge("run", "--project", str(project))
+    databricks = lakeforge("query", "--json", "--project", str(project),
+                           "SELECT `machine_id`, max_by(`volt_avg`, `hour`) AS last_volt, "
+                           "to_date(max(`hour`)) AS last_day FROM gold.fact_telemetry_hourly GROUP BY 1 ORDER BY 1")
+    assert databricks.returncode == 0, databricks.stderr
+    rows = json.loads(databricks.stdout)["rows"]
+    duck = lakeforge("query", "--json", "--dialect", "duckdb", "--project", str(project),
+                     "SELECT \"machine_id\", arg_max(volt_avg, hour) AS last_volt, "
+                     "CAST(max(hour) AS DATE) AS last_day FROM gold.fact_telemetry_hourly GROUP BY 1 ORDER BY 1")
+    assert duck.returncode == 0, duck.stderr
+    assert json.loads(duck.stdout)["rows"] == rows and len(rows) == 5
+    struct = "SELECT {'volt': 1} AS s"  # a DuckDB struct literal: not Databricks SQL
+    refused = lakeforge("query", "--project", str(project), struct)
+    assert refused.returncode == 1 and "databricks SQL" in refused.stderr and "--dialect duckdb" in refused.stderr
+    assert lakeforge("query", "--dialect", "duckdb", "--project", str(project), struct).returncode == 0
+
+
 def test_errors_are_one_red_line_and_a_fix_with_exit_code_1(tmp_path: Path) -> None:
     (tmp_path / "lakeforge.yml").write_text("name: p\nwarehouse: {type: duckdb, paht: x}\n")
     out = lakeforge("status", "--project", str(tmp_path))
