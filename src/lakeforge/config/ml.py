@@ -17,6 +17,9 @@ class DetectorParams:
     """The streaming detector's settings (:mod:`lakeforge.ml.anomaly`; the defaults are the ones evaluated on
     NAB). Here, with the configuration that validates them, so that reading lakeforge.yml needs no SciPy."""
 
+    knn_k: int = 27  # knn: neighbours summed in the nonconformity (lakeforge.ml.cad)
+    knn_dim: int = 19  # knn: values in each lagged window
+    knn_training: int = 600  # knn: the training set grows to this many windows, then slides
     window_hours: float = 24.0  # level and change: trailing window of the robust statistics
     change_hours: float = 6.0  # change: horizon of the difference
     tail_quantile: float = 0.95  # tail: the GPD is fitted to exceedances over this quantile, on each side

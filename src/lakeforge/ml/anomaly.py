@@ -44,8 +44,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lakeforge.config.ml import DetectorParams
 from lakeforge.errors import LakeforgeError
+from lakeforge.ml.cad import KnnCad
 
-COMPONENTS = ("tail", "level", "change")
+COMPONENTS = ("tail", "level", "change", "knn")
 _LN10 = math.log(10.0)
 _MAD_TO_SD = 1.4826
 _MAX_Z = 1e3  # a robust z-score beyond this is clipped (a flat window has MAD 0)
@@ -181,6 +182,7 @@ class StreamingDetector:
         self._n = 0  # valid points seen
         self._last_alert: int | None = None
         self._alert_cap = float(np.nextafter(_score(np.array(self.params.alert_surprise)), 0.0))
+        self._cad = KnnCad(p) if p.weights.get("knn", 0.0) > 0 else None
 
     def update(self, value: float) -> Point:
         p, sz = self.params, self.sizes
@@ -188,6 +190,7 @@ class StreamingDetector:
         if math.isnan(x):
             return Point(0.0, False, 0.0, dict.fromkeys(COMPONENTS, 0.0), "missing value")
         t = self._n
+        knn = self._cad.update(x)[0] if self._cad is not None else 0.0
         # level: the value against the trailing window
         win = np.array(self._win, dtype=np.float64)
         med = mad = 0.0
@@ -221,7 +224,7 @@ class StreamingDetector:
         self._n += 1
 
         surprises = dict.fromkeys(COMPONENTS, 0.0)
-        raw = {"tail": tail, "level": abs(z), "change": abs(dz)}
+        raw = {"tail": tail, "level": abs(z), "change": abs(dz), "knn": knn}
         if t >= p.min_history:
             k = t - p.min_history  # index among the likelihood's samples
             for c in COMPONENTS:
@@ -245,12 +248,15 @@ class StreamingDetector:
                 self._last_alert = t
             else:
                 score = min(score, self._alert_cap)
-        reason = _reason(self.name, p, t, x, med, z, d, dz, tail, side, top, surprise)
+        reason = _reason(self.name, p, t, x, (med, z, d, dz, tail, side, knn), top, surprise)
         return Point(score, alert, surprise, surprises, reason)
 
 
-def _reason(name: str, p: DetectorParams, t: int, x: float, med: float, z: float, d: float, dz: float,
-            tail: float, side: float, top: str, surprise: float) -> str:
+def _reason(name: str, p: DetectorParams, t: int, x: float, figures: tuple[float, ...], top: str,
+            surprise: float) -> str:
+    """Why a point scores as it does; ``figures``: its median, robust z, change, the change's robust z, tail
+    surprise and side, and the k-NN surprise."""
+    med, z, d, dz, tail, side, knn = figures
     if t < p.min_history + p.likelihood_samples:
         return f"learning ({t + 1} of {p.min_history + p.likelihood_samples} points)"
     where = "above" if z >= 0 else "below"
@@ -259,6 +265,9 @@ def _reason(name: str, p: DetectorParams, t: int, x: float, med: float, z: float
         verb = "rose" if d >= 0 else "fell"
         return (f"{name} {verb} {abs(d):.4g} in {_hours(p.change_hours)}, {abs(dz):.1f} robust sd beyond its "
                 f"usual {_hours(p.change_hours)} change")
+    if top == "knn" and surprise > 0:
+        return (f"{name}: its last {p.knn_dim} readings are unlike its earlier ones (nearest-neighbour conformal "
+                f"p = {10.0 ** -knn:.2g}); {level}")
     if top == "tail" and tail > -math.log10(1.0 - p.tail_quantile) + 0.05:
         extreme = "high" if side > 0 else "low"
         odds = f"p < 1e-{_TAIL_FLOOR:.0f}" if tail >= _TAIL_FLOOR else f"p = {10.0 ** -tail:.1g}"
@@ -364,7 +373,11 @@ def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray 
         tail[b:b + p.refit_every], side[b:b + p.refit_every] = _tail_surprise(x[b:b + p.refit_every], fit,
                                                                             p.tail_quantile)
 
-    raw = {"tail": tail, "level": np.abs(z), "change": np.abs(dz)}
+    knn = np.zeros(n)
+    if p.weights.get("knn", 0.0) > 0:
+        cad = KnnCad(p)
+        knn = np.array([cad.update(v)[0] for v in x.tolist()], dtype=np.float64).reshape(n)
+    raw = {"tail": tail, "level": np.abs(z), "change": np.abs(dz), "knn": knn}
     surprises = {c: np.zeros(n) for c in COMPONENTS}
     s0 = p.min_history
     for c in COMPONENTS:
@@ -402,8 +415,9 @@ def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray 
     explained: list[int] = list(range(n)) if reasons_for == "all" else np.flatnonzero(alert).tolist()
     reasons = [""] * n
     for i in explained:
-        reasons[i] = _reason(name, p, i, float(x[i]), float(med[i]), float(z[i]), float(d[i]), float(dz[i]),
-                             float(tail[i]), float(side[i]), COMPONENTS[top[i]], float(surprise[i]))
+        figures = (float(med[i]), float(z[i]), float(d[i]), float(dz[i]), float(tail[i]), float(side[i]),
+                   float(knn[i]))
+        reasons[i] = _reason(name, p, i, float(x[i]), figures, COMPONENTS[top[i]], float(surprise[i]))
 
     def scatter(a: np.ndarray, fill: Any) -> np.ndarray:
         full = np.full(values_all.size, fill, dtype=a.dtype)
