@@ -4,7 +4,12 @@ Every score uses only the current and earlier values. ``StreamingDetector`` take
 ``detect`` runs the same computation vectorized over a whole series and gives the same scores, alerts and
 reasons (asserted by the tests). There is no random component: results are deterministic.
 
-Per point, three components, each a raw "surprise" (higher = more unusual):
+Per point, four components, each a raw "surprise" (higher = more unusual); a component whose weight is 0 or absent
+is not computed. The defaults use ``knn`` alone (chosen by leave-one-category-out cross-validation on NAB,
+docs/ml.md); the other three are the earlier detector's (``weights={"tail": 1.0, "level": 0.2, "change": 0.2}``).
+
+* ``knn``: KNN-CAD (:mod:`lakeforge.ml.cad`): ``-log10`` of the conformal p-value of the sum of the distances from
+  the last ``knn_dim`` values to their ``knn_k`` nearest neighbours among past windows;
 
 * ``tail``: how extreme the value is against the series' own history -- a generalized Pareto distribution
   (peaks over threshold, both tails) fitted by moments to the history's exceedances over its

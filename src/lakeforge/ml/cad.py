@@ -1,13 +1,15 @@
 """KNN-CAD: conformal k-nearest-neighbour anomaly detection on lagged windows (Burnaev & Ishimtsev 2016,
 arXiv:1608.04585; NAB's ``knncad`` detector, 58.0 on NAB's standard profile), one point at a time.
 
-Each point ``t`` forms the vector of the last ``knn_dim`` values. Its nonconformity is the sum of its ``knn_k``
-smallest Mahalanobis distances (the matrix: the inverse of ``T'T`` over the training vectors ``T``, re-estimated
-every half ``min_history`` points) to a training set of past vectors. The training set is the first
-``min_history`` points' vectors, then slides: a vector joins it ``min_history`` points after it was scored (the
-calibration lag). The conformal p-value of a point is the share of the recent calibration nonconformities
-(one per training vector; at the start the training vectors' own, leave-one-out) at or above its own, smoothed:
-``p = (1 + count) / (1 + size)``; its surprise is ``-log10 p``. The first ``min_history`` points only learn.
+Each point forms the vector of its last ``knn_dim`` values. Its nonconformity is the sum of its ``knn_k``
+smallest Mahalanobis distances to a training set of past vectors (the matrix: the inverse of ``T'T`` over the
+training vectors ``T``, re-estimated every ``min_history / 2`` points, as KNN-CAD does). The training set is the
+vectors of the first ``min_history`` points (learning only); it then grows with each scored vector up to
+``knn_training`` vectors and from there slides with a lag: a vector joins it ``knn_training`` points after it was
+scored, the oldest leaving (KNN-CAD's training and calibration sets). The calibration scores are the training
+vectors' own nonconformities (leave-one-out) at the start, then those of the last ``knn_training`` scored points.
+A point's conformal p-value is ``(1 + count) / (1 + size)``, ``count`` of the ``size`` calibration scores at or
+above its own; the raw surprise the detector averages and turns into a likelihood is ``-log10 p``.
 
 Everything is deterministic and uses only the current and earlier values; the batch path of
 :mod:`lakeforge.ml.anomaly` runs this class point by point, so both paths agree to the bit.
@@ -15,6 +17,7 @@ Everything is deterministic and uses only the current and earlier values; the ba
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
 
@@ -51,10 +54,8 @@ class KnnCad:
 
     def _reestimate(self) -> None:
         assert self._t is not None
-        try:
+        with contextlib.suppress(np.linalg.LinAlgError):  # a flat series: keep the previous matrix
             self._sigma = np.linalg.inv(self._t.T @ self._t)
-        except np.linalg.LinAlgError:  # a flat series: keep the previous matrix
-            pass
 
     def update(self, value: float) -> tuple[float, int, int]:
         self._buf.append(float(value))
