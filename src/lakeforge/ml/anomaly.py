@@ -99,6 +99,12 @@ def _sizes(params: DetectorParams, period: float) -> _Sizes:
                   dead_time=points(params.dead_time_hours) if params.dead_time_hours > 0 else 0, period=period)
 
 
+def _uses(params: DetectorParams) -> dict[str, bool]:
+    """The components computed: those weighted (level always: the reasons quote it). Only the weighted ones go
+    through the likelihood; the others' surprises are 0."""
+    return {c: c == "level" or params.weights.get(c, 0.0) > 0 for c in COMPONENTS}
+
+
 def _hours(h: float) -> str:
     return f"{h:g} h" if h < 48 or h % 24 else f"{h / 24:g} d"
 
@@ -187,7 +193,9 @@ class StreamingDetector:
         self._n = 0  # valid points seen
         self._last_alert: int | None = None
         self._alert_cap = float(np.nextafter(_score(np.array(self.params.alert_surprise)), 0.0))
-        self._cad = KnnCad(p) if p.weights.get("knn", 0.0) > 0 else None
+        self._uses = _uses(p)
+        self._weighted = [c for c in COMPONENTS if p.weights.get(c, 0.0) > 0]  # (a likelihood each)
+        self._cad = KnnCad(p) if self._uses["knn"] else None
 
     def update(self, value: float) -> Point:
         p, sz = self.params, self.sizes
@@ -206,7 +214,7 @@ class StreamingDetector:
             z = float(_robust_z(np.array([x]), np.array([med]), np.array([mad]))[0])
         # change: x[t] - x[t - h] against the trailing window of changes
         d = dz = 0.0
-        if len(self._lag) == sz.change:
+        if self._uses["change"] and len(self._lag) == sz.change:
             d = x - self._lag[0]
             dwin = np.array(self._d, dtype=np.float64)
             if dwin.size >= 3:
@@ -217,7 +225,7 @@ class StreamingDetector:
         # tail: refit on the history every refit_every points, then score the value
         tail = 0.0
         side = 1.0
-        if t >= p.min_history:
+        if self._uses["tail"] and t >= p.min_history:
             if (t - p.min_history) % p.refit_every == 0:
                 self._fit = _fit_tail(np.array(self._hist, dtype=np.float64), p.tail_quantile)
             assert self._fit is not None
@@ -232,7 +240,7 @@ class StreamingDetector:
         raw = {"tail": tail, "level": abs(z), "change": abs(dz), "knn": knn}
         if t >= p.min_history:
             k = t - p.min_history  # index among the likelihood's samples
-            for c in COMPONENTS:
+            for c in self._weighted:
                 self._raw[c].append(raw[c])
                 avg = sum(self._raw[c]) / len(self._raw[c])
                 if k >= p.likelihood_samples and (k - p.likelihood_samples) % p.reestimate_every == 0:
@@ -364,7 +372,8 @@ def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray 
     h = sz.change
     d = np.zeros(n)
     dz = np.zeros(n)
-    if n > h:
+    uses = _uses(p)
+    if uses["change"] and n > h:
         dd = x[h:] - x[:-h]  # d[t] = x[t] - x[t - h], t >= h
         _, _, dzz = _trailing_robust(dd, sz.window)
         d[h:] = dd
@@ -372,20 +381,20 @@ def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray 
 
     tail = np.zeros(n)
     side = np.ones(n)
-    for b in range(p.min_history, n, p.refit_every):
+    for b in range(p.min_history, n if uses["tail"] else 0, p.refit_every):
         lo = max(0, b - p.history) if p.history else 0
         fit = _fit_tail(x[lo:b], p.tail_quantile)
         tail[b:b + p.refit_every], side[b:b + p.refit_every] = _tail_surprise(x[b:b + p.refit_every], fit,
                                                                             p.tail_quantile)
 
     knn = np.zeros(n)
-    if p.weights.get("knn", 0.0) > 0:
+    if uses["knn"]:
         cad = KnnCad(p)
         knn = np.array([cad.update(v)[0] for v in x.tolist()], dtype=np.float64).reshape(n)
     raw = {"tail": tail, "level": np.abs(z), "change": np.abs(dz), "knn": knn}
     surprises = {c: np.zeros(n) for c in COMPONENTS}
     s0 = p.min_history
-    for c in COMPONENTS:
+    for c in (c for c in COMPONENTS if p.weights.get(c, 0.0) > 0):
         r = raw[c][s0:]
         m = r.size
         if not m:
