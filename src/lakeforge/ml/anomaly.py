@@ -350,6 +350,26 @@ def _growing_medians(values: list[float]) -> tuple[list[float], list[float]]:
     return meds, mads
 
 
+def _batch_likelihood(r: np.ndarray, p: DetectorParams) -> np.ndarray:
+    """A component's likelihood surprises from its raw values after the first ``min_history`` points, as the
+    streaming path computes them."""
+    m = r.size
+    acc = np.zeros(m)
+    count = np.zeros(m)
+    for lag in range(p.short - 1, -1, -1):  # oldest first, as the streaming sum
+        shifted = np.zeros(m)
+        shifted[lag:] = r[: m - lag]
+        acc = acc + shifted
+        count[lag:] += 1
+    avg = acc / np.maximum(count, 1)
+    out = np.zeros(m)
+    for b in range(p.likelihood_samples, m, p.reestimate_every):
+        hist = avg[max(0, b - p.long):b]
+        out[b:b + p.reestimate_every] = _likelihood_surprise(avg[b:b + p.reestimate_every],
+                                                             float(np.mean(hist)), float(np.std(hist)))
+    return out
+
+
 def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray | Sequence[Any] | None = None, *,
                    params: DetectorParams | None = None, name: str = "value",
                    reasons_for: Literal["all", "alerts"] = "all") -> dict[str, Any]:
@@ -393,26 +413,8 @@ def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray 
         knn = np.array([cad.update(v)[0] for v in x.tolist()], dtype=np.float64).reshape(n)
     raw = {"tail": tail, "level": np.abs(z), "change": np.abs(dz), "knn": knn}
     surprises = {c: np.zeros(n) for c in COMPONENTS}
-    s0 = p.min_history
     for c in (c for c in COMPONENTS if p.weights.get(c, 0.0) > 0):
-        r = raw[c][s0:]
-        m = r.size
-        if not m:
-            continue
-        acc = np.zeros(m)
-        count = np.zeros(m)
-        for lag in range(p.short - 1, -1, -1):  # oldest first, as the streaming sum
-            shifted = np.zeros(m)
-            shifted[lag:] = r[: m - lag]
-            acc = acc + shifted
-            count[lag:] += 1
-        avg = acc / count
-        out = np.zeros(m)
-        for b in range(p.likelihood_samples, m, p.reestimate_every):
-            hist = avg[max(0, b - p.long):b]
-            out[b:b + p.reestimate_every] = _likelihood_surprise(avg[b:b + p.reestimate_every],
-                                                                 float(np.mean(hist)), float(np.std(hist)))
-        surprises[c][s0:] = out
+        surprises[c][p.min_history:] = _batch_likelihood(raw[c][p.min_history:], p)
     weighted = np.stack([p.weights.get(c, 0.0) * surprises[c] for c in COMPONENTS])
     top = np.argmax(weighted, axis=0)
     surprise = weighted[top, idx]
