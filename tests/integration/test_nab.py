@@ -66,11 +66,12 @@ def test_a_stream_without_windows_shows_its_false_positives_not_a_score(corpus: 
 
 
 def test_the_two_industrial_streams_in_sample() -> None:
-    """The figure the defaults were tuned on (in-sample, not a headline): both windows of each found."""
+    """The two streams the earlier detector was tuned on (85.66 there, 6 of 6 windows); the cross-validated k-NN
+    detector finds 4 of the 6 with more false positives there."""
     two = nab_eval.evaluate(NAB, streams=INDUSTRIAL)
     assert set(two["streams"]) == set(nab.STREAMS)
-    assert two["profiles"]["standard"]["windows_detected"] == 6
-    assert two["score"] == pytest.approx(85.66, abs=1.0)
+    assert two["profiles"]["standard"]["windows_detected"] == 4
+    assert two["score"] == pytest.approx(40.43, abs=1.0)
 
 
 def test_nabs_own_layout_scores_the_same(tmp_path: Path) -> None:
@@ -122,7 +123,7 @@ def test_the_cli_scores_the_corpus_or_the_streams_asked_for() -> None:
     assert {"score", "profiles", "categories", "streams", "threshold"} <= set(body) and len(body["streams"]) == 29
     out = runner.invoke(app, ["ml", "evaluate", "--dataset", "nab", "--data-dir", str(NAB), "--streams", INDUSTRIAL])
     assert out.exit_code == 0, out.output
-    assert "NAB standard score 85.66 over 2 streams" in " ".join(out.output.split())
+    assert "NAB standard score 40.43 over 2 streams" in " ".join(out.output.split())
 
 
 def test_leave_one_category_out_scores_each_category_with_what_the_others_chose() -> None:
@@ -150,3 +151,12 @@ def test_leave_one_category_out_scores_each_category_with_what_the_others_chose(
     assert cv["score"] == round(nab.normalize(raw, null, perfect), 2)
     whole = [nab.optimize_threshold(list(r.values()))["normalized"] for r in runs]
     assert cv["in_sample"] == round(max(whole), 2)
+
+
+def test_the_default_detector_cross_validated_over_categories() -> None:
+    """The headline (docs/ml.md): the defaults, a one-setting grid, each category scored at the threshold chosen
+    on the others; the earlier detector scored 35.88 (37.31 in-sample)."""
+    from lakeforge.config.ml import DetectorParams
+
+    cv = nab_eval.cross_validate(NAB, grid=[DetectorParams()])
+    assert cv["score"] >= 38.0 and cv["in_sample"] >= 41.0

@@ -18,17 +18,20 @@ class DetectorParams:
     """The streaming detector's settings (:mod:`lakeforge.ml.anomaly`; the defaults are the ones evaluated on
     NAB). Here, with the configuration that validates them, so that reading lakeforge.yml needs no SciPy."""
 
+    knn_k: int = 27  # knn: neighbours summed in the nonconformity (lakeforge.ml.cad)
+    knn_dim: int = 19  # knn: values in each lagged window
+    knn_training: int = 600  # knn: the training set grows to this many windows, then slides
     window_hours: float = 24.0  # level and change: trailing window of the robust statistics
     change_hours: float = 6.0  # change: horizon of the difference
     tail_quantile: float = 0.95  # tail: the GPD is fitted to exceedances over this quantile, on each side
     refit_every: int = 50  # tail: refit on the history every this many points
     history: int | None = 20_000  # tail: points of history kept (None: all)
-    min_history: int = 288  # points learned before any score
+    min_history: int = 600  # points learned before any score (knn: its first training set)
     short: int = 10  # likelihood: points averaged
     long: int = 8640  # likelihood: points of averages the distribution is estimated on
     reestimate_every: int = 100  # likelihood: re-estimation period
     likelihood_samples: int = 288  # likelihood: averages needed before the first estimate
-    weights: dict[str, float] = field(default_factory=lambda: {"tail": 1.0, "level": 0.2, "change": 0.2})
+    weights: dict[str, float] = field(default_factory=lambda: {"knn": 1.0})  # 0 or absent: not computed
     alert_surprise: float = 3.0  # alert when -log10 p reaches this
     dead_time_hours: float = 24.0  # at most one alert per this many hours
     period_seconds: float | None = None  # sampling period (None: inferred from the timestamps)

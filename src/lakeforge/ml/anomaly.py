@@ -4,7 +4,12 @@ Every score uses only the current and earlier values. ``StreamingDetector`` take
 ``detect`` runs the same computation vectorized over a whole series and gives the same scores, alerts and
 reasons (asserted by the tests). There is no random component: results are deterministic.
 
-Per point, three components, each a raw "surprise" (higher = more unusual):
+Per point, four components, each a raw "surprise" (higher = more unusual); a component whose weight is 0 or absent
+is not computed. The defaults use ``knn`` alone (chosen by leave-one-category-out cross-validation on NAB,
+docs/ml.md); the other three are the earlier detector's (``weights={"tail": 1.0, "level": 0.2, "change": 0.2}``).
+
+* ``knn``: KNN-CAD (:mod:`lakeforge.ml.cad`): ``-log10`` of the conformal p-value of the sum of the distances from
+  the last ``knn_dim`` values to their ``knn_k`` nearest neighbours among past windows;
 
 * ``tail``: how extreme the value is against the series' own history -- a generalized Pareto distribution
   (peaks over threshold, both tails) fitted by moments to the history's exceedances over its
@@ -44,8 +49,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lakeforge.config.ml import DetectorParams
 from lakeforge.errors import LakeforgeError
+from lakeforge.ml.cad import KnnCad
 
-COMPONENTS = ("tail", "level", "change")
+COMPONENTS = ("tail", "level", "change", "knn")
 _LN10 = math.log(10.0)
 _MAD_TO_SD = 1.4826
 _MAX_Z = 1e3  # a robust z-score beyond this is clipped (a flat window has MAD 0)
@@ -91,6 +97,12 @@ def _sizes(params: DetectorParams, period: float) -> _Sizes:
         return max(1, round(hours * 3600.0 / period))
     return _Sizes(window=max(3, points(params.window_hours)), change=points(params.change_hours),
                   dead_time=points(params.dead_time_hours) if params.dead_time_hours > 0 else 0, period=period)
+
+
+def _uses(params: DetectorParams) -> dict[str, bool]:
+    """The components computed: those weighted (level always: the reasons quote it). Only the weighted ones go
+    through the likelihood; the others' surprises are 0."""
+    return {c: c == "level" or params.weights.get(c, 0.0) > 0 for c in COMPONENTS}
 
 
 def _hours(h: float) -> str:
@@ -181,6 +193,9 @@ class StreamingDetector:
         self._n = 0  # valid points seen
         self._last_alert: int | None = None
         self._alert_cap = float(np.nextafter(_score(np.array(self.params.alert_surprise)), 0.0))
+        self._uses = _uses(p)
+        self._weighted = [c for c in COMPONENTS if p.weights.get(c, 0.0) > 0]  # (a likelihood each)
+        self._cad = KnnCad(p) if self._uses["knn"] else None
 
     def update(self, value: float) -> Point:
         p, sz = self.params, self.sizes
@@ -188,6 +203,7 @@ class StreamingDetector:
         if math.isnan(x):
             return Point(0.0, False, 0.0, dict.fromkeys(COMPONENTS, 0.0), "missing value")
         t = self._n
+        knn = self._cad.update(x)[0] if self._cad is not None else 0.0
         # level: the value against the trailing window
         win = np.array(self._win, dtype=np.float64)
         med = mad = 0.0
@@ -198,7 +214,7 @@ class StreamingDetector:
             z = float(_robust_z(np.array([x]), np.array([med]), np.array([mad]))[0])
         # change: x[t] - x[t - h] against the trailing window of changes
         d = dz = 0.0
-        if len(self._lag) == sz.change:
+        if self._uses["change"] and len(self._lag) == sz.change:
             d = x - self._lag[0]
             dwin = np.array(self._d, dtype=np.float64)
             if dwin.size >= 3:
@@ -209,7 +225,7 @@ class StreamingDetector:
         # tail: refit on the history every refit_every points, then score the value
         tail = 0.0
         side = 1.0
-        if t >= p.min_history:
+        if self._uses["tail"] and t >= p.min_history:
             if (t - p.min_history) % p.refit_every == 0:
                 self._fit = _fit_tail(np.array(self._hist, dtype=np.float64), p.tail_quantile)
             assert self._fit is not None
@@ -221,10 +237,10 @@ class StreamingDetector:
         self._n += 1
 
         surprises = dict.fromkeys(COMPONENTS, 0.0)
-        raw = {"tail": tail, "level": abs(z), "change": abs(dz)}
+        raw = {"tail": tail, "level": abs(z), "change": abs(dz), "knn": knn}
         if t >= p.min_history:
             k = t - p.min_history  # index among the likelihood's samples
-            for c in COMPONENTS:
+            for c in self._weighted:
                 self._raw[c].append(raw[c])
                 avg = sum(self._raw[c]) / len(self._raw[c])
                 if k >= p.likelihood_samples and (k - p.likelihood_samples) % p.reestimate_every == 0:
@@ -245,12 +261,15 @@ class StreamingDetector:
                 self._last_alert = t
             else:
                 score = min(score, self._alert_cap)
-        reason = _reason(self.name, p, t, x, med, z, d, dz, tail, side, top, surprise)
+        reason = _reason(self.name, p, t, x, (med, z, d, dz, tail, side, knn), top, surprise)
         return Point(score, alert, surprise, surprises, reason)
 
 
-def _reason(name: str, p: DetectorParams, t: int, x: float, med: float, z: float, d: float, dz: float,
-            tail: float, side: float, top: str, surprise: float) -> str:
+def _reason(name: str, p: DetectorParams, t: int, x: float, figures: tuple[float, ...], top: str,
+            surprise: float) -> str:
+    """Why a point scores as it does; ``figures``: its median, robust z, change, the change's robust z, tail
+    surprise and side, and the k-NN surprise."""
+    med, z, d, dz, tail, side, knn = figures
     if t < p.min_history + p.likelihood_samples:
         return f"learning ({t + 1} of {p.min_history + p.likelihood_samples} points)"
     where = "above" if z >= 0 else "below"
@@ -259,6 +278,9 @@ def _reason(name: str, p: DetectorParams, t: int, x: float, med: float, z: float
         verb = "rose" if d >= 0 else "fell"
         return (f"{name} {verb} {abs(d):.4g} in {_hours(p.change_hours)}, {abs(dz):.1f} robust sd beyond its "
                 f"usual {_hours(p.change_hours)} change")
+    if top == "knn" and surprise > 0:
+        return (f"{name}: its last {p.knn_dim} readings are unlike its earlier ones (nearest-neighbour conformal "
+                f"p = {10.0 ** -knn:.2g}); {level}")
     if top == "tail" and tail > -math.log10(1.0 - p.tail_quantile) + 0.05:
         extreme = "high" if side > 0 else "low"
         odds = f"p < 1e-{_TAIL_FLOOR:.0f}" if tail >= _TAIL_FLOOR else f"p = {10.0 ** -tail:.1g}"
@@ -328,6 +350,26 @@ def _growing_medians(values: list[float]) -> tuple[list[float], list[float]]:
     return meds, mads
 
 
+def _batch_likelihood(r: np.ndarray, p: DetectorParams) -> np.ndarray:
+    """A component's likelihood surprises from its raw values after the first ``min_history`` points, as the
+    streaming path computes them."""
+    m = r.size
+    acc = np.zeros(m)
+    count = np.zeros(m)
+    for lag in range(p.short - 1, -1, -1):  # oldest first, as the streaming sum
+        shifted = np.zeros(m)
+        shifted[lag:] = r[: m - lag]
+        acc = acc + shifted
+        count[lag:] += 1
+    avg = acc / np.maximum(count, 1)
+    out = np.zeros(m)
+    for b in range(p.likelihood_samples, m, p.reestimate_every):
+        hist = avg[max(0, b - p.long):b]
+        out[b:b + p.reestimate_every] = _likelihood_surprise(avg[b:b + p.reestimate_every],
+                                                             float(np.mean(hist)), float(np.std(hist)))
+    return out
+
+
 def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray | Sequence[Any] | None = None, *,
                    params: DetectorParams | None = None, name: str = "value",
                    reasons_for: Literal["all", "alerts"] = "all") -> dict[str, Any]:
@@ -350,7 +392,8 @@ def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray 
     h = sz.change
     d = np.zeros(n)
     dz = np.zeros(n)
-    if n > h:
+    uses = _uses(p)
+    if uses["change"] and n > h:
         dd = x[h:] - x[:-h]  # d[t] = x[t] - x[t - h], t >= h
         _, _, dzz = _trailing_robust(dd, sz.window)
         d[h:] = dd
@@ -358,34 +401,20 @@ def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray 
 
     tail = np.zeros(n)
     side = np.ones(n)
-    for b in range(p.min_history, n, p.refit_every):
+    for b in range(p.min_history, n if uses["tail"] else 0, p.refit_every):
         lo = max(0, b - p.history) if p.history else 0
         fit = _fit_tail(x[lo:b], p.tail_quantile)
         tail[b:b + p.refit_every], side[b:b + p.refit_every] = _tail_surprise(x[b:b + p.refit_every], fit,
                                                                             p.tail_quantile)
 
-    raw = {"tail": tail, "level": np.abs(z), "change": np.abs(dz)}
+    knn = np.zeros(n)
+    if uses["knn"]:
+        cad = KnnCad(p)
+        knn = np.array([cad.update(v)[0] for v in x.tolist()], dtype=np.float64).reshape(n)
+    raw = {"tail": tail, "level": np.abs(z), "change": np.abs(dz), "knn": knn}
     surprises = {c: np.zeros(n) for c in COMPONENTS}
-    s0 = p.min_history
-    for c in COMPONENTS:
-        r = raw[c][s0:]
-        m = r.size
-        if not m:
-            continue
-        acc = np.zeros(m)
-        count = np.zeros(m)
-        for lag in range(p.short - 1, -1, -1):  # oldest first, as the streaming sum
-            shifted = np.zeros(m)
-            shifted[lag:] = r[: m - lag]
-            acc = acc + shifted
-            count[lag:] += 1
-        avg = acc / count
-        out = np.zeros(m)
-        for b in range(p.likelihood_samples, m, p.reestimate_every):
-            hist = avg[max(0, b - p.long):b]
-            out[b:b + p.reestimate_every] = _likelihood_surprise(avg[b:b + p.reestimate_every],
-                                                                 float(np.mean(hist)), float(np.std(hist)))
-        surprises[c][s0:] = out
+    for c in (c for c in COMPONENTS if p.weights.get(c, 0.0) > 0):
+        surprises[c][p.min_history:] = _batch_likelihood(raw[c][p.min_history:], p)
     weighted = np.stack([p.weights.get(c, 0.0) * surprises[c] for c in COMPONENTS])
     top = np.argmax(weighted, axis=0)
     surprise = weighted[top, idx]
@@ -402,8 +431,9 @@ def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray 
     explained: list[int] = list(range(n)) if reasons_for == "all" else np.flatnonzero(alert).tolist()
     reasons = [""] * n
     for i in explained:
-        reasons[i] = _reason(name, p, i, float(x[i]), float(med[i]), float(z[i]), float(d[i]), float(dz[i]),
-                             float(tail[i]), float(side[i]), COMPONENTS[top[i]], float(surprise[i]))
+        figures = (float(med[i]), float(z[i]), float(d[i]), float(dz[i]), float(tail[i]), float(side[i]),
+                   float(knn[i]))
+        reasons[i] = _reason(name, p, i, float(x[i]), figures, COMPONENTS[top[i]], float(surprise[i]))
 
     def scatter(a: np.ndarray, fill: Any) -> np.ndarray:
         full = np.full(values_all.size, fill, dtype=a.dtype)
