@@ -19,6 +19,7 @@ work, and the MERGE on the table's key makes that a no-op.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -199,6 +200,7 @@ def _streams(r: _Readings, cfg: AnomalyDetectionConfig) -> list[dict[str, Any]]:
         stamps = r.ts[lo:hi]
         if hi - lo < 2:
             continue
+        _check_warm_up(params, cfg, period=params.period_seconds or anomaly.infer_period(stamps), entity=r.entity[lo])
         for j, sensor in enumerate(cfg.sensors):
             values = r.values[lo:hi, j]
             if np.isnan(values).all():
@@ -209,6 +211,23 @@ def _streams(r: _Readings, cfg: AnomalyDetectionConfig) -> list[dict[str, Any]]:
                              "value": float(values[i]), "score": float(out["score"][i]), "reason": out["reason"][i],
                              "detector": STREAM_DETECTOR})
     return rows
+
+
+def _check_warm_up(params: Any, cfg: AnomalyDetectionConfig, *, period: float, entity: Any) -> None:
+    """Refuse settings under which no reading is ever scored: each run re-reads ``context_hours`` of history, and
+    the detector learns ``min_history + likelihood_samples`` readings before its first score."""
+    if not math.isfinite(period) or period <= 0:
+        return
+    warm_up = params.min_history + params.likelihood_samples
+    held = cfg.context_hours * 3600.0 / period
+    if held < warm_up:
+        raise LakeforgeError(
+            f"ml.anomalies: the detector learns for {warm_up} readings before its first score, but context_hours "
+            f"{cfg.context_hours:g} holds {held:.0f} readings of {cfg.entity} {entity} (one every {period:g} s): "
+            "no reading would ever be scored",
+            hint=f"raise ml.anomalies.context_hours to at least {math.ceil(warm_up * period / 3600.0)}, or lower "
+                 "ml.anomalies.detector's min_history and likelihood_samples (hourly data: the example's {min_history: "
+                 "72, likelihood_samples: 72, weights: {tail: 1.0, level: 0.2, change: 0.2}}; docs/ml.md)")
 
 
 def _utc(value: np.datetime64) -> dt.datetime:
