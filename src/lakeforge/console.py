@@ -228,8 +228,13 @@ def nab_evaluated(result: CmapssEvaluation | NabEvaluation) -> None:
                         _nab_score(s["scores"]["standard"]), str(s["false_positives"]["standard"]),
                         f"{s['raw']['standard']:.3f}")
     out.print(streams)
-    out.print(f"NAB standard score {nab['score']:.2f} over {len(nab['streams'])} streams (published, whole corpus of "
-              f"58: " + ", ".join(f"{k} {v}" for k, v in nab["published"].items()) + ")", soft_wrap=True)
+    cv = nab["cross_validated"]
+    if cv is not None:
+        out.print(f"NAB standard score, cross-validated (each of {len(nab['folds'])} categories scored at the "
+                  f"threshold chosen on the others): {cv:.2f}", soft_wrap=True)
+    out.print(f"NAB standard score, in-sample (one threshold chosen on these {len(nab['streams'])} streams): "
+              f"{nab['score']:.2f}; published, over the whole corpus of 58: "
+              + ", ".join(f"{k} {v}" for k, v in nab["published"].items()), soft_wrap=True)
 
 
 def trained(result: TrainResult) -> None:

@@ -121,9 +121,19 @@ def test_the_cli_scores_the_corpus_or_the_streams_asked_for() -> None:
     assert out.exit_code == 0, out.output
     body = json.loads(out.output)
     assert {"score", "profiles", "categories", "streams", "threshold"} <= set(body) and len(body["streams"]) == 29
+    # the cross-validated score beside the in-sample one: the same as cross_validate's with the defaults alone
+    from lakeforge.config.ml import DetectorParams
+
+    assert body["cross_validated"] == nab_eval.cross_validate(NAB, grid=[DetectorParams()])["score"]
+    assert len(body["folds"]) == 7 and body["cross_validated"] < body["score"]
+    text = " ".join(runner.invoke(app, ["ml", "evaluate", "--dataset", "nab", "--data-dir", str(NAB)]).output.split())
+    assert f"cross-validated (each of 7 categories scored at the threshold chosen on the others): " \
+           f"{body['cross_validated']:.2f}" in text and f"in-sample (one threshold chosen on these 29 streams): " \
+           f"{body['score']:.2f}" in text
     out = runner.invoke(app, ["ml", "evaluate", "--dataset", "nab", "--data-dir", str(NAB), "--streams", INDUSTRIAL])
     assert out.exit_code == 0, out.output
-    assert "NAB standard score 40.43 over 2 streams" in " ".join(out.output.split())
+    assert "in-sample (one threshold chosen on these 2 streams): 40.43" in " ".join(out.output.split())
+    assert "cross-validated" not in out.output  # one category: no held-out category to score
 
 
 def test_leave_one_category_out_scores_each_category_with_what_the_others_chose() -> None:
