@@ -297,9 +297,11 @@ TrackingOpt = Annotated[str | None, typer.Option(
 def ml_train(project: ProjectOpt = Path("."), seed: Annotated[int, typer.Option(help="random seed")] = 42,
              num_boost_round: Annotated[int | None, typer.Option(min=1, help="boosting rounds (default 300)")] = None,
              tracking_uri: TrackingOpt = None, as_json: JsonOpt = False) -> None:
-    """Train the failure-within-24 h model on gold.machine_features, log it to MLflow, register it (challenger)."""
+    """Train the failure model (ml.failure: gold.machine_features by default), log it to MLflow, register it
+    (challenger); its steps and boosting rounds show as it goes."""
     with _project(project) as proj:
-        result = proj.train(seed=seed, num_boost_round=num_boost_round, tracking_uri=tracking_uri)
+        result = proj.train(seed=seed, num_boost_round=num_boost_round, tracking_uri=tracking_uri,
+                            reporter=reporter_for(err, quiet=as_json))
     console.show(result, as_json=as_json, text=console.trained)
 
 

@@ -367,13 +367,19 @@ class Project:
 
         return compute(self.workspace, window_days=window_days)
 
-    def train(self, *, seed: int = 42, num_boost_round: int | None = None,
-              tracking_uri: str | None = None) -> TrainResult:
-        """Train the failure-within-24 h model, log it to MLflow and register it as the challenger."""
+    def train(self, *, seed: int = 42, num_boost_round: int | None = None, tracking_uri: str | None = None,
+              reporter: Reporter | None = None) -> TrainResult:
+        """Train the failure-within-a-horizon model, log it to MLflow and register it as the challenger;
+        ``reporter`` shows its steps and boosting rounds."""
         from lakeforge.ml.registry import train
 
         rounds = {} if num_boost_round is None else {"num_boost_round": num_boost_round}
-        return train(self.workspace, seed=seed, tracking_uri=tracking_uri, **rounds)
+        progress = None if reporter is None else reporter.step
+        try:
+            return train(self.workspace, seed=seed, tracking_uri=tracking_uri, progress=progress, **rounds)
+        finally:
+            if reporter is not None:
+                reporter.end()
 
     def promote(self, *, tracking_uri: str | None = None) -> PromoteResult:
         """Make the challenger the champion if it beats the champion on the current holdout."""

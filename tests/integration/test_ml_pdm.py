@@ -268,8 +268,18 @@ def test_a_users_own_tables_are_scored_under_their_own_names(fleet: Project, tmp
     key and probability columns follow the configuration."""
     with _own_tables(fleet, tmp_path / "own", horizon="48h") as own:
         assert registry.model_name(own) == "telemetry_failure_48h"
-        trained = own.train(seed=SEED)
+        import io
+
+        from lakeforge.pipeline.progress import LogReporter
+
+        log = io.StringIO()
+        trained = own.train(seed=SEED, num_boost_round=100, reporter=LogReporter(log))
         assert trained["metrics"]["macro_f1"] > 0.3
+        assert log.getvalue().splitlines() == [  # what `lakeforge ml train` prints off a terminal, as it goes
+            "lakeforge: reading gold.asset_hours and gold.breakdowns 0/1",
+            "lakeforge: reading gold.asset_hours and gold.breakdowns 1/1",
+            *(f"lakeforge: training: boosting rounds {n}/100" for n in (0, 25, 50, 75, 100)),
+            "lakeforge: logging to MLflow 0/1", "lakeforge: logging to MLflow 1/1"]
         assert own.promote()["promoted"]
         assert own.score().status == "succeeded"
         risk = own.table("gold.machine_risk")

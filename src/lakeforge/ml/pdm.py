@@ -31,6 +31,7 @@ import datetime as dt
 import importlib.util
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -120,6 +121,7 @@ PARAMS: dict[str, Any] = {
     "verbosity": -1,
 }
 CLASS_WEIGHT_POWER = 1.0  # weight of class c: (rows of "none" / rows of c) ** power: 1 balances them
+Progress = Callable[[str, int, int], None]  # (what, done, total): a front end's progress display
 
 
 def require() -> None:
@@ -355,7 +357,9 @@ def params_for(*, seed: int, classes: int = len(CLASSES), **overrides: Any) -> d
 
 
 def fit(train: pd.DataFrame, encoding: Encoding, *, seed: int = 42, num_boost_round: int = NUM_BOOST_ROUND,
-        params: dict[str, Any] | None = None, class_weight_power: float = CLASS_WEIGHT_POWER) -> lightgbm.Booster:
+        params: dict[str, Any] | None = None, class_weight_power: float = CLASS_WEIGHT_POWER,
+        progress: Progress | None = None) -> lightgbm.Booster:
+    """The LightGBM booster; ``progress(what, done, total)`` hears of every boosting round."""
     require()
     import lightgbm as lgb
 
@@ -365,8 +369,12 @@ def fit(train: pd.DataFrame, encoding: Encoding, *, seed: int = 42, num_boost_ro
     w = train[LABEL].map(weights).to_numpy(dtype="float64")
     categorical = list(encoding.categorical)
     data = lgb.Dataset(x, label=y, weight=w, categorical_feature=categorical or "auto", free_raw_data=True)
+    callbacks = [] if progress is None else [
+        lambda env: progress("training: boosting rounds", env.iteration + 1, env.end_iteration)]
+    if progress is not None:
+        progress("training: boosting rounds", 0, num_boost_round)
     return lgb.train(params or params_for(seed=seed, classes=len(encoding.classes)), data,
-                     num_boost_round=num_boost_round)
+                     num_boost_round=num_boost_round, callbacks=callbacks)
 
 
 def predict_proba(model: Any, frame: pd.DataFrame, encoding: Encoding) -> np.ndarray:
@@ -420,14 +428,14 @@ class Trained:
 
 def train_frame(frame: pd.DataFrame, *, task: Task = DEFAULT, seed: int = 42,
                 num_boost_round: int = NUM_BOOST_ROUND, test_fraction: float = 0.3,
-                class_weight_power: float = CLASS_WEIGHT_POWER) -> Trained:
+                class_weight_power: float = CLASS_WEIGHT_POWER, progress: Progress | None = None) -> Trained:
     """Split (by ``task.time``, training ending ``task.gap_hours`` before the holdout), fit on the training part,
     score the holdout."""
     parts = split(frame, test_fraction=test_fraction, gap_hours=task.gap_hours, time=task.time)
     encoding = Encoding.fit(parts.train, declared=task.features, classes=task.classes)
     params = params_for(seed=seed, classes=len(task.classes))
     booster = fit(parts.train, encoding, seed=seed, num_boost_round=num_boost_round, params=params,
-                  class_weight_power=class_weight_power)
+                  class_weight_power=class_weight_power, progress=progress)
     scores = metrics(parts.test[LABEL], predict_proba(booster, parts.test, encoding), classes=task.classes)
     return Trained(booster=booster, encoding=encoding, split=parts, params=params, num_boost_round=num_boost_round,
                    metrics=scores, class_weights=class_weights(parts.train[LABEL], power=class_weight_power,

@@ -169,12 +169,18 @@ def _experiment(mlflow: Any, workspace: Workspace, uri: str) -> str:
 
 
 def train(workspace: Workspace, *, seed: int = 42, num_boost_round: int = pdm.NUM_BOOST_ROUND,
-          test_fraction: float = 0.3, tracking_uri: str | None = None) -> TrainResult:
-    """Fit on the project's current data, log everything to MLflow, register a version: the new challenger."""
+          test_fraction: float = 0.3, tracking_uri: str | None = None,
+          progress: pdm.Progress | None = None) -> TrainResult:
+    """Fit on the project's current data, log everything to MLflow, register a version: the new challenger.
+    ``progress(what, done, total)`` hears of each step and boosting round."""
+    say = progress or (lambda what, done, total: None)
     task = pdm.task_of(workspace)
+    say(f"reading {task.features_table} and {task.events_table}", 0, 1)
     frame = pdm.load(workspace, task=task)
+    say(f"reading {task.features_table} and {task.events_table}", 1, 1)
     trained = pdm.train_frame(frame, task=task, seed=seed, num_boost_round=num_boost_round,
-                              test_fraction=test_fraction)
+                              test_fraction=test_fraction, progress=progress)
+    say("logging to MLflow", 0, 1)
     name = model_name(workspace)
     with _tracking(workspace, tracking_uri) as (mlflow, client, uri):
         from mlflow.models import infer_signature
@@ -211,6 +217,7 @@ def train(workspace: Workspace, *, seed: int = 42, num_boost_round: int = pdm.NU
                                              signature=signature, registered_model_name=name)
         version = str(info.registered_model_version)
         client.set_registered_model_alias(name, CHALLENGER, version)
+    say("logging to MLflow", 1, 1)
     return {"model": name, "version": version, "alias": CHALLENGER, "run_id": run.info.run_id,
             "tracking_uri": uri, "seed": seed, "num_boost_round": num_boost_round, **trained.split.describe(),
             "metrics": trained.metrics}

@@ -23,6 +23,9 @@ class Reporter:
 
     def end(self) -> None: ...
 
+    def step(self, what: str, done: int, total: int) -> None:
+        """Progress inside one long step (``what``: e.g. "training: boosting rounds"), ``done`` of ``total``."""
+
     def retry(self, name: str, attempt: int, error: BaseException, wait: float) -> None:
         """A stage failed with a transient error and is tried again after ``wait`` seconds."""
         print(f"{name}: attempt {attempt} failed ({' '.join(str(error).split())[:200]}); retrying in {wait:.1f}s",
@@ -49,6 +52,12 @@ class LogReporter(Reporter):
     def finish(self, stage: StageResult) -> None:
         print(f"lakeforge: {_summary(stage)}", file=self.stream, flush=True)
 
+    def step(self, what: str, done: int, total: int) -> None:
+        """A line at the start, at each quarter and at the end (a log, not a live display)."""
+        quarter = max(1, total // 4)
+        if done in (0, total) or done % quarter == 0:
+            print(f"lakeforge: {what} {done:,}/{total:,}", file=self.stream, flush=True)
+
 
 class LiveReporter(Reporter):
     def __init__(self, console: Console) -> None:
@@ -57,6 +66,7 @@ class LiveReporter(Reporter):
                                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                                  console=console, transient=True)
         self.task: int | None = None
+        self.steps: dict[str, int] = {}
 
     def begin(self, total: int) -> None:
         self.progress.start()
@@ -70,6 +80,12 @@ class LiveReporter(Reporter):
         self.console.print(f"  [green]✓[/] {_summary(stage)}" if stage.status == "ok" else f"  · {_summary(stage)}")
         if self.task is not None:
             self.progress.advance(self.task)  # type: ignore[arg-type]
+
+    def step(self, what: str, done: int, total: int) -> None:
+        if what not in self.steps:
+            self.progress.start()
+            self.steps[what] = int(self.progress.add_task(what, total=total))
+        self.progress.update(self.steps[what], completed=done, total=total)  # type: ignore[arg-type]
 
     def end(self) -> None:
         self.progress.stop()
