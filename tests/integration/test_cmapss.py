@@ -25,7 +25,8 @@ pytest.importorskip("sklearn", reason="needs the ml extra: pip install 'lakeforg
 def test_fd001_within_target_and_reproducible(tmp_path: Path) -> None:
     first = Project.evaluate("cmapss", data_dir=CMAPSS, subset="FD001", seed=42, work_dir=tmp_path / "first")
     assert first["units"] == 100 and first["train_units"] == 100 and first["train_rows"] == 20_631
-    assert first["rmse"] <= 13.0, first
+    # measured 11.60 / 10.47 (2026-12-07); DCNN 12.61, DAST 11.43
+    assert first["rmse"] <= 12.0 and first["rmse_capped"] <= 11.0, first
     assert math.isfinite(first["score"]) and first["score"] > 0
     assert first["train_cpu_seconds"] < 120  # the budget: 2 minutes of CPU per subset
     assert first["published"]["STAR (Fan et al. 2024)"]["rmse"] == 10.61
@@ -35,7 +36,8 @@ def test_fd001_within_target_and_reproducible(tmp_path: Path) -> None:
 
     # a fresh project: ingestion, models and training
     again = Project.evaluate("cmapss", data_dir=CMAPSS, subset="FD001", seed=42)
-    assert (again["rmse"], again["score"]) == (first["rmse"], first["score"])
+    figures = ("rmse", "score", "rmse_capped", "score_capped")
+    assert [again[k] for k in figures] == [first[k] for k in figures]
 
 
 def _truncated_copy(target: Path, subset: str) -> dict[int, int]:
@@ -57,11 +59,11 @@ def test_features_are_point_in_time(tmp_path: Path) -> None:
     """The last cycle of a truncated engine has the features of the same cycle of the full engine: no feature
     reads a later cycle. Also: the RUL file's line numbers become units (checked by
     ``Project.cmapss_features``), and a subset other than FD001 goes through (its name comes from the file names)."""
-    cut = _truncated_copy(tmp_path / "data", "FD003")
-    files = cmapss.check_files(tmp_path / "data", "FD003")
-    table, timings = Project.cmapss_features(files, "FD003", tmp_path / "project")
+    cut = _truncated_copy(tmp_path / "data", "FD004")  # FD004: no real files here, the name must still work
+    files = cmapss.check_files(tmp_path / "data", "FD004")
+    table, timings = Project.cmapss_features(files, "FD004", tmp_path / "project")
     assert timings["pipeline_seconds"] > 0
-    assert set(table["subset"].to_pylist()) == {"FD003"}
+    assert set(table["subset"].to_pylist()) == {"FD004"}
     train_rows, test_last = cmapss.split(table)
     assert test_last["unit"].to_pylist() == sorted(cut)
     assert test_last["cycle"].to_pylist() == [cut[u] for u in sorted(cut)]
