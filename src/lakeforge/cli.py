@@ -280,12 +280,14 @@ def ml_evaluate(dataset: Annotated[str, typer.Option(help="cmapss | nab")],
                 seed: Annotated[int, typer.Option(help="random seed")] = 42,
                 streams: Annotated[str | None, typer.Option(help="nab: globs of the streams to score, comma-separated, "
                                                             "e.g. 'realKnownCause/*' (default: all)")] = None,
+                folds: Annotated[int, typer.Option(min=0, help="cmapss: also cross-validate by engine on the "
+                                                   "training set with this many folds (0: no)")] = 0,
                 as_json: JsonOpt = False) -> None:
     """Evaluate on a public benchmark: C-MAPSS remaining useful life (RMSE, PHM08 score) or a NAB corpus (the
     corpus, each category and each stream, for every profile)."""
     from lakeforge.project import Project
 
-    result = Project.evaluate(dataset, data_dir=data_dir, subset=subset, seed=seed, streams=streams)
+    result = Project.evaluate(dataset, data_dir=data_dir, subset=subset, seed=seed, streams=streams, folds=folds)
     console.show(result, as_json=as_json, text=console.nab_evaluated if dataset == "nab" else console.pairs)
 
 

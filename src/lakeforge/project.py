@@ -401,15 +401,16 @@ class Project:
 
     @staticmethod
     def evaluate(dataset: str, *, data_dir: Path, subset: str = "FD001", seed: int = 42,
-                 work_dir: Path | None = None, streams: str | None = None) -> CmapssEvaluation | NabEvaluation:
+                 work_dir: Path | None = None, streams: str | None = None,
+                 folds: int = 0) -> CmapssEvaluation | NabEvaluation:
         """A public benchmark (``cmapss``: remaining useful life; ``nab``: anomaly windows over a corpus, every
         stream or those matching the glob ``streams``); needs no project (C-MAPSS builds one, in ``work_dir`` when
-        given, else in a temporary folder)."""
+        given, else in a temporary folder; ``folds`` > 0 also cross-validates it by engine on the training set)."""
         if dataset == "cmapss":
             from lakeforge.ml.cmapss import evaluate as evaluate_cmapss
 
             return evaluate_cmapss(data_dir, load=Project.cmapss_features, subset=subset, seed=seed,
-                                   work_dir=work_dir)
+                                   work_dir=work_dir, folds=folds)
         if dataset == "nab":
             from lakeforge.ml.nab_eval import evaluate as evaluate_nab
 

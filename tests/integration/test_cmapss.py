@@ -25,9 +25,10 @@ pytest.importorskip("sklearn", reason="needs the ml extra: pip install 'lakeforg
 def test_fd001_within_target_and_reproducible(tmp_path: Path) -> None:
     first = Project.evaluate("cmapss", data_dir=CMAPSS, subset="FD001", seed=42, work_dir=tmp_path / "first")
     assert first["units"] == 100 and first["train_units"] == 100 and first["train_rows"] == 20_631
-    assert first["rmse"] <= 13.0, first
+    # measured 11.60 / 10.47 (2026-12-07); DCNN 12.61, DAST 11.43
+    assert first["rmse"] <= 12.0 and first["rmse_capped"] <= 11.0, first
     assert math.isfinite(first["score"]) and first["score"] > 0
-    assert first["train_seconds"] < 300
+    assert first["train_cpu_seconds"] < 120  # the budget: 2 minutes of CPU per subset
     assert first["published"]["STAR (Fan et al. 2024)"]["rmse"] == 10.61
     # the pipeline ran: the landed files went through bronze and silver to the gold features
     assert (tmp_path / "first" / "landing" / "RUL_FD001.txt").is_file()
@@ -35,7 +36,8 @@ def test_fd001_within_target_and_reproducible(tmp_path: Path) -> None:
 
     # a fresh project: ingestion, models and training
     again = Project.evaluate("cmapss", data_dir=CMAPSS, subset="FD001", seed=42)
-    assert (again["rmse"], again["score"]) == (first["rmse"], first["score"])
+    figures = ("rmse", "score", "rmse_capped", "score_capped")
+    assert [again[k] for k in figures] == [first[k] for k in figures]
 
 
 def _truncated_copy(target: Path, subset: str) -> dict[int, int]:
@@ -57,11 +59,11 @@ def test_features_are_point_in_time(tmp_path: Path) -> None:
     """The last cycle of a truncated engine has the features of the same cycle of the full engine: no feature
     reads a later cycle. Also: the RUL file's line numbers become units (checked by
     ``Project.cmapss_features``), and a subset other than FD001 goes through (its name comes from the file names)."""
-    cut = _truncated_copy(tmp_path / "data", "FD003")
-    files = cmapss.check_files(tmp_path / "data", "FD003")
-    table, timings = Project.cmapss_features(files, "FD003", tmp_path / "project")
+    cut = _truncated_copy(tmp_path / "data", "FD004")  # FD004: no real files here, the name must still work
+    files = cmapss.check_files(tmp_path / "data", "FD004")
+    table, timings = Project.cmapss_features(files, "FD004", tmp_path / "project")
     assert timings["pipeline_seconds"] > 0
-    assert set(table["subset"].to_pylist()) == {"FD003"}
+    assert set(table["subset"].to_pylist()) == {"FD004"}
     train_rows, test_last = cmapss.split(table)
     assert test_last["unit"].to_pylist() == sorted(cut)
     assert test_last["cycle"].to_pylist() == [cut[u] for u in sorted(cut)]
@@ -71,7 +73,11 @@ def test_features_are_point_in_time(tmp_path: Path) -> None:
     same = train_rows.take([position[key] for key in last_rows])
     assert same["unit"].to_pylist() == test_last["unit"].to_pylist()
     columns = cmapss.feature_columns(table)
-    assert len(columns) == 1 + 14 * 12
+    # 14 columns per sensor; the sensors constant within the condition on FD001's training engines (s1 s5 s10
+    # s16 s18 s19) are dropped by the training-data rule, s6 (two values) stays
+    assert len(columns) == 1 + 15 * 14
+    assert {c.split("_")[0] for c in columns[1:]} == {f"s{i}" for i in (2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 15, 17,
+                                                                       20, 21)}
     full, truncated = cmapss.matrix(same, columns), cmapss.matrix(test_last, columns)
     assert np.isfinite(full).all() and np.isfinite(truncated).all()
     np.testing.assert_allclose(truncated, full, rtol=1e-9, atol=1e-9)
