@@ -105,6 +105,11 @@ def _uses(params: DetectorParams) -> dict[str, bool]:
     return {c: c == "level" or params.weights.get(c, 0.0) > 0 for c in COMPONENTS}
 
 
+def _weighted(params: DetectorParams) -> list[str]:
+    """The components with a weight: each goes through its own likelihood."""
+    return [c for c in COMPONENTS if params.weights.get(c, 0.0) > 0]
+
+
 def _hours(h: float) -> str:
     return f"{h:g} h" if h < 48 or h % 24 else f"{h / 24:g} d"
 
@@ -194,7 +199,7 @@ class StreamingDetector:
         self._last_alert: int | None = None
         self._alert_cap = float(np.nextafter(_score(np.array(self.params.alert_surprise)), 0.0))
         self._uses = _uses(p)
-        self._weighted = [c for c in COMPONENTS if p.weights.get(c, 0.0) > 0]  # (a likelihood each)
+        self._weighted = _weighted(p)
         self._cad = KnnCad(p) if self._uses["knn"] else None
 
     def update(self, value: float) -> Point:
@@ -413,7 +418,7 @@ def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray 
         knn = np.array([cad.update(v)[0] for v in x.tolist()], dtype=np.float64).reshape(n)
     raw = {"tail": tail, "level": np.abs(z), "change": np.abs(dz), "knn": knn}
     surprises = {c: np.zeros(n) for c in COMPONENTS}
-    for c in (c for c in COMPONENTS if p.weights.get(c, 0.0) > 0):
+    for c in _weighted(p):
         surprises[c][p.min_history:] = _batch_likelihood(raw[c][p.min_history:], p)
     weighted = np.stack([p.weights.get(c, 0.0) * surprises[c] for c in COMPONENTS])
     top = np.argmax(weighted, axis=0)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 import pyarrow as pa
 
-from lakeforge.config.ml import EXAMPLE_FEATURES, FAILURE_CLASSES
+from lakeforge.config.ml import FailureModelConfig
 from lakeforge.duckdb_connect import DuckDBSettings, connect
 from lakeforge.errors import LakeforgeError, MissingDependency
 from lakeforge.sql import DUCKDB
@@ -47,34 +47,27 @@ if TYPE_CHECKING:
     import lightgbm
     import pandas as pd
 
-    from lakeforge.config.ml import FailureModelConfig
     from lakeforge.workspace import Workspace
 
-CLASSES: tuple[str, ...] = ("none", *FAILURE_CLASSES)  # the example's: "none" and the failure classes
-HORIZON_HOURS = 24
-FEATURE_HOURS = 1  # a row's features are complete this long after its hour: its label window starts there
-FEATURES_TABLE = "gold.machine_features"
-FAILURES_TABLE = "gold.fact_failures"
-KEYS: tuple[str, ...] = ("machine_id", "hour")
 LABEL = "label"  # the label's column in a labelled frame
 CATEGORICAL = "model"  # the example's machine model: a string, encoded as ``model_code``
-FEATURES = EXAMPLE_FEATURES  # the example's declared features, in the model's order (a new column is not one)
 
 
 @dataclass(frozen=True)
 class Task:
-    """What the model predicts from which tables (``ml: failure:`` in lakeforge.yml; the defaults: the example's)."""
+    """What the model predicts from which tables (``ml: failure:`` in lakeforge.yml, whose defaults are the
+    example's: :data:`DEFAULT`)."""
 
-    features_table: str = FEATURES_TABLE
-    events_table: str = FAILURES_TABLE
-    entity: str = "machine_id"
-    time: str = "hour"
-    event_time: str = "ts"
-    event_class: str = "component"
-    horizon_hours: int = HORIZON_HOURS
-    feature_hours: int = FEATURE_HOURS
-    failure_classes: tuple[str, ...] = FAILURE_CLASSES
-    features: tuple[str, ...] = FEATURES
+    features_table: str
+    events_table: str
+    entity: str
+    time: str
+    event_time: str
+    event_class: str
+    horizon_hours: int
+    feature_hours: int  # a row's features are complete this long after its time: its label window starts there
+    failure_classes: tuple[str, ...]
+    features: tuple[str, ...]  # the declared features, in the model's order (a new column is not one)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -94,7 +87,10 @@ class Task:
                     failure_classes=tuple(config.classes), features=tuple(config.columns))
 
 
-DEFAULT = Task()
+DEFAULT = Task.of(FailureModelConfig())  # the telemetry example's
+CLASSES = DEFAULT.classes
+HORIZON_HOURS = DEFAULT.horizon_hours
+FEATURES = DEFAULT.features
 
 
 def task_of(workspace: Workspace) -> Task:
