@@ -76,10 +76,20 @@ def _project(path: Path, *, engine: str | None = None) -> Project:
 @app.command()
 def init(path: Annotated[Path, typer.Argument(help="folder for the new project")],
          name: Annotated[str | None, typer.Option(help="the project's name (default: from the folder's name)")] = None,
-         force: Annotated[bool, typer.Option(help="overwrite an existing project's example files")] = False) -> None:
-    """Scaffold the equipment-telemetry example project."""
+         force: Annotated[bool, typer.Option(help="overwrite an existing project's example files")] = False,
+         origin: Annotated[str | None, typer.Option(
+             "--from", help="a folder or s3:// prefix of sample files: profile them and write sources and silver "
+             "models for them instead of the example")] = None,
+         as_json: JsonOpt = False) -> None:
+    """Scaffold the equipment-telemetry example project, or (--from) a project for your own files."""
     from lakeforge.project import Project
 
+    if origin is not None:
+        if force:
+            raise typer.BadParameter("--force cannot go with --from: init --from never overwrites a project")
+        scaffold = Project.init_from(path, origin=origin, name=name)
+        console.show(scaffold.to_dict(), as_json=as_json, text=console.scaffolded)
+        return
     project = Project.init(path, force=force, name=name or Project.name_for(path))
     out.print(f"created project [bold]{project.config.name}[/] in {project.path}")
 

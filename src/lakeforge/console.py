@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
 from rich.console import Console
 from rich.markup import escape
@@ -98,6 +98,19 @@ def run_line(result: RunResult) -> None:
 
 def generated(result: GenerateSummary) -> None:
     out.print(f"wrote {result['rows']:,} rows in {result['files']} files to {result['path']}")
+
+
+def scaffolded(result: dict[str, Any]) -> None:
+    """``init --from``: each source's files, columns and key, then what was guessed and why."""
+    out.print(f"profiled {result['from']}: {len(result['sources'])} sources", highlight=False)
+    for name, source in result["sources"].items():
+        columns = ", ".join(f"{c} {t}" for c, t in source["columns"].items())
+        out.print(f"\n[bold]{escape(name)}[/] ({source['rows_sampled']:,} rows sampled): {escape(columns)}",
+                  highlight=False, soft_wrap=True)
+        for why in source["why"]:
+            out.print(f"  - {escape(why)}", highlight=False, soft_wrap=True)
+    out.print(f"\nwrote {', '.join(result['written'])} in {result['path']}; next: lakeforge run --project "
+              f"{result['path']}", highlight=False, soft_wrap=True)
 
 
 def plan(data: Plan) -> None:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from lakeforge.pipeline.status import StatusReport
     from lakeforge.quality.gx import ImportResult
     from lakeforge.quality.profile import HistogramBin, TableProfile
+    from lakeforge.scaffold import Scaffold
     from lakeforge.warehouses.reports import Report
     from lakeforge.warehouses.verify import TableCheckDict
 
@@ -100,6 +101,18 @@ class Project:
             config = target / CONFIG_FILE
             config.write_text(re.sub(r"(?m)^name: *\S+", f"name: {name}", config.read_text(), count=1))
         return Project(target)
+
+    @staticmethod
+    def init_from(path: str | Path, *, origin: str, name: str | None = None) -> Scaffold:
+        """A project in ``path`` made from the sample files at ``origin`` (a folder or an ``s3://`` prefix): sources
+        and silver models from their profile (:mod:`lakeforge.scaffold`); refuses to overwrite anything."""
+        from lakeforge.scaffold import scaffold
+
+        if name is not None and not NAME_PATTERN.match(name):
+            raise ConfigError(f"{name!r} cannot name a project: use letters, digits and underscores, starting with "
+                              "a letter or an underscore", hint="pass --name, e.g. --name press_line")
+        target = Path(path)
+        return scaffold(target, origin=origin, name=name or Project.name_for(target))
 
     @staticmethod
     def name_for(path: str | Path) -> str:

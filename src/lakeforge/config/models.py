@@ -145,7 +145,8 @@ class SourceConfig(_Strict):
     format: Literal["auto", "jsonl", "csv", "parquet"] = Field(
         default="auto", description="file format; 'auto' decides by each file's extension"
     )
-    path: str | None = Field(default=None, description="folder under the landing zone; default: the source name")
+    path: str | None = Field(default=None, description="folder under the landing zone ('.': its root); default: the "
+                                  "source name")
     pattern: str = Field(default="*", description="glob of file names to pick up inside the folder")
     header: bool = Field(default=True, description="CSV: the first line holds column names")
     delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV delimiter")
@@ -208,7 +209,9 @@ class SourceConfig(_Strict):
                              "files would be picked up again; move them beside it, e.g. move_to: processed")
 
     def folder(self, name: str) -> str:
-        return (self.path or name).strip("/")
+        """The folder under the landing zone (``path: .``: its root)."""
+        folder = (self.path or name).strip("/")
+        return "" if folder == "." else folder
 
     def format_of(self, path: str) -> str | None:
         """The format a file is read with: the declared one, or (``auto``) by extension; None if unknown."""

@@ -1,0 +1,180 @@
+"""``lakeforge init --from PATH``: a project made from sample files (issue 23).
+
+:mod:`lakeforge.ingest.profile` says what the files are; this module writes what follows from it: ``lakeforge.yml``
+with one source per group of files (format, header, delimiter, column names, schema hints), and one silver model
+per source (typed, deduplicated on the likely key, with the expectations the profile suggests). Every guess goes
+into the files as a comment and into the returned :class:`Scaffold` for the CLI to print. No existing file is
+overwritten: the project must not exist yet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lakeforge.config.loader import CONFIG_FILE
+from lakeforge.errors import ConfigError
+from lakeforge.ingest.profile import ColumnProfile, SourceProfile, name_columns, profile_location
+from lakeforge.storage.factory import open_location
+
+_CLASSES = 20  # a text column with at most this many distinct values gets an accepted-values expectation
+
+
+@dataclass
+class Scaffold:
+    """What ``init --from`` wrote and why."""
+
+    path: Path
+    origin: str
+    sources: list[SourceProfile]
+    written: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": str(self.path), "from": self.origin, "written": self.written,
+                "sources": {s.name: {"files": s.files, "format": s.format, "compression": s.compression,
+                                     "header": s.header, "delimiter": s.delimiter, "rows_sampled": s.rows,
+                                     "columns": {c.name: c.type for c in s.columns}, "key": s.key,
+                                     "timestamp_format": s.timestamp_format, "why": s.why}
+                            for s in self.sources}}
+
+
+def scaffold(target: Path, *, origin: str, name: str) -> Scaffold:
+    """Profile the files at ``origin`` (a folder or ``s3://bucket/prefix``) and write a project into ``target``."""
+    files = [target / CONFIG_FILE, target / "models"]
+    existing = [f for f in files if f.exists()]
+    if existing:
+        raise ConfigError(f"{existing[0]} already exists: init --from never overwrites a project",
+                          hint="choose a new or empty folder for the project")
+    remote = origin.startswith(("s3://", "s3a://"))
+    if not remote and not Path(origin).is_dir():
+        raise ConfigError(f"--from {origin}: no such folder", hint="give a folder of sample files or an s3:// prefix")
+    landing = origin if remote else str(Path(origin).resolve())
+    sources = profile_location(open_location(landing, base_dir=Path.cwd()))
+    name_columns(sources)
+    result = Scaffold(path=target, origin=origin, sources=sources)
+    (target / "models" / "silver").mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        model = target / "models" / "silver" / f"{source.name}.sql"
+        model.write_text(silver_model(source))
+        result.written.append(str(model.relative_to(target)))
+    config = target / CONFIG_FILE
+    config.write_text(project_yaml(sources, name=name, landing=landing, origin=origin))
+    result.written.insert(0, CONFIG_FILE)
+    return result
+
+
+def _flow(value: object) -> str:
+    """A YAML flow value (JSON is YAML): quoted where YAML would misread it."""
+    if isinstance(value, str) and value.replace("_", "").isalnum() and not value[:1].isdigit() \
+            and value.lower() not in ("true", "false", "null", "yes", "no", "on", "off"):
+        return value
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_flow(k)}: {_flow(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+def project_yaml(sources: list[SourceProfile], *, name: str, landing: str, origin: str) -> str:
+    made = dt.date.today().isoformat()
+    lines = [f"# Made by `lakeforge init --from {origin}` on {made} from a profile of its files;",
+             "# each source says what was guessed and why. Edit freely: init never overwrites this file.",
+             f"name: {name}", "dialect: databricks          # models are Databricks SQL, transpiled for local runs",
+             f"landing: {_flow(landing)}", "lakehouse: lakehouse", "engine: {type: duckdb}",
+             "warehouse: {type: duckdb, path: warehouse.duckdb}"]
+    if landing.startswith("s3") and os.environ.get("AWS_ENDPOINT_URL"):
+        lines.append(f"storage: {{endpoint_url: {_flow(os.environ['AWS_ENDPOINT_URL'])}}}")
+    lines.append("sources:")
+    for source in sources:
+        lines.append(f"  {source.name}:")
+        lines += [f"    # {why}" for why in source.why]
+        lines.append(f"    format: {source.format}")
+        lines.append(f"    path: {_flow(source.folder)}")
+        lines.append(f"    pattern: {_flow(source.pattern)}")
+        if source.format == "csv":
+            lines.append(f"    header: {'true' if source.header else 'false'}")
+            if source.delimiter != ",":
+                lines.append(f"    delimiter: {_flow(source.delimiter)}")
+            if not source.header:
+                lines.append(f"    columns: {_flow([c.name for c in source.columns])}")
+        if source.timestamp_format:
+            lines.append(f"    timestamp_format: {_flow(source.timestamp_format)}")
+        lines.append(f"    schema_hints: {_flow({c.name: c.type for c in source.columns})}")
+    return "\n".join(lines) + "\n"
+
+
+def _q(name: str) -> str:
+    """A column name in a model: bare when it is a plain word that is not an SQL keyword, else in backticks."""
+    from sqlglot.dialects.databricks import Databricks
+
+    plain = name.replace("_", "a").isalnum() and not name[:1].isdigit()
+    return name if plain and name.upper() not in Databricks.Tokenizer.KEYWORDS else "`" + name.replace("`", "``") + "`"
+
+
+def _nice(value: float, *, down: bool) -> float | int:
+    """``value`` rounded outwards to two significant digits (a bound people read: 73, not 73.4127)."""
+    if value == 0 or not math.isfinite(value):
+        return 0
+    step = 10 ** (math.floor(math.log10(abs(value))) - 1)
+    rounded = (math.floor if down else math.ceil)(value / step) * step
+    return int(rounded) if step >= 1 else round(rounded, 10)
+
+
+def _range(column: ColumnProfile) -> tuple[float | int, float | int] | None:
+    """The plausible range: the 0.1%-99.9% quantiles widened by half their span (not below 0 for a column with no
+    negative value)."""
+    if column.q_low is None or column.q_high is None:
+        return None
+    span = (column.q_high - column.q_low) or abs(column.q_high) or 1.0
+    low, high = column.q_low - span / 2, column.q_high + span / 2
+    if column.low is not None and column.low >= 0:
+        low = max(low, 0.0)
+    return _nice(low, down=True), _nice(high, down=False)
+
+
+def expectations(source: SourceProfile) -> list[str]:
+    """The expectations a profile suggests: rescued values and a missing key part quarantine the row; values out of
+    the observed range or outside the observed classes are reported (``warn``)."""
+    rules = ["{name: no_rescued_values, expr: _rescued_data IS NULL, action: quarantine}"]
+    if source.key:
+        expr = " AND ".join(f"{_q(k)} IS NOT NULL" for k in source.key)
+        rules.append(f"{{name: key_present, expr: {json.dumps(expr)}, action: quarantine}}")
+    for column in source.columns:
+        if column.name in source.key:
+            continue
+        bounds = _range(column) if column.numeric else None
+        if bounds:
+            expr = f"{_q(column.name)} IS NULL OR {_q(column.name)} BETWEEN {bounds[0]:g} AND {bounds[1]:g}"
+            rules.append(f"{{name: {_slug(column.name)}_in_range, expr: {json.dumps(expr)}, action: warn}}")
+        elif column.type == "string" and 1 < column.distinct <= _CLASSES and len(column.members) == column.distinct:
+            known = ", ".join("'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
+                              for v in sorted(column.members, key=str))
+            expr = f"{_q(column.name)} IS NULL OR {_q(column.name)} IN ({known})"
+            rules.append(f"{{name: {_slug(column.name)}_known, expr: {json.dumps(expr)}, action: warn}}")
+    return rules
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_").lower() or "column"
+
+
+def silver_model(source: SourceProfile) -> str:
+    header = []
+    if source.key:
+        header += ["-- kind: incremental", f"-- unique_key: {_flow(source.key)}",
+                   "-- on_conflict: keep_first", "-- order_by: [_batch_id, _source_file]"]
+        one = f" one row per {', '.join(source.key)} (the first seen)"
+    else:
+        header += ["-- kind: append"]
+        one = " every row as it came (no column combination was unique in the sample)"
+    text = f"{source.name} from {source.pattern}, typed;{one}. Written by lakeforge init --from; edit freely."
+    header.append(f"-- description: {json.dumps(text)}")
+    header.append("-- expectations:")
+    header += [f"--   - {rule}" for rule in expectations(source)]
+    columns = [_q(c.name) for c in source.columns] + ["_rescued_data", "_source_file", "_ingested_at", "_batch_id"]
+    body = ["SELECT", *[f"  {c}," for c in columns[:-1]], f"  {columns[-1]}", f"FROM bronze.{source.name}"]
+    return "\n".join(header + body) + "\n"
