@@ -95,6 +95,19 @@ def init(path: Annotated[Path, typer.Argument(help="folder for the new project")
 
 
 @app.command()
+def equipment(project: ProjectOpt = Path("."),
+              check: Annotated[bool, typer.Option("--check", help="write nothing; exit 3 when a generated file "
+                                                  "differs from what the mapping gives")] = False,
+              as_json: JsonOpt = False) -> None:
+    """Write the standard gold models and reports from lakeforge.yml's equipment: mapping (files whose first line
+    marks them as generated; a file without it is yours and is kept)."""
+    fates = _project(project).equipment(check=check)
+    console.show(fates, as_json=as_json, text=console.equipment_files)
+    if check and any(f in ("stale", "missing") for f in fates.values()):
+        raise typer.Exit(3)
+
+
+@app.command()
 def generate(project: ProjectOpt = Path("."),
              machines: Annotated[int, typer.Option(min=1)] = 50,
              days: Annotated[int, typer.Option(min=1)] = 7,

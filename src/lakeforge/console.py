@@ -113,6 +113,14 @@ def scaffolded(result: dict[str, Any]) -> None:
               f"{result['path']}", highlight=False, soft_wrap=True)
 
 
+def equipment_files(fates: dict[str, str]) -> None:
+    """``lakeforge equipment``: each generated file and what became of it."""
+    for path, fate in fates.items():
+        note_ = {"yours": " (no generated marker: kept as you edited it)", "stale": " (the mapping changed: "
+                 "`lakeforge equipment` rewrites it)", "missing": " (`lakeforge equipment` writes it)"}.get(fate, "")
+        out.print(f"{fate:>9}  {escape(path)}{note_}", highlight=False, soft_wrap=True)
+
+
 def plan(data: Plan) -> None:
     table = Table("step", "would", "recomputes", "why")
     for s in data["sources"]:

@@ -114,6 +114,11 @@ class Project:
         target = Path(path)
         return scaffold(target, origin=origin, name=name or Project.name_for(target))
 
+    def equipment(self, *, check: bool = False) -> dict[str, str]:
+        """Write the gold models and reports of lakeforge.yml's ``equipment:`` mapping (files still marked as
+        generated are rewritten, the user's are kept); ``check``: only say which would change. Each path's fate."""
+        return self.workspace.equipment_files(check=check)
+
     @staticmethod
     def name_for(path: str | Path) -> str:
         """A project name made from a folder's name: ``press-line`` -> ``press_line``."""

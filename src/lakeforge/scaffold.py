@@ -16,9 +16,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lakeforge.config.equipment import EquipmentMapping
 from lakeforge.config.loader import CONFIG_FILE
 from lakeforge.errors import ConfigError
 from lakeforge.ingest.profile import ColumnProfile, SourceProfile, name_columns, profile_location
+from lakeforge.models import equipment
 from lakeforge.storage.factory import open_location
 
 _CLASSES = 20  # a text column with at most this many distinct values gets an accepted-values expectation
@@ -32,6 +34,8 @@ class Scaffold:
     origin: str
     sources: list[SourceProfile]
     written: list[str] = field(default_factory=list)
+    mapping: EquipmentMapping | None = None
+    mapping_why: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {"path": str(self.path), "from": self.origin, "written": self.written,
@@ -39,7 +43,9 @@ class Scaffold:
                                      "header": s.header, "delimiter": s.delimiter, "rows_sampled": s.rows,
                                      "columns": {c.name: c.type for c in s.columns}, "key": s.key,
                                      "timestamp_format": s.timestamp_format, "why": s.why}
-                            for s in self.sources}}
+                            for s in self.sources},
+                "equipment": self.mapping.model_dump(exclude_defaults=True) if self.mapping else None,
+                "equipment_why": self.mapping_why}
 
 
 def scaffold(target: Path, *, origin: str, name: str) -> Scaffold:
@@ -55,16 +61,95 @@ def scaffold(target: Path, *, origin: str, name: str) -> Scaffold:
     landing = origin if remote else str(Path(origin).resolve())
     sources = profile_location(open_location(landing, base_dir=Path.cwd()))
     name_columns(sources)
-    result = Scaffold(path=target, origin=origin, sources=sources)
+    mapping, why = propose(sources)
+    result = Scaffold(path=target, origin=origin, sources=sources, mapping=mapping, mapping_why=why)
     (target / "models" / "silver").mkdir(parents=True, exist_ok=True)
     for source in sources:
         model = target / "models" / "silver" / f"{source.name}.sql"
         model.write_text(silver_model(source))
         result.written.append(str(model.relative_to(target)))
+    if mapping is not None:
+        result.written += sorted(equipment.write(target, mapping))  # lakeforge.yml's default folders
     config = target / CONFIG_FILE
-    config.write_text(project_yaml(sources, name=name, landing=landing, origin=origin))
+    config.write_text(project_yaml(sources, name=name, landing=landing, origin=origin)
+                      + mapping_yaml(mapping, why=why))
     result.written.insert(0, CONFIG_FILE)
     return result
+
+
+_EVENTS = {"failures": ("fail", "breakdown"), "maintenance": ("maint", "repair", "service"),
+           "errors": ("error", "alarm", "fault", "alert")}
+_CLASS_LIMIT = 50  # a text column with more distinct values is not a component or an error code
+
+
+def _machine_and_time(source: SourceProfile) -> tuple[ColumnProfile, ColumnProfile] | None:
+    times = [c for c in source.columns if c.type == "timestamp"]
+    ids = [c for c in source.columns if c.type in ("bigint", "string") and c.name in source.key] or \
+        [c for c in source.columns if c.type == "bigint"]
+    return (ids[0], times[0]) if times and ids else None
+
+
+def propose(sources: list[SourceProfile]) -> tuple[EquipmentMapping | None, list[str]]:
+    """The equipment mapping the profiles suggest: the readings are the largest source with a time, a machine
+    identifier and numeric columns; the machines, a source keyed by a column of the readings' machine name;
+    failures, maintenance and errors, the sources named so that have the same machine column and a time."""
+    why: list[str] = []
+    readings = None
+    for source in sorted(sources, key=lambda s: -s.rows):
+        found = _machine_and_time(source)
+        numeric = [c for c in source.columns if c.type == "double" and c.name not in source.key]
+        if found and numeric:
+            readings = (source, found[0], found[1], numeric)
+            break
+    if readings is None:
+        return None, ["no equipment mapping: no source has a time, a machine identifier and numeric readings"]
+    source, machine, time, numeric = readings
+    mapping: dict[str, object] = {"readings": {
+        "table": f"silver.{source.name}", "machine": machine.name, "time": time.name,
+        "sensors": [c.name for c in numeric]}}
+    why.append(f"readings: silver.{source.name}, the largest source with a time ({time.name}), a machine "
+               f"({machine.name}) and numeric columns (the sensors: {', '.join(c.name for c in numeric)})")
+    for other in sources:
+        if other is source:
+            continue
+        if other.key == [machine.name]:
+            texts = [c for c in other.columns if c.type == "string" and 1 < c.distinct <= _CLASS_LIMIT]
+            mapping["machines"] = {"table": f"silver.{other.name}", "id": machine.name,
+                                   **({"model": texts[0].name} if texts else {})}
+            why.append(f"machines: silver.{other.name}, keyed by {machine.name}"
+                       + (f"; model: {texts[0].name} ({texts[0].distinct} values)" if texts else ""))
+            continue
+        role = next((r for r, words in _EVENTS.items() if any(w in other.name.lower() for w in words)), None)
+        times = [c for c in other.columns if c.type == "timestamp"]
+        if role is None or role in mapping or machine.name not in [c.name for c in other.columns] or not times:
+            continue
+        texts = [c for c in other.columns if c.type == "string" and 1 < c.distinct <= _CLASS_LIMIT]
+        entry: dict[str, object] = {"table": f"silver.{other.name}", "machine": machine.name, "time": times[0].name}
+        if texts:
+            values = sorted(str(v) for v in texts[0].members)
+            entry.update({"code": texts[0].name, "codes": values} if role == "errors"
+                         else {"component": texts[0].name, "components": values})
+        elif role == "errors":
+            continue
+        mapping[role] = entry
+        why.append(f"{role}: silver.{other.name} (its name), with {machine.name} and a time ({times[0].name})"
+                   + (f"; {texts[0].name}: {', '.join(sorted(str(v) for v in texts[0].members))}" if texts else ""))
+    return EquipmentMapping.model_validate(mapping), why
+
+
+def mapping_yaml(mapping: EquipmentMapping | None, *, why: list[str]) -> str:
+    if mapping is None:
+        return "".join(f"# {w}\n" for w in why)
+    lines = ["# The equipment mapping: which tables and columns are the machines, readings and events. From it",
+             "# `lakeforge equipment` writes the standard gold models and reports (models/gold, reports) that the",
+             "# dashboards and `ml train` read; edit it, then run `lakeforge equipment` (docs/transforms.md).",
+             *[f"# {w}" for w in why], "equipment:"]
+    for role, value in mapping.model_dump(exclude_defaults=True).items():
+        lines.append(f"  {role}: {_flow(value)}")
+    if mapping.failures is not None:
+        lines += ["ml:", "  risk: {enabled: true}   # -> gold.machine_risk in every run once a champion exists "
+                  "(lakeforge ml train, then ml promote); docs/ml.md"]
+    return "\n".join(lines) + "\n"
 
 
 def _flow(value: object) -> str:

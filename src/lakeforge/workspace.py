@@ -92,8 +92,29 @@ class Workspace:
     def models(self) -> list[Model]:
         """The project's models; what the last load of the same files learned is reused (see
         :mod:`lakeforge.models.analysis`), so their SQL is parsed only when needed."""
+        if self.config.equipment is not None:
+            self._check_equipment()
         return load_models(self.path / self.config.models_path, dialect=self.config.dialect, cache=self.lakehouse,
                            required="models_path" in self.config.model_fields_set)
+
+    def equipment_files(self, *, check: bool) -> dict[str, str]:
+        """The gold models and reports of the ``equipment:`` mapping, written (or, with ``check``, compared):
+        :func:`lakeforge.models.equipment.write`."""
+        from lakeforge.models import equipment
+
+        if self.config.equipment is None:
+            raise ConfigError("lakeforge.yml has no equipment: mapping, so there is nothing to generate",
+                              hint="add one (docs/transforms.md), or let `lakeforge init --from` propose it")
+        return equipment.write(self.path, self.config.equipment, models_path=self.config.models_path,
+                               reports_path=self.config.reports_path, check=check)
+
+    def _check_equipment(self) -> None:
+        stale = sorted(p for p, fate in self.equipment_files(check=True).items() if fate == "stale")
+        if stale:
+            raise ConfigError(f"{stale[0]} was generated from another equipment: mapping than lakeforge.yml's now"
+                              + (f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""),
+                              hint="run `lakeforge equipment` to rewrite the generated files, or delete a file's "
+                                   "first line to keep it as yours")
 
     def graph(self) -> ModelGraph:
         return ModelGraph(self.models(), sources=list(self.config.sources))

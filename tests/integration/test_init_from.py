@@ -28,7 +28,19 @@ def test_the_azure_files_become_a_project_that_runs(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["init", str(tmp_path / "pdm"), "--from", str(AZURE), "--json"])
     assert result.exit_code == 0, result.output
     written = json.loads(result.stdout)
-    assert written["written"][0] == "lakeforge.yml" and len(written["written"]) == 6
+    assert written["written"][0] == "lakeforge.yml"
+    assert sum(w.startswith("models/silver/") for w in written["written"]) == 5
+    assert written["equipment"] == {  # proposed from the profiles: the files' own names, nothing renamed
+        "readings": {"table": "silver.telemetry", "machine": "machineID", "time": "datetime",
+                     "sensors": ["volt", "rotate", "pressure", "vibration"]},
+        "machines": {"table": "silver.machines", "id": "machineID", "model": "model"},
+        "failures": {"table": "silver.failures", "machine": "machineID", "time": "datetime", "component": "comp",
+                     "components": ["comp1", "comp2", "comp3", "comp4"]},
+        "maintenance": {"table": "silver.maint", "machine": "machineID", "time": "datetime", "component": "comp",
+                        "components": ["comp1", "comp2", "comp3", "comp4"]},
+        "errors": {"table": "silver.errors", "machine": "machineID", "time": "datetime", "code": "error",
+                   "codes": ["error1", "error2", "error3", "error4", "error5"]}}
+    assert lakeforge("equipment", "--check", "--project", str(tmp_path / "pdm")).returncode == 0
     config = yaml.safe_load((tmp_path / "pdm" / "lakeforge.yml").read_text())
     assert config["sources"]["failures"]["columns"] == ["datetime", "machineID", "comp"]
     assert config["sources"]["failures"]["header"] is False
@@ -36,6 +48,8 @@ def test_the_azure_files_become_a_project_that_runs(tmp_path: Path) -> None:
         run = project.run()
         assert run.status == "succeeded" and all(s.balanced() for s in run.stages)
         assert {name: _rows(project, f"silver.{name}") for name in LINES} == LINES  # no line lost, none added
+        assert _rows(project, "gold.fact_telemetry_hourly") == LINES["telemetry"]  # one reading an hour
+        assert _rows(project, "gold.dim_machine") == LINES["machines"]
         assert project.run().status == "nothing_to_do"
         types = project.query("SELECT typeof(datetime) AS t, typeof(machineID) AS m FROM silver.failures LIMIT 1")
         assert types.to_pylist() == [{"t": "TIMESTAMP WITH TIME ZONE", "m": "BIGINT"}]

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from lakeforge.config.equipment import EquipmentMapping
 from lakeforge.config.limits import LIMIT_HELP, LimitSetting
 from lakeforge.config.ml import MLConfig
 from lakeforge.config.operations import AlertsConfig, MonitoringConfig, OrchestrationConfig
@@ -286,6 +287,9 @@ class ProjectConfig(_Strict):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     ml: MLConfig = Field(default_factory=MLConfig)
+    equipment: EquipmentMapping | None = Field(
+        default=None, description="which tables and columns are the machines, readings and events; `lakeforge "
+        "equipment` writes the standard gold models from it (docs/transforms.md)")
 
     @model_validator(mode="before")
     @classmethod

@@ -94,8 +94,23 @@ FEATURES = DEFAULT.features
 
 
 def task_of(workspace: Workspace) -> Task:
-    """The project's failure model (``ml.failure``)."""
-    return Task.of(workspace.config.ml.failure)
+    """The project's failure model (``ml.failure``). With an ``equipment:`` mapping, the feature columns and the
+    classes not set in ``ml.failure`` are those of the generated ``gold.machine_features`` and the mapped failures'
+    components."""
+    failure = workspace.config.ml.failure
+    mapping = workspace.config.equipment
+    if mapping is not None:
+        from lakeforge.models.equipment import feature_columns
+
+        given = failure.model_fields_set
+        derived: dict[str, Any] = {}
+        if "columns" not in given:
+            derived["columns"] = feature_columns(mapping)
+        if "classes" not in given and mapping.failures is not None and mapping.failures.components:
+            derived["classes"] = list(mapping.failures.components)
+        if derived:
+            failure = FailureModelConfig.model_validate({**failure.model_dump(exclude_unset=True), **derived})
+    return Task.of(failure)
 
 
 LABEL_FAMILY = ("label", "failure", "fail_", "rul")  # a feature named with one of these is the label's kin

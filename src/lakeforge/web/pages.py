@@ -18,8 +18,6 @@ from lakeforge.web import charts
 from lakeforge.web.charts import Chart, Marker, Series
 from lakeforge.web.queries import RISK_THRESHOLD, Dashboard, Filters, Result
 
-SENSORS = ("volt", "rotate", "pressure", "vibration", "temperature")
-
 
 def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
@@ -374,11 +372,11 @@ def fleet(d: Dashboard, ctx: Context) -> str:
                   footer=_footer(d))
 
 
-def sensor_of(name: str | None) -> str | None:
+def sensor_of(name: str | None, sensors: list[str]) -> str | None:
     """The chart an anomaly belongs on: its sensor (``vibration`` or ``vibration_avg``), or None for one over
     several sensors (``multivariate``), marked on every chart's top edge."""
     base = (name or "").lower().removesuffix("_avg")
-    return base if base in SENSORS else None
+    return base if base in sensors else None
 
 
 def equipment(d: Dashboard, ctx: Context, machine_id: int) -> str:
@@ -417,18 +415,19 @@ def equipment(d: Dashboard, ctx: Context, machine_id: int) -> str:
     hourly = "sensors_hourly" in d.results
     name = "sensors_hourly" if hourly else "sensors_daily"
     series_rows = d.rows(name)
+    sensors = list(d.extra.get("sensors", []))
     anomalies = d.rows("anomalies")
     events = ([(r["ts"], f"maintenance {r['component']} ({r['reason']})") for r in d.rows("maintenance")]
               + [(r["ts"], f"failure {r['component']}") for r in d.rows("failures")])
     sensor_charts = state_of(d.results[name], name) or "".join(
         charts.render(Chart(sensor, f"{sensor} ({'hourly' if hourly else 'daily'} mean)",
                             [Series(sensor, [(r["t"], r[sensor]) for r in series_rows])],
-                            markers=[Marker(a["ts"], a["value"] if sensor_of(a["sensor"]) == sensor else None,
+                            markers=[Marker(a["ts"], a["value"] if sensor_of(a["sensor"], sensors) == sensor else None,
                                             f"{a['sensor']} anomaly {fmt(a['ts'], 'ts')}: {a['reason']} "
                                             f"(score {fmt(a['score'], 'num')})")
-                                     for a in anomalies if sensor_of(a["sensor"]) in (sensor, None)],
+                                     for a in anomalies if sensor_of(a["sensor"], sensors) in (sensor, None)],
                             vlines=events))
-        for sensor in SENSORS)
+        for sensor in sensors)
     risk_chart = state_of(d.results["risk"], "risk") or charts.render(Chart(
         "risk", "Probability of failure within 24 h" + ("" if hourly else f" (highest per {d.range.bucket()})"),
         [Series("p(failure)", [(r["t"], r["p_failure_24h"]) for r in d.rows("risk")], color=charts.PALETTE[1])],

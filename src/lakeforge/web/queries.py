@@ -303,12 +303,11 @@ EQUIPMENT: tuple[Query, ...] = (
         FROM mine""", needs=("machine_day", "fleet_day", "repairs", "failures", "maintenance"),
           description="the machine's availability, downtime, failures and maintenance over the range"),
     Query("sensors_daily", "snapshot", """
-        SELECT CAST(date AS TIMESTAMP) AS t, volt_avg AS volt, rotate_avg AS rotate, pressure_avg AS pressure,
-               vibration_avg AS vibration, temperature_avg AS temperature, vibration_max, hours_reporting
+        SELECT CAST(date AS TIMESTAMP) AS t, COLUMNS('^(.*)_avg$') AS '\\1', hours_reporting
         FROM machine_day WHERE machine_id = $machine AND date BETWEEN $start AND $end ORDER BY date""",
           needs=("machine_day",), when=_DAILY, description="daily sensor averages (ranges over 21 days)"),
     Query("sensors_hourly", "snapshot", """
-        SELECT CAST(hour AS TIMESTAMP) AS t, volt, rotate, pressure, vibration, temperature, vibration_max, readings
+        SELECT CAST(hour AS TIMESTAMP) AS t, * EXCLUDE (machine_id, hour)
         FROM hourly WHERE machine_id = $machine AND hour >= $start_ts AND hour < $end_ts ORDER BY hour""",
           needs=("hourly",), when=_HOURLY, description="hourly sensor averages (ranges up to 21 days)"),
     Query("anomalies", "snapshot", """
@@ -467,6 +466,8 @@ def run_dashboard(store: Store, name: str, filters: Filters, *, machine: int | N
         dashboard.results["kpis"] = executive_kpis(dashboard.results["trend"])
     if name == "ops":
         dashboard.extra["backlog"] = store.backlog()
+    if name == "equipment":
+        dashboard.extra["sensors"] = list(snapshot.sensors.names)
     dashboard.seconds = time.perf_counter() - started
     return dashboard
 

@@ -170,24 +170,48 @@ class Spec:
     sql: str
     order: str
     local: bool = False
+    sensors: bool = False  # ``sql`` names the sensors' columns as ``{hourly}`` and ``{daily}`` (:func:`sensor_sql`)
+
+    def text(self, sensors: Sensors) -> str:
+        return sensor_sql(self.sql, sensors) if self.sensors else self.sql
+
+
+@dataclass(frozen=True)
+class Sensors:
+    """The sensors both telemetry facts have (``<name>_avg``), and the daily fact's other per-sensor columns."""
+
+    names: tuple[str, ...] = ()
+    daily_max: tuple[str, ...] = ()
+
+    @staticmethod
+    def of(hourly: list[str], daily: list[str]) -> Sensors:
+        hourly, daily = [c.lower() for c in hourly], [c.lower() for c in daily]
+        names = tuple(c[:-4] for c in hourly if c.endswith("_avg") and c in daily)
+        return Sensors(names, tuple(c for c in daily if c.endswith("_max") and c[:-4] in names))
+
+
+def sensor_sql(sql: str, sensors: Sensors) -> str:
+    """``{hourly}``: each sensor's hourly mean named as the sensor; ``{daily}``: its daily mean and maxima."""
+    hourly = ", ".join(f"{s}_avg AS {s}" for s in sensors.names) or "NULL AS no_sensor"
+    daily = ", ".join([f"{s}_avg" for s in sensors.names] + list(sensors.daily_max)) or "NULL AS no_sensor"
+    return sql.replace("{hourly}", hourly).replace("{daily}", daily)
 
 
 SNAPSHOT: dict[str, Spec] = {
     "sites": Spec(("dim_site",), "SELECT site_id, site_name, region, timezone FROM dim_site", "site_id"),
     "machines": Spec(("dim_machine",), "SELECT machine_id, model, age, install_date, site_id, site_name, region "
                                        "FROM dim_machine", "machine_id"),
+    # the sensors: each ``<sensor>_avg`` of both telemetry facts (whatever the project's sensors are: the example's
+    # volt ... temperature, or those of an equipment mapping), found in the warehouse when the snapshot is built
     "hourly": Spec(("fact_telemetry_hourly",), """
-        SELECT machine_id, hour, volt_avg AS volt, rotate_avg AS rotate, pressure_avg AS pressure,
-               vibration_avg AS vibration, temperature_avg AS temperature, vibration_max, readings
-        FROM fact_telemetry_hourly""", "machine_id, hour"),
+        SELECT machine_id, hour, {hourly}, readings FROM fact_telemetry_hourly""", "machine_id, hour",
+                   sensors=True),
     "daily": Spec(("fact_telemetry_daily",), """
-        SELECT machine_id, date, readings, volt_avg, rotate_avg, pressure_avg, vibration_avg, vibration_max,
-               temperature_avg FROM fact_telemetry_daily""", "machine_id, date"),
+        SELECT machine_id, date, readings, {daily} FROM fact_telemetry_daily""", "machine_id, date", sensors=True),
     # the hours each machine reported each day (availability counts hours; the daily fact has readings), with
     # the daily fact's averages
     "machine_day": Spec(("hourly", "daily"), """
-        SELECT h.machine_id, h.date, h.hours_reporting, h.last_hour, d.readings, d.volt_avg, d.rotate_avg,
-               d.pressure_avg, d.vibration_avg, d.vibration_max, d.temperature_avg
+        SELECT h.machine_id, h.date, h.hours_reporting, h.last_hour, d.* EXCLUDE (machine_id, date)
         FROM (SELECT machine_id, CAST(hour AS DATE) AS date, count(*) AS hours_reporting, max(hour) AS last_hour
               FROM hourly GROUP BY machine_id, CAST(hour AS DATE)) AS h
         LEFT JOIN daily AS d ON d.machine_id = h.machine_id AND d.date = h.date""", "machine_id, date", local=True),
@@ -255,6 +279,7 @@ class Snapshot:
         self.built_at = dt.datetime.now(dt.UTC)
         self.warehouse_tables: set[str] = set()
         self.tables: set[str] = set()
+        self.sensors = Sensors()
         self.first_date: dt.date | None = None
         self.last_date: dt.date | None = None
         self._users = 0
@@ -329,9 +354,10 @@ def build_snapshot(source: Source, path: Path) -> Snapshot:
                     "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'lf_warehouse' "
                     "AND table_schema = 'main'").fetchall()}
                 db.execute("USE lf_warehouse")  # unqualified names are the warehouse's
+                sensors = Sensors.of(*(_columns(db, t) for t in ("fact_telemetry_hourly", "fact_telemetry_daily")))
                 for name, spec in SNAPSHOT.items():
                     if not spec.local and all(n.lower() in available for n in spec.needs):
-                        db.execute(f"CREATE TABLE lf_scratch.main.{name} AS {spec.sql}")
+                        db.execute(f"CREATE TABLE lf_scratch.main.{name} AS {spec.text(sensors)}")
                         built.add(name)
             finally:
                 db.execute(f'USE "{catalog}"')
@@ -345,9 +371,12 @@ def build_snapshot(source: Source, path: Path) -> Snapshot:
         else:
             with source.connect() as handle:
                 available = source.tables(handle)
+                sensors = Sensors.of(*(source.query(handle, f"SELECT * FROM {t} WHERE 1 = 0").column_names
+                                       if t in available else [] for t in ("fact_telemetry_hourly",
+                                                                           "fact_telemetry_daily")))
                 for name, spec in SNAPSHOT.items():
                     if not spec.local and all(n.lower() in available for n in spec.needs):
-                        db.register("__lf_snapshot", source.query(handle, spec.sql))
+                        db.register("__lf_snapshot", source.query(handle, spec.text(sensors)))
                         try:
                             db.execute(f"CREATE TABLE {name} AS SELECT * FROM __lf_snapshot ORDER BY {spec.order}")
                         finally:
@@ -367,12 +396,20 @@ def build_snapshot(source: Source, path: Path) -> Snapshot:
             file.unlink(missing_ok=True)
     snapshot = Snapshot(db, version=version, path=path, seconds=time.perf_counter() - started)
     snapshot.warehouse_tables, snapshot.tables, snapshot.warehouse_seconds = available, built, held
+    snapshot.sensors = sensors
     if "machine_day" in built:
         bounds = db.execute("SELECT min(date), max(date) FROM machine_day").fetchall()[0]
         snapshot.first_date, snapshot.last_date = bounds
     log.info("dashboard snapshot of %s built in %.2fs (the warehouse open for %.2fs): %s", source.name,
              snapshot.seconds, held, ", ".join(sorted(built)))
     return snapshot
+
+
+def _columns(db: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The columns of an attached warehouse table (none when it does not exist)."""
+    return [str(r[0]) for r in db.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'lf_warehouse' AND table_schema = "
+        "'main' AND lower(table_name) = ? ORDER BY ordinal_position", [table]).fetchall()]
 
 
 def empty_snapshot(problem: str, *, settings: DuckDBSettings) -> Snapshot:
