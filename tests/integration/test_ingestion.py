@@ -113,6 +113,25 @@ def test_batches_respect_file_and_byte_limits_and_one_commit_per_batch(make_proj
     assert project.catalog.version("bronze.events") - before == 4
 
 
+def test_progress_counts_the_files_of_a_backlog_of_several_batches(make_project) -> None:  # type: ignore[no-untyped-def]
+    """A backlog of 5 files in batches of 2: the progress hears 2, 4 and 5 of 5 files with the rows so far; a single
+    batch says nothing (the stage's own line is enough)."""
+    project = events(make_project, max_files_per_batch=2)
+    for i in range(5):
+        put(project, f"f{i}.jsonl", [{"id": i}, {"id": 10 + i}])
+    heard: list[tuple[str, int, int]] = []
+    stage = project.workspace.ingestor("events", engine=project.workspace.engine).run(
+        progress=lambda what, done, total: heard.append((what, done, total)))
+    assert stage.rows_out == 10
+    assert heard == [("ingest:events: files (4 rows)", 2, 5), ("ingest:events: files (8 rows)", 4, 5),
+                     ("ingest:events: files (10 rows)", 5, 5)]
+    put(project, "g.jsonl", [{"id": 99}])
+    heard.clear()
+    project.workspace.ingestor("events", engine=project.workspace.engine).run(
+        progress=lambda what, done, total: heard.append((what, done, total)))
+    assert heard == []
+
+
 def test_gzip_and_zstd_files_are_read(make_project) -> None:  # type: ignore[no-untyped-def]
     project = events(make_project, format="auto")
     put(project, "a.jsonl.gz", [{"id": 1}, {"id": 2}])

@@ -7,13 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import pyarrow as pa
-
 from lakeforge.config.models import EngineConfig, SourceConfig
 from lakeforge.quality import Expectation, RuleResult
 from lakeforge.storage import FileInfo, Location
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from lakeforge.lakehouse import Catalog
 
 # A relation handed to an engine: for DuckDB anything Arrow can stream (pyarrow Table, Dataset, reader); for

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any
-
-import pyarrow as pa
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from lakeforge.config.models import SourceConfig
 from lakeforge.engines.base import Claimed, Engine, ReadPlan
@@ -36,6 +35,9 @@ from lakeforge.ingest.triage import BadInput, Misfits, precheck
 from lakeforge.lakehouse import Catalog
 from lakeforge.results import StageResult
 from lakeforge.storage import FileInfo, Location
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # imported where a batch is read: a run with nothing to do never needs it
 
 CHECKPOINTS = "_lakeforge/checkpoints"
 SCHEMAS = "_lakeforge/schemas"
@@ -62,6 +64,8 @@ class Ingestor(BadInput):
         self._result: StageResult | None = None  # the stage being run (its warnings)
         self._changed_while_read: list[str] = []
         self._over_limit: LimitExceeded | None = None  # the batch's limit, found while its rows streamed
+        self._progress: Callable[[str, int, int], None] | None = None  # run()'s
+        self._new_files = 0  # files found new by the last discovery (the progress total)
 
     # -- manifests -----------------------------------------------------------------------------
     def _manifest_path(self, batch_id: int) -> str:
@@ -149,6 +153,7 @@ class Ingestor(BadInput):
         if pending_only:
             return
         found = self.discover(manifests)
+        self._new_files = len(found.new)
         self._warn(found.changed)
         by_format: dict[str, list[FileInfo]] = {}
         for info in sorted(found.new, key=lambda f: (f.mtime_ms, f.path)):
@@ -172,10 +177,13 @@ class Ingestor(BadInput):
                                              "action": "ingested again" if taken else "ignored"})
 
     # -- the stage ------------------------------------------------------------------------------
-    def run(self) -> StageResult:
+    def run(self, *, progress: Callable[[str, int, int], None] | None = None) -> StageResult:
+        """Ingest the pending batches and the new files. ``progress(what, done, total)`` hears of the files done
+        after each batch when the new files span several batches (a front end's progress display)."""
         result = StageResult(name=f"ingest:{self.name}", kind="ingest", status="skipped", strategy="files")
         started = time.perf_counter()
         self._result = result
+        self._progress = progress
         self._run_batches(result, pending_only=True)
         stream = getattr(self.engine, "stream_ingest", None)  # engines that ingest as a stream (Spark)
         if self.source.growing:  # ranges of files: lakeforge's own batches
@@ -197,11 +205,15 @@ class Ingestor(BadInput):
         return result
 
     def _run_batches(self, result: StageResult, *, pending_only: bool = False) -> None:
+        done = 0
         for manifest, redo in self._batches(pending_only=pending_only):
             if not redo:
                 self._save(manifest)
             if self._ingest(manifest, result):
                 result.status = "ok"
+            if not redo and self._progress is not None and self._new_files > len(manifest.files):
+                done += len(manifest.files)
+                self._progress(f"ingest:{self.name}: files ({result.rows_out:,} rows)", done, self._new_files)
 
     def _ingest(self, manifest: Manifest, result: StageResult) -> bool:
         """Bronze first, then the quarantine of the files that could not be parsed; each commit carries the
@@ -307,6 +319,8 @@ class Ingestor(BadInput):
 
     def _write_bronze(self, manifest: Manifest, local: Location, ingested_at: dt.datetime, *,
                       typed_read: bool = True) -> int:
+        import pyarrow as pa
+
         assert self.engine is not None
         good = [f for f in manifest.files if f.path not in manifest.bad]
         count = [0]
@@ -335,7 +349,7 @@ class Ingestor(BadInput):
                 self.check_limit(manifest, written=self.engine.rows(reader))
         else:  # every file was bad: commit no rows, but the batch id, and the columns the hints promise
             typed = self.engine.typed_schema(self._types(self._schema()))
-            data = pa.schema([*typed, *METADATA_SCHEMA]).empty_table()
+            data = pa.schema([*typed, *metadata_schema()]).empty_table()
             self.check_limit(manifest, written=0)
         written = self.catalog.write(self.table, data, mode="append", transactions={self.app_id: manifest.batch_id})
         return count[0] if written is None else written
@@ -402,7 +416,7 @@ class Ingestor(BadInput):
         """bigint -> double in bronze: rewrite the table with the wider type (rare; downstream recomputes)."""
         if not widened or not self.catalog.exists(self.table):
             return
-        self.catalog.widen(self.table, {c: _ARROW[t] for c, t in widened.items()})
+        self.catalog.widen(self.table, {c: _arrow(t) for c, t in widened.items()})
 
     def _files_with(self, columns: list[str], files: list[FileInfo], local: Location) -> list[str]:
         assert self.engine is not None
@@ -441,7 +455,10 @@ class FilesChanged(Exception):
         self.paths = paths
 
 
-_ARROW = {"double": pa.float64(), "bigint": pa.int64()}
+def _arrow(sql_type: str) -> pa.DataType:
+    import pyarrow as pa
+
+    return {"double": pa.float64(), "bigint": pa.int64()}[sql_type]
 
 
 def _fits(detected: str | None, declared: str) -> bool:
@@ -459,10 +476,15 @@ def _wider(new: str, old: str) -> bool:
     return new in WIDENING and old in WIDENING and WIDENING[new] > WIDENING[old]
 
 
-METADATA_SCHEMA = pa.schema([
-    ("_source_file", pa.string()),
-    ("_file_size", pa.int64()),
-    ("_file_modification_time", pa.timestamp("us", "UTC")),
-    ("_ingested_at", pa.timestamp("us", "UTC")),
-    ("_batch_id", pa.int64()),
-])
+@functools.cache
+def metadata_schema() -> pa.Schema:
+    """The metadata columns every bronze row carries."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("_source_file", pa.string()),
+        ("_file_size", pa.int64()),
+        ("_file_modification_time", pa.timestamp("us", "UTC")),
+        ("_ingested_at", pa.timestamp("us", "UTC")),
+        ("_batch_id", pa.int64()),
+    ])

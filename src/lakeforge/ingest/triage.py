@@ -17,10 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from lakeforge.config.models import SourceConfig
 from lakeforge.engines.base import Engine, ReadPlan
@@ -32,6 +29,9 @@ from lakeforge.quality.diagnose import fixes
 from lakeforge.quality.limits import Reason, check
 from lakeforge.storage import FileInfo, Location
 from lakeforge.storage.local import LocalLocation
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # numpy and pyarrow are imported where files are read: a run with nothing to do needs neither
 
 
 class BadInput:
@@ -69,6 +69,8 @@ class BadInput:
 
     def _long_lines(self, files: list[FileInfo], local: Location) -> dict[str, str]:
         """Text files with a line over ``max_line_bytes`` (only files larger than the limit are looked at)."""
+        import numpy as np
+
         limit = self.source.max_line_bytes
         found = {}
         for info in files if limit else []:
@@ -133,6 +135,8 @@ class BadInput:
 
     def _write_quarantine(self, manifest: Manifest, ingested_at: dt.datetime) -> None:
         """One row per bad file (``_line`` null, ``_rows`` its lines) and one per bad line."""
+        import pyarrow as pa
+
         by_path = {f.path: f for f in manifest.files}
         entries: list[tuple[FileInfo, str, int, int | None, str | None]] = [
             (by_path[p], reason, rows, None, None) for p, (reason, rows) in sorted(manifest.bad.items())]
@@ -206,6 +210,8 @@ def _decompress(data: bytes, path: str) -> bytes:
         if suffix == ".gz":
             return gzip.decompress(data)
         if suffix == ".zst":
+            import pyarrow as pa
+
             return bytes(pa.input_stream(pa.py_buffer(data), compression="zstd").read())
     except (EOFError, OSError, zlib.error) as exc:  # (gzip.BadGzipFile and Arrow's IO errors are OSErrors)
         raise CorruptCompression(f"cannot decompress the {suffix} file (truncated or corrupt): {exc}; "
@@ -217,6 +223,8 @@ def _compress(data: bytes, path: str) -> bytes:
     if path.lower().endswith(".gz"):
         return gzip.compress(data)
     if path.lower().endswith(".zst"):
+        import pyarrow as pa
+
         return bytes(pa.compress(data, codec="zstd", asbytes=True))
     return data
 
@@ -247,4 +255,6 @@ class Misfits:
         if found:
             self.rows += found
             if len(self.samples) < 20:
+                import pyarrow.compute as pc
+
                 self.samples += [str(v) for v in pc.drop_null(column).slice(0, 20 - len(self.samples)).to_pylist()]

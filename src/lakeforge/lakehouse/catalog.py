@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
 
-import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
@@ -25,7 +24,8 @@ from lakeforge.errors import ConfigError
 from lakeforge.lakehouse.errors import Tracked, delta_errors, tracked
 from lakeforge.storage import Location
 
-if TYPE_CHECKING:  # pyarrow.dataset imports pandas, pyarrow.compute its kernels: imported where they are used
+if TYPE_CHECKING:  # pyarrow (pyarrow.dataset imports pandas, pyarrow.compute its kernels) is imported where it is
+    import pyarrow as pa  # used: a run with nothing to do reads Delta logs only
     import pyarrow.dataset as pads
 
 LAYERS = ("bronze", "silver", "gold", "quarantine")
@@ -241,6 +241,7 @@ class Catalog:
         """Rows inserted or updated in versions ``since+1 .. until`` (change data feed), without the CDF
         columns, and whether any rows were deleted in that range (then consumers recompute). With ``keys``, a row
         changed in several versions comes once, as it is in the latest."""
+        import pyarrow as pa
         import pyarrow.compute as pc
 
         table = self._feed(name, since=since, until=until)
@@ -263,6 +264,7 @@ class Catalog:
         """Every image of every row changed in versions ``since+1 .. until``: inserted, deleted, and both images
         of an updated row (where it was and where it is), without the CDF columns; and whether any row was
         updated or deleted. The groups or partitions these rows name are the ones a change touched."""
+        import pyarrow as pa
         import pyarrow.compute as pc
 
         table = self._feed(name, since=since, until=until)
@@ -275,6 +277,8 @@ class Catalog:
     def _feed(self, name: str, *, since: int, until: int) -> pa.Table | None:
         """The change data feed of versions ``since+1 .. until`` (None when empty), read once per run: versions do
         not change, so two consumers of one range share it."""
+        import pyarrow as pa
+
         if until <= since:
             return None
         key = (name, since, until)
@@ -286,6 +290,7 @@ class Catalog:
 
     @_delta("read")
     def info(self, name: str) -> TableInfo:
+        import pyarrow as pa
         import pyarrow.compute as pc
 
         dt = self.table(name)
@@ -330,6 +335,8 @@ class Catalog:
     def record(self, name: str, *, transactions: Mapping[str, int], fingerprint: Mapping[str, str] | None = None
                ) -> None:
         """A commit without rows that records progress (an upstream version consumed with nothing to change)."""
+        import pyarrow as pa
+
         schema = pa.schema(self.table(name).schema().to_arrow())
         self.write(name, _without_views(schema.empty_table()), mode="append", transactions=transactions,
                    fingerprint=fingerprint)
@@ -351,6 +358,8 @@ class Catalog:
     @_delta("rewrite")
     def widen(self, name: str, types: Mapping[str, pa.DataType]) -> None:
         """Rewrite a table with some columns widened (e.g. bigint -> double); transaction ids are kept."""
+        import pyarrow as pa
+
         dt = self.table(name)
         table = dt.to_pyarrow_table()
         for column, type_ in types.items():
@@ -384,6 +393,8 @@ class Catalog:
         by which delta-rs skips, neither reading nor rewriting, the files outside them (a late file over a few
         hours of the history touches those hours' files), and a key column without nulls in ``data`` is compared
         with ``=`` (the same as ``<=>`` there)."""
+        import pyarrow as pa
+
         from lakeforge.lakehouse.pruning import absent, key_ranges, may_match, same_types  # pyarrow.compute
 
         table = self.table(name)
@@ -429,6 +440,8 @@ DELETE_FLAG = "__lf_delete"
 
 def _with_deletes(data: pa.Table, delete: pa.Table, *, keys: list[str]) -> pa.Table:
     """``data`` and a row per key of ``delete`` (nulls elsewhere) with a flag column that says which to delete."""
+    import pyarrow as pa
+
     flagged = data.append_column(DELETE_FLAG, pa.repeat(pa.scalar(False), data.num_rows))
     columns = {}
     for f in data.schema:
@@ -472,6 +485,8 @@ def arrow_dataset(table: DeltaTable) -> pads.Dataset:
 
 def _without_views(table: pa.Table) -> pa.Table:
     """delta-rs returns string_view / binary_view columns that some Arrow kernels lack; use plain types."""
+    import pyarrow as pa
+
     fields = []
     for f in table.schema:
         if f.type == pa.string_view():

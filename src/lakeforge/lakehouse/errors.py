@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from lakeforge.errors import TransientStorageError
 from lakeforge.storage.errors import FOLDER_HINT, storage_error, summary
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 LOST_RACE_HINT = ("another commit took the table's next version first (under the run lock: this stage's own earlier "
                   "try, whose reply was lost); run again: the table is read anew and nothing is committed twice")
@@ -36,6 +39,8 @@ class Tracked:
 
 def tracked(data: pa.Table | pa.RecordBatchReader, tracker: Tracked) -> pa.Table | pa.RecordBatchReader:
     """``data``; a stream is passed through a generator that keeps what its producer raised in ``tracker``."""
+    import pyarrow as pa
+
     if not isinstance(data, pa.RecordBatchReader):
         return data
     reader = data

@@ -26,8 +26,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from lakeforge.engines.base import Engine, ModelOutput, Relation
 from lakeforge.errors import ModelError
 from lakeforge.lakehouse import Catalog
@@ -38,7 +36,8 @@ from lakeforge.quality import RuleResult
 from lakeforge.results import StageResult
 from lakeforge.sql import ident
 
-if TYPE_CHECKING:  # sqlglot, for the models that run (a run with nothing to do parses no SQL)
+if TYPE_CHECKING:  # sqlglot and pyarrow, for the models that run (a run with nothing to do needs neither)
+    import pyarrow as pa
     from sqlglot import exp
 
     from lakeforge.models.strategy import Shape
@@ -422,6 +421,8 @@ def contract_drift(contract: dict[str, str], schema: pa.Schema, *, engine: Engin
 
 def _quarantine(catalog: Catalog, model: Model, rows: pa.Table, *, run_id: str, transactions: dict[str, int]) -> None:
     """Append quarantined rows once per consumed upstream version (a rerun after a crash writes nothing twice)."""
+    import pyarrow as pa
+
     name = model.quarantine_table
     if catalog.exists(name) and all(catalog.consumed(name, a) >= v for a, v in transactions.items()):
         return

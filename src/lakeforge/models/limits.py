@@ -4,9 +4,7 @@ are counted and before anything commits; and the rule that quarantines rows whos
 from __future__ import annotations
 
 import re
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from lakeforge.engines.base import Engine, ModelOutput, Relation
 from lakeforge.lakehouse import Catalog
@@ -15,6 +13,9 @@ from lakeforge.quality import Expectation
 from lakeforge.quality.diagnose import fixes
 from lakeforge.quality.limits import Reason, check, exceeded
 from lakeforge.sql import DUCKDB
+
+if TYPE_CHECKING:
+    pass
 
 NULL_KEY = "null_key"
 SAMPLE_ROWS = 200  # quarantined rows read to show samples and find the likely fix
@@ -55,6 +56,8 @@ def check_limits(model: Model, output: ModelOutput, *, engine: Engine, catalog: 
 
 def _head(engine: Engine, relation: Relation, n: int) -> list[dict[str, Any]]:
     """The first ``n`` rows of a relation (a stream is read no further than that)."""
+    import pyarrow as pa
+
     if isinstance(relation, pa.RecordBatchReader):
         batches = []
         rows = 0

@@ -9,11 +9,13 @@ nothing.
 
 from __future__ import annotations
 
-import pyarrow as pa
-import pyarrow.compute
+from typing import TYPE_CHECKING
 
 from lakeforge.engines.base import Engine, Relation
 from lakeforge.sql import DUCKDB
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCD_COLUMNS = ("valid_from", "valid_to", "is_current")
 
@@ -48,6 +50,8 @@ def history(engine: Engine, *, new: pa.Table, old: Relation | None, keys: list[s
                lead(valid_from) OVER (PARTITION BY {key_list} ORDER BY valid_from) IS NULL AS is_current
         FROM changes ORDER BY {key_list}, valid_from
     """
+    import pyarrow.compute as pc
+
     table = engine.query_arrow(sql, relations={})
-    from_new = int(pa.compute.sum(table["__lf_src"]).as_py() or 0)
+    from_new = int(pc.sum(table["__lf_src"]).as_py() or 0)
     return table.drop_columns(["__lf_src"]), from_new

@@ -13,6 +13,7 @@ runs`` lists the runs.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import operator
 import os
@@ -21,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
 from lakeforge.lakehouse.catalog import LAYERS, arrow_dataset
@@ -29,22 +29,45 @@ from lakeforge.lakehouse.errors import delta_errors
 from lakeforge.redaction import redact_data
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    from arro3.core import Table as ArrowTable
+
     from lakeforge.results import RunResult, StageResult
     from lakeforge.workspace import Workspace
 
 EVENT_LOG = "_lakeforge.event_log"
 MARKERS = "_lakeforge/runs"
-TS = pa.timestamp("us", tz="UTC")
-SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("event", pa.string()),  # run | stage | expectation | table | file
-    ("name", pa.string()), ("kind", pa.string()), ("status", pa.string()),
-    ("started_at", TS), ("ended_at", TS), ("seconds", pa.float64()),
-    ("rows_in", pa.int64()), ("rows_out", pa.int64()), ("rows_dropped", pa.int64()),
-    ("rows_quarantined", pa.int64()), ("bytes_in", pa.int64()), ("bytes_out", pa.int64()),
-    ("dq_passed", pa.int64()), ("dq_failed", pa.int64()), ("attempts", pa.int32()),
-    ("freshness_seconds", pa.float64()), ("compute_seconds", pa.float64()), ("cost", pa.float64()),
-    ("cost_per_gb", pa.float64()), ("engine", pa.string()), ("error", pa.string()), ("detail", pa.string()),
-])
+# the log's columns and their types ("ts": timestamp[us, tz=UTC]); SCHEMA and TS, their pyarrow forms, are made on
+# first use (module ``__getattr__``): a run writes its record through arro3 and need not import pyarrow
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "string"), ("event", "string"),  # run | stage | expectation | table | file
+    ("name", "string"), ("kind", "string"), ("status", "string"),
+    ("started_at", "ts"), ("ended_at", "ts"), ("seconds", "float64"),
+    ("rows_in", "int64"), ("rows_out", "int64"), ("rows_dropped", "int64"),
+    ("rows_quarantined", "int64"), ("bytes_in", "int64"), ("bytes_out", "int64"),
+    ("dq_passed", "int64"), ("dq_failed", "int64"), ("attempts", "int32"),
+    ("freshness_seconds", "float64"), ("compute_seconds", "float64"), ("cost", "float64"),
+    ("cost_per_gb", "float64"), ("engine", "string"), ("error", "string"), ("detail", "string"),
+)
+
+
+@functools.cache
+def _pyarrow_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    types = {"string": pa.string(), "ts": ts, "float64": pa.float64(), "int64": pa.int64(), "int32": pa.int32()}
+    return pa.schema([(name, types[kind]) for name, kind in COLUMNS])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SCHEMA":
+        return _pyarrow_schema()
+    if name == "TS":
+        return _pyarrow_schema().field("started_at").type
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 GB = 1e9
 
 
@@ -216,26 +239,30 @@ def _same(value: Any) -> Any:
     return value
 
 
-def table_of(rows: list[dict[str, Any]]) -> pa.Table:
-    """Event rows as an Arrow table of ``SCHEMA``, what ``pa.table(columns, schema=SCHEMA)`` makes of them. Built
-    through arro3 (delta-rs' Arrow library): pyarrow's conversion of Python lists imports pandas (~0.3 s, to ask
-    whether the list is a pandas object), and every run, one with nothing to do too, writes the event log."""
-    from arro3.core import Array, DataType
+def table_of(rows: list[dict[str, Any]]) -> ArrowTable:
+    """Event rows as an arro3 table of the log's columns (:data:`COLUMNS`), what ``pa.table(columns, schema=SCHEMA)``
+    makes of them (``pa.table()`` of it gives that). Built with arro3 (delta-rs' Arrow library), which delta-rs
+    writes as it is: pyarrow's conversion of Python lists imports pandas (~0.3 s), and pyarrow itself takes 0.1 s,
+    and every run, one with nothing to do too, writes the event log."""
+    from arro3.core import Array, DataType, Field, Schema, Table
 
-    plain: dict[pa.DataType, tuple[DataType, Callable[[Any], Any]]] = {
-        pa.string(): (DataType.string(), _same), pa.float64(): (DataType.float64(), float),
-             pa.int64(): (DataType.int64(), operator.index), pa.int32(): (DataType.int32(), operator.index)}
-    arrays = []
-    for f in SCHEMA:
-        values = [r.get(f.name) for r in rows]
-        if f.type == TS:  # as microseconds since the epoch (a naive time is UTC, as pyarrow takes it)
+    types: dict[str, tuple[DataType, Callable[[Any], Any]]] = {
+        "string": (DataType.string(), _same), "float64": (DataType.float64(), float),
+        "int64": (DataType.int64(), operator.index), "int32": (DataType.int32(), operator.index)}
+    ts = DataType.timestamp("us", tz="UTC")
+    arrays, fields = [], []
+    for name, kind in COLUMNS:
+        values = [r.get(name) for r in rows]
+        if kind == "ts":  # as microseconds since the epoch (a naive time is UTC, as pyarrow takes it)
             micros = [None if v is None else ((v if v.tzinfo else v.replace(tzinfo=dt.UTC)) - _EPOCH)
                       // dt.timedelta(microseconds=1) for v in values]
-            arrays.append(pa.array(Array(micros, DataType.int64())).cast(TS))
+            arrays.append(Array(micros, DataType.int64()).cast(ts))
+            fields.append(Field(name, ts, nullable=True))
         else:
-            arro3_type, convert = plain[f.type]
-            arrays.append(pa.array(Array([None if v is None else convert(v) for v in values], arro3_type)))
-    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+            arro3_type, convert = types[kind]
+            arrays.append(Array([None if v is None else convert(v) for v in values], arro3_type))
+            fields.append(Field(name, arro3_type, nullable=True))
+    return Table.from_arrays(arrays, schema=Schema(fields))
 
 
 def record(workspace: Workspace, result: RunResult, *, before: dict[str, int] | None = None,
@@ -320,14 +347,15 @@ def read(workspace: Workspace, *, event: str | None = None, since: dt.datetime |
     uri = _uri(workspace)
     with delta_errors(f"read the event log {uri}", local=workspace.lakehouse.is_local):
         if not DeltaTable.is_deltatable(uri, storage_options=workspace.lakehouse.storage_options):
-            return SCHEMA.empty_table()
+            return _pyarrow_schema().empty_table()
         data = arrow_dataset(DeltaTable(uri, storage_options=workspace.lakehouse.storage_options)).to_table()
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     if event is not None:
         data = data.filter(pc.equal(data["event"], event))
     if since is not None:
-        data = data.filter(pc.greater_equal(data["started_at"], pa.scalar(since, TS)))
+        data = data.filter(pc.greater_equal(data["started_at"], pa.scalar(since, pa.timestamp("us", tz="UTC"))))
     return data
 
 

@@ -53,7 +53,8 @@ def execute(workspace: Workspace, *, full_refresh: bool, reporter: Reporter, obs
         run_id = session.run_id
         for name in sources:
             session.stage(f"ingest:{name}", "ingest",
-                          lambda name=name: workspace.ingestor(name, engine=workspace.engine).run())  # type: ignore[misc]
+                          lambda name=name: workspace.ingestor(name, engine=workspace.engine).run(  # type: ignore[misc]
+                              progress=reporter.step))
         for model in models:
             session.stage(model.name, "model",
                           lambda model=model: run_model(  # type: ignore[misc]

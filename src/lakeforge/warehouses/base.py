@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import pyarrow as pa
-
 from lakeforge.config.models import WarehouseConfig
 from lakeforge.errors import MissingDependency
 from lakeforge.lakehouse import Catalog
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from lakeforge.duckdb_connect import DuckDBSettings
 
 LEDGER = "_lakeforge_loads"

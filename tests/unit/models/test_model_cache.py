@@ -104,5 +104,5 @@ def test_event_rows_are_the_table_pyarrow_makes() -> None:
              "started_at": dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=2)))},
             {}]
     expected = pa.table({f.name: [r.get(f.name) for r in rows] for f in events.SCHEMA}, schema=events.SCHEMA)
-    assert events.table_of(rows).equals(expected)
-    assert events.table_of([]).equals(events.SCHEMA.empty_table())
+    assert pa.table(events.table_of(rows)).equals(expected)
+    assert pa.table(events.table_of([])).equals(events.SCHEMA.empty_table())
