@@ -38,6 +38,14 @@ def test_run_json_contract_then_nothing_to_do(project: Path) -> None:
     assert json.loads(second.stdout)["status"] == "nothing_to_do"
     plain = lakeforge("run", "--project", str(project))
     assert "nothing to do" in plain.stdout
+    # issue 23: a run with nothing to do (the example's ML stages included) imports none of the heavy libraries
+    probe = ("import atexit, runpy, sys\n"
+             "atexit.register(lambda: print(sorted(m for m in ('numpy', 'pyarrow', 'pandas', 'duckdb', 'sqlglot', "
+             "'sklearn', 'lightgbm', 'mlflow') if m in sys.modules), file=sys.stderr))\n"
+             f"sys.argv = ['lakeforge', 'run', '--project', {str(project)!r}]\n"
+             "runpy.run_module('lakeforge.cli', run_name='__main__')\n")
+    idle = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert "nothing to do" in idle.stdout and idle.stderr.strip().splitlines()[-1] == "[]", idle.stderr
 
 
 def test_status_json_contract(project: Path) -> None:

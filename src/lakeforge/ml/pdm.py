@@ -35,9 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
-import numpy as np
-import pyarrow as pa
-
 from lakeforge.config.ml import FailureModelConfig
 from lakeforge.duckdb_connect import DuckDBSettings, connect
 from lakeforge.errors import LakeforgeError, MissingDependency
@@ -45,7 +42,9 @@ from lakeforge.sql import DUCKDB
 
 if TYPE_CHECKING:
     import lightgbm
+    import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     from lakeforge.workspace import Workspace
 
@@ -296,6 +295,7 @@ class Encoding:
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's input: float64 columns in a fixed order; an unknown or missing category is NaN."""
+        import numpy as np
         import pandas as pd
 
         columns: dict[str, Any] = {}
@@ -325,6 +325,8 @@ def check_features(frame: pd.DataFrame, declared: tuple[str, ...]) -> None:
     """Refuse a declared feature that is missing, named like the label or the failures, or that on its own ranks
     failing rows (``label != none``) above the others almost perfectly (ROC AUC >= ``SEPARATES_ALONE`` either way):
     the label, or something derived from it."""
+    import numpy as np
+
     missing = [c for c in declared if c not in frame.columns]
     if missing:
         raise LakeforgeError(f"the features table has no column {', '.join(missing)}",
@@ -343,6 +345,7 @@ def check_features(frame: pd.DataFrame, declared: tuple[str, ...]) -> None:
 
 
 def _separates_alone(name: str, values: np.ndarray, failing: np.ndarray) -> None:
+    import numpy as np
     from sklearn.metrics import roc_auc_score
 
     known = ~np.isnan(values)
@@ -390,12 +393,15 @@ def fit(train: pd.DataFrame, encoding: Encoding, *, seed: int = 42, num_boost_ro
 
 def predict_proba(model: Any, frame: pd.DataFrame, encoding: Encoding) -> np.ndarray:
     """Class probabilities in ``encoding.classes`` order (a LightGBM booster, or anything with ``predict``)."""
+    import numpy as np
+
     proba = np.asarray(model.predict(encoding.transform(frame)), dtype="float64")
     return proba.reshape(len(frame), len(encoding.classes))
 
 
 def metrics(labels: pd.Series | np.ndarray | list[str], proba: np.ndarray, *,
             classes: tuple[str, ...] | list[str] = CLASSES) -> dict[str, float]:
+    import numpy as np
     from sklearn.metrics import average_precision_score, f1_score, precision_recall_fscore_support
 
     y_true = np.asarray(labels, dtype=object)

@@ -23,9 +23,6 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-
 from lakeforge.errors import LakeforgeError, NotFound
 from lakeforge.ml import pdm
 from lakeforge.results import StageResult
@@ -33,7 +30,9 @@ from lakeforge.sql import DUCKDB
 
 if TYPE_CHECKING:
     import duckdb
+    import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     from lakeforge.config.ml import AnomalyDetectionConfig
     from lakeforge.ml.forest import Forest
@@ -106,6 +105,8 @@ def _commit(workspace: Workspace, name: str, table: pa.Table, *, key: list[str],
 
 # -- anomalies ------------------------------------------------------------------------------------------------
 def _anomaly_schema(entity: str, entity_type: pa.DataType) -> pa.Schema:
+    import pyarrow as pa
+
     return pa.schema([(entity, entity_type), ("sensor", pa.string()), ("ts", pa.timestamp("us", tz="UTC")),
                       ("value", pa.float64()), ("score", pa.float64()), ("reason", pa.string()),
                       ("detector", pa.string()), ("run_id", pa.string())])
@@ -114,6 +115,8 @@ def _anomaly_schema(entity: str, entity_type: pa.DataType) -> pa.Schema:
 def _readings(workspace: Workspace, cfg: AnomalyDetectionConfig, marks: dict[str, str]) -> pa.Table:
     """The readings of every entity with new ones: its history within ``context_hours`` of its watermark and the
     new readings (``_new``), sorted by entity and time."""
+    import pyarrow as pa
+
     dataset = workspace.catalog.dataset(cfg.source)
     missing = [c for c in (cfg.entity, cfg.time, *cfg.sensors) if c not in dataset.schema.names]
     if missing:
@@ -160,6 +163,8 @@ def _connection(workspace: Workspace) -> duckdb.DuckDBPyConnection:
 
 def _groups(entities: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) of each run of equal values in a sorted array."""
+    import numpy as np
+
     if not entities.size:
         return []
     cuts = np.flatnonzero(entities[1:] != entities[:-1]) + 1
@@ -173,6 +178,9 @@ class _Readings:
     detector's arithmetic wants), each sensor float64 with NaN for a missing value, and the run's flags."""
 
     def __init__(self, table: pa.Table, sensors: list[str]) -> None:
+        import numpy as np
+        import pyarrow as pa
+
         self.entity = table["entity"].to_numpy(zero_copy_only=False)
         self.ts = table["ts"].cast(pa.timestamp("ns")).to_numpy(zero_copy_only=False).astype("datetime64[ns]")
         self.values = np.column_stack([table[s].cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
@@ -192,6 +200,8 @@ class _Readings:
 
 
 def _streams(r: _Readings, cfg: AnomalyDetectionConfig) -> list[dict[str, Any]]:
+    import numpy as np
+
     from lakeforge.ml import anomaly
 
     params = anomaly.DetectorParams(**cfg.detector)
@@ -231,11 +241,15 @@ def _check_warm_up(params: Any, cfg: AnomalyDetectionConfig, *, period: float, e
 
 
 def _utc(value: np.datetime64) -> dt.datetime:
+    import numpy as np
+
     return dt.datetime.fromtimestamp(int(value.astype("datetime64[us]").astype(np.int64)) / 1e6, tz=dt.UTC)
 
 
 def _robust(block: np.ndarray, fit: np.ndarray) -> np.ndarray:
     """Each column as robust z-scores against its median and MAD over the ``fit`` rows (NaN -> 0)."""
+    import numpy as np
+
     med = np.nanmedian(block[fit], axis=0)
     mad = np.nanmedian(np.abs(block[fit] - med), axis=0)
     scale = np.maximum(1.4826 * np.nan_to_num(mad), 1e-9 * np.maximum(1.0, np.abs(np.nan_to_num(med))))
@@ -245,6 +259,8 @@ def _robust(block: np.ndarray, fit: np.ndarray) -> np.ndarray:
 def _zscores(r: _Readings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All sensors as robust z-scores against each entity's own history (its readings before the watermark, or,
     the first time, the first half of what it has), the history rows, and the new rows to score."""
+    import numpy as np
+
     z = np.zeros_like(r.values)
     fit = np.zeros(r.values.shape[0], dtype=bool)
     scored = np.zeros(r.values.shape[0], dtype=bool)
@@ -267,6 +283,8 @@ def _fitted(workspace: Workspace, cfg: AnomalyDetectionConfig, z: np.ndarray, fi
     for other sensors or seed, or the history has grown by ``forest_refit_hours`` since its fit; then a new one
     fitted (scikit-learn, seeded) on the history rows and kept, with what the state keeps of it (None: the kept
     forest)."""
+    import numpy as np
+
     from lakeforge.ml import forest
 
     setting = {"sensors": list(cfg.sensors), "seed": cfg.seed}
@@ -288,6 +306,8 @@ def _forest(workspace: Workspace, r: _Readings, cfg: AnomalyDetectionConfig,
             kept: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The multivariate anomalies among the new readings, and what the state keeps of a forest fitted now (None:
     none was)."""
+    import numpy as np
+
     z, fit, scored = _zscores(r)
     if fit.sum() < 100 or not scored.any():
         return [], None
@@ -321,6 +341,8 @@ def score_anomalies(workspace: Workspace, *, run_id: str, full_refresh: bool = F
     state = {} if full_refresh or not workspace.catalog.exists(ANOMALIES) else _state(workspace, "anomalies")
     if state.get("source_version") == version:
         return _skipped(stage, f"no new readings in {cfg.source} (v{version})", started)
+    import pyarrow as pa  # (a stage with nothing to score imports neither numpy nor pyarrow)
+
     marks: dict[str, str] = dict(state.get("watermarks", {}))
     readings = _Readings(_readings(workspace, cfg, marks), list(cfg.sensors))
     rows = _streams(readings, cfg)
@@ -354,6 +376,8 @@ def score_anomalies(workspace: Workspace, *, run_id: str, full_refresh: bool = F
 def risk_schema(task: pdm.Task, features: pa.Schema) -> pa.Schema:
     """``gold.machine_risk``: the features table's entity and time, ``p_failure_<horizon>h`` (``p_failure_24h``),
     ``p_<class>`` for each failure class, the predicted class (``predicted_component``) and the model's version."""
+    import pyarrow as pa
+
     return pa.schema([
         (task.entity, features.field(task.entity).type), (task.time, pa.timestamp("us", tz="UTC")),
         (f"p_failure_{task.horizon_hours}h", pa.float64()), *[(f"p_{c}", pa.float64()) for c in task.failure_classes],
@@ -365,6 +389,9 @@ def risk_schema(task: pdm.Task, features: pa.Schema) -> pa.Schema:
 def risk_rows(frame: pd.DataFrame, champion: Champion, *, task: pdm.Task, schema: pa.Schema,
               run_id: str | None) -> pa.Table:
     """``gold.machine_risk`` rows for feature rows (entity, time and the features)."""
+    import numpy as np
+    import pyarrow as pa
+
     classes = tuple(champion.encoding.classes)
     if classes != task.classes:
         raise LakeforgeError(f"the champion {champion.model} v{champion.version} predicts {', '.join(classes)}, "
@@ -403,6 +430,7 @@ def score_risk(workspace: Workspace, *, run_id: str, full_refresh: bool = False,
     if champion is None:
         return _skipped(stage, f"no champion of {registry.model_name(workspace)} yet: `lakeforge ml train` then "
                                "`lakeforge ml promote`", started)
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     rescore = full_refresh or not state or state.get("model_version") != champion.version

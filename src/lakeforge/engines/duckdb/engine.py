@@ -16,8 +16,6 @@ from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
-
 from lakeforge import duckdb_connect
 from lakeforge.config.models import DuckDBEngineConfig, SourceConfig
 from lakeforge.engines.base import EngineCapabilities, ModelOutput, ReadPlan, Relation
@@ -32,6 +30,7 @@ from lakeforge.storage.errors import storage_error
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
 CAPABILITIES = EngineCapabilities(
     name="duckdb", formats=("jsonl", "csv", "parquet"), arrow_native=True, distributed=False, dialect="duckdb"
@@ -114,15 +113,21 @@ class DuckDBEngine:
         return Catalog(location)
 
     def rows(self, relation: Relation) -> int:
+        import pyarrow as pa
+
         if isinstance(relation, pa.Table):
             return relation.num_rows
         count = getattr(relation, "count_rows", None)
         return int(count()) if count else 0
 
     def materialize(self, relation: Relation) -> Relation:
+        import pyarrow as pa
+
         return relation.read_all() if isinstance(relation, pa.RecordBatchReader) else relation
 
     def to_arrow(self, relation: Relation) -> pa.Table:
+        import pyarrow as pa
+
         if isinstance(relation, pa.RecordBatchReader):
             return relation.read_all()
         if isinstance(relation, pa.Table):
@@ -173,6 +178,8 @@ class DuckDBEngine:
     def scan_files(self, files: list[FileInfo], *, location: Location, source: SourceConfig, plan: ReadPlan,
                    batch_id: int, ingested_at: dt.datetime) -> pa.RecordBatchReader:
         """One format's files as a stream of rows with the ingestion metadata columns."""
+        import pyarrow as pa
+
         self.release()
         fmt = source.format_of(files[0].path)
         assert fmt is not None and all(source.format_of(f.path) == fmt for f in files)
@@ -216,6 +223,8 @@ class DuckDBEngine:
 
     def typed_schema(self, types: Mapping[str, str]) -> pa.Schema:
         """The Arrow schema of typed bronze columns plus ``_rescued_data`` (for batches without rows)."""
+        import pyarrow as pa
+
         if not types:
             return pa.schema([])
         from lakeforge.engines.projection import projection  # sqlglot: only when a batch is read
@@ -232,6 +241,7 @@ class DuckDBEngine:
         """Whether ``exc`` means "this input cannot be parsed" (the file is quarantined); else it is a bug and
         raises."""
         import duckdb
+        import pyarrow as pa
 
         if isinstance(exc, duckdb.InvalidInputException | duckdb.ConversionException | duckdb.IOException
                       | pa.ArrowInvalid):
@@ -361,6 +371,7 @@ class DuckDBEngine:
     def _streamed(self, sql: str, *, model: str) -> ModelOutput:
         """No rule and no dedup: nothing to stage; rows stream straight to the writer and are counted on the way."""
         import duckdb
+        import pyarrow as pa
 
         try:
             reader = self._reader(sql)
