@@ -38,8 +38,8 @@ class DetectorParams:
     long: int = 8640  # likelihood: points of averages the distribution is estimated on
     reestimate_every: int = 100  # likelihood: re-estimation period
     likelihood_samples: int = 288  # likelihood: averages needed before the first estimate
-    weights: dict[str, float] = field(default_factory=lambda: {"knn": 1.0})  # 0 or absent: not computed
-    alert_surprise: float = 3.0  # alert when the surprise (-log10 p; context: -log10(1 - score)) reaches this
+    weights: dict[str, float] = field(default_factory=lambda: {"context": 1.0})  # 0 or absent: not computed
+    alert_surprise: float = 0.6  # alert when the surprise (-log10 p; context: -log10(1 - score)) reaches this
     dead_time_hours: float = 24.0  # at most one alert per this many hours
     period_seconds: float | None = None  # sampling period (None: inferred from the timestamps)
 
