@@ -231,7 +231,8 @@ def _check_warm_up(params: Any, cfg: AnomalyDetectionConfig, *, period: float, e
             hint=f"raise ml.anomalies.context_hours to at least {math.ceil(warm_up * period / 3600.0)}, or lower "
                  "ml.anomalies.detector's context_learn (the contextual default) or min_history and likelihood_samples "
                  "(hourly data: the example's {min_history: "
-                 "72, likelihood_samples: 72, weights: {tail: 1.0, level: 0.2, change: 0.2}}; docs/ml.md)")
+                 "72, likelihood_samples: 72, weights: {tail: 1.0, level: 0.2, change: 0.2}, alert_surprise: 5}; "
+                 "docs/ml.md)")
 
 
 def _utc(value: np.datetime64) -> dt.datetime:
