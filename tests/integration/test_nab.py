@@ -173,4 +173,4 @@ def test_the_default_detector_cross_validated_over_categories() -> None:
     from lakeforge.config.ml import DetectorParams
 
     cv = nab_eval.cross_validate(NAB, grid=[DetectorParams()])
-    assert cv["score"] >= 56.0 and cv["in_sample"] >= 59.0
+    assert cv["score"] >= 57.5 and cv["in_sample"] >= 60.5

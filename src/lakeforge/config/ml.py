@@ -25,7 +25,7 @@ class DetectorParams:
     context_bits: int = 3  # context: bits of the quantized value (lakeforge.ml.context)
     context_margin: float = 0.25  # context: the learned range widened by this share of it on each side
     context_neurons: int = 15  # context: active contexts carried to the next step at most
-    context_rest: int = 150  # context: points output as 0 after a raw score reaching context_threshold
+    context_rest: int = 75  # context: points output as 0 after a raw score reaching context_threshold
     context_threshold: float = 0.75  # context: the raw score that starts a rest
     context_replay: int = 20_000  # context: values kept and relearned when one leaves the range (0: stretch it)
     window_hours: float = 24.0  # level and change: trailing window of the robust statistics
