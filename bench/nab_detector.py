@@ -1,4 +1,4 @@
-"""Throughput of the streaming anomaly detector (lakeforge.ml.anomaly, its defaults: the k-NN component) over the
+"""Throughput of the streaming anomaly detector (lakeforge.ml.anomaly, its defaults: the contextual component) over the
 NAB streams of the shared data: readings per CPU second, one process (docs/benchmarks.md).
 
     PYTHONPATH=src python bench/nab_detector.py [../shared/data/nab]

@@ -189,17 +189,18 @@ def test_ml_settings_are_checked(tmp_path: Path) -> None:
 
 
 def test_a_detector_that_could_never_score_within_the_context_is_refused(tmp_path: Path) -> None:
-    """The detector's defaults learn for min_history + likelihood_samples readings (888 for the k-NN default); hourly
-    data with 240 h of context would never reach a score: the run fails and says what to change."""
+    """The detector's defaults learn for context_learn readings (300 for the contextual default; the k-NN detector's
+    min_history + likelihood_samples: 888); hourly data with 240 h of context would never reach a score: the run
+    fails and says what to change."""
     root = tmp_path / "p"
     Project.init(root).generate(machines=2, days=2, seed=SEED, files=1)
     config = yaml.safe_load((root / "lakeforge.yml").read_text())
     config["ml"]["anomalies"]["detector"] = {}
     (root / "lakeforge.yml").write_text(yaml.safe_dump(config))
-    with Project(root) as project, pytest.raises(LakeforgeError, match=r"learns for 888 readings .* context_hours "
+    with Project(root) as project, pytest.raises(LakeforgeError, match=r"learns for 300 readings .* context_hours "
                                                  r"240 holds 240 readings of machine_id") as caught:
         project.run()
-    assert "at least 888" in (caught.value.hint or "") and "min_history" in (caught.value.hint or "")
+    assert "at least 300" in (caught.value.hint or "") and "context_learn" in (caught.value.hint or "")
 
 
 def _anomaly_stage(result: RunResult) -> StageResult:

@@ -21,6 +21,13 @@ class DetectorParams:
     knn_k: int = 27  # knn: neighbours summed in the nonconformity (lakeforge.ml.cad)
     knn_dim: int = 19  # knn: values in each lagged window
     knn_training: int = 600  # knn: the training set grows to this many windows, then slides
+    context_learn: int = 300  # context: points learned (the value range among them) before it scores
+    context_bits: int = 3  # context: bits of the quantized value (lakeforge.ml.context)
+    context_margin: float = 0.25  # context: the learned range widened by this share of it on each side
+    context_neurons: int = 15  # context: active contexts carried to the next step at most
+    context_rest: int = 75  # context: points output as 0 after a raw score reaching context_threshold
+    context_threshold: float = 0.75  # context: the raw score that starts a rest
+    context_replay: int = 20_000  # context: values kept and relearned when one leaves the range (0: stretch it)
     window_hours: float = 24.0  # level and change: trailing window of the robust statistics
     change_hours: float = 6.0  # change: horizon of the difference
     tail_quantile: float = 0.95  # tail: the GPD is fitted to exceedances over this quantile, on each side
@@ -31,8 +38,8 @@ class DetectorParams:
     long: int = 8640  # likelihood: points of averages the distribution is estimated on
     reestimate_every: int = 100  # likelihood: re-estimation period
     likelihood_samples: int = 288  # likelihood: averages needed before the first estimate
-    weights: dict[str, float] = field(default_factory=lambda: {"knn": 1.0})  # 0 or absent: not computed
-    alert_surprise: float = 3.0  # alert when -log10 p reaches this
+    weights: dict[str, float] = field(default_factory=lambda: {"context": 1.0})  # 0 or absent: not computed
+    alert_surprise: float = 0.6  # alert when the surprise (-log10 p; context: -log10(1 - score)) reaches this
     dead_time_hours: float = 24.0  # at most one alert per this many hours
     period_seconds: float | None = None  # sampling period (None: inferred from the timestamps)
 

@@ -4,10 +4,14 @@ Every score uses only the current and earlier values. ``StreamingDetector`` take
 ``detect`` runs the same computation vectorized over a whole series and gives the same scores, alerts and
 reasons (asserted by the tests). There is no random component: results are deterministic.
 
-Per point, four components, each a raw "surprise" (higher = more unusual); a component whose weight is 0 or absent
-is not computed. The defaults use ``knn`` alone (chosen by leave-one-category-out cross-validation on NAB,
-docs/ml.md); the other three are the earlier detector's (``weights={"tail": 1.0, "level": 0.2, "change": 0.2}``).
+Per point, five components, each a raw "surprise" (higher = more unusual); a component whose weight is 0 or absent
+is not computed. The defaults use ``context`` alone (chosen by leave-one-category-out cross-validation on NAB,
+docs/ml.md); ``knn`` alone was the default before (``weights={"knn": 1.0}, alert_surprise=3.0``); the other three
+are the earlier detector's (``weights={"tail": 1.0, "level": 0.2, "change": 0.2}, alert_surprise=3.0``).
 
+* ``context``: a causal CAD OSE (:mod:`lakeforge.ml.context`): how unexpected the value is for the contexts learned
+  on the quantized series, a raw score in [0, 1]; it does not go through the likelihood: its surprise is
+  ``-log10(1 - raw)``;
 * ``knn``: KNN-CAD (:mod:`lakeforge.ml.cad`): ``-log10`` of the conformal p-value of the sum of the distances from
   the last ``knn_dim`` values to their ``knn_k`` nearest neighbours among past windows;
 
@@ -19,7 +23,7 @@ docs/ml.md); the other three are the earlier detector's (``weights={"tail": 1.0,
 * ``change``: the same robust z-score for the change over ``change_hours`` (``x[t] - x[t - h]``) against the
   trailing window of such changes.
 
-Each raw component goes through NAB's anomaly likelihood (Ahmad et al. 2017): its mean over the last ``short``
+Each other raw component goes through NAB's anomaly likelihood (Ahmad et al. 2017): its mean over the last ``short``
 points is compared with the distribution (mean, sd, re-estimated every ``reestimate_every`` points over the last
 ``long`` points) of those averages, giving a Gaussian tail probability ``p``; the component's surprise is
 ``-log10 p``. The detector's surprise is the largest weighted component surprise (``weights``), and the score
@@ -29,7 +33,8 @@ Alerts: a point whose surprise reaches ``alert_surprise`` raises an alert unless
 ``dead_time_hours``; during that dead time scores are capped just below the alert level, so one event gives
 one alert (and, on NAB, one detection) at any threshold at or above the alert level.
 
-The first ``min_history`` points only learn (score 0); the likelihood needs ``likelihood_samples`` more.
+The first ``min_history`` points only learn (score 0); the likelihood needs ``likelihood_samples`` more
+(``context`` alone: the first ``context_learn`` points).
 Missing values (NaN) score 0 with the reason "missing value" and do not enter the history. Windows given in
 hours become point counts through the sampling period (``period_seconds``, else the median spacing of the
 first timestamps: ``infer_period``).
@@ -50,8 +55,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from lakeforge.config.ml import DetectorParams
 from lakeforge.errors import LakeforgeError
 from lakeforge.ml.cad import KnnCad
+from lakeforge.ml.context import ContextDetector
 
-COMPONENTS = ("tail", "level", "change", "knn")
+COMPONENTS = ("tail", "level", "change", "knn", "context")
+_DIRECT = ("context",)  # components scored by their own raw score, not through the likelihood
 _LN10 = math.log(10.0)
 _MAD_TO_SD = 1.4826
 _MAX_Z = 1e3  # a robust z-score beyond this is clipped (a flat window has MAD 0)
@@ -106,8 +113,23 @@ def _uses(params: DetectorParams) -> dict[str, bool]:
 
 
 def _weighted(params: DetectorParams) -> list[str]:
-    """The components with a weight: each goes through its own likelihood."""
-    return [c for c in COMPONENTS if params.weights.get(c, 0.0) > 0]
+    """The components with a weight that go through their own likelihood (all but the direct ones)."""
+    return [c for c in COMPONENTS if params.weights.get(c, 0.0) > 0 and c not in _DIRECT]
+
+
+def warm_up(params: DetectorParams) -> int:
+    """Points before any score: ``min_history + likelihood_samples`` for the components through the likelihood,
+    ``context_learn`` for the contextual one; the earliest of the weighted ones."""
+    starts = [params.min_history + params.likelihood_samples] if _weighted(params) else []
+    if params.weights.get("context", 0.0) > 0:
+        starts.append(params.context_learn)
+    return min(starts, default=params.min_history)
+
+
+def _direct_surprise(raw: np.ndarray) -> np.ndarray:
+    """A direct component's surprise from its raw score in [0, 1]: ``-log10(1 - raw)`` (monotone), capped."""
+    with np.errstate(divide="ignore"):
+        return np.asarray(np.minimum(-np.log10(1.0 - raw), _MAX_SURPRISE))
 
 
 def _hours(h: float) -> str:
@@ -201,6 +223,7 @@ class StreamingDetector:
         self._uses = _uses(p)
         self._weighted = _weighted(p)
         self._cad = KnnCad(p) if self._uses["knn"] else None
+        self._ctx = ContextDetector(p) if self._uses["context"] else None
 
     def update(self, value: float) -> Point:
         p, sz = self.params, self.sizes
@@ -209,6 +232,7 @@ class StreamingDetector:
             return Point(0.0, False, 0.0, dict.fromkeys(COMPONENTS, 0.0), "missing value")
         t = self._n
         knn = self._cad.update(x)[0] if self._cad is not None else 0.0
+        ctx = self._ctx.update(x) if self._ctx is not None else 0.0
         # level: the value against the trailing window
         win = np.array(self._win, dtype=np.float64)
         med = mad = 0.0
@@ -242,7 +266,9 @@ class StreamingDetector:
         self._n += 1
 
         surprises = dict.fromkeys(COMPONENTS, 0.0)
-        raw = {"tail": tail, "level": abs(z), "change": abs(dz), "knn": knn}
+        raw = {"tail": tail, "level": abs(z), "change": abs(dz), "knn": knn, "context": ctx}
+        if self._ctx is not None:
+            surprises["context"] = float(_direct_surprise(np.array([ctx]))[0])
         if t >= p.min_history:
             k = t - p.min_history  # index among the likelihood's samples
             for c in self._weighted:
@@ -266,23 +292,27 @@ class StreamingDetector:
                 self._last_alert = t
             else:
                 score = min(score, self._alert_cap)
-        reason = _reason(self.name, p, t, x, (med, z, d, dz, tail, side, knn), top, surprise)
+        reason = _reason(self.name, p, t, x, (med, z, d, dz, tail, side, knn, ctx), top, surprise)
         return Point(score, alert, surprise, surprises, reason)
 
 
 def _reason(name: str, p: DetectorParams, t: int, x: float, figures: tuple[float, ...], top: str,
             surprise: float) -> str:
     """Why a point scores as it does; ``figures``: its median, robust z, change, the change's robust z, tail
-    surprise and side, and the k-NN surprise."""
-    med, z, d, dz, tail, side, knn = figures
-    if t < p.min_history + p.likelihood_samples:
-        return f"learning ({t + 1} of {p.min_history + p.likelihood_samples} points)"
+    surprise and side, the k-NN surprise and the contextual raw score."""
+    med, z, d, dz, tail, side, knn, ctx = figures
+    warm = warm_up(p)
+    if t < warm:
+        return f"learning ({t + 1} of {warm} points)"
     where = "above" if z >= 0 else "below"
     level = f"{name} {abs(z):.1f} robust sd {where} its {_hours(p.window_hours)} median ({x:.4g} vs {med:.4g})"
     if top == "change" and surprise > 0:
         verb = "rose" if d >= 0 else "fell"
         return (f"{name} {verb} {abs(d):.4g} in {_hours(p.change_hours)}, {abs(dz):.1f} robust sd beyond its "
                 f"usual {_hours(p.change_hours)} change")
+    if top == "context" and surprise > 0:
+        return (f"{name}: its last readings broke the patterns learned from its history (contextual anomaly score "
+                f"{ctx:.2f}); {level}")
     if top == "knn" and surprise > 0:
         return (f"{name}: its last {p.knn_dim} readings are unlike its earlier ones (nearest-neighbour conformal "
                 f"p = {10.0 ** -knn:.2g}); {level}")
@@ -416,8 +446,14 @@ def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray 
     if uses["knn"]:
         cad = KnnCad(p)
         knn = np.array([cad.update(v)[0] for v in x.tolist()], dtype=np.float64).reshape(n)
-    raw = {"tail": tail, "level": np.abs(z), "change": np.abs(dz), "knn": knn}
+    ctx = np.zeros(n)
+    if uses["context"]:
+        contextual = ContextDetector(p)
+        ctx = np.array([contextual.update(v) for v in x.tolist()], dtype=np.float64).reshape(n)
+    raw = {"tail": tail, "level": np.abs(z), "change": np.abs(dz), "knn": knn, "context": ctx}
     surprises = {c: np.zeros(n) for c in COMPONENTS}
+    if uses["context"]:
+        surprises["context"] = _direct_surprise(ctx)
     for c in _weighted(p):
         surprises[c][p.min_history:] = _batch_likelihood(raw[c][p.min_history:], p)
     weighted = np.stack([p.weights.get(c, 0.0) * surprises[c] for c in COMPONENTS])
@@ -437,7 +473,7 @@ def detect_details(values: np.ndarray | Sequence[float], timestamps: np.ndarray 
     reasons = [""] * n
     for i in explained:
         figures = (float(med[i]), float(z[i]), float(d[i]), float(dz[i]), float(tail[i]), float(side[i]),
-                   float(knn[i]))
+                   float(knn[i]), float(ctx[i]))
         reasons[i] = _reason(name, p, i, float(x[i]), figures, COMPONENTS[top[i]], float(surprise[i]))
 
     def scatter(a: np.ndarray, fill: Any) -> np.ndarray:

@@ -225,10 +225,13 @@ def _streams(r: _Readings, cfg: AnomalyDetectionConfig) -> list[dict[str, Any]]:
 
 def _check_warm_up(params: Any, cfg: AnomalyDetectionConfig, *, period: float, entity: Any) -> None:
     """Refuse settings under which no reading is ever scored: each run re-reads ``context_hours`` of history, and
-    the detector learns ``min_history + likelihood_samples`` readings before its first score."""
+    the detector learns ``warm_up(params)`` readings before its first score (``context_learn`` for the contextual
+    component, ``min_history + likelihood_samples`` for those through the likelihood)."""
+    from lakeforge.ml import anomaly
+
     if not math.isfinite(period) or period <= 0:
         return
-    warm_up = params.min_history + params.likelihood_samples
+    warm_up = anomaly.warm_up(params)
     held = cfg.context_hours * 3600.0 / period
     if held < warm_up:
         raise LakeforgeError(
@@ -236,8 +239,10 @@ def _check_warm_up(params: Any, cfg: AnomalyDetectionConfig, *, period: float, e
             f"{cfg.context_hours:g} holds {held:.0f} readings of {cfg.entity} {entity} (one every {period:g} s): "
             "no reading would ever be scored",
             hint=f"raise ml.anomalies.context_hours to at least {math.ceil(warm_up * period / 3600.0)}, or lower "
-                 "ml.anomalies.detector's min_history and likelihood_samples (hourly data: the example's {min_history: "
-                 "72, likelihood_samples: 72, weights: {tail: 1.0, level: 0.2, change: 0.2}}; docs/ml.md)")
+                 "ml.anomalies.detector's context_learn (the contextual default) or min_history and likelihood_samples "
+                 "(hourly data: the example's {min_history: "
+                 "72, likelihood_samples: 72, weights: {tail: 1.0, level: 0.2, change: 0.2}, alert_surprise: 5}; "
+                 "docs/ml.md)")
 
 
 def _utc(value: np.datetime64) -> dt.datetime:

@@ -164,7 +164,8 @@ def synthetic(n: int = 1500, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("weights", [{"knn": 1.0}, {"tail": 1.0, "level": 0.2, "change": 0.2},
-                                     {"tail": 1.0, "level": 0.2, "change": 0.2, "knn": 0.5}])
+                                     {"tail": 1.0, "level": 0.2, "change": 0.2, "knn": 0.5}, {"context": 1.0},
+                                     {"knn": 1.0, "context": 0.5}])
 def test_streaming_and_batch_give_the_same_scores_alerts_and_reasons(weights: dict[str, float]) -> None:
     values, ts = synthetic()
     values[[7, 400, 401, 1200]] = np.nan
@@ -182,8 +183,9 @@ def test_streaming_and_batch_give_the_same_scores_alerts_and_reasons(weights: di
 
 def test_the_detector_finds_a_spike_and_a_decline_and_says_why() -> None:
     values, ts = synthetic()
-    scores, reasons = anomaly.detect(values, ts, params=anomaly.DetectorParams(), name="vibration")
-    again, _ = anomaly.detect(values, ts, params=anomaly.DetectorParams(), name="vibration")
+    knn = anomaly.DetectorParams(weights={"knn": 1.0}, alert_surprise=3.0)  # the k-NN detector (the earlier default)
+    scores, reasons = anomaly.detect(values, ts, params=knn, name="vibration")
+    again, _ = anomaly.detect(values, ts, params=knn, name="vibration")
     assert np.array_equal(scores, again)  # deterministic
     assert np.all((scores >= 0) & (scores < 1))
     assert np.all(scores[:888] == 0.0) and reasons[0] == "learning (1 of 888 points)"
