@@ -231,20 +231,17 @@ def expectations(source: SourceProfile) -> list[str]:
     for column in source.columns:
         if column.name in source.key:
             continue
+        name = equipment.slug(column.name, prefix="", default="column")  # the rule's name
         bounds = _range(column) if column.numeric else None
         if bounds:
             expr = f"{_q(column.name)} IS NULL OR {_q(column.name)} BETWEEN {bounds[0]:g} AND {bounds[1]:g}"
-            rules.append(f"{{name: {_slug(column.name)}_in_range, expr: {json.dumps(expr)}, action: warn}}")
+            rules.append(f"{{name: {name}_in_range, expr: {json.dumps(expr)}, action: warn}}")
         elif column.type == "string" and 1 < column.distinct <= _CLASSES and len(column.members) == column.distinct:
             known = ", ".join("'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
                               for v in sorted(column.members, key=str))
             expr = f"{_q(column.name)} IS NULL OR {_q(column.name)} IN ({known})"
-            rules.append(f"{{name: {_slug(column.name)}_known, expr: {json.dumps(expr)}, action: warn}}")
+            rules.append(f"{{name: {name}_known, expr: {json.dumps(expr)}, action: warn}}")
     return rules
-
-
-def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_").lower() or "column"
 
 
 def silver_model(source: SourceProfile) -> str:

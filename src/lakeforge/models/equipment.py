@@ -23,10 +23,11 @@ _CLUSTER = "-- cluster_by: [{0}]  # Z-order in the lakehouse; clustering key or 
 q = DATABRICKS.ident
 
 
-def slug(name: str) -> str:
-    """A column name made from a sensor's (``Temp (C)`` -> ``temp_c``)."""
-    text = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_").lower() or "sensor"
-    return f"s_{text}" if text[0].isdigit() else text
+def slug(name: str, *, prefix: str = "s", default: str = "sensor") -> str:
+    """A column name made from a user's name or value (``Temp (C)`` -> ``temp_c``); one that would start with a digit
+    gets ``prefix`` (``404`` -> ``code_404`` with ``prefix="code"``)."""
+    text = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_").lower() or default
+    return f"{prefix}_{text}" if prefix and text[0].isdigit() else text
 
 
 def sensors(mapping: EquipmentMapping) -> list[tuple[str, str]]:
@@ -178,8 +179,7 @@ GROUP BY m.site_id, d.date""")
 
 def _code(value: str) -> str:
     """A column name part from a component or an error code (``comp1``; ``404`` -> ``code_404``)."""
-    text = re.sub(r"[^0-9A-Za-z]+", "_", value).strip("_").lower() or "code"
-    return f"code_{text}" if text[0].isdigit() else text
+    return slug(value, prefix="code", default="code")
 
 
 def feature_columns(m: EquipmentMapping) -> list[str]:
